@@ -1,0 +1,82 @@
+"""The `mlops` command: one subcommand per dvc.yaml stage.
+
+Thin on purpose: parse arguments, load params.yaml once, call the stage's `run`, and turn a
+PipelineError into a clear message on stderr and exit code 1 (no traceback for user errors).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlops_template.config import DEFAULT_PARAMS, Params, load_params
+from mlops_template.errors import PipelineError
+
+app = typer.Typer(
+    help="GitOps ML template: the DVC pipeline stages.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", "-p", help="Parameters file.", dir_okay=False)
+]
+
+
+def _run(stage: Callable[[Params], Any], params_path: Path) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        stage(load_params(params_path))
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(code=1) from None
+
+
+@app.command()
+def ingest(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Read the source data (embedded penguins or a CSV/Parquet file) into the raw table."""
+    from mlops_template.stages import ingest as stage
+
+    _run(stage.run, params)
+
+
+@app.command()
+def validate(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Check the raw table against the schema; report every violation; exit 1 on bad data."""
+    from mlops_template.stages import validate as stage
+
+    _run(stage.run, params)
+
+
+@app.command()
+def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Stratified, seeded train/test split of the validated table."""
+    from mlops_template.stages import split as stage
+
+    _run(stage.run, params)
+
+
+@app.command()
+def train(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Fit the preprocessing + estimator pipeline; write the model and its sha256."""
+    from mlops_template.stages import train as stage
+
+    _run(stage.run, params)
+
+
+@app.command()
+def evaluate(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Score the model on the test split; write DVC metrics and plot data."""
+    from mlops_template.stages import evaluate as stage
+
+    _run(stage.run, params)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,137 @@
+"""params.yaml -> typed, validated settings, parsed once.
+
+Every tunable of the pipeline lives in params.yaml. This module is the only place that knows
+its layout; stages receive the typed objects below and never read YAML themselves.
+Unknown keys and wrong types are errors that name the key (pydantic, `extra="forbid"`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlops_template.errors import PipelineError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(_Strict):
+    """Where each stage reads and writes, relative to the repository root."""
+
+    raw: Path
+    validated: Path
+    validation_report: Path
+    validation_failure: Path
+    train: Path
+    test: Path
+    model: Path
+    train_timing: Path
+    metrics: Path
+    confusion: Path
+    roc: Path
+    precision_recall: Path
+    feature_importance: Path
+
+
+class DataSettings(_Strict):
+    """`source` is `palmerpenguins` (the embedded default) or a path to a .csv/.parquet file."""
+
+    source: str = "palmerpenguins"
+
+
+class SplitSettings(_Strict):
+    test_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.25
+
+
+class RandomForest(_Strict):
+    kind: Literal["random_forest"]
+    n_estimators: Annotated[int, Field(ge=1)] = 100
+    max_depth: Annotated[int, Field(ge=1)] | None = None
+    min_samples_leaf: Annotated[int, Field(ge=1)] = 1
+    max_samples: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    n_jobs: int = -1
+
+
+class HistGradientBoosting(_Strict):
+    kind: Literal["hist_gradient_boosting"]
+    learning_rate: Annotated[float, Field(gt=0.0)] = 0.1
+    max_iter: Annotated[int, Field(ge=1)] = 100
+    max_leaf_nodes: Annotated[int, Field(ge=2)] = 31
+    min_samples_leaf: Annotated[int, Field(ge=1)] = 20
+    l2_regularization: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class LogisticRegression(_Strict):
+    kind: Literal["logistic_regression"]
+    C: Annotated[float, Field(gt=0.0)] = 1.0
+    max_iter: Annotated[int, Field(ge=1)] = 1000
+
+
+ModelSettings = Annotated[
+    RandomForest | HistGradientBoosting | LogisticRegression, Field(discriminator="kind")
+]
+
+
+class EvaluateSettings(_Strict):
+    primary_metric: Literal["accuracy", "f1_macro", "log_loss"] = "f1_macro"
+    importance_repeats: Annotated[int, Field(ge=1)] = 5
+    importance_max_rows: Annotated[int, Field(ge=10)] = 5000
+
+
+class TrackingSettings(_Strict):
+    """MLflow tracking. The URI itself comes from MLFLOW_TRACKING_URI (see tracking.py)."""
+
+    enabled: bool = True
+    experiment: str = "mlops-template"
+    on_unreachable: Literal["fail", "skip"] = "fail"
+    timeout_seconds: Annotated[float, Field(gt=0.0)] = 5.0
+
+
+class Params(_Strict):
+    seed: int = 42
+    paths: Paths
+    data: DataSettings = DataSettings()
+    split: SplitSettings = SplitSettings()
+    model: ModelSettings
+    evaluate: EvaluateSettings = EvaluateSettings()
+    tracking: TrackingSettings = TrackingSettings()
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: object, source: Path = DEFAULT_PARAMS) -> Params:
+    """Validate an already-loaded mapping; errors name every offending key."""
+    if not isinstance(raw, dict):
+        raise PipelineError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise PipelineError(_describe(error, source)) from None
+
+
+def load_params(path: Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate params.yaml."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: parameters file not found") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise PipelineError(f"{path}: not valid YAML: {error}") from None
+    return parse_params(raw, path)

@@ -1,0 +1,123 @@
+"""Atomic writes, hashing and table I/O shared by every stage.
+
+A stage that fails must leave nothing half-written for DVC to cache, so every file is written
+to a temporary sibling and moved into place with `os.replace` (atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from mlops_template.errors import PipelineError
+
+_CHUNK = 1 << 20
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; move it onto `target` only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(target: Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: Path, text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: Path, payload: Any) -> None:
+    """Stable JSON (sorted keys, fixed indent) so identical content gives identical hashes."""
+    write_text(target, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_with(target: Path, writer: Callable[[Path], None]) -> None:
+    """Run `writer(tmp_path)` and publish its file atomically at `target`."""
+    with atomic_path(target) as tmp:
+        writer(tmp)
+
+
+def write_parquet(target: Path, frame: pd.DataFrame) -> None:
+    write_with(target, lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise PipelineError(f"{path}: not found (did the previous stage run?)")
+    return pd.read_parquet(path, engine="pyarrow")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_sidecar(path: Path) -> Path:
+    """The file recording `path`'s sha256, in `sha256sum` format so `sha256sum -c` checks it."""
+    return path.with_name(path.name + ".sha256")
+
+
+def read_recorded_sha256(path: Path) -> str:
+    sidecar = sha256_sidecar(path)
+    try:
+        return sidecar.read_text(encoding="utf-8").split()[0]
+    except (FileNotFoundError, IndexError):
+        raise PipelineError(f"{sidecar}: missing or empty; cannot verify {path}") from None
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a user-supplied CSV or Parquet file, turning every failure into a clear error."""
+    if not path.is_file():
+        raise PipelineError(f"{path}: data file not found")
+    if path.stat().st_size == 0:
+        raise PipelineError(f"{path}: file is empty (no header, no rows)")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        elif suffix in {".parquet", ".pq"}:
+            frame = pd.read_parquet(path, engine="pyarrow")
+        else:
+            raise PipelineError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+    except PipelineError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise PipelineError(f"{path}: not a readable CSV table: {error}") from None
+    except (pa.ArrowException, OSError) as error:
+        raise PipelineError(f"{path}: not a readable Parquet table: {error}") from None
+    if frame.empty:
+        raise PipelineError(f"{path}: has a header but no data rows")
+    return frame

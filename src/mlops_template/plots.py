@@ -1,0 +1,68 @@
+"""Render the evaluate stage's plot data as PNG figures (for MLflow and the PR report).
+
+The data files (CSV/JSON) are what DVC versions and diffs; these figures are a view of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+Point = Mapping[str, float]
+
+
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
+    figure, axes = plt.subplots(figsize=(5, 4.5), dpi=100)
+    image = axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(classes)), labels=classes, rotation=30, ha="right")
+    axes.set_yticks(range(len(classes)), labels=classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        color = "white" if count > threshold else "black"
+        axes.text(col, row, str(count), ha="center", va="center", color=color)
+    figure.colorbar(image, ax=axes)
+    axes.set_title("Confusion matrix (test split)")
+    figure.tight_layout()
+    return figure
+
+
+def curves_figure(
+    curves: Mapping[str, Sequence[Point]], x: str, y: str, title: str, diagonal: bool = False
+) -> Figure:
+    figure, axes = plt.subplots(figsize=(5, 4.5), dpi=100)
+    for label, points in sorted(curves.items()):
+        axes.plot([p[x] for p in points], [p[y] for p in points], label=label)
+    if diagonal:
+        axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    axes.set_xlabel(x)
+    axes.set_ylabel(y)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.legend(loc="best")
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def importance_figure(rows: Sequence[Mapping[str, float | str]]) -> Figure:
+    ordered = sorted(rows, key=lambda row: float(row["importance"]))
+    figure, axes = plt.subplots(figsize=(6, 0.45 * len(ordered) + 1.2), dpi=100)
+    axes.barh(
+        [str(row["feature"]) for row in ordered],
+        [float(row["importance"]) for row in ordered],
+        xerr=[float(row["std"]) for row in ordered],
+        color="tab:blue",
+    )
+    axes.set_xlabel("permutation importance (drop in score)")
+    axes.set_title("Feature importance (test split)")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,127 @@
+"""Stage `train`: fit a scikit-learn Pipeline (preprocessing + the estimator chosen in params).
+
+Writes the model with joblib and its sha256 beside it (`model.joblib.sha256`, `sha256sum`
+format): a model file is code, so anything that loads it later checks that hash first.
+Wall-clock training time is not reproducible, so it goes to MLflow and to an untracked side
+file (`paths.train_timing`), never into a DVC output.
+"""
+
+from __future__ import annotations
+
+import io as stdio
+import logging
+import time
+from pathlib import Path
+
+import joblib
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlops_template import config, io, tracking
+from mlops_template.config import Params
+from mlops_template.errors import PipelineError
+from mlops_template.schema import TARGET, categorical_features, feature_names, numeric_features
+
+log = logging.getLogger(__name__)
+
+
+def build_estimator(settings: config.ModelSettings, seed: int) -> object:
+    options = settings.model_dump(exclude={"kind"})
+    match settings:
+        case config.RandomForest():
+            return RandomForestClassifier(random_state=seed, **options)
+        case config.HistGradientBoosting():
+            return HistGradientBoostingClassifier(random_state=seed, **options)
+        case config.LogisticRegression():
+            return LogisticRegression(random_state=seed, **options)
+    raise AssertionError(f"unhandled model kind {settings.kind}")
+
+
+def build_pipeline(settings: config.ModelSettings, seed: int) -> Pipeline:
+    """Impute and encode the schema's features, then the estimator. Only the linear model
+    needs scaled inputs; trees are scale-invariant, so they skip that work."""
+    numeric_steps: list[object] = [SimpleImputer(strategy="median")]
+    if isinstance(settings, config.LogisticRegression):
+        numeric_steps.append(StandardScaler())
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", make_pipeline(*numeric_steps), numeric_features()),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical_features(),
+            ),
+        ],
+        verbose_feature_names_out=False,
+    )
+    return Pipeline([("preprocess", preprocess), ("model", build_estimator(settings, seed))])
+
+
+def fit(train: pd.DataFrame, params: Params) -> Pipeline:
+    pipeline = build_pipeline(params.model, params.seed)
+    pipeline.fit(train[feature_names()], train[TARGET.name])
+    return pipeline
+
+
+def serialize(model: Pipeline) -> bytes:
+    buffer = stdio.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def load_verified(path: Path) -> Pipeline:
+    """Load a model only if its bytes match the sha256 recorded at training time."""
+    expected = io.read_recorded_sha256(path)
+    actual = io.sha256_file(path)
+    if actual != expected:
+        raise PipelineError(
+            f"{path}: sha256 {actual} does not match the recorded {expected}; refusing to load"
+        )
+    return joblib.load(path)
+
+
+def run(params: Params) -> Pipeline:
+    train = io.read_parquet(params.paths.train)
+    with tracking.tracker(params.tracking, run_name="train") as tracker:
+        started = time.perf_counter()
+        model = fit(train, params)
+        seconds = time.perf_counter() - started
+        blob = serialize(model)
+        sha256 = io.sha256_bytes(blob)
+        log.info("trained %s on %d rows in %.2f s", params.model.kind, len(train), seconds)
+
+        tracker.set_tags({tracking.MODEL_SHA_TAG: sha256, "model_kind": params.model.kind})
+        tracker.log_params(
+            {
+                "seed": params.seed,
+                "data.source": params.data.source,
+                "split.test_size": params.split.test_size,
+                **{f"model.{key}": value for key, value in params.model.model_dump().items()},
+            }
+        )
+        tracker.log_metrics(
+            {"train_seconds": seconds, "train_rows": len(train), "model_bytes": len(blob)}
+        )
+        tracker.log_model(model, train[feature_names()].head(5))
+
+        io.write_bytes(params.paths.model, blob)
+        io.write_text(
+            io.sha256_sidecar(params.paths.model), f"{sha256}  {params.paths.model.name}\n"
+        )
+        io.write_json(
+            params.paths.train_timing,
+            {
+                "train_seconds": round(seconds, 3),
+                "train_rows": len(train),
+                "model_bytes": len(blob),
+            },
+        )
+    return model
