@@ -97,6 +97,9 @@ def run(params: Params) -> pd.DataFrame:
     try:
         valid = check(frame)
     except DataValidationError as failure:
+        # Stale outputs of an earlier good run must not feed the next stage either.
+        params.paths.validated.unlink(missing_ok=True)
+        params.paths.validation_report.unlink(missing_ok=True)
         io.write_json(
             params.paths.validation_failure,
             {

@@ -1,0 +1,66 @@
+"""Shared fixtures: a scratch project directory with the repository's params.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from palmerpenguins import load_penguins
+
+from mlops_template.config import Params, parse_params
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def repo_params_dict() -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project directory, made current: params paths are relative to it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def make_params(workdir: Path) -> Callable[..., Params]:
+    """Build Params from the repository's params.yaml with overrides; tracking off by default.
+
+    Also writes them to `params.yaml` in the work directory, for CLI tests.
+    """
+
+    def build(**overrides: Any) -> Params:
+        raw = _merge(repo_params_dict(), {"tracking": {"enabled": False}})
+        raw = _merge(raw, overrides)
+        if "model" in overrides:  # another kind has other keys: replace, don't merge
+            raw["model"] = overrides["model"]
+        (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
+        return parse_params(raw)
+
+    return build
+
+
+@pytest.fixture
+def params(make_params: Callable[..., Params]) -> Params:
+    return make_params()
+
+
+@pytest.fixture(scope="session")
+def penguins() -> pd.DataFrame:
+    return load_penguins()

@@ -1,0 +1,78 @@
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_template import io
+from mlops_template.config import Params
+from mlops_template.errors import PipelineError
+from mlops_template.schema import feature_names
+from mlops_template.stages import split, train
+
+
+@pytest.fixture
+def split_data(params: Params, penguins: pd.DataFrame) -> Params:
+    train_frame, test_frame = split.split(penguins, 0.25, seed=params.seed)
+    io.write_parquet(params.paths.train, train_frame)
+    io.write_parquet(params.paths.test, test_frame)
+    return params
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"kind": "random_forest", "n_estimators": 20},
+        {"kind": "hist_gradient_boosting", "max_iter": 20},
+        {"kind": "logistic_regression"},
+    ],
+)
+def test_each_model_kind_trains_and_predicts_probabilities(
+    make_params: Callable[..., Params], penguins: pd.DataFrame, model: dict
+) -> None:
+    params = make_params(model=model)
+    train_frame, test_frame = split.split(penguins, 0.25, seed=params.seed)
+    pipeline = train.fit(train_frame, params)
+    proba = pipeline.predict_proba(test_frame[feature_names()])
+    assert proba.shape == (len(test_frame), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    accuracy = (pipeline.predict(test_frame[feature_names()]) == test_frame["species"]).mean()
+    assert accuracy > 0.9
+
+
+def test_model_handles_missing_values_and_unseen_categories(
+    params: Params, penguins: pd.DataFrame
+) -> None:
+    pipeline = train.fit(penguins.dropna(), params)
+    odd = penguins[feature_names()].head(3).astype(object)
+    odd.loc[0, "bill_length_mm"] = np.nan
+    odd.loc[1, "island"] = "Atlantis"
+    odd.loc[2, "sex"] = None
+    assert pipeline.predict_proba(odd).shape == (3, 3)
+
+
+def test_run_writes_model_with_its_sha256(split_data: Params) -> None:
+    params = split_data
+    train.run(params)
+    sidecar = io.sha256_sidecar(params.paths.model).read_text()
+    assert sidecar == f"{io.sha256_file(params.paths.model)}  model.joblib\n"
+    timing = io.read_json(params.paths.train_timing)
+    assert timing["train_rows"] == 258
+    assert timing["model_bytes"] == params.paths.model.stat().st_size
+    model = train.load_verified(params.paths.model)
+    assert list(model.classes_) == ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def test_training_is_deterministic(split_data: Params) -> None:
+    train.run(split_data)
+    first = split_data.paths.model.read_bytes()
+    train.run(split_data)
+    assert split_data.paths.model.read_bytes() == first
+
+
+def test_tampered_model_is_refused(split_data: Params) -> None:
+    train.run(split_data)
+    with split_data.paths.model.open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(PipelineError, match="does not match the recorded"):
+        train.load_verified(split_data.paths.model)
