@@ -59,7 +59,7 @@ def test_read_table_reads_csv_and_parquet(tmp_path: Path) -> None:
 def test_read_table_rejects_unknown_suffix(tmp_path: Path) -> None:
     path = tmp_path / "t.xlsx"
     path.write_text("a")
-    with pytest.raises(PipelineError, match="unsupported file type '.xlsx'"):
+    with pytest.raises(PipelineError, match=r"unsupported file type '\.xlsx'"):
         io.read_table(path)
 
 

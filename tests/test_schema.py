@@ -25,10 +25,12 @@ def test_every_spec_is_consistent() -> None:
     for spec in schema.COLUMNS:
         if spec.kind == "categorical":
             assert spec.categories, spec.name
-            assert spec.minimum is None and spec.maximum is None
+            assert spec.minimum is None
+            assert spec.maximum is None
         else:
             assert not spec.categories
-            assert spec.minimum is not None and spec.maximum is not None
+            assert spec.minimum is not None
+            assert spec.maximum is not None
             assert spec.minimum < spec.maximum
 
 

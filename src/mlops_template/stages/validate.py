@@ -53,6 +53,11 @@ def _violations(cases: pd.DataFrame) -> list[Violation]:
     missing_col = table_level & (cases["check"] == "column_in_dataframe")
     cases.loc[missing_col, "column"] = cases.loc[missing_col, "failure_case"]
     cases.loc[table_level & ~missing_col, "column"] = "(table)"
+    # A value that cannot be converted also fails the dtype and range checks of its column;
+    # report the conversion only, not its echoes.
+    uncoercible = set(cases.loc[cases["check"].str.startswith("coerce_dtype"), "column"])
+    echoes = cases["column"].isin(uncoercible) & ~cases["check"].str.startswith("coerce_dtype")
+    cases = cases[~echoes]
     found: list[Violation] = []
     for (column, check), group in cases.groupby(["column", "check"], sort=True, dropna=False):
         values = [
