@@ -110,7 +110,7 @@ class Tracker(NullTracker):
         import sklearn
         from mlflow.models import infer_signature
 
-        signature = infer_signature(example, model.predict_proba(example))
+        signature = infer_signature(example, model.predict(example))
         mlflow.sklearn.log_model(
             model,
             name="model",
