@@ -88,7 +88,8 @@ def test_repro_produces_every_output_and_a_clean_status(project: Path) -> None:
         "reports/validation.json",
         "reports/metrics.json",
         "reports/plots/confusion.csv",
-        "reports/plots/roc/Gentoo.json",
+        "reports/plots/roc.json",
+        "reports/plots/precision_recall.json",
         "reports/plots/feature_importance.json",
     ):
         assert (project / output).is_file(), output
@@ -131,6 +132,17 @@ def test_changing_a_training_param_reruns_only_train_and_evaluate(project: Path)
     assert "log_loss" in changed
     assert changed["log_loss"]["old"] != changed["log_loss"]["new"]
     assert "Data and pipelines are up to date" in sh(project, "dvc", "status").stdout
+
+    plots = json.loads(sh(project, "dvc", "plots", "diff", "HEAD", "--json").stdout)
+    assert plots.get("errors") in (None, [])
+    assert set(plots["data"]) == {
+        "reports/plots/confusion.csv",
+        "reports/plots/roc.json",
+        "reports/plots/precision_recall.json",
+        "reports/plots/feature_importance.json",
+    }
+    for rendered in plots["data"].values():
+        assert rendered[0]["revisions"] == ["workspace", "HEAD"]
 
 
 def test_bad_data_stops_the_pipeline_at_validate(tmp_path: Path) -> None:

@@ -60,10 +60,12 @@ def test_run_writes_metrics_and_plot_data(trained: Params) -> None:
     confusion = pd.read_csv(paths.confusion)
     assert list(confusion.columns) == ["actual", "predicted"]
     assert len(confusion) == 86
-    assert sorted(p.name for p in paths.roc.iterdir()) == [f"{c}.json" for c in CLASSES]
-    assert sorted(p.name for p in paths.precision_recall.iterdir()) == [
-        f"{c}.json" for c in CLASSES
-    ]
+    roc = io.read_json(paths.roc)["roc"]
+    assert {row["class"] for row in roc} == set(CLASSES)
+    assert set(roc[0]) == {"class", "fpr", "tpr"}
+    pr = io.read_json(paths.precision_recall)["precision_recall"]
+    assert {row["class"] for row in pr} == set(CLASSES)
+    assert set(pr[0]) == {"class", "recall", "precision"}
     importance = io.read_json(paths.feature_importance)["importance"]
     assert {row["feature"] for row in importance} == {
         "island",

@@ -3,14 +3,14 @@
 Metrics (`paths.metrics`): accuracy, macro F1, log loss and per-class precision/recall, so
 `dvc metrics diff main` compares branches. Plot data, declared under `plots:` in dvc.yaml so
 `dvc plots diff main` works: the confusion matrix (one row per test example), one-vs-rest ROC
-and precision-recall curves (one file per class) and permutation feature importance.
+and precision-recall curves (one row per point, tagged by class) and permutation feature
+importance.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -122,9 +122,9 @@ def feature_importance(
     ]
 
 
-def _write_curves(directory: Path, key: str, curves: dict[str, list[dict[str, float]]]) -> None:
-    for name, points in curves.items():
-        io.write_json(directory / f"{name}.json", {key: points})
+def _curve_rows(curves: dict[str, list[dict[str, float]]]) -> list[dict[str, float | str]]:
+    """One table for all classes, tagged by `class` (the DVC template colours by it)."""
+    return [{"class": name, **point} for name, points in curves.items() for point in points]
 
 
 def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -153,8 +153,8 @@ def run(params: Params) -> dict[str, Any]:
         io.write_json(paths.metrics, metrics)
         confusion_rows = pd.DataFrame({"actual": actual.to_numpy(), "predicted": predicted})
         io.write_with(paths.confusion, lambda tmp: confusion_rows.to_csv(tmp, index=False))
-        _write_curves(paths.roc, "roc", roc)
-        _write_curves(paths.precision_recall, "precision_recall", pr)
+        io.write_json(paths.roc, {"roc": _curve_rows(roc)})
+        io.write_json(paths.precision_recall, {"precision_recall": _curve_rows(pr)})
         io.write_json(paths.feature_importance, {"importance": importance})
         log.info(
             "accuracy %.4f, macro F1 %.4f, log loss %.4f on %d test rows",
