@@ -78,5 +78,17 @@ def evaluate(params: ParamsOption = DEFAULT_PARAMS) -> None:
     _run(stage.run, params)
 
 
+@app.command()
+def report(
+    params: ParamsOption = DEFAULT_PARAMS,
+    base: Annotated[str, typer.Option(help="Git revision to compare with.")] = "main",
+    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("report.md"),
+) -> None:
+    """Write the pull-request report: metrics and params against BASE, plots, data checks."""
+    from mlops_template import report as module
+
+    _run(lambda loaded: module.run(loaded, base, out), params)
+
+
 if __name__ == "__main__":
     app()

@@ -144,6 +144,21 @@ def test_changing_a_training_param_reruns_only_train_and_evaluate(project: Path)
     for rendered in plots["data"].values():
         assert rendered[0]["revisions"] == ["workspace", "HEAD"]
 
+    sh(project, "mlops", "report", "--base", "HEAD", "--out", "report.md")
+    report = (project / "report.md").read_text()
+    assert "| `model.n_estimators` | `100` | `7` |" in report
+    assert "| log_loss |" in report
+    assert "![Confusion matrix](report_images/confusion_matrix.png)" in report
+    assert (project / "report_images" / "confusion_matrix.png").is_file()
+
+
+def test_report_on_a_first_pull_request(project: Path) -> None:
+    """Against a base with no pipeline at all, the report still renders."""
+    empty_tree = sh(project, "git", "hash-object", "-t", "tree", "/dev/null").stdout.strip()
+    base = sh(project, "git", "commit-tree", empty_tree, "-m", "empty").stdout.strip()
+    sh(project, "mlops", "report", "--base", base, "--out", "first.md")
+    assert "🆕 **First metrics**" in (project / "first.md").read_text()
+
 
 def test_bad_data_stops_the_pipeline_at_validate(tmp_path: Path) -> None:
     root = copy_repo(tmp_path)

@@ -1,0 +1,271 @@
+"""The pull-request report: this branch against a base revision, as GitHub markdown.
+
+`mlops report --base main` gathers what DVC knows (metrics and params diffs against the base
+revision), what the stages wrote (validation summary or failure, timing, model size), renders
+the plot data to PNG, and writes `report.md` beside a folder of images. CML posts that file;
+this module never talks to GitHub. Gathering (subprocesses, files) is kept apart from
+rendering (a pure function of a `ReportInputs`), so every case is testable without DVC.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from mlops_template import io, plots
+from mlops_template.config import Params
+from mlops_template.errors import PipelineError
+
+LOWER_IS_BETTER = {"log_loss"}
+HEADLINE_METRICS = ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr")
+NO_CHANGE = 1e-9
+
+
+@dataclass(frozen=True)
+class MetricDiff:
+    name: str
+    old: float | None
+    new: float | None
+
+    @property
+    def delta(self) -> float | None:
+        if self.old is None or self.new is None:
+            return None
+        return self.new - self.old
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    base: str
+    primary_metric: str
+    metrics: list[MetricDiff] = field(default_factory=list)
+    params_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None
+    validation_failure: dict[str, Any] | None = None
+    train_seconds: float | None = None
+    model_bytes: int | None = None
+    images: dict[str, str] = field(default_factory=dict)
+
+
+def verdict(inputs: ReportInputs) -> str:
+    """One line a reviewer reads first."""
+    if inputs.validation_failure is not None:
+        return "❌ **Data validation failed**: the model was not retrained (see below)."
+    primary = next((m for m in inputs.metrics if m.name == inputs.primary_metric), None)
+    if primary is None or primary.new is None:
+        return f"❌ **No `{inputs.primary_metric}` on this branch**: did the pipeline run?"
+    if primary.old is None:
+        return (
+            f"🆕 **First metrics**: `{primary.name}` = {primary.new:.4f}"
+            f" (`{inputs.base}` has none to compare with)."
+        )
+    delta = primary.delta or 0.0
+    if abs(delta) <= NO_CHANGE:
+        return f"🟰 **No change** in `{primary.name}` ({primary.new:.4f}) against `{inputs.base}`."
+    better = delta < 0 if primary.name in LOWER_IS_BETTER else delta > 0
+    word = "✅ **Better**" if better else "⚠️ **Worse**"
+    return (
+        f"{word} than `{inputs.base}` on `{primary.name}`:"
+        f" {primary.old:.4f} → {primary.new:.4f} ({delta:+.4f})."
+    )
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4f}"
+    return f"{value:g}"
+
+
+def _metrics_rows(inputs: ReportInputs, metrics: list[MetricDiff]) -> list[str]:
+    lines = [f"| metric | `{inputs.base}` | this branch | Δ |", "|---|---:|---:|---:|"]
+    for metric in metrics:
+        delta = metric.delta
+        shown = "—" if delta is None else ("0" if abs(delta) <= NO_CHANGE else f"{delta:+.4f}")
+        name = f"**{metric.name}**" if metric.name == inputs.primary_metric else metric.name
+        lines.append(f"| {name} | {_number(metric.old)} | {_number(metric.new)} | {shown} |")
+    return lines
+
+
+def _metrics_section(inputs: ReportInputs) -> list[str]:
+    """Headline metrics in a table; the per-class ones folded away below it."""
+    if not inputs.metrics:
+        return ["_No metrics._"]
+    headline = [m for m in inputs.metrics if "." not in m.name]
+    per_class = [m for m in inputs.metrics if "." in m.name]
+    lines = _metrics_rows(inputs, headline)
+    if per_class:
+        lines += ["", "<details><summary>Per-class metrics</summary>", ""]
+        lines += [*_metrics_rows(inputs, per_class), "", "</details>"]
+    return lines
+
+
+def _params_section(inputs: ReportInputs) -> list[str]:
+    if not inputs.params_changed:
+        return [f"_No parameter changed against `{inputs.base}`._"]
+    lines = [f"| param | `{inputs.base}` | this branch |", "|---|---|---|"]
+    for name, (old, new) in sorted(inputs.params_changed.items()):
+        lines.append(f"| `{name}` | `{json.dumps(old)}` | `{json.dumps(new)}` |")
+    return lines
+
+
+def _validation_section(inputs: ReportInputs) -> list[str]:
+    if inputs.validation_failure is not None:
+        failure = inputs.validation_failure
+        lines = [
+            f"❌ {len(failure['violations'])} problem(s) in {failure['rows']} row(s):",
+            "",
+            "| column | check | failures | examples |",
+            "|---|---|---:|---|",
+        ]
+        for item in failure["violations"]:
+            examples = ", ".join(f"`{value}`" for value in item["failing_values"])
+            lines.append(
+                f"| `{item['column']}` | `{item['check']}` | {item['count']} | {examples} |"
+            )
+        return lines
+    if inputs.validation is None:
+        return ["_No validation summary found._"]
+    summary = inputs.validation
+    missing = {name: count for name, count in summary["missing"].items() if count}
+    lines = [f"✅ {summary['rows']} rows, {summary['columns']} columns, no violations."]
+    if missing:
+        lines.append("Missing values: " + ", ".join(f"`{k}` {v}" for k, v in missing.items()))
+    return lines
+
+
+def _training_section(inputs: ReportInputs) -> list[str]:
+    seconds = "not re-run" if inputs.train_seconds is None else f"{inputs.train_seconds:.2f} s"
+    size = "—" if inputs.model_bytes is None else f"{inputs.model_bytes / 1024:,.1f} KiB"
+    return [f"Training time: {seconds} · model size: {size}"]
+
+
+def render(inputs: ReportInputs) -> str:
+    """The markdown body; image paths are relative to the report file."""
+    lines = ["## Model report", "", verdict(inputs), "", "### Metrics", ""]
+    lines += _metrics_section(inputs)
+    lines += ["", "### Params changed", "", *_params_section(inputs)]
+    lines += ["", "### Data validation", "", *_validation_section(inputs)]
+    lines += ["", "### Training", "", *_training_section(inputs)]
+    if inputs.images:
+        lines += ["", "### Plots", ""]
+        lines += [f"![{title}]({path})" for title, path in inputs.images.items()]
+    return "\n".join(lines) + "\n"
+
+
+# --- gathering ---------------------------------------------------------------------------
+
+
+def _dvc_json(*args: str) -> dict[str, Any]:
+    result = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise PipelineError(f"dvc {' '.join(args)} failed: {result.stderr.strip()}")
+    return json.loads(result.stdout or "{}")
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def metric_diffs(diff: dict[str, Any], metrics_path: Path, primary: str) -> list[MetricDiff]:
+    """Headline metrics first (primary on top), then per-class ones, from `dvc metrics diff`."""
+    entries = diff.get(str(metrics_path), {})
+    found = {
+        name: MetricDiff(name, _as_float(values.get("old")), _as_float(values.get("new")))
+        for name, values in entries.items()
+        if name != "test_rows"
+    }
+    order = [primary, *(m for m in HEADLINE_METRICS if m != primary)]
+    head = [found.pop(name) for name in order if name in found]
+    return head + [found[name] for name in sorted(found)]
+
+
+def params_changes(diff: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {
+        name: (values.get("old"), values.get("new"))
+        for entries in diff.values()
+        for name, values in entries.items()
+        if values.get("old") != values.get("new")
+    }
+
+
+def _read_optional_json(path: Path) -> Any:
+    return io.read_json(path) if path.is_file() else None
+
+
+def render_images(params: Params, image_dir: Path) -> dict[str, Path]:
+    """Draw the evaluate stage's plot data as PNGs; skip plots whose data is missing."""
+    paths = params.paths
+    figures = {}
+    if paths.confusion.is_file():
+        rows = pd.read_csv(paths.confusion)
+        classes = sorted(set(rows["actual"]) | set(rows["predicted"]))
+        matrix = pd.crosstab(rows["actual"], rows["predicted"]).reindex(
+            index=classes, columns=classes, fill_value=0
+        )
+        figures["Confusion matrix"] = plots.confusion_figure(matrix.to_numpy(np.int64), classes)
+    for title, path, key, x, y in (
+        ("ROC", paths.roc, "roc", "fpr", "tpr"),
+        ("Precision-recall", paths.precision_recall, "precision_recall", "recall", "precision"),
+    ):
+        if path.is_file():
+            curves: dict[str, list[dict[str, float]]] = {}
+            for row in io.read_json(path)[key]:
+                curves.setdefault(row["class"], []).append(row)
+            figures[title] = plots.curves_figure(
+                curves, x, y, f"{title}, one vs rest", diagonal=key == "roc"
+            )
+    if paths.feature_importance.is_file():
+        rows_ = io.read_json(paths.feature_importance)["importance"]
+        figures["Feature importance"] = plots.importance_figure(rows_)
+    written = {}
+    for title, figure in figures.items():
+        target = image_dir / (title.lower().replace(" ", "_").replace("-", "_") + ".png")
+        io.write_with(target, lambda tmp, fig=figure: fig.savefig(tmp, format="png"))
+        plt.close(figure)
+        written[title] = target
+    return written
+
+
+def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> ReportInputs:
+    metrics = _dvc_json("metrics", "diff", base, "--all")
+    params_diff = _dvc_json("params", "diff", base, "--all")
+    timing = _read_optional_json(params.paths.train_timing)
+    model = params.paths.model
+    images = render_images(params, image_dir)
+    return ReportInputs(
+        base=base,
+        primary_metric=params.evaluate.primary_metric,
+        metrics=metric_diffs(metrics, params.paths.metrics, params.evaluate.primary_metric),
+        params_changed=params_changes(params_diff),
+        validation=_read_optional_json(params.paths.validation_report),
+        validation_failure=_read_optional_json(params.paths.validation_failure),
+        train_seconds=None if timing is None else float(timing["train_seconds"]),
+        model_bytes=model.stat().st_size if model.is_file() else None,
+        images={
+            title: path.relative_to(report_dir).as_posix()
+            if path.is_relative_to(report_dir)
+            else path.as_posix()
+            for title, path in images.items()
+        },
+    )
+
+
+def run(params: Params, base: str, out: Path) -> str:
+    out = out.resolve()
+    image_dir = out.parent / (out.stem + "_images")
+    text = render(gather(params, base, image_dir, out.parent))
+    io.write_text(out, text)
+    return text

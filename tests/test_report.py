@@ -1,0 +1,146 @@
+"""The PR report for each situation a reviewer meets."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from mlops_template import io
+from mlops_template.config import Params
+from mlops_template.report import (
+    MetricDiff,
+    ReportInputs,
+    metric_diffs,
+    params_changes,
+    render,
+    render_images,
+)
+from mlops_template.stages import evaluate, split, train
+
+VALIDATION = {
+    "passed": True,
+    "rows": 344,
+    "columns": 7,
+    "missing": {"species": 0, "sex": 11},
+    "violations": 0,
+}
+
+
+def _inputs(**changes: object) -> ReportInputs:
+    base = {
+        "base": "main",
+        "primary_metric": "f1_macro",
+        "metrics": [
+            MetricDiff("f1_macro", 0.90, 0.95),
+            MetricDiff("accuracy", 0.91, 0.96),
+            MetricDiff("log_loss", 0.30, 0.20),
+            MetricDiff("per_class.Adelie.recall", 0.9, 1.0),
+        ],
+        "params_changed": {"model.n_estimators": (100, 300)},
+        "validation": VALIDATION,
+        "train_seconds": 1.234,
+        "model_bytes": 2048,
+        "images": {"ROC": "report_images/roc.png"},
+    }
+    return ReportInputs(**{**base, **changes})
+
+
+def test_changed_metrics_report_deltas_params_and_verdict() -> None:
+    text = render(_inputs())
+    assert "✅ **Better** than `main` on `f1_macro`: 0.9000 → 0.9500 (+0.0500)." in text
+    assert "| **f1_macro** | 0.9000 | 0.9500 | +0.0500 |" in text
+    assert "| log_loss | 0.3000 | 0.2000 | -0.1000 |" in text
+    assert "<details><summary>Per-class metrics</summary>" in text
+    assert "| per_class.Adelie.recall | 0.9000 | 1 | +0.1000 |" in text
+    assert "| `model.n_estimators` | `100` | `300` |" in text
+    assert "✅ 344 rows, 7 columns, no violations." in text
+    assert "Missing values: `sex` 11" in text
+    assert "Training time: 1.23 s · model size: 2.0 KiB" in text
+    assert "![ROC](report_images/roc.png)" in text
+
+
+def test_worse_primary_metric_is_flagged() -> None:
+    text = render(_inputs(metrics=[MetricDiff("f1_macro", 0.95, 0.90)]))
+    assert "⚠️ **Worse** than `main` on `f1_macro`: 0.9500 → 0.9000 (-0.0500)." in text
+
+
+def test_lower_is_better_for_log_loss() -> None:
+    text = render(_inputs(primary_metric="log_loss", metrics=[MetricDiff("log_loss", 0.3, 0.2)]))
+    assert "✅ **Better**" in text
+
+
+def test_nothing_changed() -> None:
+    text = render(
+        _inputs(metrics=[MetricDiff("f1_macro", 0.95, 0.95)], params_changed={}, train_seconds=None)
+    )
+    assert "🟰 **No change** in `f1_macro` (0.9500) against `main`." in text
+    assert "_No parameter changed against `main`._" in text
+    assert "| **f1_macro** | 0.9500 | 0.9500 | 0 |" in text
+    assert "Training time: not re-run" in text
+
+
+def test_first_pull_request_without_base_metrics() -> None:
+    text = render(_inputs(metrics=[MetricDiff("f1_macro", None, 0.95)]))
+    assert "🆕 **First metrics**: `f1_macro` = 0.9500 (`main` has none to compare with)." in text
+    assert "| **f1_macro** | — | 0.9500 | — |" in text
+
+
+def test_failed_validation_lists_the_violations() -> None:
+    failure = {
+        "passed": False,
+        "rows": 344,
+        "violations": [
+            {
+                "column": "island",
+                "check": "isin(['Biscoe', 'Dream', 'Torgersen'])",
+                "count": 3,
+                "failing_values": ["Atlantis"],
+            }
+        ],
+    }
+    text = render(_inputs(validation=None, validation_failure=failure))
+    assert "❌ **Data validation failed**" in text
+    assert "❌ 1 problem(s) in 344 row(s):" in text
+    assert "| `island` | `isin(['Biscoe', 'Dream', 'Torgersen'])` | 3 | `Atlantis` |" in text
+
+
+def test_missing_primary_metric_says_so() -> None:
+    text = render(_inputs(metrics=[]))
+    assert "❌ **No `f1_macro` on this branch**" in text
+    assert "_No metrics._" in text
+
+
+def test_dvc_diffs_are_parsed_in_reading_order() -> None:
+    diff = {
+        "reports/metrics.json": {
+            "accuracy": {"old": 0.9, "new": 0.95, "diff": 0.05},
+            "per_class.Gentoo.recall": {"old": 1.0, "new": 1.0, "diff": 0},
+            "f1_macro": {"new": 0.8},
+            "test_rows": {"old": 86, "new": 86, "diff": 0},
+        },
+        "reports/validation.json": {"rows": {"old": 344, "new": 344}},
+    }
+    found = metric_diffs(diff, Path("reports/metrics.json"), "f1_macro")
+    assert [m.name for m in found] == ["f1_macro", "accuracy", "per_class.Gentoo.recall"]
+    assert found[0] == MetricDiff("f1_macro", None, 0.8)
+
+    params = {
+        "params.yaml": {
+            "model.n_estimators": {"old": 100, "new": 7, "diff": -93},
+            "seed": {"old": 42, "new": 42, "diff": 0},
+        }
+    }
+    assert params_changes(params) == {"model.n_estimators": (100, 7)}
+
+
+def test_plots_are_rendered_from_the_evaluate_outputs(
+    params: Params, penguins: pd.DataFrame, tmp_path: Path
+) -> None:
+    train_frame, test_frame = split.split(penguins, 0.25, seed=params.seed)
+    io.write_parquet(params.paths.train, train_frame)
+    io.write_parquet(params.paths.test, test_frame)
+    train.run(params)
+    evaluate.run(params)
+    images = render_images(params, tmp_path / "images")
+    assert set(images) == {"Confusion matrix", "ROC", "Precision-recall", "Feature importance"}
+    for path in images.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
