@@ -6,8 +6,20 @@ SHELL := /bin/bash
 # python3 does, needs no root and leaves the system Python alone).
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
+UV_SYNC_FLAGS ?= --compile-bytecode
 
-.PHONY: help install run test test-fast lint bench-pipeline clean
+# Pull-request loop (see .github/workflows/train.yml): the base to compare with, where the
+# report goes, and the PR it belongs to. DVC remote credentials come from the environment
+# (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the S3 remote in .dvc/config); without them
+# `pull` and `publish` say so and do nothing, which is how fork PRs run.
+BASE ?= main
+CML_VERSION ?= 0.20.6
+REPORT_DIR ?= pr-report
+PR ?=
+BRANCH ?=
+
+.PHONY: help install run test test-fast lint lint-workflows bench-pipeline report pull publish \
+	install-cml post-report clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -17,7 +29,7 @@ help: ## List the targets
 	.tools/bin/python -m pip install --quiet uv
 
 install: $(UV) ## Install uv if missing, then the locked environment (uv.lock)
-	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen $(UV_SYNC_FLAGS)
 
 run: install ## Run the whole DVC pipeline (only stages whose inputs changed)
 	$(RUN) dvc repro
@@ -31,8 +43,31 @@ test-fast: install ## Unit tests only (skips dvc end-to-end and MLflow server te
 lint: install ## pre-commit on every file: ruff lint + format, hygiene hooks
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
+lint-workflows: install ## zizmor (regular + pedantic), actionlint, check-jsonschema on .github/
+	.ci/lint-workflows
+
+report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop)
+	$(RUN) mlops report --base "$(BASE)" --out "$(REPORT_DIR)/report.md"
+	@if [ -n "$(PR)" ]; then printf '%s\n' "$(PR)" > "$(REPORT_DIR)/pr_number"; fi
+	@if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat "$(REPORT_DIR)/report.md" >> "$$GITHUB_STEP_SUMMARY"; fi
+
+pull: install ## Fetch DVC outputs from the remote, if credentials are set
+	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(RUN) dvc pull --allow-missing; \
+	else echo "pull: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped"; fi
+
+publish: install ## dvc push the outputs and commit dvc.lock to BRANCH, if credentials are set
+	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(RUN) dvc push && .ci/commit-lock "$(BRANCH)"; \
+	else echo "publish: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped"; fi
+
+install-cml: ## Install CML $(CML_VERSION) from npm, unless that version is already on PATH
+	@if [ "$$(cml --version 2>/dev/null)" = "$(CML_VERSION)" ]; then echo "cml $(CML_VERSION) found"; \
+	else npm install --global --no-fund --no-audit "@dvcorg/cml@$(CML_VERSION)"; fi
+
+post-report: ## Create or update the PR comment from $(REPORT_DIR) with CML (privileged job)
+	.ci/post-report "$(REPORT_DIR)"
+
 bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M rows
 	$(RUN) python benchmarks/pipeline.py
 
 clean: ## Remove pipeline outputs and local tracking data (not the DVC cache)
-	rm -rf data/*.parquet models/model.joblib reports/train_timing.json reports/validation_failure.json mlflow.db mlruns dvc_plots
+	rm -rf data/*.parquet models/model.joblib reports/train_timing.json reports/validation_failure.json mlflow.db mlruns dvc_plots $(REPORT_DIR)
