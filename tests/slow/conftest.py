@@ -1,8 +1,10 @@
-"""Fixtures that start real services: an MLflow tracking server on 127.0.0.1."""
+"""Helpers and fixtures for the slow tests: repository copies, and real services on 127.0.0.1
+(an MLflow tracking server, an S3 API served by moto)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,8 +16,54 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO_ROOT
+
 VENV_BIN = Path(sys.executable).parent
 STARTUP_SECONDS = 90
+STAGES = ("ingest", "validate", "split", "train", "evaluate")
+
+
+def sh(
+    cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command with the venv on PATH and a git identity; fail with its output."""
+    full_env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        **(env or {}),
+    }
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(
+        args, cwd=cwd, env=full_env, capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def copy_repo(destination: Path) -> Path:
+    """Copy the files git knows about (committed or not, minus ignored) and commit them."""
+    listed = sh(REPO_ROOT, "git", "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    for name in filter(None, listed.stdout.split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    sh(destination, "git", "init", "-q", "-b", "main")
+    sh(destination, "git", "add", "-A")
+    sh(destination, "git", "commit", "-q", "-m", "template")
+    return destination
+
+
+def ran_stages(output: str) -> list[str]:
+    return [stage for stage in STAGES if f"Running stage '{stage}'" in output]
 
 
 def free_port() -> int:
@@ -25,17 +73,29 @@ def free_port() -> int:
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll `url` until it answers 200; fail with the server's log if it dies or never does."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited early:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{url}: server exited early:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.25)
-    raise RuntimeError(f"mlflow server not healthy after {STARTUP_SECONDS}s:\n{log.read_text()}")
+    raise RuntimeError(f"{url}: not healthy after {STARTUP_SECONDS}s:\n{log.read_text()}")
+
+
+def start_server(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            start_new_session=True,
+        )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -54,32 +114,65 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `mlflow server` (SQLite backend, local artifact store) on a free loopback port."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    log = root / "server.log"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(VENV_BIN / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(root / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    process = start_server(
+        [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        root / "server.log",
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, process, log)
+        wait_healthy(f"{url}/health", process, root / "server.log")
         yield url
     finally:
         stop(process)
+
+
+S3_BUCKET = "dvc-test"
+S3_KEY = "testing"  # moto accepts any credentials
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 API (moto server) on a free loopback port, with an empty bucket."""
+    import boto3
+
+    root = tmp_path_factory.mktemp("moto")
+    port = free_port()
+    process = start_server(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], root / "moto.log"
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(f"{url}/moto-api/", process, root / "moto.log")
+        boto3.client(
+            "s3",
+            endpoint_url=url,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_KEY,
+            region_name="us-east-1",
+        ).create_bucket(Bucket=S3_BUCKET)
+        yield url
+    finally:
+        stop(process)
+
+
+def use_s3_remote(repo: Path, endpoint: str, prefix: str) -> None:
+    """Point the committed `storage` remote at the moto bucket (local, uncommitted config)."""
+    sh(repo, "dvc", "remote", "modify", "--local", "storage", "url", f"s3://{S3_BUCKET}/{prefix}")
+    sh(repo, "dvc", "remote", "modify", "--local", "storage", "endpointurl", endpoint)
+
+
+def s3_env() -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_KEY}

@@ -3,57 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.slow.conftest import VENV_BIN
+from tests.slow.conftest import STAGES, copy_repo, ran_stages, sh
 
 pytestmark = pytest.mark.slow
-
-STAGES = ("ingest", "validate", "split", "train", "evaluate")
-
-
-def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
-def copy_repo(destination: Path) -> Path:
-    """Copy the files git knows about (committed or not, minus ignored) and commit them."""
-    listed = sh(REPO_ROOT, "git", "ls-files", "--cached", "--others", "--exclude-standard", "-z")
-    for name in filter(None, listed.stdout.split("\0")):
-        source = REPO_ROOT / name
-        if source.is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
-    sh(destination, "git", "init", "-q", "-b", "main")
-    sh(destination, "git", "add", "-A")
-    sh(destination, "git", "commit", "-q", "-m", "template")
-    return destination
-
-
-def ran_stages(output: str) -> list[str]:
-    return [stage for stage in STAGES if f"Running stage '{stage}'" in output]
 
 
 def lock_outs(lock_file: Path) -> dict[str, dict[str, str]]:

@@ -1,0 +1,292 @@
+"""The GitHub Actions workflows, executed with act on this host.
+
+Actions that would be fetched from GitHub are mapped to small local stubs (tests/slow/act_stubs):
+checkout copies the test's clone, setup-uv puts our uv on PATH, upload/download-artifact copy
+to a folder, and `cml` records what it would post. Everything else is real: make, uv, dvc, the
+pipeline, git pushes to a bare "origin", and an S3 API (moto) as the DVC remote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+from tests.slow.conftest import (
+    STAGES,
+    VENV_BIN,
+    copy_repo,
+    ran_stages,
+    s3_env,
+    sh,
+    use_s3_remote,
+)
+
+pytestmark = pytest.mark.slow
+
+STUBS = Path(__file__).parent / "act_stubs"
+STUB_FOR = {
+    "actions/checkout": "checkout",
+    "astral-sh/setup-uv": "setup-uv",
+    "actions/upload-artifact": "upload-artifact",
+    "actions/download-artifact": "download-artifact",
+}
+PR_NUMBER = 7
+ACT_TIMEOUT = 900
+
+
+@dataclass(frozen=True)
+class Forge:
+    """A bare `origin` whose main holds the template, with main's outputs in the S3 remote."""
+
+    root: Path
+    origin: Path
+    endpoint: str
+
+
+def _stub_mappings() -> list[str]:
+    """`--local-repository` for every `uses:` in the workflows, refs exactly as written."""
+    args: list[str] = []
+    for workflow in sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml")):
+        for match in re.finditer(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})", workflow.read_text()):
+            action, ref = match.groups()
+            assert action in STUB_FOR, f"{workflow.name}: no offline stub for {action}"
+            args += ["--local-repository", f"{action}@{ref}={STUBS / STUB_FOR[action]}"]
+    return args
+
+
+def act(
+    workdir: Path,
+    event: str,
+    workflow: str,
+    payload: dict,
+    secrets: dict[str, str],
+    env: dict[str, str],
+) -> subprocess.CompletedProcess[str]:
+    """Run one workflow with act; the job runs on this host in a copy of `workdir`."""
+    event_file = workdir.parent / f"{workdir.name}-{event}.json"
+    event_file.write_text(json.dumps(payload))
+    secrets_file = workdir.parent / f"{workdir.name}.secrets"
+    secrets_file.write_text("".join(f"{key}={value}\n" for key, value in secrets.items()))
+    uv = shutil.which("uv") or str(REPO_ROOT / ".tools" / "bin" / "uv")
+    job_env = {
+        "ACT_STUB_SOURCE": str(workdir),
+        "ACT_STUB_UV_BIN": str(Path(uv).parent),
+        # Let Python cache bytecode lazily instead of compiling every package up front.
+        "UV_SYNC_FLAGS": "",
+        "PYTHONDONTWRITEBYTECODE": "",
+        **env,
+    }
+    command = [
+        str(VENV_BIN / "act"),
+        event,
+        "--workflows",
+        f".github/workflows/{workflow}",
+        "--platform",
+        "ubuntu-latest=-self-hosted",
+        "--eventpath",
+        str(event_file),
+        "--env-file",
+        os.devnull,
+        "--secret-file",
+        str(secrets_file),
+        *_stub_mappings(),
+    ]
+    for key, value in job_env.items():
+        command += ["--env", f"{key}={value}"]
+    return subprocess.run(
+        command,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=ACT_TIMEOUT,
+        env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
+
+
+def _succeeded(result: subprocess.CompletedProcess[str]) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "Job succeeded" in output
+    return output
+
+
+def pr_event(clone: Path, base: str, head_repo: str) -> dict:
+    head = sh(clone, "git", "rev-parse", "HEAD").stdout.strip()
+    branch = sh(clone, "git", "branch", "--show-current").stdout.strip()
+    return {
+        "number": PR_NUMBER,
+        "pull_request": {
+            "number": PR_NUMBER,
+            "head": {"ref": branch, "sha": head, "repo": {"full_name": head_repo}},
+            "base": {"ref": base, "repo": {"full_name": "acme/penguins"}},
+        },
+        "repository": {"full_name": "acme/penguins"},
+    }
+
+
+def branch_with_fewer_trees(forge: Forge, name: str) -> Path:
+    clone = forge.root / name
+    sh(forge.root, "git", "clone", "-q", str(forge.origin), name)
+    sh(clone, "git", "checkout", "-q", "-b", name)
+    params = clone / "params.yaml"
+    params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 7"))
+    sh(clone, "git", "commit", "-q", "-am", "Fewer trees")
+    sh(clone, "git", "push", "-q", "origin", name)
+    return clone
+
+
+@pytest.fixture(scope="module")
+def forge(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Forge:
+    root = tmp_path_factory.mktemp("forge")
+    origin = root / "origin.git"
+    sh(root, "git", "init", "-q", "--bare", "-b", "main", str(origin))
+    template = copy_repo(root / "template")
+    use_s3_remote(template, s3_endpoint, "store")
+    sh(template, "dvc", "repro")
+    sh(template, "dvc", "push", env=s3_env())
+    sh(template, "git", "add", "-A")
+    sh(template, "git", "commit", "-q", "-m", "main's run", check=False)
+    sh(template, "git", "remote", "add", "origin", str(origin))
+    sh(template, "git", "push", "-q", "origin", "main")
+    return Forge(root, origin, s3_endpoint)
+
+
+@pytest.fixture(scope="module")
+def same_repo_run(forge: Forge) -> tuple[Path, str]:
+    """train.yml on a same-repo pull request that changes a parameter, with the secrets."""
+    clone = branch_with_fewer_trees(forge, "more-trees")
+    use_s3_remote(clone, forge.endpoint, "store")
+    artifacts = forge.root / "artifacts"
+    result = act(
+        clone,
+        "pull_request",
+        "train.yml",
+        pr_event(clone, "main", "acme/penguins"),
+        secrets={
+            "DVC_REMOTE_ACCESS_KEY_ID": s3_env()["AWS_ACCESS_KEY_ID"],
+            "DVC_REMOTE_SECRET_ACCESS_KEY": s3_env()["AWS_SECRET_ACCESS_KEY"],
+        },
+        env={"ACT_STUB_ARTIFACTS": str(artifacts)},
+    )
+    return artifacts, _succeeded(result)
+
+
+def test_pull_request_retrains_only_the_changed_stages(same_repo_run: tuple[Path, str]) -> None:
+    _, output = same_repo_run
+    assert ran_stages(output) == ["train", "evaluate"]
+    for stage in ("ingest", "validate", "split"):
+        assert f"Stage '{stage}' didn't change, skipping" in output
+    assert "files fetched" in output  # main's outputs came from the S3 remote
+
+
+def test_report_is_the_artifact_for_the_comment(same_repo_run: tuple[Path, str]) -> None:
+    artifacts, _ = same_repo_run
+    report = (artifacts / "pr-report" / "report.md").read_text()
+    assert "against `origin/main`" in report or "`origin/main`" in report
+    assert "| `model.n_estimators` | `100` | `7` |" in report
+    assert (artifacts / "pr-report" / "pr_number").read_text().strip() == str(PR_NUMBER)
+    assert (artifacts / "pr-report" / "report_images" / "roc.png").is_file()
+
+
+def test_dvc_lock_is_committed_back_and_outputs_reach_the_remote(
+    forge: Forge, same_repo_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    log = sh(forge.origin, "git", "log", "-2", "--format=%an|%s", "more-trees").stdout
+    assert log.splitlines() == [
+        "github-actions[bot]|Update dvc.lock and reports from CI [dvc repro]",
+        "test|Fewer trees",
+    ]
+    changed = sh(forge.origin, "git", "show", "--name-only", "--format=", "more-trees").stdout
+    assert "dvc.lock" in changed.split()
+
+    # Proof of the push: a fresh clone with an empty cache fetches the new model from S3.
+    sh(tmp_path, "git", "clone", "-q", "--branch", "more-trees", str(forge.origin), "verify")
+    verify = tmp_path / "verify"
+    use_s3_remote(verify, forge.endpoint, "store")
+    assert not (verify / ".dvc" / "cache").exists()
+    sh(verify, "dvc", "pull", env=s3_env())
+    lock = yaml.safe_load((verify / "dvc.lock").read_text())
+    model_out = next(o for o in lock["stages"]["train"]["outs"] if o["path"].endswith(".joblib"))
+    assert (verify / model_out["path"]).is_file()
+    assert "Data and pipelines are up to date" in sh(verify, "dvc", "status").stdout
+
+
+def test_comment_workflow_posts_the_report(forge: Forge, same_repo_run: tuple[Path, str]) -> None:
+    artifacts, _ = same_repo_run
+    default_branch = forge.root / "default-branch"
+    sh(forge.root, "git", "clone", "-q", str(forge.origin), default_branch.name)
+    record = forge.root / "cml-record"
+    result = act(
+        default_branch,
+        "workflow_run",
+        "pr-comment.yml",
+        {
+            "workflow_run": {"id": 4242, "event": "pull_request", "conclusion": "success"},
+            "repository": {"full_name": "acme/penguins"},
+        },
+        secrets={},
+        env={
+            "ACT_STUB_ARTIFACTS": str(artifacts),
+            "ACT_STUB_CML_RECORD": str(record),
+            "GITHUB_REPOSITORY": "acme/penguins",
+            "PATH": f"{STUBS / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        },
+    )
+    _succeeded(result)
+    assert (artifacts / "download-run-id").read_text().strip() == "4242"
+    args = (record / "args").read_text().splitlines()
+    assert args[:2] == ["comment", "update"]
+    assert f"--target=pr/{PR_NUMBER}" in args
+    assert "--repo=https://github.com/acme/penguins" in args
+    posted = (record / "comment.md").read_text()
+    assert posted == (artifacts / "pr-report" / "report.md").read_text()
+
+
+def test_fork_pull_request_trains_and_reports_without_secrets(forge: Forge) -> None:
+    clone = branch_with_fewer_trees(forge, "from-a-fork")
+    before = sh(forge.origin, "git", "rev-parse", "from-a-fork").stdout
+    artifacts = forge.root / "fork-artifacts"
+    result = act(
+        clone,
+        "pull_request",
+        "train.yml",
+        pr_event(clone, "main", "someone/penguins"),
+        secrets={},
+        env={"ACT_STUB_ARTIFACTS": str(artifacts)},
+    )
+    output = _succeeded(result)
+    assert "pull: no DVC remote credentials" in output
+    assert "publish: no DVC remote credentials" in output
+    assert ran_stages(output) == list(STAGES)  # no cache to reuse: everything runs
+    assert (
+        "| `model.n_estimators` | `100` | `7` |"
+        in (artifacts / "pr-report" / "report.md").read_text()
+    )
+    assert sh(forge.origin, "git", "rev-parse", "from-a-fork").stdout == before
+
+
+def test_ci_workflow_lints_and_tests(forge: Forge) -> None:
+    clone = forge.root / "ci"
+    sh(forge.root, "git", "clone", "-q", str(forge.origin), clone.name)
+    result = act(
+        clone,
+        "push",
+        "ci.yml",
+        {"ref": "refs/heads/main", "repository": {"full_name": "acme/penguins"}},
+        secrets={},
+        # The suite inside the job skips the slow tests: they are what is running it.
+        env={"PYTEST_ADDOPTS": "-m 'not slow' -p no:cacheprovider"},
+    )
+    output = _succeeded(result)
+    assert "ruff check" in output
+    assert re.search(r"\d+ passed", output)
