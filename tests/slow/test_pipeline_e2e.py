@@ -133,3 +133,23 @@ def test_bad_data_stops_the_pipeline_at_validate(tmp_path: Path) -> None:
     assert "column 'island': check isin" in result.stderr + result.stdout
     for output in ("data/validated.parquet", "data/train.parquet", "models/model.joblib"):
         assert not (root / output).exists(), output
+
+
+def test_local_directory_remote_round_trip(project: Path, tmp_path: Path) -> None:
+    """Push to a directory remote; a fresh clone with an empty cache pulls every output."""
+    store = tmp_path / "store"
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-q", "-m", "outputs", check=False)
+    sh(project, "dvc", "remote", "add", "--local", "-f", "-d", "shelf", str(store))
+    sh(project, "dvc", "push")
+    assert any(store.rglob("*"))
+
+    sh(tmp_path, "git", "clone", "-q", str(project), "fresh")
+    fresh = tmp_path / "fresh"
+    assert not (fresh / "models" / "model.joblib").exists()
+    sh(fresh, "dvc", "remote", "add", "--local", "-f", "-d", "shelf", str(store))
+    sh(fresh, "dvc", "pull")
+    assert (fresh / "models" / "model.joblib").read_bytes() == (
+        project / "models" / "model.joblib"
+    ).read_bytes()
+    assert "Data and pipelines are up to date" in sh(fresh, "dvc", "status").stdout
