@@ -98,6 +98,26 @@ def read_recorded_sha256(path: Path) -> str:
         raise PipelineError(f"{sidecar}: missing or empty; cannot verify {path}") from None
 
 
+def load_verified_model(path: Path) -> Any:
+    """Load a joblib model only if its bytes match the sha256 recorded beside it.
+
+    A pickle runs code when loaded, so the hash is checked first: a tampered or truncated
+    file is refused before it is deserialized.
+    """
+    import joblib
+
+    expected = read_recorded_sha256(path)
+    try:
+        actual = sha256_file(path)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: model file not found") from None
+    if actual != expected:
+        raise PipelineError(
+            f"{path}: sha256 {actual} does not match the recorded {expected}; refusing to load"
+        )
+    return joblib.load(path)
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a user-supplied CSV or Parquet file, turning every failure into a clear error."""
     if not path.is_file():

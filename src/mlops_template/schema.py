@@ -8,9 +8,10 @@ drift reference. A fork that brings its own data edits this list and `stages/ing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandera.pandas as pa
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 Kind = Literal["numeric", "categorical"]
 
@@ -70,6 +71,8 @@ def feature_names() -> list[str]:
 
 
 def _column(spec: ColumnSpec) -> pa.Column:
+    import pandera.pandas as pa
+
     checks: list[pa.Check] = []
     if spec.kind == "numeric":
         if spec.minimum is not None and spec.maximum is not None:
@@ -85,7 +88,12 @@ def _column(spec: ColumnSpec) -> pa.Column:
 
 def dataframe_schema() -> pa.DataFrameSchema:
     """The pandera schema for the whole table. Extra columns are dropped (`strict="filter"`),
-    missing ones are errors, and the table must have at least MIN_ROWS rows."""
+    missing ones are errors, and the table must have at least MIN_ROWS rows.
+
+    pandera is imported here, not at module level: the serving app reads the column specs
+    above and must start fast without it."""
+    import pandera.pandas as pa
+
     return pa.DataFrameSchema(
         {spec.name: _column(spec) for spec in COLUMNS},
         strict="filter",

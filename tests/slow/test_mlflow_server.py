@@ -74,5 +74,5 @@ def test_train_and_evaluate_log_one_run_to_the_server(
     assert [spec.name for spec in model_info.signature.inputs] == feature_names()
     pyfunc = mlflow.pyfunc.load_model(f"models:/{logged[0].model_id}")
     rows = io.read_parquet(tracked_params.paths.test)[feature_names()].head(20)
-    ours = train.load_verified(tracked_params.paths.model).predict(rows)
+    ours = io.load_verified_model(tracked_params.paths.model).predict(rows)
     assert list(pyfunc.predict(rows)) == list(ours)

@@ -59,7 +59,7 @@ def test_run_writes_model_with_its_sha256(split_data: Params) -> None:
     timing = io.read_json(params.paths.train_timing)
     assert timing["train_rows"] == 258
     assert timing["model_bytes"] == params.paths.model.stat().st_size
-    model = train.load_verified(params.paths.model)
+    model = io.load_verified_model(params.paths.model)
     assert list(model.classes_) == ["Adelie", "Chinstrap", "Gentoo"]
 
 
@@ -75,4 +75,4 @@ def test_tampered_model_is_refused(split_data: Params) -> None:
     with split_data.paths.model.open("ab") as handle:
         handle.write(b"\0")
     with pytest.raises(PipelineError, match="does not match the recorded"):
-        train.load_verified(split_data.paths.model)
+        io.load_verified_model(split_data.paths.model)

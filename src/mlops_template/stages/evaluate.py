@@ -32,7 +32,6 @@ from sklearn.pipeline import Pipeline
 from mlops_template import io, plots, tracking
 from mlops_template.config import EvaluateSettings, Params
 from mlops_template.schema import TARGET, feature_names
-from mlops_template.stages.train import load_verified
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 def run(params: Params) -> dict[str, Any]:
     paths = params.paths
     test = io.read_parquet(paths.test)
-    model = load_verified(paths.model)
+    model: Pipeline = io.load_verified_model(paths.model)
     sha256 = io.read_recorded_sha256(paths.model)
     classes = [str(name) for name in model.classes_]
     with tracking.tracker(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io as stdio
 import logging
 import time
-from pathlib import Path
 
 import joblib
 import pandas as pd
@@ -24,7 +23,6 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_template import config, io, tracking
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
 from mlops_template.schema import TARGET, categorical_features, feature_names, numeric_features
 
 log = logging.getLogger(__name__)
@@ -75,17 +73,6 @@ def serialize(model: Pipeline) -> bytes:
     buffer = stdio.BytesIO()
     joblib.dump(model, buffer)
     return buffer.getvalue()
-
-
-def load_verified(path: Path) -> Pipeline:
-    """Load a model only if its bytes match the sha256 recorded at training time."""
-    expected = io.read_recorded_sha256(path)
-    actual = io.sha256_file(path)
-    if actual != expected:
-        raise PipelineError(
-            f"{path}: sha256 {actual} does not match the recorded {expected}; refusing to load"
-        )
-    return joblib.load(path)
 
 
 def run(params: Params) -> Pipeline:
