@@ -94,6 +94,22 @@ class TrackingSettings(_Strict):
     timeout_seconds: Annotated[float, Field(gt=0.0)] = 5.0
 
 
+class ServeSettings(_Strict):
+    """The prediction service (src/mlops_template/serve). Limits protect it under load."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    max_batch_rows: Annotated[int, Field(ge=1)] = 1000
+    max_concurrent_requests: Annotated[int, Field(ge=1)] = 256
+    request_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    micro_batch_max_rows: Annotated[int, Field(ge=1)] = 256
+    drain_seconds: Annotated[float, Field(ge=0)] = 5.0
+    prediction_log: Path = Path("logs/predictions.jsonl")
+    prediction_log_max_bytes: Annotated[int, Field(ge=1024)] = 50_000_000
+    prediction_log_backups: Annotated[int, Field(ge=1)] = 5
+
+
 class Params(_Strict):
     seed: int = 42
     paths: Paths
@@ -102,6 +118,7 @@ class Params(_Strict):
     model: ModelSettings
     evaluate: EvaluateSettings = EvaluateSettings()
     tracking: TrackingSettings = TrackingSettings()
+    serve: ServeSettings = ServeSettings()
 
 
 def _describe(error: ValidationError, source: Path) -> str:

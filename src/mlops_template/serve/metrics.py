@@ -1,0 +1,49 @@
+"""Prometheus metrics of the service, in their own registry (no process-global state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class ServiceMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests by route and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Request latency by route and status.",
+            ["route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "predictions", "Predicted classes.", ["predicted_class"], registry=self.registry
+        )
+        self.batch_rows = Histogram(
+            "micro_batch_rows",
+            "Rows scored together per model call.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "model_info",
+            "The served model (value is always 1).",
+            ["version"],
+            registry=self.registry,
+        )
+        self.log_dropped = Gauge(
+            "prediction_log_dropped",
+            "Prediction log lines dropped because the disk lagged.",
+            registry=self.registry,
+        )

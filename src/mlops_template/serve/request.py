@@ -1,0 +1,75 @@
+"""Request and response models, derived from the column specs in schema.py.
+
+One source of truth: a numeric column becomes a finite float within its range, a
+categorical column a choice among its categories, and nullable columns may be null or left
+out. Unknown fields, NaN or infinity, strings for numbers and values outside the contract
+are rejected with 422 naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from mlops_template.schema import FEATURES, TARGET, ColumnSpec
+
+EXAMPLE = {
+    "island": "Biscoe",
+    "bill_length_mm": 45.2,
+    "bill_depth_mm": 14.8,
+    "flipper_length_mm": 215.0,
+    "body_mass_g": 5300.0,
+    "sex": "female",
+}
+
+
+def _field(spec: ColumnSpec) -> tuple[Any, Any]:
+    if spec.kind == "numeric":
+        annotation: Any = Annotated[
+            float,
+            Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False),
+        ]
+    else:
+        annotation = Literal[spec.categories]  # type: ignore[valid-type]
+    if spec.nullable:
+        return annotation | None, Field(default=None, description=spec.description)
+    return annotation, Field(description=spec.description)
+
+
+Features: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "Features",
+    __config__=ConfigDict(extra="forbid", strict=True, json_schema_extra={"example": EXAMPLE}),
+    **{spec.name: _field(spec) for spec in FEATURES},
+)
+
+
+class Prediction(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "prediction": "Gentoo",
+                "probabilities": {"Adelie": 0.01, "Chinstrap": 0.0, "Gentoo": 0.99},
+                "model_version": "3f1c0a9e2b7d",
+            }
+        }
+    )
+
+    prediction: str = Field(description=f"Predicted {TARGET.name}. {TARGET.description}")
+    probabilities: dict[str, float]
+    model_version: str
+
+
+def batch_request(max_rows: int) -> type[BaseModel]:
+    """`{"records": [...]}` with at most `max_rows` records (the bound is a setting)."""
+    return create_model(
+        "BatchRequest",
+        __config__=ConfigDict(
+            extra="forbid", json_schema_extra={"example": {"records": [EXAMPLE]}}
+        ),
+        records=(list[Features], Field(min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
+    )
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[Prediction]
