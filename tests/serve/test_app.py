@@ -80,11 +80,13 @@ def test_non_finite_numbers_are_422_not_500(make_client: Client, literal: str) -
     assert response.json()["detail"][0]["loc"] == ["body", "bill_length_mm"]
 
 
-def test_not_json_is_422(make_client: Client) -> None:
+@pytest.mark.parametrize("body", [b"\x00\xff", b"`\xb1j\xa5a<&", b"{", b"[]"])
+def test_a_body_that_is_not_a_json_record_is_422(make_client: Client, body: bytes) -> None:
     response = make_client().post(
-        "/predict", content=b"\x00\xff", headers={"content-type": "application/json"}
+        "/predict", content=body, headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][0] == "body"
 
 
 def test_batch_bounds(make_client: Client) -> None:

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 
 from mlops_template.config import ServeSettings
 from mlops_template.serve.batcher import MicroBatcher
@@ -219,6 +220,19 @@ def create_app(
             for item in error.errors()
         ]
         return JSONResponse({"detail": problems}, status_code=422)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        """FastAPI answers 400 for a body it cannot decode (not UTF-8); like any other body
+        that is not JSON, that is a 422 here."""
+        if error.status_code == 400:
+            problem = {
+                "loc": ["body"],
+                "msg": "body is not valid UTF-8 JSON",
+                "type": "json_invalid",
+            }
+            return JSONResponse({"detail": [problem]}, status_code=422)
+        return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
 
     def respond(records: list[dict[str, Any]], proba: Any, model: ServedModel) -> list[Prediction]:
         predictions = []

@@ -1,0 +1,53 @@
+"""schemathesis against the service's own OpenAPI: at least 1,000 generated requests, and not
+one server error or undocumented response."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.serve.test_process import _params_file, _serve, _wait_ready
+from tests.slow.conftest import VENV_BIN
+
+pytestmark = pytest.mark.slow
+
+MIN_CASES = 1000
+
+
+def test_fuzzing_the_openapi_finds_no_server_errors(tmp_path: Path, model_path: Path) -> None:
+    params, port = _params_file(tmp_path, model_path)
+    url = f"http://127.0.0.1:{port}"
+    process = _serve(params)
+    try:
+        _wait_ready(url, process)
+        result = subprocess.run(
+            [
+                str(VENV_BIN / "schemathesis"),
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                "600",
+                "--seed",
+                "20261126",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    cases = re.search(r"(\d+) generated, (\d+) passed", output)
+    assert cases is not None, output[-3000:]
+    assert int(cases.group(1)) >= MIN_CASES
+    assert cases.group(1) == cases.group(2)
