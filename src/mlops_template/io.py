@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from mlops_template.errors import PipelineError
 
@@ -120,6 +119,8 @@ def load_verified_model(path: Path) -> Any:
 
 def read_table(path: Path) -> pd.DataFrame:
     """Read a user-supplied CSV or Parquet file, turning every failure into a clear error."""
+    import pyarrow as pa  # here, not at the top: the serving image does without it
+
     if not path.is_file():
         raise PipelineError(f"{path}: data file not found")
     if path.stat().st_size == 0:

@@ -37,6 +37,7 @@ def test_fuzzing_the_openapi_finds_no_server_errors(tmp_path: Path, model_path: 
                 "20261126",
                 "--no-color",
             ],
+            cwd=tmp_path,  # schemathesis keeps its state in ./.schemathesis
             capture_output=True,
             text=True,
             timeout=600,
