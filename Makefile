@@ -18,7 +18,7 @@ REPORT_DIR ?= pr-report
 PR ?=
 BRANCH ?=
 
-.PHONY: help install run test test-fast lint lint-workflows bench-pipeline report pull publish \
+.PHONY: help install run test test-fast lint lint-workflows lint-container bench-pipeline report pull publish \
 	install-cml post-report clean
 
 help: ## List the targets
@@ -45,6 +45,9 @@ lint: install ## pre-commit on every file: ruff lint + format, hygiene hooks
 
 lint-workflows: install ## zizmor (regular + pedantic), actionlint, check-jsonschema on .github/
 	.ci/lint-workflows
+
+lint-container: install ## hadolint and checkov on the Dockerfile
+	UV="$(UV)" .ci/lint-container
 
 report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop)
 	$(RUN) mlops report --base "$(BASE)" --out "$(REPORT_DIR)/report.md"

@@ -28,6 +28,14 @@ def test_atomic_write_creates_nothing_when_the_writer_fails(tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []
 
 
+def test_written_files_get_the_usual_mode_not_a_private_one(tmp_path: Path) -> None:
+    target = tmp_path / "model.joblib.sha256"
+    io.write_text(target, "x")
+    reference = tmp_path / "plain"
+    reference.write_text("x")
+    assert target.stat().st_mode == reference.stat().st_mode
+
+
 def test_json_is_stable(tmp_path: Path) -> None:
     io.write_json(tmp_path / "a.json", {"b": 1, "a": [2, 3]})
     io.write_json(tmp_path / "b.json", {"a": [2, 3], "b": 1})

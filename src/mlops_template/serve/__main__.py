@@ -1,4 +1,5 @@
-"""Run the service: `python -m mlops_template.serve [--params params.yaml]`.
+"""Run the service: `python -m mlops_template.serve [--params params.yaml] [--host] [--port]`.
+Host and port may also come from MLOPS_SERVE_HOST / MLOPS_SERVE_PORT (the image sets them).
 
 One uvicorn process on purpose: scoring runs in a worker thread beside the event loop, which
 uses both cores of a small machine, and `--workers N` would lose TCP_NODELAY on the shared
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -49,8 +51,15 @@ class DrainingServer(uvicorn.Server):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlops_template.serve")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
-    parser.add_argument("--host", help="overrides serve.host")
-    parser.add_argument("--port", type=int, help="overrides serve.port")
+    parser.add_argument(
+        "--host", default=os.environ.get("MLOPS_SERVE_HOST"), help="overrides serve.host"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("MLOPS_SERVE_PORT"),
+        help="overrides serve.port",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -1,0 +1,56 @@
+# The prediction service, with the model the pipeline built (models/, verified by sha256 at
+# start-up). Build after `make run` or `dvc pull`:
+#   docker build -t mlops-template:local .
+# The base defaults to a public Python image pinned by digest (BASE_TAG carries the digest).
+# Where no registry is reachable (this repository's tests) a locally built Debian image with
+# python3 is passed: --build-arg BASE_REPO=local/python --build-arg BASE_TAG=3.11-bookworm.
+ARG BASE_REPO=python
+ARG BASE_TAG=3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+
+FROM ${BASE_REPO}:${BASE_TAG} AS base
+
+FROM base AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG UV_VERSION=0.13.9
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# `ca_bundle` is an optional BuildKit secret for networks that intercept TLS; it is mounted
+# for one command at a time and never stored in a layer.
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
+    python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"
+COPY pyproject.toml uv.lock README.md ./
+# Runtime dependencies only: no pipeline group (dvc, mlflow, ...), no dev group.
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    if [ -s /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
+    /opt/uv/bin/uv sync --frozen --no-default-groups --no-install-project --no-cache
+COPY src ./src
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    if [ -s /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
+    /opt/uv/bin/uv sync --frozen --no-default-groups --no-editable --no-cache \
+    && find /app/.venv -type d \( -name tests -o -name test \) -path '*/site-packages/*' -prune -exec rm -rf {} + \
+    && rm -rf /app/.venv/lib/python3*/site-packages/pip* /app/.venv/bin/pip*
+
+FROM base AS runtime
+LABEL org.opencontainers.image.title="mlops-template prediction service" \
+      org.opencontainers.image.description="FastAPI service for the model built by the DVC pipeline"
+ENV PATH=/app/.venv/bin:${PATH} \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MLOPS_SERVE_HOST=0.0.0.0 \
+    MLOPS_SERVE_PORT=8000
+WORKDIR /app
+COPY --from=build /app/.venv /app/.venv
+COPY params.yaml ./
+COPY models/model.joblib models/model.joblib.sha256 ./models/
+# The only writable path: the prediction log (mount a volume here in production).
+RUN mkdir -p /app/logs && chown 10001:10001 /app/logs
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["python3", "-c", "import os, sys, urllib.request; url = f\"http://127.0.0.1:{os.environ['MLOPS_SERVE_PORT']}/health/ready\"; sys.exit(urllib.request.urlopen(url, timeout=2).status != 200)"]
+CMD ["python3", "-m", "mlops_template.serve"]

@@ -1,0 +1,115 @@
+"""The real image: build, run, call it, check it runs as non-root, push and pull by digest."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.docker.conftest import Engine
+from tests.serve.conftest import GENTOO
+from tests.slow.conftest import free_port
+
+pytestmark = pytest.mark.docker
+
+MAX_IMAGE_MB = 450  # measured 410 MB; the 300 MB target is missed (see docs/serving.md)
+
+
+@pytest.fixture(scope="module")
+def container(engine: Engine, image: str) -> Iterator[tuple[str, str]]:
+    port = free_port()
+    name = f"mlops-template-test-{port}"
+    engine.run(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "--env",
+        "MLOPS_SERVE_HOST=127.0.0.1",
+        "--env",
+        f"MLOPS_SERVE_PORT={port}",
+        "--read-only",
+        "--tmpfs",
+        "/app/logs:uid=10001,gid=10001",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        image,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(engine.run("logs", name, check=False))
+            time.sleep(0.2)
+        yield name, url
+    finally:
+        engine.run("rm", "--force", name, check=False)
+
+
+def test_container_serves_predictions_health_and_metrics(container: tuple[str, str]) -> None:
+    _, url = container
+    with httpx.Client(base_url=url, timeout=5) as client:
+        assert client.get("/health/live").status_code == 200
+        response = client.post("/predict", json=GENTOO)
+        assert response.status_code == 200
+        assert response.json()["prediction"] == "Gentoo"
+        assert client.post("/predict", json={**GENTOO, "island": "Mars"}).status_code == 422
+        metrics = client.get("/metrics").text
+        assert 'http_requests_total{route="/predict",status="200"} 1.0' in metrics
+        assert "model_info{version=" in metrics
+
+
+def test_container_runs_as_a_numeric_non_root_user(
+    engine: Engine, image: str, container: tuple[str, str]
+) -> None:
+    name, _ = container
+    assert engine.run("image", "inspect", "--format", "{{.Config.User}}", image) == "10001:10001"
+    assert engine.run("exec", name, "id", "-u") == "10001"
+
+
+def test_healthcheck_reports_healthy(engine: Engine, container: tuple[str, str]) -> None:
+    name, _ = container
+    deadline = time.monotonic() + 90
+    status = ""
+    while time.monotonic() < deadline:
+        status = engine.run("inspect", "--format", "{{.State.Health.Status}}", name)
+        if status == "healthy":
+            return
+        time.sleep(1)
+    raise AssertionError(f"health status {status!r}")
+
+
+def test_image_holds_runtime_dependencies_only(engine: Engine, image: str) -> None:
+    absent = ("mlflow", "dvc", "pandera", "pyarrow", "pytest", "pip")
+    code = f"import importlib.util as u; print([m for m in {absent!r} if u.find_spec(m)])"
+    assert engine.run("run", "--rm", "--network", "none", image, "python3", "-c", code) == "[]"
+    size_mb = int(engine.run("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
+    assert size_mb < MAX_IMAGE_MB, f"{size_mb:.0f} MB"
+
+
+def test_push_and_pull_back_by_digest(engine: Engine, image: str, registry: str) -> None:
+    remote = f"{registry}/mlops-template"
+    engine.run("tag", image, f"{remote}:test")
+    pushed = engine.run("push", f"{remote}:test")
+    digest = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed)
+    assert digest is not None, pushed
+    local_id = engine.run("image", "inspect", "--format", "{{.Id}}", image)
+    engine.run("rmi", f"{remote}:test")
+    engine.run("pull", f"{remote}@{digest.group(1)}")
+    pulled = json.loads(engine.run("image", "inspect", f"{remote}@{digest.group(1)}"))[0]
+    assert pulled["Id"] == local_id
+    assert f"{remote}@{digest.group(1)}" in pulled["RepoDigests"]
