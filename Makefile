@@ -13,12 +13,20 @@ UV_SYNC_FLAGS ?= --compile-bytecode
 # (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the S3 remote in .dvc/config); without them
 # `pull` and `publish` say so and do nothing, which is how fork PRs run.
 BASE ?= main
+# Release (see .github/workflows/release.yml).
+DOCKER ?= docker
+IMAGE ?= mlops-template:local
+IMAGE_TAR ?= image.tar
+BUILD_ARGS ?=
+SMOKE_PORT ?= 8000
 CML_VERSION ?= 0.20.6
+REPOSITORY ?=
 REPORT_DIR ?= pr-report
 PR ?=
 BRANCH ?=
 
-.PHONY: help install run test test-fast lint lint-workflows lint-container bench-pipeline report pull publish \
+.PHONY: help install run test test-fast lint lint-workflows lint-container check-lock \
+	image smoke save-image push-image bench-pipeline report pull publish \
 	install-cml post-report clean
 
 help: ## List the targets
@@ -48,6 +56,21 @@ lint-workflows: install ## zizmor (regular + pedantic), actionlint, check-jsonsc
 
 lint-container: install ## hadolint and checkov on the Dockerfile
 	UV="$(UV)" .ci/lint-container
+
+check-lock: install ## Fail unless dvc.lock matches this commit's code, params and outputs
+	$(RUN) .ci/check-lock
+
+image: ## Build the serving image IMAGE (needs models/ from `make run` or `make pull`)
+	DOCKER_BUILDKIT=1 $(DOCKER) build $(BUILD_ARGS) -t "$(IMAGE)" .
+
+smoke: ## Run IMAGE and check ready, predict, metrics and a non-root user
+	DOCKER="$(DOCKER)" .ci/smoke-test "$(IMAGE)" "$(SMOKE_PORT)"
+
+save-image: ## Write IMAGE to IMAGE_TAR (handed from the build job to the approved push job)
+	$(DOCKER) save --output "$(IMAGE_TAR)" "$(IMAGE)"
+
+push-image: ## Load IMAGE_TAR, tag it with the commit and model version, push to REPOSITORY
+	DOCKER="$(DOCKER)" .ci/push-image "$(IMAGE_TAR)" "$(REPOSITORY)"
 
 report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop)
 	$(RUN) mlops report --base "$(BASE)" --out "$(REPORT_DIR)/report.md"

@@ -32,6 +32,12 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 class Engine:
     env: dict[str, str]
 
+    def ready(self) -> bool:
+        probe = subprocess.run(
+            [str(DOCKER), "version"], env=self.env, capture_output=True, timeout=10
+        )
+        return probe.returncode == 0
+
     def run(self, *args: str, check: bool = True, timeout: float = 600) -> str:
         result = subprocess.run(
             [str(DOCKER), *args], env=self.env, capture_output=True, text=True, timeout=timeout
@@ -132,7 +138,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     engine = Engine(env)
     try:
         deadline = time.monotonic() + 60
-        while engine.run("info", check=False, timeout=10) == "":
+        while not engine.ready():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((root / "dockerd.log").read_text()[-3000:])
             time.sleep(0.3)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -176,3 +178,91 @@ def use_s3_remote(repo: Path, endpoint: str, prefix: str) -> None:
 
 def s3_env() -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_KEY}
+
+
+# --- running the workflows with act ---------------------------------------------------
+
+STUBS = Path(__file__).parent / "act_stubs"
+STUB_FOR = {
+    "actions/checkout": "checkout",
+    "astral-sh/setup-uv": "setup-uv",
+    "actions/upload-artifact": "upload-artifact",
+    "actions/download-artifact": "download-artifact",
+    "docker/login-action": "login-action",
+    "aquasecurity/trivy-action": "trivy-action",
+    "actions/attest-build-provenance": "attest-build-provenance",
+    "sigstore/cosign-installer": "cosign-installer",
+}
+PR_NUMBER = 7
+ACT_TIMEOUT = 900
+
+
+def _stub_mappings() -> list[str]:
+    """`--local-repository` for every `uses:` in the workflows, refs exactly as written."""
+    args: list[str] = []
+    for workflow in sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml")):
+        for match in re.finditer(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})", workflow.read_text()):
+            action, ref = match.groups()
+            assert action in STUB_FOR, f"{workflow.name}: no offline stub for {action}"
+            args += ["--local-repository", f"{action}@{ref}={STUBS / STUB_FOR[action]}"]
+    return args
+
+
+def act(
+    workdir: Path,
+    event: str,
+    workflow: str,
+    payload: dict,
+    secrets: dict[str, str],
+    env: dict[str, str],
+    variables: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run one workflow with act; the job runs on this host in a copy of `workdir`."""
+    event_file = workdir.parent / f"{workdir.name}-{event}.json"
+    event_file.write_text(json.dumps(payload))
+    secrets_file = workdir.parent / f"{workdir.name}.secrets"
+    secrets_file.write_text("".join(f"{key}={value}\n" for key, value in secrets.items()))
+    uv = shutil.which("uv") or str(REPO_ROOT / ".tools" / "bin" / "uv")
+    job_env = {
+        "ACT_STUB_SOURCE": str(workdir),
+        "ACT_STUB_UV_BIN": str(Path(uv).parent),
+        # Let Python cache bytecode lazily instead of compiling every package up front.
+        "UV_SYNC_FLAGS": "",
+        "PYTHONDONTWRITEBYTECODE": "",
+        **env,
+    }
+    command = [
+        str(VENV_BIN / "act"),
+        event,
+        "--workflows",
+        f".github/workflows/{workflow}",
+        "--platform",
+        "ubuntu-latest=-self-hosted",
+        "--eventpath",
+        str(event_file),
+        "--env-file",
+        os.devnull,
+        "--secret-file",
+        str(secrets_file),
+        *_stub_mappings(),
+    ]
+    for key, value in job_env.items():
+        command += ["--env", f"{key}={value}"]
+    for key, value in (variables or {}).items():
+        command += ["--var", f"{key}={value}"]
+    return subprocess.run(
+        command,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=ACT_TIMEOUT,
+        env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "Job succeeded" in output
+    return output

@@ -8,39 +8,28 @@ pipeline, git pushes to a bare "origin", and an S3 API (moto) as the DVC remote.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
 from tests.slow.conftest import (
+    PR_NUMBER,
     STAGES,
-    VENV_BIN,
+    STUBS,
+    act,
     copy_repo,
     ran_stages,
     s3_env,
     sh,
+    succeeded,
     use_s3_remote,
 )
 
 pytestmark = pytest.mark.slow
-
-STUBS = Path(__file__).parent / "act_stubs"
-STUB_FOR = {
-    "actions/checkout": "checkout",
-    "astral-sh/setup-uv": "setup-uv",
-    "actions/upload-artifact": "upload-artifact",
-    "actions/download-artifact": "download-artifact",
-}
-PR_NUMBER = 7
-ACT_TIMEOUT = 900
 
 
 @dataclass(frozen=True)
@@ -50,74 +39,6 @@ class Forge:
     root: Path
     origin: Path
     endpoint: str
-
-
-def _stub_mappings() -> list[str]:
-    """`--local-repository` for every `uses:` in the workflows, refs exactly as written."""
-    args: list[str] = []
-    for workflow in sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml")):
-        for match in re.finditer(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})", workflow.read_text()):
-            action, ref = match.groups()
-            assert action in STUB_FOR, f"{workflow.name}: no offline stub for {action}"
-            args += ["--local-repository", f"{action}@{ref}={STUBS / STUB_FOR[action]}"]
-    return args
-
-
-def act(
-    workdir: Path,
-    event: str,
-    workflow: str,
-    payload: dict,
-    secrets: dict[str, str],
-    env: dict[str, str],
-) -> subprocess.CompletedProcess[str]:
-    """Run one workflow with act; the job runs on this host in a copy of `workdir`."""
-    event_file = workdir.parent / f"{workdir.name}-{event}.json"
-    event_file.write_text(json.dumps(payload))
-    secrets_file = workdir.parent / f"{workdir.name}.secrets"
-    secrets_file.write_text("".join(f"{key}={value}\n" for key, value in secrets.items()))
-    uv = shutil.which("uv") or str(REPO_ROOT / ".tools" / "bin" / "uv")
-    job_env = {
-        "ACT_STUB_SOURCE": str(workdir),
-        "ACT_STUB_UV_BIN": str(Path(uv).parent),
-        # Let Python cache bytecode lazily instead of compiling every package up front.
-        "UV_SYNC_FLAGS": "",
-        "PYTHONDONTWRITEBYTECODE": "",
-        **env,
-    }
-    command = [
-        str(VENV_BIN / "act"),
-        event,
-        "--workflows",
-        f".github/workflows/{workflow}",
-        "--platform",
-        "ubuntu-latest=-self-hosted",
-        "--eventpath",
-        str(event_file),
-        "--env-file",
-        os.devnull,
-        "--secret-file",
-        str(secrets_file),
-        *_stub_mappings(),
-    ]
-    for key, value in job_env.items():
-        command += ["--env", f"{key}={value}"]
-    return subprocess.run(
-        command,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=ACT_TIMEOUT,
-        env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"},
-    )
-
-
-def _succeeded(result: subprocess.CompletedProcess[str]) -> str:
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
-    assert "Job succeeded" in output
-    return output
 
 
 def pr_event(clone: Path, base: str, head_repo: str) -> dict:
@@ -178,7 +99,7 @@ def same_repo_run(forge: Forge) -> tuple[Path, str]:
         },
         env={"ACT_STUB_ARTIFACTS": str(artifacts)},
     )
-    return artifacts, _succeeded(result)
+    return artifacts, succeeded(result)
 
 
 def test_pull_request_retrains_only_the_changed_stages(same_repo_run: tuple[Path, str]) -> None:
@@ -242,7 +163,7 @@ def test_comment_workflow_posts_the_report(forge: Forge, same_repo_run: tuple[Pa
             "PATH": f"{STUBS / 'bin'}{os.pathsep}{os.environ['PATH']}",
         },
     )
-    _succeeded(result)
+    succeeded(result)
     assert (artifacts / "download-run-id").read_text().strip() == "4242"
     args = (record / "args").read_text().splitlines()
     assert args[:2] == ["comment", "update"]
@@ -264,7 +185,7 @@ def test_fork_pull_request_trains_and_reports_without_secrets(forge: Forge) -> N
         secrets={},
         env={"ACT_STUB_ARTIFACTS": str(artifacts)},
     )
-    output = _succeeded(result)
+    output = succeeded(result)
     assert "pull: no DVC remote credentials" in output
     assert "publish: no DVC remote credentials" in output
     assert ran_stages(output) == list(STAGES)  # no cache to reuse: everything runs
@@ -287,6 +208,6 @@ def test_ci_workflow_lints_and_tests(forge: Forge) -> None:
         # The suite inside the job skips the slow tests: they are what is running it.
         env={"PYTEST_ADDOPTS": "-m 'not slow' -p no:cacheprovider"},
     )
-    output = _succeeded(result)
+    output = succeeded(result)
     assert "ruff check" in output
     assert re.search(r"\d+ passed", output)
