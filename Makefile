@@ -26,7 +26,7 @@ PR ?=
 BRANCH ?=
 
 .PHONY: help install run test test-fast lint lint-workflows lint-container check-lock \
-	image smoke save-image push-image bench-pipeline report pull publish \
+	image smoke save-image push-image bench-pipeline bench-serve report pull publish \
 	install-cml post-report clean
 
 help: ## List the targets
@@ -94,6 +94,9 @@ post-report: ## Create or update the PR comment from $(REPORT_DIR) with CML (pri
 
 bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M rows
 	$(RUN) python benchmarks/pipeline.py
+
+bench-serve: install ## Our service vs the seed Flask app, gunicorn and mlflow serve (needs wrk)
+	$(RUN) python benchmarks/serve.py
 
 clean: ## Remove pipeline outputs and local tracking data (not the DVC cache)
 	rm -rf data/*.parquet models/model.joblib reports/train_timing.json reports/validation_failure.json mlflow.db mlruns dvc_plots $(REPORT_DIR)
