@@ -45,8 +45,8 @@ run: install ## Run the whole DVC pipeline (only stages whose inputs changed)
 test: install ## Run the whole test suite, slow real-service tests included
 	$(RUN) pytest
 
-test-fast: install ## Unit tests only (skips dvc end-to-end and MLflow server tests)
-	$(RUN) pytest -m "not slow"
+test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or Docker)
+	$(RUN) pytest -m "not slow and not docker"
 
 lint: install ## pre-commit on every file: ruff lint + format, hygiene hooks
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
