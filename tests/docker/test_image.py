@@ -16,7 +16,7 @@ from tests.slow.conftest import free_port
 
 pytestmark = pytest.mark.docker
 
-MAX_IMAGE_MB = 450  # measured 410 MB; the 300 MB target is missed (see docs/serving.md)
+MAX_IMAGE_MB = 450  # measured 410 MB; the 300 MB target is missed (docs/serving.md)
 
 
 @pytest.fixture(scope="module")
