@@ -15,6 +15,7 @@ from tests.slow.conftest import (
     STUBS,
     act,
     copy_repo,
+    dvc_remote_secrets,
     free_port,
     s3_endpoint,  # noqa: F401 (fixture)
     s3_env,
@@ -73,10 +74,7 @@ def test_release_workflow_pushes_the_reviewed_model_by_digest(
         "push",
         "release.yml",
         {"ref": "refs/heads/main", "repository": {"full_name": "acme/penguins"}},
-        secrets={
-            "DVC_REMOTE_ACCESS_KEY_ID": s3_env()["AWS_ACCESS_KEY_ID"],
-            "DVC_REMOTE_SECRET_ACCESS_KEY": s3_env()["AWS_SECRET_ACCESS_KEY"],
-        },
+        secrets=dvc_remote_secrets(),
         env={
             "AWS_ENDPOINT_URL_S3": remote_env["AWS_ENDPOINT_URL_S3"],
             "ACT_STUB_ARTIFACTS": str(tmp_path / "artifacts"),

@@ -180,6 +180,14 @@ def s3_env() -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_KEY}
 
 
+def dvc_remote_secrets() -> dict[str, str]:
+    """The repository secrets the workflows map to the S3 credentials."""
+    return {
+        "DVC_REMOTE_ACCESS_KEY_ID": S3_KEY,
+        "DVC_REMOTE_SECRET_ACCESS_KEY": S3_KEY,
+    }
+
+
 # --- running the workflows with act ---------------------------------------------------
 
 STUBS = Path(__file__).parent / "act_stubs"

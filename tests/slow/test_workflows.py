@@ -22,6 +22,7 @@ from tests.slow.conftest import (
     STUBS,
     act,
     copy_repo,
+    dvc_remote_secrets,
     ran_stages,
     s3_env,
     sh,
@@ -93,10 +94,7 @@ def same_repo_run(forge: Forge) -> tuple[Path, str]:
         "pull_request",
         "train.yml",
         pr_event(clone, "main", "acme/penguins"),
-        secrets={
-            "DVC_REMOTE_ACCESS_KEY_ID": s3_env()["AWS_ACCESS_KEY_ID"],
-            "DVC_REMOTE_SECRET_ACCESS_KEY": s3_env()["AWS_SECRET_ACCESS_KEY"],
-        },
+        secrets=dvc_remote_secrets(),
         env={"ACT_STUB_ARTIFACTS": str(artifacts)},
     )
     return artifacts, succeeded(result)
