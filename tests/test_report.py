@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_template import io
+from mlops_template import io, plots
 from mlops_template.config import Params
 from mlops_template.report import (
     MetricDiff,
@@ -12,7 +12,6 @@ from mlops_template.report import (
     metric_diffs,
     params_changes,
     render,
-    render_images,
 )
 from mlops_template.stages import evaluate, split, train
 
@@ -140,7 +139,7 @@ def test_plots_are_rendered_from_the_evaluate_outputs(
     io.write_parquet(params.paths.test, test_frame)
     train.run(params)
     evaluate.run(params)
-    images = render_images(params, tmp_path / "images")
+    images = plots.render_images(params.paths, tmp_path / "images")
     assert set(images) == {"Confusion matrix", "ROC", "Precision-recall", "Feature importance"}
     for path in images.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

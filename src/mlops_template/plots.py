@@ -6,6 +6,7 @@ The data files (CSV/JSON) are what DVC versions and diffs; these figures are a v
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -13,7 +14,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
+
+from mlops_template import io
+from mlops_template.config import Paths
 
 Point = Mapping[str, float]
 
@@ -66,3 +71,37 @@ def importance_figure(rows: Sequence[Mapping[str, float | str]]) -> Figure:
     axes.set_title("Feature importance (test split)")
     figure.tight_layout()
     return figure
+
+
+def render_images(paths: Paths, image_dir: Path) -> dict[str, Path]:
+    """Draw the evaluate stage's plot data files as PNGs in `image_dir`; plots whose data is
+    missing are skipped. The report and MLflow both show these."""
+    figures = {}
+    if paths.confusion.is_file():
+        rows = pd.read_csv(paths.confusion)
+        classes = sorted(set(rows["actual"]) | set(rows["predicted"]))
+        matrix = pd.crosstab(rows["actual"], rows["predicted"]).reindex(
+            index=classes, columns=classes, fill_value=0
+        )
+        figures["Confusion matrix"] = confusion_figure(matrix.to_numpy(np.int64), classes)
+    for title, path, key, x, y in (
+        ("ROC", paths.roc, "roc", "fpr", "tpr"),
+        ("Precision-recall", paths.precision_recall, "precision_recall", "recall", "precision"),
+    ):
+        if path.is_file():
+            curves: dict[str, list[dict[str, float]]] = {}
+            for row in io.read_json(path)[key]:
+                curves.setdefault(row["class"], []).append(row)
+            figures[title] = curves_figure(
+                curves, x, y, f"{title}, one vs rest", diagonal=key == "roc"
+            )
+    if paths.feature_importance.is_file():
+        rows_ = io.read_json(paths.feature_importance)["importance"]
+        figures["Feature importance"] = importance_figure(rows_)
+    written = {}
+    for title, figure in figures.items():
+        target = image_dir / (title.lower().replace(" ", "_").replace("-", "_") + ".png")
+        io.write_with(target, lambda tmp, fig=figure: fig.savefig(tmp, format="png"))
+        plt.close(figure)
+        written[title] = target
+    return written

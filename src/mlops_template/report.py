@@ -16,10 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-
 from mlops_template import io, plots
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
@@ -205,46 +201,12 @@ def _read_optional_json(path: Path) -> Any:
     return io.read_json(path) if path.is_file() else None
 
 
-def render_images(params: Params, image_dir: Path) -> dict[str, Path]:
-    """Draw the evaluate stage's plot data as PNGs; skip plots whose data is missing."""
-    paths = params.paths
-    figures = {}
-    if paths.confusion.is_file():
-        rows = pd.read_csv(paths.confusion)
-        classes = sorted(set(rows["actual"]) | set(rows["predicted"]))
-        matrix = pd.crosstab(rows["actual"], rows["predicted"]).reindex(
-            index=classes, columns=classes, fill_value=0
-        )
-        figures["Confusion matrix"] = plots.confusion_figure(matrix.to_numpy(np.int64), classes)
-    for title, path, key, x, y in (
-        ("ROC", paths.roc, "roc", "fpr", "tpr"),
-        ("Precision-recall", paths.precision_recall, "precision_recall", "recall", "precision"),
-    ):
-        if path.is_file():
-            curves: dict[str, list[dict[str, float]]] = {}
-            for row in io.read_json(path)[key]:
-                curves.setdefault(row["class"], []).append(row)
-            figures[title] = plots.curves_figure(
-                curves, x, y, f"{title}, one vs rest", diagonal=key == "roc"
-            )
-    if paths.feature_importance.is_file():
-        rows_ = io.read_json(paths.feature_importance)["importance"]
-        figures["Feature importance"] = plots.importance_figure(rows_)
-    written = {}
-    for title, figure in figures.items():
-        target = image_dir / (title.lower().replace(" ", "_").replace("-", "_") + ".png")
-        io.write_with(target, lambda tmp, fig=figure: fig.savefig(tmp, format="png"))
-        plt.close(figure)
-        written[title] = target
-    return written
-
-
 def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> ReportInputs:
     metrics = _dvc_json("metrics", "diff", base, "--all")
     params_diff = _dvc_json("params", "diff", base, "--all")
     timing = _read_optional_json(params.paths.train_timing)
     model = params.paths.model
-    images = render_images(params, image_dir)
+    images = plots.render_images(params.paths, image_dir)
     return ReportInputs(
         base=base,
         primary_metric=params.evaluate.primary_metric,

@@ -234,7 +234,9 @@ def create_app(
             return JSONResponse({"detail": [problem]}, status_code=422)
         return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
 
-    def respond(records: list[dict[str, Any]], proba: Any, model: ServedModel) -> list[Prediction]:
+    def respond(
+        records: list[dict[str, Any]], proba: Any, model: ServedModel
+    ) -> list[dict[str, Any]]:
         predictions = []
         for record, row in zip(records, proba, strict=True):
             probabilities = {name: float(p) for name, p in zip(model.classes, row, strict=True)}
@@ -249,14 +251,17 @@ def create_app(
                     "probabilities": probabilities,
                 }
             )
+            # Plain dicts: FastAPI validates them against `Prediction` once, on the way out.
             predictions.append(
-                Prediction(
-                    prediction=predicted, probabilities=probabilities, model_version=model.version
-                )
+                {
+                    "prediction": predicted,
+                    "probabilities": probabilities,
+                    "model_version": model.version,
+                }
             )
         return predictions
 
-    async def score(records: list[dict[str, Any]]) -> list[Prediction] | JSONResponse:
+    async def score(records: list[dict[str, Any]]) -> list[dict[str, Any]] | JSONResponse:
         model = state.model
         if model is None:  # still loading, or failed to (draining still serves)
             reason = state.not_ready_reason()

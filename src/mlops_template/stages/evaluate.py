@@ -10,16 +10,16 @@ importance.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
-    confusion_matrix,
     f1_score,
     log_loss,
     precision_recall_curve,
@@ -166,17 +166,7 @@ def run(params: Params) -> dict[str, Any]:
         tracker.log_metrics({f"test_{key}": value for key, value in _flat_metrics(metrics).items()})
         for path in (paths.metrics, paths.confusion, paths.feature_importance):
             tracker.log_artifact(path, "evaluation")
-        figures = {
-            "confusion_matrix.png": plots.confusion_figure(
-                confusion_matrix(actual, predicted, labels=classes), classes
-            ),
-            "roc.png": plots.curves_figure(roc, "fpr", "tpr", "ROC, one vs rest", diagonal=True),
-            "precision_recall.png": plots.curves_figure(
-                pr, "recall", "precision", "Precision-recall, one vs rest"
-            ),
-            "feature_importance.png": plots.importance_figure(importance),
-        }
-        for name, figure in figures.items():
-            tracker.log_figure(figure, f"evaluation/{name}")
-            plt.close(figure)
+        with tempfile.TemporaryDirectory() as scratch:
+            for image in plots.render_images(paths, Path(scratch)).values():
+                tracker.log_artifact(image, "evaluation")
     return metrics
