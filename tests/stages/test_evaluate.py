@@ -85,3 +85,19 @@ def test_evaluate_refuses_a_tampered_model(trained: Params) -> None:
     with pytest.raises(Exception, match="does not match the recorded"):
         evaluate.run(trained)
     assert not trained.paths.metrics.exists()
+
+
+def test_metrics_on_codes_equal_metrics_on_label_strings() -> None:
+    from sklearn.metrics import f1_score, log_loss, precision_recall_fscore_support
+
+    rng = np.random.default_rng(1)
+    actual = pd.Series(rng.choice(CLASSES, size=2000))
+    proba = rng.dirichlet([2, 1, 1], size=2000)
+    predicted = np.asarray(CLASSES)[proba.argmax(axis=1)]
+    metrics = evaluate.compute_metrics(actual, proba, CLASSES)
+    assert metrics["f1_macro"] == round(f1_score(actual, predicted, average="macro"), 6)
+    assert metrics["log_loss"] == round(log_loss(actual, proba, labels=CLASSES), 6)
+    precision, recall, _, _ = precision_recall_fscore_support(actual, predicted, labels=CLASSES)
+    for i, name in enumerate(CLASSES):
+        assert metrics["per_class"][name]["precision"] == round(precision[i], 6)
+        assert metrics["per_class"][name]["recall"] == round(recall[i], 6)
