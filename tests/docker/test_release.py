@@ -12,7 +12,6 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.docker.conftest import BASE_REPO, BASE_TAG, CA_BUNDLE, DOCKER, Engine
 from tests.slow.conftest import (
-    STUBS,
     act,
     copy_repo,
     dvc_remote_secrets,
@@ -79,7 +78,6 @@ def test_release_workflow_pushes_the_reviewed_model_by_digest(
             "AWS_ENDPOINT_URL_S3": remote_env["AWS_ENDPOINT_URL_S3"],
             "ACT_STUB_ARTIFACTS": str(tmp_path / "artifacts"),
             "ACT_STUB_RECORD": str(record),
-            "ACT_STUB_BIN": str(STUBS / "bin"),
             "DOCKER": str(DOCKER),
             "DOCKER_HOST": engine.env["DOCKER_HOST"],
             "DOCKER_BUILDKIT": "1",

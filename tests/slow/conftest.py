@@ -233,7 +233,9 @@ def act(
     uv = shutil.which("uv") or str(REPO_ROOT / ".tools" / "bin" / "uv")
     job_env = {
         "ACT_STUB_SOURCE": str(workdir),
-        "ACT_STUB_UV_BIN": str(Path(uv).parent),
+        # What setup-uv and cosign-installer would put on PATH: our uv, and recording stubs
+        # (cml, cosign). Given here rather than written to GITHUB_PATH by the stub actions.
+        "PATH": os.pathsep.join([str(Path(uv).parent), str(STUBS / "bin"), os.environ["PATH"]]),
         # Let Python cache bytecode lazily instead of compiling every package up front.
         "UV_SYNC_FLAGS": "",
         "PYTHONDONTWRITEBYTECODE": "",

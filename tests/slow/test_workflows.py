@@ -8,7 +8,6 @@ pipeline, git pushes to a bare "origin", and an S3 API (moto) as the DVC remote.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ import yaml
 from tests.slow.conftest import (
     PR_NUMBER,
     STAGES,
-    STUBS,
     act,
     copy_repo,
     dvc_remote_secrets,
@@ -158,7 +156,6 @@ def test_comment_workflow_posts_the_report(forge: Forge, same_repo_run: tuple[Pa
             "ACT_STUB_ARTIFACTS": str(artifacts),
             "ACT_STUB_CML_RECORD": str(record),
             "GITHUB_REPOSITORY": "acme/penguins",
-            "PATH": f"{STUBS / 'bin'}{os.pathsep}{os.environ['PATH']}",
         },
     )
     succeeded(result)
