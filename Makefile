@@ -5,6 +5,8 @@ SHELL := /bin/bash
 # Use uv from PATH; if there is none, install it into .tools/ (a plain venv, works anywhere
 # python3 does, needs no root and leaves the system Python alone).
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+# Recipes and the git hooks they start (pre-commit runs `uv run ...`) find that uv on PATH.
+export PATH := $(abspath $(dir $(UV))):$(PATH)
 RUN := $(UV) run --frozen --no-sync
 UV_SYNC_FLAGS ?= --compile-bytecode
 
