@@ -28,7 +28,8 @@ PR ?=
 BRANCH ?=
 
 .PHONY: help install run test test-fast lint lint-workflows lint-container check-lock \
-	image smoke save-image push-image bench-pipeline bench-serve report pull publish \
+	image smoke save-image push-image register promote rollback \
+	bench-pipeline bench-serve report pull publish \
 	install-cml post-report clean
 
 help: ## List the targets
@@ -73,6 +74,15 @@ save-image: ## Write IMAGE to IMAGE_TAR (handed from the build job to the approv
 
 push-image: ## Load IMAGE_TAR, tag it with the commit and model version, push to REPOSITORY
 	DOCKER="$(DOCKER)" .ci/push-image "$(IMAGE_TAR)" "$(REPOSITORY)"
+
+register: install ## Register the model dvc.lock describes in the MLflow Model Registry
+	$(RUN) mlops register
+
+promote: install ## Champion/challenger gate: promote the newest version only if it is better
+	$(RUN) mlops promote
+
+rollback: install ## Move the champion alias back to the version it replaced
+	$(RUN) mlops rollback
 
 report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop)
 	$(RUN) mlops report --base "$(BASE)" --out "$(REPORT_DIR)/report.md"

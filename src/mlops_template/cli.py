@@ -90,5 +90,38 @@ def report(
     _run(lambda loaded: module.run(loaded, base, out), params)
 
 
+@app.command()
+def register(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Register the model dvc.lock describes in the MLflow Model Registry, with lineage."""
+    from mlops_template import registry
+
+    _run(lambda loaded: print(f"registered version {registry.register(loaded)}"), params)
+
+
+@app.command()
+def promote(
+    params: ParamsOption = DEFAULT_PARAMS,
+    version: Annotated[str | None, typer.Option(help="Candidate (default: newest).")] = None,
+) -> None:
+    """The champion/challenger gate: move `champion` only to a better model; exit 1 if not."""
+    from mlops_template import registry
+
+    def gate(loaded: Params) -> None:
+        decision = registry.promote(loaded, version)
+        if not decision.promoted:
+            raise PipelineError(f"not promoted: {decision.reason}")
+        print(f"promoted: {decision.reason}")
+
+    _run(gate, params)
+
+
+@app.command()
+def rollback(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Move `champion` back to the version it replaced."""
+    from mlops_template import registry
+
+    _run(lambda loaded: print(f"champion is version {registry.rollback(loaded)}"), params)
+
+
 if __name__ == "__main__":
     app()

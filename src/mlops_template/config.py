@@ -110,6 +110,16 @@ class ServeSettings(_Strict):
     prediction_log_backups: Annotated[int, Field(ge=1)] = 5
 
 
+class RegistrySettings(_Strict):
+    """The MLflow Model Registry and the champion/challenger gate (registry.py)."""
+
+    model_name: str = "mlops-template"
+    # A candidate replaces the champion only if it beats it on evaluate.primary_metric by at
+    # least `margin`, and is not worse than `tolerance` on every other headline metric.
+    margin: Annotated[float, Field(ge=0.0)] = 0.0
+    tolerance: Annotated[float, Field(ge=0.0)] = 0.01
+
+
 class Params(_Strict):
     seed: int = 42
     paths: Paths
@@ -119,6 +129,7 @@ class Params(_Strict):
     evaluate: EvaluateSettings = EvaluateSettings()
     tracking: TrackingSettings = TrackingSettings()
     serve: ServeSettings = ServeSettings()
+    registry: RegistrySettings = RegistrySettings()
 
 
 def _describe(error: ValidationError, source: Path) -> str:

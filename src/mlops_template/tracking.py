@@ -69,7 +69,7 @@ class NullTracker:
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
     def log_figure(self, figure: Figure, name: str) -> None: ...
-    def log_model(self, model: Pipeline, example: pd.DataFrame) -> None: ...
+    def log_model(self, model: Pipeline, example: pd.DataFrame) -> Any: ...
 
 
 class Tracker(NullTracker):
@@ -103,7 +103,7 @@ class Tracker(NullTracker):
 
         mlflow.log_figure(figure, name)
 
-    def log_model(self, model: Pipeline, example: pd.DataFrame) -> None:
+    def log_model(self, model: Pipeline, example: pd.DataFrame) -> Any:
         """Log the pipeline with its signature and an input example. Requirements are given
         explicitly: MLflow's inference would re-import the model in a subprocess (slow)."""
         import mlflow
@@ -111,7 +111,7 @@ class Tracker(NullTracker):
         from mlflow.models import infer_signature
 
         signature = infer_signature(example, model.predict(example))
-        mlflow.sklearn.log_model(
+        return mlflow.sklearn.log_model(
             model,
             name="model",
             signature=signature,

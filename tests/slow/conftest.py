@@ -29,8 +29,9 @@ def sh(
     cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a command with the venv on PATH and a git identity; fail with its output."""
+    inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     full_env = {
-        **os.environ,
+        **inherited,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "GIT_AUTHOR_NAME": "test",
@@ -39,7 +40,6 @@ def sh(
         "GIT_COMMITTER_EMAIL": "test@example.com",
         **(env or {}),
     }
-    full_env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(
         args, cwd=cwd, env=full_env, capture_output=True, text=True, check=False
     )

@@ -1,0 +1,247 @@
+"""The MLflow Model Registry: register the pipeline's model with its lineage, gate promotion
+to `champion`, and roll back.
+
+git (dvc.lock) stays the source of truth for what is built; the registry records which
+version is in production, where each version came from, and every promotion decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops_template import io, tracking
+from mlops_template.config import Params
+from mlops_template.errors import PipelineError
+from mlops_template.schema import TARGET, feature_names
+from mlops_template.stages.evaluate import compute_metrics
+
+CHAMPION = "champion"
+LOCK = Path("dvc.lock")
+HEADLINE = ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr")
+LOWER_IS_BETTER = {"log_loss"}
+
+
+def _lock_md5(lock: dict[str, Any], stage: str, path: Path) -> str:
+    for out in lock.get("stages", {}).get(stage, {}).get("outs", []):
+        if Path(out["path"]) == path:
+            return str(out["md5"])
+    raise PipelineError(f"{LOCK}: no output {path} in stage '{stage}'; run `make run` first")
+
+
+def lineage(params: Params) -> dict[str, str]:
+    """Where the model came from: commit, dvc.lock hashes, params, metrics, validation."""
+    if not LOCK.is_file():
+        raise PipelineError(f"{LOCK} not found: register the model the pipeline built")
+    lock = yaml.safe_load(LOCK.read_text(encoding="utf-8"))
+    model_sha = io.read_recorded_sha256(params.paths.model)
+    if io.sha256_file(params.paths.model) != model_sha:
+        raise PipelineError(f"{params.paths.model}: sha256 does not match the recorded one")
+    pipeline_params = params.model_dump(mode="json", include={"seed", "data", "split", "model"})
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "git_commit": commit or "unknown",
+        "model_sha256": model_sha,
+        "dvc_model_md5": _lock_md5(lock, "train", params.paths.model),
+        "dvc_data_md5": _lock_md5(lock, "ingest", params.paths.raw),
+        "params_sha256": hashlib.sha256(
+            json.dumps(pipeline_params, sort_keys=True).encode()
+        ).hexdigest(),
+        "metrics": json.dumps(io.read_json(params.paths.metrics), sort_keys=True),
+        "validation": json.dumps(io.read_json(params.paths.validation_report), sort_keys=True),
+    }
+
+
+def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> str:
+    """Markdown stored as the registered version's description."""
+    metrics = json.loads(tags["metrics"])
+    validation = json.loads(tags["validation"])
+    lines = [
+        f"# Model card: {params.registry.model_name}",
+        "",
+        "## Intended use",
+        f"Predicts `{TARGET.name}` ({TARGET.description}) from {', '.join(feature_names())}.",
+        "For the data it was trained on only; inputs outside the schema's ranges and categories"
+        " are rejected by the service.",
+        "",
+        "## Data",
+        f"Source `{params.data.source}`, {validation['rows']} rows after validation,"
+        f" dvc md5 `{tags['dvc_data_md5']}`; missing values: {validation['missing']}.",
+        "",
+        "## Training",
+        f"`{params.model.kind}` with {params.model.model_dump(exclude={'kind'})},"
+        f" seed {params.seed}, commit `{tags['git_commit']}`, model sha256"
+        f" `{tags['model_sha256']}`.",
+        "",
+        "## Metrics (test split)",
+        *(f"- {name}: {metrics[name]}" for name in HEADLINE),
+        *(
+            f"- {name}: precision {scores['precision']}, recall {scores['recall']}"
+            for name, scores in metrics["per_class"].items()
+        ),
+        "",
+        "## Compared with the previous champion",
+        "None: this is the first registered model."
+        if previous is None
+        else ", ".join(f"{name} {previous.get(name)}" for name in HEADLINE),
+        "",
+        "## Limitations",
+        f"Trained on {validation['rows'] - metrics['test_rows']} rows of one data set and"
+        f" tested on {metrics['test_rows']}; not validated on other populations or time"
+        " periods. Probabilities are not calibrated.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _client() -> Any:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    return MlflowClient()
+
+
+def register(params: Params) -> str:
+    """Log the verified model and register it as a new version; returns the version."""
+    import mlflow
+
+    tags = lineage(params)
+    model = io.load_verified_model(params.paths.model)
+    client = _client()
+    name = params.registry.model_name
+    champion = _champion(client, name)
+    previous = json.loads(champion.tags["metrics"]) if champion else None
+    example = io.read_parquet(params.paths.test)[feature_names()].head(5)
+    mlflow.set_experiment(params.tracking.experiment)
+    with mlflow.start_run(run_name="register"):
+        mlflow.set_tags({tracking.MODEL_SHA_TAG: tags["model_sha256"]})
+        logged = tracking.Tracker("register").log_model(model, example)
+    version = mlflow.register_model(logged.model_uri, name, tags=tags).version
+    client.update_model_version(name, version, description=model_card(params, tags, previous))
+    return str(version)
+
+
+def _champion(client: Any, name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    reason: str
+    candidate: dict[str, Any]
+    champion: dict[str, Any] | None
+
+
+def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) -> Decision:
+    """The gate: better on the primary metric by the margin, no worse than the tolerance."""
+    primary = params.evaluate.primary_metric
+    sign = -1 if primary in LOWER_IS_BETTER else 1
+    gain = sign * (candidate[primary] - champion[primary])
+    if gain < params.registry.margin or gain <= 0:
+        return Decision(
+            False,
+            f"{primary} {candidate[primary]} vs champion {champion[primary]}: not better by"
+            f" the margin {params.registry.margin}",
+            candidate,
+            champion,
+        )
+    for name in HEADLINE:
+        worse = (candidate[name] - champion[name]) * (-1 if name in LOWER_IS_BETTER else 1)
+        if worse < -params.registry.tolerance:
+            return Decision(
+                False,
+                f"{name} {candidate[name]} vs champion {champion[name]}: worse than the"
+                f" tolerance {params.registry.tolerance}",
+                candidate,
+                champion,
+            )
+    return Decision(True, f"{primary} improved by {gain:.6f}", candidate, champion)
+
+
+def _score(name: str, version: str, params: Params) -> dict[str, Any]:
+    """Evaluate a registered version on the current test split (the same holdout for both)."""
+    import mlflow.sklearn
+
+    model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    test = io.read_parquet(params.paths.test)
+    proba = model.predict_proba(test[feature_names()])
+    classes = [str(c) for c in model.classes_]
+    return compute_metrics(test[TARGET.name].astype(str), proba, classes)
+
+
+def _record(client: Any, name: str, version: str, event: str, detail: dict[str, Any]) -> None:
+    """Audit trail on the version: when, by which commit and actor, what and why."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    actor = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    value = json.dumps({"at": stamp, "actor": actor, "commit": commit, **detail}, sort_keys=True)
+    client.set_model_version_tag(name, version, f"{event}.{stamp}", value[:5000])
+
+
+def promote(params: Params, version: str | None = None) -> Decision:
+    """Move `champion` to the candidate (default: the newest version) if it passes the gate."""
+    client = _client()
+    name = params.registry.model_name
+    candidate = version or str(
+        max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    )
+    current = _champion(client, name)
+    candidate_scores = _score(name, candidate, params)
+    if current is None:
+        decision = Decision(True, "first model: no champion yet", candidate_scores, None)
+    elif str(current.version) == candidate:
+        decision = Decision(False, f"version {candidate} is already the champion", {}, None)
+    else:
+        decision = decide(candidate_scores, _score(name, str(current.version), params), params)
+    headline = {k: v for k, v in decision.candidate.items() if k in HEADLINE}
+    champion_headline = {k: v for k, v in (decision.champion or {}).items() if k in HEADLINE}
+    _record(
+        client,
+        name,
+        candidate,
+        "promotion",
+        {
+            "promoted": decision.promoted,
+            "reason": decision.reason,
+            "candidate": headline,
+            "champion_version": None if current is None else str(current.version),
+            "champion": champion_headline,
+        },
+    )
+    if decision.promoted:
+        if current is not None:
+            client.set_model_version_tag(name, candidate, "previous_champion", current.version)
+        client.set_registered_model_alias(name, CHAMPION, candidate)
+    return decision
+
+
+def rollback(params: Params) -> str:
+    """Move `champion` back to the version it replaced; returns that version."""
+    client = _client()
+    name = params.registry.model_name
+    current = _champion(client, name)
+    if current is None or "previous_champion" not in current.tags:
+        raise PipelineError(f"{name}: no previous champion to roll back to")
+    previous = current.tags["previous_champion"]
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    for version in (str(current.version), previous):
+        _record(client, name, version, "rollback", {"from": current.version, "to": previous})
+    return previous

@@ -1,0 +1,116 @@
+"""The registry against a real MLflow server: register with lineage, the champion/challenger
+gate, rollback, the model card, and interoperability with plain MLflow loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from mlops_template import io
+from mlops_template.schema import feature_names
+from mlops_template.serve.model import ServedModel
+from tests.slow.conftest import copy_repo, sh
+
+pytestmark = pytest.mark.slow
+
+NAME = "mlops-template"
+WEAK = {"kind": "logistic_regression", "C": 0.0001, "max_iter": 1000}
+
+
+def _set_model(root: Path, model: dict) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["model"] = model
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("registry"))
+    _set_model(root, WEAK)
+    sh(root, "dvc", "repro")
+    return root
+
+
+def test_register_promote_refuse_rollback(project: Path, mlflow_server: str) -> None:
+    env = {"MLFLOW_TRACKING_URI": mlflow_server}
+    client = MlflowClient(tracking_uri=mlflow_server)
+
+    def mlops(*args: str, check: bool = True) -> str:
+        result = sh(project, "mlops", *args, env=env, check=check)
+        return result.stdout + result.stderr
+
+    # A weak first model becomes champion: there is nothing to compare it with.
+    assert "registered version 1" in mlops("register")
+    assert "promoted: first model" in mlops("promote")
+    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+
+    # The default forest beats it and takes over.
+    default = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())["model"]
+    _set_model(project, default)
+    sh(project, "dvc", "repro")
+    assert "registered version 2" in mlops("register")
+    assert "promoted: f1_macro improved" in mlops("promote")
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    assert champion.version == "2"
+    assert champion.tags["previous_champion"] == "1"
+
+    # Lineage and the model card.
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    model_md5 = next(
+        o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"].endswith("joblib")
+    )
+    assert champion.tags["dvc_model_md5"] == model_md5
+    assert champion.tags["model_sha256"] == io.read_recorded_sha256(project / "models/model.joblib")
+    assert champion.tags["git_commit"] == sh(project, "git", "rev-parse", "HEAD").stdout.strip()
+    assert json.loads(champion.tags["metrics"]) == io.read_json(project / "reports/metrics.json")
+    assert len(champion.tags["params_sha256"]) == 64
+    assert champion.description.startswith("# Model card: mlops-template")
+    assert "## Compared with the previous champion" in champion.description
+
+    # Plain MLflow loads the champion and predicts what our service predicts.
+    mlflow.set_tracking_uri(mlflow_server)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    rows = pd.read_parquet(project / "data/test.parquet")[feature_names()]
+    served = ServedModel.load(project / "models/model.joblib")
+    ours = [served.classes[i] for i in served.predict_proba(rows.to_dict("records")).argmax(1)]
+    assert list(pyfunc.predict(rows)) == ours
+
+    # A worse candidate is refused with the reason; the alias stays; the decision is recorded.
+    _set_model(project, WEAK)
+    sh(project, "dvc", "repro")
+    assert "registered version 3" in mlops("register")
+    refused = mlops("promote", check=False)
+    assert "not promoted: f1_macro" in refused
+    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
+    decisions = [
+        json.loads(v)
+        for k, v in client.get_model_version(NAME, "3").tags.items()
+        if k.startswith("promotion.")
+    ]
+    assert decisions[0]["promoted"] is False
+    assert decisions[0]["champion_version"] == "2"
+    assert {"at", "actor", "commit", "reason", "candidate", "champion"} <= set(decisions[0])
+
+    # Rollback moves the champion back to the version it replaced.
+    assert "champion is version 1" in mlops("rollback")
+    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+
+
+def test_a_tampered_model_is_not_registered(project: Path, mlflow_server: str) -> None:
+    model = project / "models" / "model.joblib"
+    original = model.read_bytes()
+    model.write_bytes(original + b"\0")
+    try:
+        result = sh(
+            project, "mlops", "register", env={"MLFLOW_TRACKING_URI": mlflow_server}, check=False
+        )
+    finally:
+        model.write_bytes(original)
+    assert result.returncode == 1
+    assert "sha256 does not match" in result.stderr
