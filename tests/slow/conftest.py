@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -111,17 +112,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `mlflow server` (SQLite backend, local artifact store) on a free loopback port."""
-    root = tmp_path_factory.mktemp("mlflow-server")
+def _mlflow_server(root: Path, backend_uri: str) -> Iterator[str]:
     port = free_port()
     process = start_server(
         [
             str(VENV_BIN / "mlflow"),
             "server",
             "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
+            backend_uri,
             "--artifacts-destination",
             str(root / "artifacts"),
             "--host",
@@ -139,6 +137,77 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` (SQLite backend, local artifact store) on a free loopback port."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    yield from _mlflow_server(root, f"sqlite:///{root / 'mlflow.db'}")
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """Debian's PostgreSQL 15, a throwaway cluster on a free loopback port; yields its URI."""
+    if not (PG_BIN / "postgres").exists() or shutil.which("runuser") is None:
+        pytest.skip("PostgreSQL 15 server not installed (apt-get install postgresql; .ci/run does)")
+    # Outside pytest's private (0700) temp tree, so the postgres user can reach it.
+    root = Path(tempfile.mkdtemp(prefix="mlops-postgres-"))
+    data = root / "data"
+    shutil.chown(root, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_postgres, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    process = start_server(
+        [
+            *as_postgres,
+            str(PG_BIN / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(root),
+        ],
+        root / "postgres.log",
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            subprocess.run(
+                ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "select 1"],
+                capture_output=True,
+            ).returncode
+            != 0
+        ):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((root / "postgres.log").read_text()[-3000:])
+            time.sleep(0.2)
+        subprocess.run(
+            ["createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"],
+            check=True,
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        stop(process)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mlflow_postgres_server(
+    tmp_path_factory: pytest.TempPathFactory, postgres: str
+) -> Iterator[str]:
+    """A real `mlflow server` on a PostgreSQL backend: the shared-server set-up."""
+    yield from _mlflow_server(tmp_path_factory.mktemp("mlflow-postgres"), postgres)
 
 
 S3_BUCKET = "dvc-test"

@@ -37,7 +37,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_register_promote_refuse_rollback(project: Path, mlflow_server: str) -> None:
+@pytest.mark.parametrize("server", ["mlflow_server", "mlflow_postgres_server"])
+def test_register_promote_refuse_rollback(
+    project: Path, server: str, request: pytest.FixtureRequest
+) -> None:
+    """Once on SQLite, once on PostgreSQL (the shared-server set-up)."""
+    mlflow_server = request.getfixturevalue(server)
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
     client = MlflowClient(tracking_uri=mlflow_server)
 
