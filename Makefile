@@ -28,7 +28,7 @@ PR ?=
 BRANCH ?=
 
 .PHONY: help install run test test-fast lint lint-workflows lint-container check-lock \
-	image smoke save-image push-image register promote rollback \
+	image smoke save-image push-image register promote rollback release-registry \
 	bench-pipeline bench-serve report pull publish \
 	install-cml post-report clean
 
@@ -83,6 +83,10 @@ promote: install ## Champion/challenger gate: promote the newest version only if
 
 rollback: install ## Move the champion alias back to the version it replaced
 	$(RUN) mlops rollback
+
+release-registry: install ## Release: register, then promote through the gate (needs MLFLOW_TRACKING_URI)
+	@if [ -n "$${MLFLOW_TRACKING_URI:-}" ]; then $(RUN) mlops register && $(RUN) mlops promote; \
+	else echo "release-registry: no MLFLOW_TRACKING_URI: skipped"; fi
 
 report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop)
 	$(RUN) mlops report --base "$(BASE)" --out "$(REPORT_DIR)/report.md"

@@ -16,6 +16,7 @@ from tests.slow.conftest import (
     copy_repo,
     dvc_remote_secrets,
     free_port,
+    mlflow_server,  # noqa: F401 (fixture)
     s3_endpoint,  # noqa: F401 (fixture)
     s3_env,
     sh,
@@ -63,7 +64,12 @@ def main_branch(tmp_path_factory: pytest.TempPathFactory, remote_env: dict[str, 
 
 
 def test_release_workflow_pushes_the_reviewed_model_by_digest(
-    main_branch: Path, remote_env: dict[str, str], engine: Engine, registry: str, tmp_path: Path
+    main_branch: Path,
+    remote_env: dict[str, str],
+    engine: Engine,
+    registry: str,
+    mlflow_server: str,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     record = tmp_path / "record"
     record.mkdir()
@@ -73,7 +79,7 @@ def test_release_workflow_pushes_the_reviewed_model_by_digest(
         "push",
         "release.yml",
         {"ref": "refs/heads/main", "repository": {"full_name": "acme/penguins"}},
-        secrets=dvc_remote_secrets(),
+        secrets={**dvc_remote_secrets(), "MLFLOW_TRACKING_URI": mlflow_server},
         env={
             "AWS_ENDPOINT_URL_S3": remote_env["AWS_ENDPOINT_URL_S3"],
             "ACT_STUB_ARTIFACTS": str(tmp_path / "artifacts"),
