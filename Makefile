@@ -63,7 +63,8 @@ lint-container: install ## hadolint and checkov on the Dockerfile
 check-lock: install ## Fail unless dvc.lock matches this commit's code, params and outputs
 	$(RUN) .ci/check-lock
 
-image: ## Build the serving image IMAGE (needs models/ from `make run` or `make pull`)
+image: install ## Build the serving image IMAGE (needs models/ from `make run` or `make pull`)
+	$(RUN) mlops model-card --out models/model_card.md
 	DOCKER_BUILDKIT=1 $(DOCKER) build $(BUILD_ARGS) -t "$(IMAGE)" .
 
 smoke: ## Run IMAGE and check ready, predict, metrics and a non-root user

@@ -90,6 +90,19 @@ def report(
     _run(lambda loaded: module.run(loaded, base, out), params)
 
 
+@app.command("model-card")
+def model_card(
+    params: ParamsOption = DEFAULT_PARAMS,
+    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path(
+        "models/model_card.md"
+    ),
+) -> None:
+    """Write the model card of the model dvc.lock describes."""
+    from mlops_template import registry
+
+    _run(lambda loaded: print(f"wrote {registry.write_model_card(loaded, out)}"), params)
+
+
 @app.command()
 def register(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Register the model dvc.lock describes in the MLflow Model Registry, with lineage."""

@@ -91,7 +91,7 @@ def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | 
         ),
         "",
         "## Compared with the previous champion",
-        "None: this is the first registered model."
+        "None registered yet, or not looked up: the registry's promotion gate compares them."
         if previous is None
         else ", ".join(f"{name} {previous.get(name)}" for name in HEADLINE),
         "",
@@ -101,6 +101,13 @@ def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | 
         " periods. Probabilities are not calibrated.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def write_model_card(params: Params, out: Path) -> Path:
+    """The card for the model the pipeline built, without the registry (for the image and
+    the PR report); `register` stores the same card, with the comparison, in the registry."""
+    io.write_text(out, model_card(params, lineage(params), None))
+    return out
 
 
 def _client() -> Any:

@@ -229,5 +229,12 @@ def run(params: Params, base: str, out: Path) -> str:
     out = out.resolve()
     image_dir = out.parent / (out.stem + "_images")
     text = render(gather(params, base, image_dir, out.parent))
+    try:  # no card when the pipeline did not get as far as a model
+        from mlops_template.registry import write_model_card
+
+        card = write_model_card(params, out.parent / "model_card.md")
+        text += f"\nModel card of this branch's model: [{card.name}]({card.name})\n"
+    except PipelineError:
+        pass
     io.write_text(out, text)
     return text

@@ -160,6 +160,7 @@ def image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The repository's Dockerfile, built for real, in a copy where `dvc repro` made the model."""
     project = copy_repo(tmp_path_factory.mktemp("image-context"))
     sh(project, "dvc", "repro", "train")
+    sh(project, "mlops", "model-card")
     tag = "mlops-template:test"
     secret = ["--secret", f"id=ca_bundle,src={CA_BUNDLE}"] if CA_BUNDLE.is_file() else []
     engine.run(

@@ -97,6 +97,10 @@ def test_image_holds_runtime_dependencies_only(engine: Engine, image: str) -> No
     absent = ("mlflow", "dvc", "pandera", "pyarrow", "pytest", "pip")
     code = f"import importlib.util as u; print([m for m in {absent!r} if u.find_spec(m)])"
     assert engine.run("run", "--rm", "--network", "none", image, "python3", "-c", code) == "[]"
+    card = engine.run(
+        "run", "--rm", "--network", "none", image, "head", "-1", "models/model_card.md"
+    )
+    assert card.startswith("# Model card")
     size_mb = int(engine.run("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
     assert size_mb < MAX_IMAGE_MB, f"{size_mb:.0f} MB"
 

@@ -108,6 +108,8 @@ def test_changing_a_training_param_reruns_only_train_and_evaluate(project: Path)
     assert "| log_loss |" in report
     assert "![Confusion matrix](report_images/confusion_matrix.png)" in report
     assert (project / "report_images" / "confusion_matrix.png").is_file()
+    assert "Model card of this branch's model: [model_card.md](model_card.md)" in report
+    assert "n_estimators': 7" in (project / "model_card.md").read_text()
 
 
 def test_report_on_a_first_pull_request(project: Path) -> None:
