@@ -4,6 +4,10 @@ gate, rollback, the model card, and interoperability with plain MLflow loading."
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -15,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlops_template import io
 from mlops_template.schema import feature_names
 from mlops_template.serve.model import ServedModel
-from tests.slow.conftest import copy_repo, sh
+from tests.slow.conftest import VENV_BIN, copy_repo, free_port, sh, stop
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +31,47 @@ def _set_model(root: Path, model: dict) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["model"] = model
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _served_by_mlflow(model_uri: str, env: dict[str, str], rows: pd.DataFrame) -> list[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "mlflow"),
+            "models",
+            "serve",
+            "--model-uri",
+            model_uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    body = json.dumps({"dataframe_records": rows.to_dict("records")}).encode()
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations",
+                    body,
+                    {"content-type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return json.loads(response.read())["predictions"]
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+    finally:
+        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +130,10 @@ def test_register_promote_refuse_rollback(
     served = ServedModel.load(project / "models/model.joblib")
     ours = [served.classes[i] for i in served.predict_proba(rows.to_dict("records")).argmax(1)]
     assert list(pyfunc.predict(rows)) == ours
+
+    # ... and so does `mlflow models serve` on the alias: interoperable with the ecosystem.
+    if server == "mlflow_server":
+        assert _served_by_mlflow(f"models:/{NAME}@champion", env, rows.head(10)) == ours[:10]
 
     # A worse candidate is refused with the reason; the alias stays; the decision is recorded.
     _set_model(project, WEAK)
