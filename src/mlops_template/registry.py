@@ -207,9 +207,10 @@ def promote(params: Params, version: str | None = None) -> Decision:
     """Move `champion` to the candidate (default: the newest version) if it passes the gate."""
     client = _client()
     name = params.registry.model_name
-    candidate = version or str(
-        max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
-    )
+    versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")]
+    if not versions:
+        raise PipelineError(f"{name}: no registered version to promote; run `make register`")
+    candidate = version or str(max(versions))
     current = _champion(client, name)
     candidate_scores = _score(name, candidate, params)
     if current is None:

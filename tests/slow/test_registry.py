@@ -95,6 +95,9 @@ def test_register_promote_refuse_rollback(
         result = sh(project, "mlops", *args, env=env, check=check)
         return result.stdout + result.stderr
 
+    # Nothing registered yet: promote says so.
+    assert "no registered version to promote" in mlops("promote", check=False)
+
     # A weak first model becomes champion: there is nothing to compare it with.
     assert "registered version 1" in mlops("register")
     assert "promoted: first model" in mlops("promote")
