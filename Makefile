@@ -26,11 +26,14 @@ REPOSITORY ?=
 REPORT_DIR ?= pr-report
 PR ?=
 BRANCH ?=
+# Monitoring and retraining (see .github/workflows/retrain.yml): where production drops its
+# prediction logs and labelled feedback (a local directory or s3://bucket/prefix).
+MONITORING_URI ?=
 
 .PHONY: help install run test test-fast lint lint-workflows lint-container check-lock \
 	image smoke save-image push-image register promote rollback release-registry \
 	bench-pipeline bench-serve report pull publish \
-	install-cml post-report clean
+	install-cml post-report fetch-monitoring drift retrain retrain-pr clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -114,6 +117,20 @@ bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M ro
 
 bench-serve: install ## Our service vs the seed Flask app, gunicorn and mlflow serve (needs wrk)
 	$(RUN) python benchmarks/serve.py
+
+fetch-monitoring: install ## Copy prediction logs and feedback from MONITORING_URI into logs/
+	@if [ -n "$(MONITORING_URI)" ]; then $(RUN) mlops fetch-monitoring --source "$(MONITORING_URI)"; \
+	else echo "fetch-monitoring: no MONITORING_URI: using the local logs/"; fi
+
+drift: install ## Drift report on the logged traffic (exit 0: no drift, 3: drift, 1: error)
+	$(RUN) mlops drift $(if $(MONITORING_URI),--fetched)
+
+retrain: install ## Re-read the data source (forced ingest), then re-run what changed
+	$(RUN) dvc repro --force ingest
+	$(RUN) dvc repro
+
+retrain-pr: ## Commit the retrained outputs to a new branch and open a pull request
+	.ci/open-pr
 
 clean: ## Remove pipeline outputs and local tracking data (not the DVC cache)
 	rm -rf data/*.parquet models/model.joblib reports/train_timing.json reports/validation_failure.json mlflow.db mlruns dvc_plots $(REPORT_DIR)

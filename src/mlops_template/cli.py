@@ -136,5 +136,41 @@ def rollback(params: ParamsOption = DEFAULT_PARAMS) -> None:
     _run(lambda loaded: print(f"champion is version {registry.rollback(loaded)}"), params)
 
 
+@app.command("fetch-monitoring")
+def fetch_monitoring(
+    source: Annotated[str, typer.Option(help="Directory or s3://bucket/prefix to copy from.")],
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Mirror production's prediction logs and labelled feedback into monitoring.fetched."""
+    from mlops_template import fetch_monitoring as module
+
+    _run(lambda loaded: module.run(loaded, source), params)
+
+
+@app.command()
+def drift(
+    params: ParamsOption = DEFAULT_PARAMS,
+    fetched: Annotated[
+        bool, typer.Option(help="Read what fetch-monitoring mirrored, not the local log.")
+    ] = False,
+) -> None:
+    """Logged traffic against the training split. Exit 0: no drift; 3: drift; 1: an error."""
+    from mlops_template import drift as module
+
+    def check(loaded: Params) -> None:
+        log_path, feedback = loaded.serve.prediction_log, loaded.monitoring.feedback
+        if fetched:
+            log_path = loaded.monitoring.fetched / log_path.name
+            feedback = loaded.monitoring.fetched / feedback.name
+        report = module.run(loaded, log_path, feedback)
+        print(
+            f"drift: {report.verdict} ({report.window_rows} predictions); see {loaded.paths.drift}"
+        )
+        if report.drifted:
+            raise typer.Exit(code=module.DRIFT_EXIT_CODE)
+
+    _run(check, params)
+
+
 if __name__ == "__main__":
     app()

@@ -38,6 +38,8 @@ class Paths(_Strict):
     roc: Path
     precision_recall: Path
     feature_importance: Path
+    reference: Path
+    drift: Path
 
 
 class DataSettings(_Strict):
@@ -108,6 +110,27 @@ class ServeSettings(_Strict):
     prediction_log: Path = Path("logs/predictions.jsonl")
     prediction_log_max_bytes: Annotated[int, Field(ge=1024)] = 50_000_000
     prediction_log_backups: Annotated[int, Field(ge=1)] = 5
+    monitor_window: Annotated[int, Field(ge=10)] = 1000
+    challenger_model: Path | None = None
+
+
+class MonitoringSettings(_Strict):
+    """`mlops drift`: logged production traffic against the training reference (drift.py).
+
+    A distribution test flags drift only when the shift is both significant (p below `alpha`,
+    split over all the tests) and material (PSI at least `psi_threshold`): significance alone
+    flags trivial shifts in big windows, effect size alone is noise in small ones."""
+
+    window_rows: Annotated[int, Field(ge=10)] = 5000
+    min_rows: Annotated[int, Field(ge=10)] = 100
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
+    psi_threshold: Annotated[float, Field(gt=0.0)] = 0.2
+    psi_bins: Annotated[int, Field(ge=2, le=50)] = 10
+    max_missing_rate_increase: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    max_accuracy_drop: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    min_labelled_rows: Annotated[int, Field(ge=1)] = 30
+    feedback: Path = Path("logs/feedback.jsonl")
+    fetched: Path = Path("logs/production")
 
 
 class RegistrySettings(_Strict):
@@ -130,6 +153,7 @@ class Params(_Strict):
     tracking: TrackingSettings = TrackingSettings()
     serve: ServeSettings = ServeSettings()
     registry: RegistrySettings = RegistrySettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
 
 def _describe(error: ValidationError, source: Path) -> str:

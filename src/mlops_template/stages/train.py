@@ -2,6 +2,9 @@
 
 Writes the model with joblib and its sha256 beside it (`model.joblib.sha256`, `sha256sum`
 format): a model file is code, so anything that loads it later checks that hash first.
+Also writes the training reference (`paths.reference`): the class shares and the missing rate
+of each feature in the training split. The service ships it beside the model and compares its
+live traffic with it (the drift gauges on /metrics).
 Wall-clock training time is not reproducible, so it goes to MLflow and to an untracked side
 file (`paths.train_timing`), never into a DVC output.
 """
@@ -69,6 +72,20 @@ def fit(train: pd.DataFrame, params: Params) -> Pipeline:
     return pipeline
 
 
+def reference_profile(train: pd.DataFrame) -> dict[str, object]:
+    """What live traffic is compared with: class shares and per-feature missing rates."""
+    shares = train[TARGET.name].value_counts(normalize=True)
+    return {
+        "rows": len(train),
+        "class_shares": {
+            name: round(float(shares.get(name, 0.0)), 6) for name in TARGET.categories
+        },
+        "missing_rate": {
+            name: round(float(train[name].isna().mean()), 6) for name in feature_names()
+        },
+    }
+
+
 def serialize(model: Pipeline) -> bytes:
     buffer = stdio.BytesIO()
     joblib.dump(model, buffer)
@@ -103,6 +120,7 @@ def run(params: Params) -> Pipeline:
         io.write_text(
             io.sha256_sidecar(params.paths.model), f"{sha256}  {params.paths.model.name}\n"
         )
+        io.write_json(params.paths.reference, reference_profile(train))
         io.write_json(
             params.paths.train_timing,
             {

@@ -1,0 +1,557 @@
+"""`mlops drift`: has production traffic moved away from what the model was trained on?
+
+Compares the newest logged predictions (the service's JSONL log, rotated files included) with
+the training split, column by column as schema.py declares them:
+
+- numeric features: two-sample Kolmogorov-Smirnov test and PSI over quantile bins;
+- categorical features and the predicted classes: chi-square test and PSI over the shares;
+- every feature: the rise in its missing rate;
+- with labelled feedback (`{"id": <prediction_id>, "label": ...}` lines): the champion's
+  accuracy against the test split's, with a one-sided binomial test;
+- with a challenger scored in shadow: agreement with the champion and, with labels, the
+  accuracy of both on the same requests (reported, never counted as drift).
+
+A distribution test flags drift only when its p-value is below `alpha` divided by the number
+of tests (Bonferroni) AND its PSI reaches `psi_threshold`. Writes drift.json, drift.md (for
+pull requests) and drift.html (with plots) to `paths.drift`; the exit code is 3 on drift.
+
+scipy rather than Evidently: Evidently's install is measured in docs/monitoring.md; the tests
+here are a few lines each on top of scipy, which scikit-learn already brings.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io as stdio
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_template import io
+from mlops_template.config import MonitoringSettings, Params
+from mlops_template.errors import PipelineError
+from mlops_template.schema import FEATURES, TARGET, ColumnSpec
+
+log = logging.getLogger(__name__)
+
+DRIFT_EXIT_CODE = 3
+PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
+
+
+def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
+    """Population stability index between two share vectors over the same bins."""
+    total = 0.0
+    for reference, current in zip(expected, actual, strict=True):
+        reference, current = max(reference, PSI_FLOOR), max(current, PSI_FLOOR)
+        total += (current - reference) * math.log(current / reference)
+    return float(total)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One test of one column. `drifted` is the verdict; the rest says why."""
+
+    column: str
+    kind: str  # numeric | categorical | missing | prediction | performance
+    test: str
+    detail: str
+    statistic: float | None = None
+    p_value: float | None = None
+    psi: float | None = None
+    reference: float | None = None
+    current: float | None = None
+    drifted: bool = False
+
+
+@dataclass
+class Traffic:
+    """Logged predictions: the champion's (newest `window_rows`) and the shadow challenger's."""
+
+    champion: list[dict[str, Any]]
+    challenger: dict[str, dict[str, Any]]  # by prediction id
+    files: list[str]
+
+
+@dataclass
+class DriftReport:
+    verdict: str  # drift | no drift | not enough traffic
+    window_rows: int
+    reference_rows: int
+    checks: list[Check]
+    shadow: dict[str, Any] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted(self) -> bool:
+        return self.verdict == "drift"
+
+
+# --- reading the log ------------------------------------------------------------------------
+
+
+def log_files(path: Path) -> list[Path]:
+    """The log and its rotated predecessors, oldest first (`.5` ... `.1`, then the live file)."""
+    rotated = sorted(
+        (p for p in path.parent.glob(f"{path.name}.*") if p.suffix[1:].isdigit()),
+        key=lambda p: int(p.suffix[1:]),
+        reverse=True,
+    )
+    return [*rotated, path] if path.is_file() else rotated
+
+
+def _records(path: Path, last_file: bool) -> Iterator[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if last_file and number == len(lines) and not text.endswith("\n"):
+                break  # the line the service is writing right now
+            raise PipelineError(
+                f"{path}:{number}: not a JSON prediction record ({error})"
+            ) from None
+        problem = _record_problem(record)
+        if problem:
+            raise PipelineError(f"{path}:{number}: {problem}")
+        yield record
+
+
+def _record_problem(record: object) -> str | None:
+    if not isinstance(record, dict):
+        return "a prediction record must be a JSON object"
+    features = record.get("features")
+    if not isinstance(features, dict):
+        return "missing the `features` object"
+    missing = [spec.name for spec in FEATURES if spec.name not in features]
+    if missing:
+        return f"features lack {', '.join(missing)}"
+    if not isinstance(record.get("prediction"), str):
+        return "missing the `prediction` string"
+    return None
+
+
+def read_traffic(path: Path, window_rows: int) -> Traffic:
+    files = log_files(path)
+    if not files:
+        raise PipelineError(
+            f"{path}: no prediction log found (serve.prediction_log); fetch it first"
+            " (`make fetch-monitoring`) or point --log at it"
+        )
+    champion: deque[dict[str, Any]] = deque(maxlen=window_rows)
+    challenger: dict[str, dict[str, Any]] = {}
+    for index, file in enumerate(files):
+        for record in _records(file, last_file=index == len(files) - 1):
+            if record.get("role") == "challenger":
+                challenger[str(record.get("id"))] = record
+            else:
+                champion.append(record)
+    return Traffic(list(champion), challenger, [str(file) for file in files])
+
+
+def read_feedback(path: Path) -> dict[str, str]:
+    """Labels that arrived later, by prediction id. JSONL (`{"id", "label"}`) or CSV."""
+    if not path.is_file():
+        return {}
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str)
+        rows: Iterable[dict[str, Any]] = frame.to_dict("records")
+    else:
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise PipelineError(f"{path}:{number}: not JSON ({error})") from None
+    labels: dict[str, str] = {}
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or "id" not in row or "label" not in row:
+            raise PipelineError(f"{path}: row {number} needs `id` and `label`")
+        if row["label"] not in TARGET.categories:
+            raise PipelineError(
+                f"{path}: row {number}: label {row['label']!r} is not one of"
+                f" {', '.join(TARGET.categories)}"
+            )
+        labels[str(row["id"])] = str(row["label"])
+    return labels
+
+
+# --- the tests ------------------------------------------------------------------------------
+
+
+def _shares(values: pd.Series, categories: Sequence[str]) -> list[float]:
+    counts = values.value_counts()
+    total = max(int(counts.sum()), 1)
+    return [float(counts.get(name, 0)) / total for name in categories]
+
+
+def _numeric(spec: ColumnSpec, reference: pd.Series, current: pd.Series, bins: int) -> Check:
+    from scipy import stats
+
+    ref, cur = reference.dropna().to_numpy(float), current.dropna().to_numpy(float)
+    if len(ref) == 0 or len(cur) == 0:
+        return Check(spec.name, "numeric", "KS + PSI", "no values to compare")
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref_shares = np.bincount(np.searchsorted(edges, ref, "right"), minlength=len(edges) + 1)
+    cur_shares = np.bincount(np.searchsorted(edges, cur, "right"), minlength=len(edges) + 1)
+    index = psi(list(ref_shares / len(ref)), list(cur_shares / len(cur)))
+    result = stats.ks_2samp(ref, cur)
+    before, now = float(np.median(ref)), float(np.median(cur))
+    return Check(
+        spec.name,
+        "numeric",
+        "KS + PSI",
+        f"median {before:.4g} -> {now:.4g}",
+        statistic=float(result.statistic),
+        p_value=float(result.pvalue),
+        psi=index,
+        reference=before,
+        current=now,
+    )
+
+
+def _categorical(
+    name: str, kind: str, categories: Sequence[str], reference: list[float], current: pd.Series
+) -> Check:
+    from scipy import stats
+
+    counts = [float(current.value_counts().get(c, 0)) for c in categories]
+    total = sum(counts)
+    if total == 0:
+        return Check(name, kind, "chi-square + PSI", "no values to compare")
+    keep = [i for i, share in enumerate(reference) if share > 0]
+    expected = np.array([reference[i] for i in keep]) / sum(reference[i] for i in keep)
+    observed = np.array([counts[i] for i in keep])
+    unseen = total - observed.sum()  # values in categories the reference never had
+    result = stats.chisquare(observed, expected * observed.sum()) if observed.sum() else None
+    p_value = 0.0 if unseen > 0 or result is None else float(result.pvalue)
+    shares = [count / total for count in counts]
+    largest = max(range(len(categories)), key=lambda i: abs(shares[i] - reference[i]))
+    return Check(
+        name,
+        kind,
+        "chi-square + PSI",
+        f"share of {categories[largest]} {reference[largest]:.1%} -> {shares[largest]:.1%}",
+        statistic=float(result.statistic) if result is not None else None,
+        p_value=p_value,
+        psi=psi(reference, shares),
+        reference=reference[largest],
+        current=shares[largest],
+    )
+
+
+def _missing(spec: ColumnSpec, reference: pd.Series, current: pd.Series, limit: float) -> Check:
+    before, now = float(reference.isna().mean()), float(current.isna().mean())
+    return Check(
+        spec.name,
+        "missing",
+        "missing-rate rise",
+        f"missing {before:.1%} -> {now:.1%} (limit +{limit:.0%})",
+        statistic=now - before,
+        reference=before,
+        current=now,
+        drifted=now - before > limit,
+    )
+
+
+def _performance(
+    champion: list[dict[str, Any]],
+    labels: dict[str, str],
+    baseline: float,
+    settings: MonitoringSettings,
+    tests: int,
+) -> Check | None:
+    from scipy import stats
+
+    pairs = [
+        (r["prediction"], labels[str(r.get("id"))]) for r in champion if str(r.get("id")) in labels
+    ]
+    if len(pairs) < settings.min_labelled_rows:
+        return None
+    correct = sum(predicted == actual for predicted, actual in pairs)
+    accuracy = correct / len(pairs)
+    p_value = float(stats.binomtest(correct, len(pairs), baseline, alternative="less").pvalue)
+    drop = baseline - accuracy
+    return Check(
+        "accuracy",
+        "performance",
+        "binomial (one-sided)",
+        f"accuracy {baseline:.1%} (test split) -> {accuracy:.1%} on {len(pairs)} labelled",
+        statistic=drop,
+        p_value=p_value,
+        reference=baseline,
+        current=accuracy,
+        drifted=drop > settings.max_accuracy_drop and p_value < settings.alpha / tests,
+    )
+
+
+def _shadow(traffic: Traffic, labels: dict[str, str]) -> dict[str, Any] | None:
+    pairs = [
+        (record, traffic.challenger[str(record.get("id"))])
+        for record in traffic.champion
+        if str(record.get("id")) in traffic.challenger
+    ]
+    if not pairs:
+        return None
+    agree = sum(a["prediction"] == b["prediction"] for a, b in pairs)
+    summary: dict[str, Any] = {
+        "compared": len(pairs),
+        "agreement": agree / len(pairs),
+        "champion_version": pairs[-1][0].get("model_version"),
+        "challenger_version": pairs[-1][1].get("model_version"),
+        "champion_shares": dict(
+            zip(
+                TARGET.categories,
+                _shares(pd.Series([a["prediction"] for a, _ in pairs]), TARGET.categories),
+                strict=True,
+            )
+        ),
+        "challenger_shares": dict(
+            zip(
+                TARGET.categories,
+                _shares(pd.Series([b["prediction"] for _, b in pairs]), TARGET.categories),
+                strict=True,
+            )
+        ),
+    }
+    labelled = [(a, b, labels[str(a.get("id"))]) for a, b in pairs if str(a.get("id")) in labels]
+    if labelled:
+        summary["labelled"] = len(labelled)
+        summary["champion_accuracy"] = sum(a["prediction"] == y for a, _, y in labelled) / len(
+            labelled
+        )
+        summary["challenger_accuracy"] = sum(b["prediction"] == y for _, b, y in labelled) / len(
+            labelled
+        )
+    return summary
+
+
+def compare(
+    reference: pd.DataFrame,
+    traffic: Traffic,
+    labels: dict[str, str],
+    baseline_accuracy: float | None,
+    settings: MonitoringSettings,
+) -> DriftReport:
+    """All the checks, and the verdict."""
+    current = pd.DataFrame([record["features"] for record in traffic.champion])
+    current = current.reindex(columns=[spec.name for spec in FEATURES])
+    predictions = pd.Series([record["prediction"] for record in traffic.champion], dtype=object)
+    with_labels = baseline_accuracy is not None and any(
+        str(r.get("id")) in labels for r in traffic.champion
+    )
+    tests = len(FEATURES) + 1 + int(with_labels)  # distribution tests + performance
+    report = DriftReport(
+        "no drift", len(current), len(reference), [], settings=settings.model_dump(mode="json")
+    )
+    if len(current) < settings.min_rows:
+        report.verdict = "not enough traffic"
+        return report
+    checks: list[Check] = []
+    for spec in FEATURES:
+        if spec.kind == "numeric":
+            check = _numeric(spec, reference[spec.name], current[spec.name], settings.psi_bins)
+        else:
+            expected = _shares(reference[spec.name].dropna(), spec.categories)
+            check = _categorical(
+                spec.name,
+                "categorical",
+                spec.categories,
+                expected,
+                current[spec.name].dropna(),
+            )
+        checks.append(_judge(check, settings, tests))
+        checks.append(
+            _missing(
+                spec, reference[spec.name], current[spec.name], settings.max_missing_rate_increase
+            )
+        )
+    expected = _shares(reference[TARGET.name], TARGET.categories)
+    prediction = _categorical("prediction", "prediction", TARGET.categories, expected, predictions)
+    checks.append(_judge(prediction, settings, tests))
+    if with_labels and baseline_accuracy is not None:
+        performance = _performance(traffic.champion, labels, baseline_accuracy, settings, tests)
+        if performance is not None:
+            checks.append(performance)
+    report.checks = checks
+    report.shadow = _shadow(traffic, labels)
+    report.verdict = "drift" if any(check.drifted for check in checks) else "no drift"
+    return report
+
+
+def _judge(check: Check, settings: MonitoringSettings, tests: int) -> Check:
+    significant = check.p_value is not None and check.p_value < settings.alpha / tests
+    material = check.psi is not None and check.psi >= settings.psi_threshold
+    return Check(**{**asdict(check), "drifted": significant and material})
+
+
+# --- the outputs ----------------------------------------------------------------------------
+
+
+def _number(value: float | None, digits: str = ".3g") -> str:
+    return "" if value is None else format(value, digits)
+
+
+def _shadow_sentences(shadow: dict[str, Any]) -> list[str]:
+    sentences = [
+        f"Shadow challenger `{shadow['challenger_version']}` against champion"
+        f" `{shadow['champion_version']}` on the same {shadow['compared']} requests:"
+        f" {shadow['agreement']:.1%} agreement."
+    ]
+    if "labelled" in shadow:
+        sentences.append(
+            f"On {shadow['labelled']} labelled requests: champion accuracy"
+            f" {shadow['champion_accuracy']:.1%}, challenger {shadow['challenger_accuracy']:.1%}."
+        )
+    return sentences
+
+
+def markdown(report: DriftReport) -> str:
+    icon = {"drift": "🔴", "no drift": "🟢", "not enough traffic": "⚪"}[report.verdict]
+    lines = [
+        f"## Drift report: {icon} {report.verdict}",
+        "",
+        f"{report.window_rows} logged predictions compared with {report.reference_rows}"
+        " training rows.",
+        "",
+    ]
+    if report.checks:
+        lines += [
+            "| column | check | p-value | PSI | what changed | drift |",
+            "|---|---|---|---|---|---|",
+        ]
+        for check in report.checks:
+            lines.append(
+                f"| `{check.column}` | {check.test} | {_number(check.p_value)} |"
+                f" {_number(check.psi)} | {check.detail} | {'**yes**' if check.drifted else 'no'} |"
+            )
+    if report.shadow:
+        lines += ["", *_shadow_sentences(report.shadow)]
+    return "\n".join(lines) + "\n"
+
+
+def _figure_png(reference: pd.DataFrame, traffic: Traffic, report: DriftReport) -> str:
+    from mlops_template.plots import plt
+
+    current = pd.DataFrame([record["features"] for record in traffic.champion])
+    verdicts = {(c.column, c.kind): c.drifted for c in report.checks}
+    panels = [*FEATURES, TARGET]
+    columns = 3
+    rows = math.ceil(len(panels) / columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), dpi=90)
+    for axes, spec in zip(grid.flat, panels, strict=False):
+        if spec is TARGET:
+            ref_values, cur_values = (
+                reference[TARGET.name],
+                pd.Series([r["prediction"] for r in traffic.champion]),
+            )
+            title, drifted = "predicted class", verdicts.get(("prediction", "prediction"))
+        else:
+            ref_values, cur_values = reference[spec.name], current.get(spec.name, pd.Series())
+            title = spec.name
+            drifted = verdicts.get((spec.name, spec.kind)) or verdicts.get((spec.name, "missing"))
+        if spec.kind == "numeric":
+            ref_num, cur_num = ref_values.dropna().astype(float), cur_values.dropna().astype(float)
+            both = pd.concat([ref_num, cur_num])
+            bins = np.linspace(both.min(), both.max(), 30) if len(both) else 10
+            axes.hist(ref_num, bins=bins, density=True, alpha=0.5, label="training")
+            axes.hist(cur_num, bins=bins, density=True, alpha=0.5, label="production")
+        else:
+            positions = np.arange(len(spec.categories))
+            axes.bar(
+                positions - 0.2,
+                _shares(ref_values.dropna(), spec.categories),
+                0.4,
+                label="training",
+            )
+            axes.bar(
+                positions + 0.2,
+                _shares(cur_values.dropna(), spec.categories),
+                0.4,
+                label="production",
+            )
+            axes.set_xticks(positions, labels=spec.categories)
+            axes.set_ylabel("share")
+        axes.set_title(
+            f"{title}: {'DRIFT' if drifted else 'ok'}", color="tab:red" if drifted else "black"
+        )
+        axes.legend(fontsize=7)
+    for axes in list(grid.flat)[len(panels) :]:
+        axes.axis("off")
+    figure.tight_layout()
+    buffer = stdio.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def html_page(report: DriftReport, image: str | None) -> str:
+    rows = "".join(
+        f"<tr class={'drift' if c.drifted else 'ok'}><td>{html.escape(c.column)}</td>"
+        f"<td>{html.escape(c.test)}</td><td>{_number(c.p_value)}</td><td>{_number(c.psi)}</td>"
+        f"<td>{html.escape(c.detail)}</td><td>{'yes' if c.drifted else 'no'}</td></tr>"
+        for c in report.checks
+    )
+    shadow = " ".join(_shadow_sentences(report.shadow)) if report.shadow else ""
+    picture = f'<img alt="distributions" src="data:image/png;base64,{image}">' if image else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Drift report: {report.verdict}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px}}tr.drift{{background:#fdd}}
+img{{max-width:100%}}</style>
+</head><body><h1>Drift report: {report.verdict}</h1>
+<p>{report.window_rows} logged predictions compared with {report.reference_rows} training rows.
+Drift needs p &lt; alpha / tests and PSI &ge; threshold; settings are in drift.json.</p>
+{picture}
+<table><tr><th>column</th><th>check</th><th>p-value</th><th>PSI</th><th>what changed</th>
+<th>drift</th></tr>{rows}</table>
+<p>{html.escape(shadow)}</p>
+</body></html>
+"""
+
+
+def run(params: Params, log_path: Path | None = None, feedback: Path | None = None) -> DriftReport:
+    """Compare, then write drift.json, drift.md and drift.html to `paths.drift`."""
+    settings = params.monitoring
+    traffic = read_traffic(log_path or params.serve.prediction_log, settings.window_rows)
+    labels = read_feedback(feedback or settings.feedback)
+    reference = io.read_parquet(params.paths.train)
+    baseline = None
+    if labels:
+        if not params.paths.metrics.is_file():
+            raise PipelineError(f"{params.paths.metrics}: needed to judge labelled feedback")
+        baseline = float(io.read_json(params.paths.metrics)["accuracy"])
+    report = compare(reference, traffic, labels, baseline, settings)
+    out = params.paths.drift
+    payload = asdict(report)
+    payload["drifted"] = report.drifted
+    payload["log_files"] = traffic.files
+    io.write_json(out / "drift.json", _finite(payload))
+    io.write_text(out / "drift.md", markdown(report))
+    image = _figure_png(reference, traffic, report) if report.checks else None
+    io.write_text(out / "drift.html", html_page(report, image))
+    log.info("drift: %s (%d predictions); wrote %s", report.verdict, report.window_rows, out)
+    return report
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity: write it as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value

@@ -1,0 +1,317 @@
+"""`mlops drift`: simulated production traffic against the training split.
+
+Traffic without drift is drawn (with replacement) from the same penguins the training split
+came from; each drift scenario changes one thing in it. The model is taken to be right, so
+the logged prediction is the bird's species (the default model scores 100% on the test split).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import train_test_split
+from typer.testing import CliRunner
+
+from mlops_template import drift, io
+from mlops_template.cli import app
+from mlops_template.config import Params
+from mlops_template.errors import PipelineError
+from mlops_template.schema import TARGET, feature_names
+
+WINDOW = 500
+NULL_SEEDS = range(20)
+
+
+@pytest.fixture(scope="module")
+def population(penguins: pd.DataFrame) -> pd.DataFrame:
+    return penguins.dropna(subset=[TARGET.name]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(population: pd.DataFrame) -> pd.DataFrame:
+    train, _ = train_test_split(
+        population, test_size=0.25, random_state=42, stratify=population[TARGET.name]
+    )
+    return train
+
+
+def sample(population: pd.DataFrame, seed: int, rows: int = WINDOW) -> pd.DataFrame:
+    return population.sample(rows, replace=True, random_state=seed).reset_index(drop=True)
+
+
+def records(frame: pd.DataFrame, role: str = "champion") -> list[dict[str, Any]]:
+    out = []
+    for index, row in frame.iterrows():
+        features = {
+            name: (None if pd.isna(row[name]) else row[name]) for name in feature_names()
+        }
+        out.append(
+            {
+                "ts": 1_764_000_000.0 + index,
+                "id": row.get("id") or uuid.uuid4().hex,
+                "role": role,
+                "model_version": "abc123def456",
+                "features": features,
+                "prediction": row[TARGET.name],
+                "probabilities": {},
+            }
+        )
+    return out
+
+
+def traffic(frame: pd.DataFrame) -> drift.Traffic:
+    return drift.Traffic(records(frame), {}, ["memory"])
+
+
+def verdict(reference: pd.DataFrame, frame: pd.DataFrame, params: Params) -> drift.DriftReport:
+    return drift.compare(reference, traffic(frame), {}, None, params.monitoring)
+
+
+def drifted(report: drift.DriftReport) -> set[tuple[str, str]]:
+    return {(check.column, check.kind) for check in report.checks if check.drifted}
+
+
+def test_traffic_without_drift_raises_no_alert_across_20_seeds(
+    population: pd.DataFrame, reference: pd.DataFrame, params: Params
+) -> None:
+    alerts = {
+        seed: drifted(verdict(reference, sample(population, seed), params)) for seed in NULL_SEEDS
+    }
+    false_positives = {seed: found for seed, found in alerts.items() if found}
+    rate = len(false_positives) / len(NULL_SEEDS)
+    print(f"false positive rate: {rate:.0%} over {len(NULL_SEEDS)} seeds")
+    assert false_positives == {}
+
+
+def test_a_shifted_numeric_feature_is_detected(
+    population: pd.DataFrame, reference: pd.DataFrame, params: Params
+) -> None:
+    shifted = sample(population, 1)
+    shifted["bill_length_mm"] += 5.0  # about one standard deviation
+    report = verdict(reference, shifted, params)
+    assert report.verdict == "drift"
+    assert ("bill_length_mm", "numeric") in drifted(report)
+    assert drifted(report) <= {("bill_length_mm", "numeric"), ("prediction", "prediction")}
+
+
+def test_a_changed_category_mix_is_detected(
+    population: pd.DataFrame, reference: pd.DataFrame, params: Params
+) -> None:
+    mix = sample(population, 2)
+    # A new colony is surveyed: more birds from Torgersen, fewer from Biscoe.
+    biscoe = mix.index[mix["island"] == "Biscoe"]
+    mix.loc[biscoe[: len(biscoe) // 2], "island"] = "Torgersen"
+    report = verdict(reference, mix, params)
+    assert report.verdict == "drift"
+    assert ("island", "categorical") in drifted(report)
+
+
+def test_rising_missing_values_are_detected(
+    population: pd.DataFrame, reference: pd.DataFrame, params: Params
+) -> None:
+    broken_scale = sample(population, 3)
+    lost = np.random.default_rng(3).random(len(broken_scale)) < 0.25
+    broken_scale.loc[lost, "body_mass_g"] = np.nan
+    report = verdict(reference, broken_scale, params)
+    assert report.verdict == "drift"
+    assert drifted(report) == {("body_mass_g", "missing")}
+    check = next(c for c in report.checks if c.column == "body_mass_g" and c.kind == "missing")
+    assert check.current == pytest.approx(lost.mean() + 0.0, abs=0.02)
+
+
+def labelled(frame: pd.DataFrame, wrong_share: float, seed: int) -> tuple[list, dict[str, str]]:
+    """Logged records and their late labels; a share of the predictions turn out wrong."""
+    logged = records(frame)
+    rng = np.random.default_rng(seed)
+    labels = {}
+    for record in logged:
+        truth = record["prediction"]
+        if rng.random() < wrong_share:
+            truth = next(name for name in TARGET.categories if name != truth)
+        labels[record["id"]] = truth
+    return logged, labels
+
+
+@pytest.mark.parametrize(("wrong_share", "expected"), [(0.0, False), (0.01, False), (0.2, True)])
+def test_labelled_feedback_with_degraded_accuracy_is_detected(
+    population: pd.DataFrame,
+    reference: pd.DataFrame,
+    params: Params,
+    wrong_share: float,
+    expected: bool,
+) -> None:
+    logged, labels = labelled(sample(population, 4, 200), wrong_share, seed=4)
+    report = drift.compare(
+        reference, drift.Traffic(logged, {}, []), labels, 0.98, params.monitoring
+    )
+    performance = next(check for check in report.checks if check.kind == "performance")
+    assert performance.drifted is expected
+    assert performance.current == pytest.approx(1 - wrong_share, abs=0.05)
+
+
+def test_too_little_traffic_is_not_a_verdict(
+    population: pd.DataFrame, reference: pd.DataFrame, params: Params
+) -> None:
+    report = verdict(reference, sample(population, 5, params.monitoring.min_rows - 1), params)
+    assert report.verdict == "not enough traffic"
+    assert not report.drifted
+
+
+def test_the_report_compares_the_shadow_challenger_on_the_same_requests(
+    population: pd.DataFrame, reference: pd.DataFrame, params: Params
+) -> None:
+    frame = sample(population, 6, 200)
+    frame["id"] = [uuid.uuid4().hex for _ in range(len(frame))]
+    champion = records(frame)
+    challenger_frame = frame.copy()
+    challenger_frame.loc[:19, TARGET.name] = "Chinstrap"  # the challenger differs on 20 rows
+    challenger = {r["id"]: r for r in records(challenger_frame, role="challenger")}
+    labels = {r["id"]: r["prediction"] for r in champion}
+    report = drift.compare(
+        reference, drift.Traffic(champion, challenger, []), labels, 1.0, params.monitoring
+    )
+    assert report.shadow is not None
+    disagreements = int((frame.loc[:19, TARGET.name] != "Chinstrap").sum())
+    assert report.shadow["agreement"] == pytest.approx(1 - disagreements / 200)
+    assert report.shadow["champion_accuracy"] == 1.0
+    assert report.shadow["challenger_accuracy"] == pytest.approx(1 - disagreements / 200)
+    assert "Shadow challenger" in drift.markdown(report)
+
+
+# --- the command: files in, files and an exit code out ----------------------------------------
+
+
+@pytest.fixture
+def project(
+    params: Params, reference: pd.DataFrame
+) -> Callable[[list[dict[str, Any]]], Params]:
+    """A project directory with the training split, test metrics and a prediction log."""
+    io.write_parquet(params.paths.train, reference)
+    io.write_json(params.paths.metrics, {"accuracy": 1.0})
+
+    def write_log(logged: list[dict[str, Any]]) -> Params:
+        path = params.serve.prediction_log
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(record) + "\n" for record in logged))
+        return params
+
+    return write_log
+
+
+def test_cli_exits_3_on_drift_and_writes_json_markdown_and_html(
+    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+) -> None:
+    shifted = sample(population, 7)
+    shifted["flipper_length_mm"] += 15.0
+    params = project(records(shifted))
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == drift.DRIFT_EXIT_CODE, result.output
+    summary = json.loads((params.paths.drift / "drift.json").read_text())
+    assert summary["drifted"] is True
+    assert summary["verdict"] == "drift"
+    flipper = [c for c in summary["checks"] if c["column"] == "flipper_length_mm"]
+    assert any(check["drifted"] for check in flipper)
+    assert "| `flipper_length_mm` | KS + PSI |" in (params.paths.drift / "drift.md").read_text()
+    page = (params.paths.drift / "drift.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "flipper_length_mm" in page
+
+
+def test_cli_exits_0_without_drift(
+    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+) -> None:
+    params = project(records(sample(population, 8)))
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == 0, result.output
+    assert "drift: no drift (500 predictions)" in result.output
+    assert json.loads((params.paths.drift / "drift.json").read_text())["drifted"] is False
+
+
+def test_rotated_logs_are_read_and_a_half_written_last_line_is_ignored(
+    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+) -> None:
+    logged = records(sample(population, 9, 300))
+    params = project(logged[200:])
+    path = params.serve.prediction_log
+    path.with_name(path.name + ".1").write_text(
+        "".join(json.dumps(record) + "\n" for record in logged[:200])
+    )
+    with path.open("a") as handle:
+        handle.write('{"ts": 1, "features": {"isl')  # the service is writing this line now
+    read = drift.read_traffic(path, window_rows=1000)
+    assert [r["id"] for r in read.champion] == [r["id"] for r in logged]
+    assert read.files == [str(path.with_name(path.name + ".1")), str(path)]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "predictions.jsonl:2: not a JSON prediction record"),
+        ('{"features": {"island": "Dream"}, "prediction": "Adelie"}', "features lack bill_"),
+        ('{"features": {}, "prediction": 3}', "predictions.jsonl:2: features lack"),
+        ("[1, 2]", "must be a JSON object"),
+    ],
+)
+def test_a_corrupt_log_line_is_an_error_naming_file_and_line(
+    project: Callable[[list[dict[str, Any]]], Params],
+    population: pd.DataFrame,
+    line: str,
+    message: str,
+) -> None:
+    params = project(records(sample(population, 10, 1)))
+    with params.serve.prediction_log.open("a") as handle:
+        handle.write(line + "\n" + json.dumps(records(sample(population, 11, 1))[0]) + "\n")
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert not params.paths.drift.exists()  # nothing half-written
+
+
+def test_no_log_is_an_error_saying_how_to_get_one(params: Params) -> None:
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == 1
+    assert "no prediction log found" in result.output
+    assert "make fetch-monitoring" in result.output
+
+
+def test_feedback_with_an_unknown_label_is_an_error(
+    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+) -> None:
+    params = project(records(sample(population, 12)))
+    params.monitoring.feedback.write_text('{"id": "x", "label": "Emperor"}\n')
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == 1
+    assert "label 'Emperor' is not one of Adelie, Chinstrap, Gentoo" in result.output
+
+
+def test_fetch_monitoring_mirrors_logs_and_feedback_from_a_directory(
+    params: Params, tmp_path: Path
+) -> None:
+    source = tmp_path / "bucket"
+    source.mkdir()
+    for name in ("predictions.jsonl", "predictions.jsonl.1", "feedback.jsonl", "other.txt"):
+        (source / name).write_text(name)
+    result = CliRunner().invoke(app, ["fetch-monitoring", "--source", str(source)])
+    assert result.exit_code == 0, result.output
+    fetched = sorted(p.name for p in params.monitoring.fetched.iterdir())
+    assert fetched == ["feedback.jsonl", "predictions.jsonl", "predictions.jsonl.1"]
+
+
+def test_fetch_monitoring_without_logs_fails_and_keeps_the_previous_mirror(
+    params: Params, tmp_path: Path
+) -> None:
+    params.monitoring.fetched.mkdir(parents=True)
+    (params.monitoring.fetched / "predictions.jsonl").write_text("yesterday")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["fetch-monitoring", "--source", str(empty)])
+    assert result.exit_code == 1
+    assert "no predictions.jsonl" in result.output
+    assert (params.monitoring.fetched / "predictions.jsonl").read_text() == "yesterday"
