@@ -46,7 +46,7 @@ ENV PATH=/app/.venv/bin:${PATH} \
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY params.yaml ./
-COPY models/model.joblib models/model.joblib.sha256 models/model_card.md ./models/
+COPY models/model.joblib models/model.joblib.sha256 models/model_card.md models/reference.json ./models/
 # The only writable path: the prediction log (mount a volume here in production).
 RUN mkdir -p /app/logs && chown 10001:10001 /app/logs
 USER 10001:10001

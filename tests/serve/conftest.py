@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from starlette.testclient import TestClient
 
 from mlops_template import config, io
@@ -18,6 +20,8 @@ from mlops_template.schema import feature_names
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.model import ServedModel
 from mlops_template.stages.train import build_pipeline, serialize
+from tests.conftest import repo_params_dict
+from tests.slow.conftest import free_port
 
 GENTOO = {
     "island": "Biscoe",
@@ -51,12 +55,19 @@ def make_client(settings: ServeSettings, model_path: Path) -> Iterator[Callable[
     clients: list[TestClient] = []
 
     def build(
-        load: Callable[[], Any] | None = None, state: ServiceState | None = None, **overrides: Any
+        load: Callable[[], Any] | None = None,
+        state: ServiceState | None = None,
+        *,
+        challenger: Callable[[], Any] | None = None,
+        reference: dict[str, Any] | None = None,
+        **overrides: Any,
     ) -> TestClient:
         app = create_app(
             settings.model_copy(update=overrides),
             load or (lambda: ServedModel.load(model_path)),
             state,
+            load_challenger=challenger,
+            reference=reference,
         )
         client = TestClient(app)
         client.__enter__()
@@ -90,3 +101,23 @@ class BlockingModel:
         self.entered.set()
         self.release.wait(10)
         return np.tile([0.1, 0.2, 0.7], (len(records), 1))
+
+
+def service_params_file(tmp_path: Path, model_path: Path, **serve: object) -> tuple[Path, int]:
+    """A params.yaml in `tmp_path` serving a copy of `model_path` on a free port."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(model_path, models / "model.joblib")
+    shutil.copy(io.sha256_sidecar(model_path), models / "model.joblib.sha256")
+    port = free_port()
+    raw = repo_params_dict()
+    raw["paths"]["model"] = str(models / "model.joblib")
+    raw["serve"] = {
+        **raw["serve"],
+        "port": port,
+        "prediction_log": str(tmp_path / "predictions.jsonl"),
+        **serve,
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, port

@@ -45,6 +45,8 @@ def test_predict_batch_matches_single_predictions(make_client: Client) -> None:
     records = [GENTOO, {**GENTOO, "island": "Torgersen", "bill_length_mm": 38.0}]
     batch = client.post("/predict/batch", json={"records": records}).json()["predictions"]
     singles = [client.post("/predict", json=record).json() for record in records]
+    for answer in (*batch, *singles):
+        assert len(answer.pop("prediction_id")) == 32  # each prediction's own id
     assert batch == singles
 
 
@@ -206,7 +208,15 @@ def test_every_prediction_is_logged(make_client: Client, settings: ServeSettings
     record = json.loads(lines[0])
     assert record["features"] == GENTOO
     assert record["prediction"] == "Gentoo"
-    assert set(record) == {"ts", "model_version", "features", "prediction", "probabilities"}
+    assert set(record) == {
+        "ts",
+        "id",
+        "role",
+        "model_version",
+        "features",
+        "prediction",
+        "probabilities",
+    }
 
 
 def test_openapi_is_derived_from_the_schema(make_client: Client) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.test_process import _params_file, _serve, _wait_ready
+from tests.serve.conftest import service_params_file
+from tests.serve.test_process import _serve, _wait_ready
 from tests.slow.conftest import VENV_BIN
 
 pytestmark = pytest.mark.slow
@@ -19,7 +20,7 @@ MIN_CASES = 1000
 
 
 def test_fuzzing_the_openapi_finds_no_server_errors(tmp_path: Path, model_path: Path) -> None:
-    params, port = _params_file(tmp_path, model_path)
+    params, port = service_params_file(tmp_path, model_path)
     url = f"http://127.0.0.1:{port}"
     process = _serve(params)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,31 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from mlops_template import io
-from tests.conftest import repo_params_dict
-from tests.serve.conftest import GENTOO
-from tests.slow.conftest import free_port
-
-
-def _params_file(tmp_path: Path, model_path: Path, **serve: object) -> tuple[Path, int]:
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(model_path, models / "model.joblib")
-    shutil.copy(io.sha256_sidecar(model_path), models / "model.joblib.sha256")
-    port = free_port()
-    raw = repo_params_dict()
-    raw["paths"]["model"] = str(models / "model.joblib")
-    raw["serve"] = {
-        **raw["serve"],
-        "port": port,
-        "prediction_log": str(tmp_path / "predictions.jsonl"),
-        **serve,
-    }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path, port
+from tests.serve.conftest import GENTOO, service_params_file
 
 
 def _serve(params: Path) -> subprocess.Popen[str]:
@@ -72,7 +48,7 @@ def test_serving_imports_neither_mlflow_nor_dvc() -> None:
 
 
 def test_tampered_model_refuses_to_start(tmp_path: Path, model_path: Path) -> None:
-    params, _ = _params_file(tmp_path, model_path)
+    params, _ = service_params_file(tmp_path, model_path)
     with (tmp_path / "models" / "model.joblib").open("ab") as handle:
         handle.write(b"\0")
     result = subprocess.run(
@@ -88,7 +64,7 @@ def test_tampered_model_refuses_to_start(tmp_path: Path, model_path: Path) -> No
 
 @pytest.mark.slow
 def test_sigterm_drains_then_exits(tmp_path: Path, model_path: Path) -> None:
-    params, port = _params_file(tmp_path, model_path, drain_seconds=1.5)
+    params, port = service_params_file(tmp_path, model_path, drain_seconds=1.5)
     url = f"http://127.0.0.1:{port}"
     process = _serve(params)
     try:

@@ -48,6 +48,15 @@ class DrainingServer(uvicorn.Server):
         timer.start()
 
 
+def _reference(path: Path) -> dict | None:
+    """The training profile for the drift gauges; serving goes on without it."""
+    try:
+        return io.read_json(path)
+    except (OSError, ValueError) as error:
+        log.warning("%s: no training reference (%s); drift gauges without reference", path, error)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlops_template.serve")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
@@ -77,8 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     settings = params.serve
+    challenger = os.environ.get("MLOPS_CHALLENGER_MODEL") or settings.challenger_model
     state = ServiceState()
-    app = create_app(settings, lambda: ServedModel.load(model_path), state)
+    app = create_app(
+        settings,
+        lambda: ServedModel.load(model_path),
+        state,
+        load_challenger=(lambda: ServedModel.load(Path(challenger))) if challenger else None,
+        reference=_reference(params.paths.reference),
+    )
     config = uvicorn.Config(
         app,
         host=args.host or settings.host,

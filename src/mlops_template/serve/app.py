@@ -11,7 +11,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,16 +24,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from mlops_template.config import ServeSettings
+from mlops_template.schema import TARGET, feature_names
 from mlops_template.serve.batcher import MicroBatcher
 from mlops_template.serve.logsink import PredictionLog
 from mlops_template.serve.metrics import ServiceMetrics
 from mlops_template.serve.model import ServedModel
+from mlops_template.serve.monitor import LiveMonitor
 from mlops_template.serve.request import (
     BatchPrediction,
     Features,
     Prediction,
     batch_request,
 )
+from mlops_template.serve.shadow import ShadowScorer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class ServiceState:
 
     model: ServedModel | None = None
     load_error: str | None = None
+    shadow: ShadowScorer | None = None
     draining: bool = False
     inflight: int = 0
     loaded: threading.Event = field(default_factory=threading.Event)
@@ -166,14 +171,21 @@ def create_app(
     settings: ServeSettings,
     load_model: Callable[[], ServedModel],
     state: ServiceState | None = None,
+    *,
+    load_challenger: Callable[[], ServedModel] | None = None,
+    reference: Mapping[str, Any] | None = None,
 ) -> Guard:
     """Build the service. The model loads in a background thread after start-up, so the
-    liveness probe answers at once and readiness says 503 until the model is there."""
+    liveness probe answers at once and readiness says 503 until the model is there.
+
+    With `load_challenger`, a second model is scored in shadow (shadow.py); `reference` (the
+    train stage's profile) adds the reference values and the drift PSI to /metrics."""
     state = state or ServiceState()
     metrics = ServiceMetrics()
     prediction_log = PredictionLog(
         settings.prediction_log, settings.prediction_log_max_bytes, settings.prediction_log_backups
     )
+    monitor = LiveMonitor(settings.monitor_window, feature_names(), TARGET.categories, reference)
     batcher = MicroBatcher(
         lambda rows: state.model.predict_proba(rows),  # type: ignore[union-attr]
         settings.micro_batch_max_rows,
@@ -192,6 +204,22 @@ def create_app(
             log.info("model %s loaded; ready", model.version)
         finally:
             state.loaded.set()
+        if load_challenger is not None and state.model is not None:
+            load_shadow(load_challenger)
+
+    def load_shadow(load_challenger: Callable[[], ServedModel]) -> None:
+        """The champion is already serving; a challenger that fails to load is logged and
+        skipped, never a reason to stop serving."""
+        try:
+            challenger = load_challenger()
+        except Exception as error:
+            log.error("challenger failed to load; no shadow scoring: %s", error)
+            return
+        state.shadow = ShadowScorer(
+            challenger, prediction_log, settings.monitor_window, settings.micro_batch_max_rows
+        )
+        metrics.shadow_model_info.labels(challenger.version).set(1)
+        log.info("challenger %s loaded; scoring in shadow", challenger.version)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -200,6 +228,8 @@ def create_app(
         yield
         state.draining = True
         await batcher.stop()
+        if state.shadow is not None:
+            state.shadow.close()
         prediction_log.close()
 
     api = FastAPI(
@@ -238,13 +268,18 @@ def create_app(
         records: list[dict[str, Any]], proba: Any, model: ServedModel
     ) -> list[dict[str, Any]]:
         predictions = []
+        now = time.time()
         for record, row in zip(records, proba, strict=True):
             probabilities = {name: float(p) for name, p in zip(model.classes, row, strict=True)}
             predicted = model.classes[int(row.argmax())]
+            prediction_id = uuid.uuid4().hex
             metrics.predictions.labels(predicted).inc()
+            monitor.observe(record, predicted)
             prediction_log.write(
                 {
-                    "ts": time.time(),
+                    "ts": now,
+                    "id": prediction_id,
+                    "role": "champion",
                     "model_version": model.version,
                     "features": record,
                     "prediction": predicted,
@@ -257,7 +292,15 @@ def create_app(
                     "prediction": predicted,
                     "probabilities": probabilities,
                     "model_version": model.version,
+                    "prediction_id": prediction_id,
                 }
+            )
+        if state.shadow is not None:
+            state.shadow.submit(
+                [
+                    (answer["prediction_id"], record, answer["prediction"])
+                    for record, answer in zip(records, predictions, strict=True)
+                ]
             )
         return predictions
 
@@ -304,6 +347,12 @@ def create_app(
     async def prometheus() -> Response:
         """Prometheus metrics."""
         metrics.log_dropped.set(prediction_log.dropped)
+        monitor.export(metrics)
+        if state.shadow is not None:
+            rows, agreement = state.shadow.agreement.snapshot()
+            metrics.shadow_window_rows.set(rows)
+            metrics.shadow_agreement.set(agreement)
+            metrics.shadow_dropped.set(state.shadow.dropped)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return Guard(api, settings, state, metrics)

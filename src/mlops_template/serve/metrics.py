@@ -47,3 +47,58 @@ class ServiceMetrics:
             "Prediction log lines dropped because the disk lagged.",
             registry=self.registry,
         )
+        # Live drift signals over the newest serve.monitor_window predictions (monitor.py).
+        self.window_rows = Gauge(
+            "monitor_window_rows", "Predictions in the monitoring window.", registry=self.registry
+        )
+        self.missing_ratio = Gauge(
+            "input_missing_ratio",
+            "Share of requests in the window with this feature missing.",
+            ["feature"],
+            registry=self.registry,
+        )
+        self.missing_ratio_reference = Gauge(
+            "input_missing_ratio_reference",
+            "Share of training rows with this feature missing.",
+            ["feature"],
+            registry=self.registry,
+        )
+        self.class_share = Gauge(
+            "prediction_class_share",
+            "Share of predictions in the window that are this class.",
+            ["predicted_class"],
+            registry=self.registry,
+        )
+        self.class_share_reference = Gauge(
+            "prediction_class_share_reference",
+            "Share of training rows of this class.",
+            ["predicted_class"],
+            registry=self.registry,
+        )
+        self.drift_psi = Gauge(
+            "prediction_drift_psi",
+            "Population stability index of the window's predicted classes against training.",
+            registry=self.registry,
+        )
+        # Shadow scoring of a challenger (shadow.py).
+        self.shadow_model_info = Gauge(
+            "shadow_model_info",
+            "The challenger scored in shadow (value is always 1).",
+            ["version"],
+            registry=self.registry,
+        )
+        self.shadow_window_rows = Gauge(
+            "shadow_window_rows",
+            "Shadow-scored predictions in the agreement window.",
+            registry=self.registry,
+        )
+        self.shadow_agreement = Gauge(
+            "shadow_agreement_ratio",
+            "Share of the window's requests on which the challenger agreed with the champion.",
+            registry=self.registry,
+        )
+        self.shadow_dropped = Gauge(
+            "shadow_dropped",
+            "Requests not shadow-scored because the challenger fell behind.",
+            registry=self.registry,
+        )

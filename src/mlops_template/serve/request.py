@@ -51,6 +51,7 @@ class Prediction(BaseModel):
                 "prediction": "Gentoo",
                 "probabilities": {"Adelie": 0.01, "Chinstrap": 0.0, "Gentoo": 0.99},
                 "model_version": "3f1c0a9e2b7d",
+                "prediction_id": "9b2f4c1e0d8a4f6b8c3e2a1d0f9e8d7c",
             }
         }
     )
@@ -58,6 +59,11 @@ class Prediction(BaseModel):
     prediction: str = Field(description=f"Predicted {TARGET.name}. {TARGET.description}")
     probabilities: dict[str, float]
     model_version: str
+    prediction_id: str = Field(
+        description="Identifies this prediction in the monitoring log. When the true"
+        f" {TARGET.name} is known later, send it back as feedback"
+        ' (`{"id": prediction_id, "label": ...}`) to measure accuracy in production.'
+    )
 
 
 def batch_request(max_rows: int) -> type[BaseModel]:

@@ -1,0 +1,100 @@
+"""Shadow scoring: a challenger scores the champion's traffic without touching its answers.
+
+The response is built from the champion alone. Its requests are then queued (bounded; when the
+challenger falls behind, requests are dropped and counted, never waited for) and a background
+thread scores them with the challenger in batches: whatever has queued up is scored in one
+model call, so the challenger's per-call overhead is paid once per batch, not per request.
+Each challenger prediction is logged with the champion's prediction id and `"role":
+"challenger"`, so `mlops drift` compares the two on the same requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from mlops_template.serve.logsink import PredictionLog
+from mlops_template.serve.model import ServedModel
+from mlops_template.serve.monitor import Agreement
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+Item = tuple[str, dict[str, Any], str]  # prediction id, features, champion's prediction
+
+
+class ShadowScorer:
+    def __init__(
+        self,
+        model: ServedModel,
+        prediction_log: PredictionLog,
+        window: int,
+        max_batch_rows: int = 256,
+        queue_size: int = 10_000,
+    ):
+        self.model = model
+        self.prediction_log = prediction_log
+        self.max_batch_rows = max_batch_rows
+        self.agreement = Agreement(window)
+        self.dropped = 0
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._score_forever, name="shadow", daemon=True)
+        self._thread.start()
+
+    def submit(self, items: Sequence[Item]) -> None:
+        for item in items:
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self.dropped += 1
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _next_batch(self) -> tuple[list[Item], bool]:
+        batch: list[Item] = []
+        item = self._queue.get()
+        while item is not _STOP:
+            batch.append(item)  # type: ignore[arg-type]
+            if len(batch) >= self.max_batch_rows:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _score_forever(self) -> None:
+        stopping = False
+        while not stopping:
+            batch, stopping = self._next_batch()
+            if not batch:
+                continue
+            try:
+                proba = self.model.predict_proba([features for _, features, _ in batch])
+            except Exception:  # a broken challenger must never hurt the champion
+                log.exception("shadow scoring failed for %d rows", len(batch))
+                self.dropped += len(batch)
+                continue
+            now = time.time()
+            for (prediction_id, features, champion), row in zip(batch, proba, strict=True):
+                predicted = self.model.classes[int(row.argmax())]
+                self.agreement.add(predicted == champion)
+                self.prediction_log.write(
+                    {
+                        "ts": now,
+                        "id": prediction_id,
+                        "role": "challenger",
+                        "model_version": self.model.version,
+                        "features": features,
+                        "prediction": predicted,
+                        "probabilities": {
+                            name: float(p) for name, p in zip(self.model.classes, row, strict=True)
+                        },
+                    }
+                )
