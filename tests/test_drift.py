@@ -22,7 +22,6 @@ from typer.testing import CliRunner
 from mlops_template import drift, io
 from mlops_template.cli import app
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
 from mlops_template.schema import TARGET, feature_names
 
 WINDOW = 500
@@ -49,9 +48,7 @@ def sample(population: pd.DataFrame, seed: int, rows: int = WINDOW) -> pd.DataFr
 def records(frame: pd.DataFrame, role: str = "champion") -> list[dict[str, Any]]:
     out = []
     for index, row in frame.iterrows():
-        features = {
-            name: (None if pd.isna(row[name]) else row[name]) for name in feature_names()
-        }
+        features = {name: (None if pd.isna(row[name]) else row[name]) for name in feature_names()}
         out.append(
             {
                 "ts": 1_764_000_000.0 + index,
@@ -189,9 +186,7 @@ def test_the_report_compares_the_shadow_challenger_on_the_same_requests(
 
 
 @pytest.fixture
-def project(
-    params: Params, reference: pd.DataFrame
-) -> Callable[[list[dict[str, Any]]], Params]:
+def project(params: Params, reference: pd.DataFrame) -> Callable[[list[dict[str, Any]]], Params]:
     """A project directory with the training split, test metrics and a prediction log."""
     io.write_parquet(params.paths.train, reference)
     io.write_json(params.paths.metrics, {"accuracy": 1.0})
