@@ -4,6 +4,8 @@ All four servers load the same model file (models/model.joblib, built by `make r
 answer the same single-row request, on 127.0.0.1, one after the other:
 
 - ours: `python -m mlops_template.serve` (one uvicorn process, micro-batching);
+- ours with a challenger scored in shadow (the same model file again, MLOPS_CHALLENGER_MODEL):
+  what shadow scoring costs the answers;
 - the seed's Flask app on Flask's development server;
 - the same Flask app under gunicorn with 2 workers (the best of the baselines);
 - `mlflow models serve` on the same pipeline saved as an MLflow model.
@@ -14,6 +16,7 @@ after the load. The in-process time of one predict is measured too, as the floor
 
     make bench-serve                       # 10 s per case
     python benchmarks/serve.py --duration 3 --out docs/serving-bench.md
+    python benchmarks/serve.py --only ours       # just ours, with and without shadow
 """
 
 from __future__ import annotations
@@ -209,21 +212,15 @@ def servers(workdir: Path) -> list[Server]:
     params.write_text(text)
     seed = {"SEED_MODEL": str(MODEL), "PYTHONPATH": str(REPO / "benchmarks")}
     flask_body = {"input": RECORD}
+    ours = [str(BIN / "python"), "-m", "mlops_template.serve", "--params", str(params)]
     return [
+        Server("ours (uvicorn, 1 process)", [*ours, "--port", "{port}"], "/predict", RECORD, {}),
         Server(
-            "ours (uvicorn, 1 process)",
-            [
-                str(BIN / "python"),
-                "-m",
-                "mlops_template.serve",
-                "--params",
-                str(params),
-                "--port",
-                "{port}",
-            ],
+            "ours + shadow challenger",
+            [*ours, "--port", "{port}"],
             "/predict",
             RECORD,
-            {},
+            {"MLOPS_CHALLENGER_MODEL": str(MODEL)},
         ),
         Server(
             "seed Flask (dev server)",
@@ -275,9 +272,11 @@ def servers(workdir: Path) -> list[Server]:
 def table(
     results: list[Result], cold: dict[str, float], rss: dict[str, float], floor_ms: float
 ) -> str:
-    baseline = {r.connections: r.rps for r in results if r.server.startswith("seed Flask +")}
+    label = "gunicorn" if any(r.server.startswith("seed Flask +") for r in results) else "ours"
+    first = "seed Flask +" if label == "gunicorn" else "ours ("
+    baseline = {r.connections: r.rps for r in results if r.server.startswith(first)}
     lines = [
-        "| server | conns | req/s | p50 ms | p99 ms | errors | vs gunicorn | cold start s"
+        f"| server | conns | req/s | p50 ms | p99 ms | errors | vs {label} | cold start s"
         " | RSS MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -298,6 +297,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per case")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--only", default="", help="run the servers whose name contains this")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench-serve needs wrk: apt-get install wrk")
@@ -311,7 +311,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         script = workdir / "post.lua"
-        for server in servers(workdir):
+        for server in [s for s in servers(workdir) if args.only in s.name]:
             script.write_text(
                 'wrk.method = "POST"\n'
                 'wrk.headers["Content-Type"] = "application/json"\n'

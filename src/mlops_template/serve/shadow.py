@@ -2,8 +2,11 @@
 
 The response is built from the champion alone. Its requests are then queued (bounded; when the
 challenger falls behind, requests are dropped and counted, never waited for) and a background
-thread scores them with the challenger in batches: whatever has queued up is scored in one
-model call, so the challenger's per-call overhead is paid once per batch, not per request.
+thread scores them with the challenger in batches: it collects requests for up to
+LINGER_SECONDS (or `max_batch_rows`) and scores them in one model call. A model call costs
+about the same for one row as for a hundred, and every call competes with the champion for
+the interpreter, so scoring each request as it came doubled the latency at one client in
+flight (bench-serve); batched, the challenger costs a call or two per second.
 Each challenger prediction is logged with the champion's prediction id and `"role":
 "challenger"`, so `mlops drift` compares the two on the same requests.
 """
@@ -24,6 +27,7 @@ from mlops_template.serve.monitor import Agreement
 log = logging.getLogger(__name__)
 
 _STOP = object()
+LINGER_SECONDS = 0.5
 Item = tuple[str, dict[str, Any], str]  # prediction id, features, champion's prediction
 
 
@@ -57,14 +61,17 @@ class ShadowScorer:
         self._thread.join()
 
     def _next_batch(self) -> tuple[list[Item], bool]:
+        """Wait for a request, then gather more for LINGER_SECONDS; True once told to stop."""
         batch: list[Item] = []
         item = self._queue.get()
+        deadline = time.monotonic() + LINGER_SECONDS
         while item is not _STOP:
             batch.append(item)  # type: ignore[arg-type]
-            if len(batch) >= self.max_batch_rows:
+            remaining = deadline - time.monotonic()
+            if len(batch) >= self.max_batch_rows or remaining <= 0:
                 return batch, False
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(timeout=remaining)
             except queue.Empty:
                 return batch, False
         return batch, True
