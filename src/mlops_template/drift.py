@@ -534,13 +534,14 @@ def run(params: Params, log_path: Path | None = None, feedback: Path | None = No
             raise PipelineError(f"{params.paths.metrics}: needed to judge labelled feedback")
         baseline = float(io.read_json(params.paths.metrics)["accuracy"])
     report = compare(reference, traffic, labels, baseline, settings)
-    out = params.paths.drift
     payload = asdict(report)
     payload["drifted"] = report.drifted
     payload["log_files"] = traffic.files
+    image = _figure_png(reference, traffic, report) if report.checks else None
+    # Everything is rendered before anything is written: no half set of reports.
+    out = params.paths.drift
     io.write_json(out / "drift.json", _finite(payload))
     io.write_text(out / "drift.md", markdown(report))
-    image = _figure_png(reference, traffic, report) if report.checks else None
     io.write_text(out / "drift.html", html_page(report, image))
     log.info("drift: %s (%d predictions); wrote %s", report.verdict, report.window_rows, out)
     return report
