@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,31 @@ def use_s3_remote(repo: Path, endpoint: str, prefix: str) -> None:
 
 def s3_env() -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_KEY}
+
+
+@dataclass(frozen=True)
+class Forge:
+    """A bare `origin` whose main holds the template, with main's outputs in the S3 remote."""
+
+    root: Path
+    origin: Path
+    endpoint: str
+
+
+@pytest.fixture(scope="module")
+def forge(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Forge:
+    root = tmp_path_factory.mktemp("forge")
+    origin = root / "origin.git"
+    sh(root, "git", "init", "-q", "--bare", "-b", "main", str(origin))
+    template = copy_repo(root / "template")
+    use_s3_remote(template, s3_endpoint, "store")
+    sh(template, "dvc", "repro")
+    sh(template, "dvc", "push", env=s3_env())
+    sh(template, "git", "add", "-A")
+    sh(template, "git", "commit", "-q", "-m", "main's run", check=False)
+    sh(template, "git", "remote", "add", "origin", str(origin))
+    sh(template, "git", "push", "-q", "origin", "main")
+    return Forge(root, origin, s3_endpoint)
 
 
 def dvc_remote_secrets() -> dict[str, str]:

@@ -9,7 +9,6 @@ pipeline, git pushes to a bare "origin", and an S3 API (moto) as the DVC remote.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,8 @@ import yaml
 from tests.slow.conftest import (
     PR_NUMBER,
     STAGES,
+    Forge,
     act,
-    copy_repo,
     dvc_remote_secrets,
     ran_stages,
     s3_env,
@@ -29,15 +28,6 @@ from tests.slow.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass(frozen=True)
-class Forge:
-    """A bare `origin` whose main holds the template, with main's outputs in the S3 remote."""
-
-    root: Path
-    origin: Path
-    endpoint: str
 
 
 def pr_event(clone: Path, base: str, head_repo: str) -> dict:
@@ -63,22 +53,6 @@ def branch_with_fewer_trees(forge: Forge, name: str) -> Path:
     sh(clone, "git", "commit", "-q", "-am", "Fewer trees")
     sh(clone, "git", "push", "-q", "origin", name)
     return clone
-
-
-@pytest.fixture(scope="module")
-def forge(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Forge:
-    root = tmp_path_factory.mktemp("forge")
-    origin = root / "origin.git"
-    sh(root, "git", "init", "-q", "--bare", "-b", "main", str(origin))
-    template = copy_repo(root / "template")
-    use_s3_remote(template, s3_endpoint, "store")
-    sh(template, "dvc", "repro")
-    sh(template, "dvc", "push", env=s3_env())
-    sh(template, "git", "add", "-A")
-    sh(template, "git", "commit", "-q", "-m", "main's run", check=False)
-    sh(template, "git", "remote", "add", "origin", str(origin))
-    sh(template, "git", "push", "-q", "origin", "main")
-    return Forge(root, origin, s3_endpoint)
 
 
 @pytest.fixture(scope="module")
