@@ -71,6 +71,9 @@ def test_container_serves_predictions_health_and_metrics(container: tuple[str, s
         metrics = client.get("/metrics").text
         assert 'http_requests_total{route="/predict",status="200"} 1.0' in metrics
         assert "model_info{version=" in metrics
+        # The training reference is in the image: the drift gauges have values to compare with.
+        assert 'prediction_class_share_reference{predicted_class="Gentoo"}' in metrics
+        assert "prediction_drift_psi NaN" not in metrics
 
 
 def test_container_runs_as_a_numeric_non_root_user(
