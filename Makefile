@@ -118,7 +118,7 @@ bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M ro
 bench-serve: install ## Our service vs the seed Flask app, gunicorn and mlflow serve (needs wrk)
 	$(RUN) python benchmarks/serve.py
 
-fetch-monitoring: install ## Copy prediction logs and feedback from MONITORING_URI into logs/
+fetch-monitoring: install ## Mirror prediction logs and feedback from MONITORING_URI (monitoring.fetched)
 	@if [ -n "$(MONITORING_URI)" ]; then $(RUN) mlops fetch-monitoring --source "$(MONITORING_URI)"; \
 	else echo "fetch-monitoring: no MONITORING_URI: using the local logs/"; fi
 
