@@ -37,6 +37,12 @@ def _lock_md5(lock: dict[str, Any], stage: str, path: Path) -> str:
     raise PipelineError(f"{LOCK}: no output {path} in stage '{stage}'; run `make run` first")
 
 
+def _git_commit() -> str:
+    """The commit checked out here, or "unknown" outside a git work tree."""
+    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
 def lineage(params: Params) -> dict[str, str]:
     """Where the model came from: commit, dvc.lock hashes, params, metrics, validation."""
     if not LOCK.is_file():
@@ -46,11 +52,8 @@ def lineage(params: Params) -> dict[str, str]:
     if io.sha256_file(params.paths.model) != model_sha:
         raise PipelineError(f"{params.paths.model}: sha256 does not match the recorded one")
     pipeline_params = params.model_dump(mode="json", include={"seed", "data", "split", "model"})
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     return {
-        "git_commit": commit or "unknown",
+        "git_commit": _git_commit(),
         "model_sha256": model_sha,
         "dvc_model_md5": _lock_md5(lock, "train", params.paths.model),
         "dvc_data_md5": _lock_md5(lock, "ingest", params.paths.raw),
@@ -132,7 +135,7 @@ def register(params: Params) -> str:
     mlflow.set_experiment(params.tracking.experiment)
     with mlflow.start_run(run_name="register"):
         mlflow.set_tags({tracking.MODEL_SHA_TAG: tags["model_sha256"]})
-        logged = tracking.Tracker("register").log_model(model, example)
+        logged = tracking.log_model(model, example)
     version = mlflow.register_model(logged.model_uri, name, tags=tags).version
     client.update_model_version(name, version, description=model_card(params, tags, previous))
     return str(version)
@@ -196,10 +199,9 @@ def _record(client: Any, name: str, version: str, event: str, detail: dict[str, 
     """Audit trail on the version: when, by which commit and actor, what and why."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     actor = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    value = json.dumps({"at": stamp, "actor": actor, "commit": commit, **detail}, sort_keys=True)
+    value = json.dumps(
+        {"at": stamp, "actor": actor, "commit": _git_commit(), **detail}, sort_keys=True
+    )
     client.set_model_version_tag(name, version, f"{event}.{stamp}", value[:5000])
 
 

@@ -104,21 +104,26 @@ class Tracker(NullTracker):
         mlflow.log_figure(figure, name)
 
     def log_model(self, model: Pipeline, example: pd.DataFrame) -> Any:
-        """Log the pipeline with its signature and an input example. Requirements are given
-        explicitly: MLflow's inference would re-import the model in a subprocess (slow)."""
-        import mlflow
-        import sklearn
-        from mlflow.models import infer_signature
+        return log_model(model, example)
 
-        signature = infer_signature(example, model.predict(example))
-        return mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        )
+
+def log_model(model: Pipeline, example: pd.DataFrame) -> Any:
+    """Log the pipeline to the active MLflow run, with its signature and an input example.
+    Requirements are given explicitly: MLflow's inference would re-import the model in a
+    subprocess (slow)."""
+    import mlflow
+    import sklearn
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, model.predict(example))
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+    )
 
 
 def _find_run(experiment_id: str, tags: Mapping[str, str]) -> str | None:
