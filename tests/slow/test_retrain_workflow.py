@@ -53,11 +53,13 @@ class ApiCall:
 
 
 class GitHubApi:
-    """Records every request; creates pull request #8 on POST /repos/OWNER/REPO/pulls."""
+    """Records every request. Lists `open_pulls` on GET .../pulls, creates pull request #8 on
+    POST .../pulls, and accepts comments on POST .../issues/N/comments."""
 
-    def __init__(self) -> None:
+    def __init__(self, open_pulls: list[dict[str, Any]] | None = None) -> None:
         self.calls: list[ApiCall] = []
         calls = self.calls
+        listed = open_pulls or []
 
         class Handler(BaseHTTPRequestHandler):
             def _record(self) -> None:
@@ -68,14 +70,21 @@ class GitHubApi:
                 except json.JSONDecodeError:
                     body = raw.decode(errors="replace")
                 calls.append(ApiCall(self.command, self.path, dict(self.headers.items()), body))
-                match = re.fullmatch(r"/repos/([\w.-]+)/([\w.-]+)/pulls", self.path)
-                if self.command == "POST" and match:
-                    owner, repo = match.groups()
+                path = self.path.split("?")[0]
+                pulls = re.fullmatch(r"/repos/([\w.-]+)/([\w.-]+)/pulls", path)
+                comments = re.fullmatch(r"/repos/[\w.-]+/[\w.-]+/issues/\d+/comments", path)
+                answer: Any
+                if self.command == "GET" and pulls:
+                    status, answer = 200, listed
+                elif self.command == "POST" and pulls:
+                    owner, repo = pulls.groups()
                     status = 201
                     answer = {
                         "number": 8,
                         "html_url": f"https://github.com/{owner}/{repo}/pull/8",
                     }
+                elif self.command == "POST" and comments:
+                    status, answer = 201, {"id": 1}
                 else:
                     status, answer = 404, {"message": "Not Found"}
                 data = json.dumps(answer).encode()
@@ -182,13 +191,18 @@ def retrain_branches(forge: Forge) -> list[str]:
 
 
 def act_retrain(
-    forge: Forge, name: str, event: str, payload: dict, monitoring_uri: str
+    forge: Forge,
+    name: str,
+    event: str,
+    payload: dict,
+    monitoring_uri: str,
+    open_pulls: list[dict[str, Any]] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], list[ApiCall], Path]:
     clone = forge.root / name
     sh(forge.root, "git", "clone", "-q", str(forge.origin), name)
     use_s3_remote(clone, forge.endpoint, "store")
     artifacts = forge.root / f"{name}-artifacts"
-    with GitHubApi() as api:
+    with GitHubApi(open_pulls) as api:
         result = act(
             clone,
             event,
@@ -231,9 +245,10 @@ def test_drift_is_detected_and_the_model_retrained(drifted: Run) -> None:
 
 def test_drift_opens_one_pull_request_with_both_reports(forge: Forge, drifted: Run) -> None:
     assert [(call.method, call.path) for call in drifted.calls] == [
-        ("POST", f"/repos/{REPOSITORY}/pulls")
+        ("GET", f"/repos/{REPOSITORY}/pulls?state=open&per_page=100"),  # none open yet
+        ("POST", f"/repos/{REPOSITORY}/pulls"),
     ]
-    call = drifted.calls[0]
+    call = drifted.calls[1]
     assert call.headers["Authorization"] == f"Bearer {PR_TOKEN}"
     assert call.body["base"] == "main"
     assert re.fullmatch(r"retrain/\d{4}-\d{2}-\d{2}-\w+", call.body["head"])
@@ -252,7 +267,7 @@ def test_drift_opens_one_pull_request_with_both_reports(forge: Forge, drifted: R
 
 
 def test_drift_branch_is_pushed_with_the_drift_report(forge: Forge, drifted: Run) -> None:
-    branch = drifted.calls[0].body["head"]
+    branch = drifted.calls[1].body["head"]
     assert retrain_branches(forge) == [branch]
     head = sh(forge.origin, "git", "log", "-1", "--format=%an|%s", branch).stdout
     assert head.startswith("github-actions[bot]|Retrain: drift in production traffic")
@@ -281,7 +296,7 @@ def test_no_drift_and_no_force_opens_no_pull_request(
     assert "drift: no drift (300 predictions)" in quiet.output
     assert ran_stages(quiet.output) == []  # retraining skipped
     assert quiet.calls == []
-    assert retrain_branches(forge) == [drifted.calls[0].body["head"]]  # only the drift one
+    assert retrain_branches(forge) == [drifted.calls[1].body["head"]]  # only the drift one
     assert (
         (quiet.artifacts / "drift-report" / "drift.md")
         .read_text()
@@ -303,7 +318,7 @@ def test_weekly_run_retrains_but_opens_no_pull_request_without_changes(
     assert "Running stage 'ingest'" in weekly.output  # scheduled runs always retrain
     assert "no drift and retraining changed nothing: no pull request needed" in weekly.output
     assert weekly.calls == []
-    assert retrain_branches(forge) == [drifted.calls[0].body["head"]]
+    assert retrain_branches(forge) == [drifted.calls[1].body["head"]]
 
 
 def test_an_unreadable_log_fails_the_run_before_retraining(forge: Forge, drifted: Run) -> None:
@@ -318,4 +333,22 @@ def test_an_unreadable_log_fails_the_run_before_retraining(forge: Forge, drifted
     assert "predictions.jsonl:11: not a JSON prediction record" in output
     assert ran_stages(output) == []
     assert calls == []
-    assert retrain_branches(forge) == [drifted.calls[0].body["head"]]
+    assert retrain_branches(forge) == [drifted.calls[1].body["head"]]
+
+
+def test_drift_while_a_retraining_pr_is_open_comments_on_it(forge: Forge, drifted: Run) -> None:
+    """No second pull request while the first is open: this run's report goes to it."""
+    uri = monitoring_in_s3(forge, "monitoring/still-drifted", SHIFT_MM)
+    still_open = [{"number": 8, "head": {"ref": drifted.calls[1].body["head"]}}]
+    result, calls, _ = act_retrain(
+        forge, "retrain-persisting", "workflow_dispatch", DISPATCH, uri, open_pulls=still_open
+    )
+    output = succeeded(result)
+    assert "retraining pull request #8 is still open" in output
+    assert [(call.method, call.path) for call in calls] == [
+        ("GET", f"/repos/{REPOSITORY}/pulls?state=open&per_page=100"),
+        ("POST", f"/repos/{REPOSITORY}/issues/8/comments"),
+    ]
+    assert calls[1].body["body"].startswith("## Drift report: 🔴 drift")
+    assert calls[1].headers["Authorization"] == f"Bearer {PR_TOKEN}"
+    assert retrain_branches(forge) == [drifted.calls[1].body["head"]]  # no new branch
