@@ -147,8 +147,8 @@ def read_traffic(path: Path, window_rows: int) -> Traffic:
     files = log_files(path)
     if not files:
         raise PipelineError(
-            f"{path}: no prediction log found (serve.prediction_log); fetch it first"
-            " (`make fetch-monitoring`) or point --log at it"
+            f"{path}: no prediction log found (serve.prediction_log); fetch production's"
+            " first (`make fetch-monitoring`, then `mlops drift --fetched`)"
         )
     champion: deque[dict[str, Any]] = deque(maxlen=window_rows)
     challenger: dict[str, dict[str, Any]] = {}
@@ -228,7 +228,8 @@ def _categorical(
 ) -> Check:
     from scipy import stats
 
-    counts = [float(current.value_counts().get(c, 0)) for c in categories]
+    counted = current.value_counts()
+    counts = [float(counted.get(c, 0)) for c in categories]
     total = sum(counts)
     if total == 0:
         return Check(name, kind, "chi-square + PSI", "no values to compare")
@@ -298,6 +299,15 @@ def _performance(
     )
 
 
+def _agreement(left: Sequence[str], right: Sequence[str]) -> float:
+    return sum(a == b for a, b in zip(left, right, strict=True)) / len(left)
+
+
+def _class_shares(predictions: Sequence[str]) -> dict[str, float]:
+    shares = _shares(pd.Series(predictions, dtype=object), TARGET.categories)
+    return dict(zip(TARGET.categories, shares, strict=True))
+
+
 def _shadow(traffic: Traffic, labels: dict[str, str]) -> dict[str, Any] | None:
     pairs = [
         (record, traffic.challenger[str(record.get("id"))])
@@ -306,37 +316,31 @@ def _shadow(traffic: Traffic, labels: dict[str, str]) -> dict[str, Any] | None:
     ]
     if not pairs:
         return None
-    agree = sum(a["prediction"] == b["prediction"] for a, b in pairs)
+    champion = [a["prediction"] for a, _ in pairs]
+    challenger = [b["prediction"] for _, b in pairs]
     summary: dict[str, Any] = {
         "compared": len(pairs),
-        "agreement": agree / len(pairs),
+        "agreement": _agreement(champion, challenger),
         "champion_version": pairs[-1][0].get("model_version"),
         "challenger_version": pairs[-1][1].get("model_version"),
-        "champion_shares": dict(
-            zip(
-                TARGET.categories,
-                _shares(pd.Series([a["prediction"] for a, _ in pairs]), TARGET.categories),
-                strict=True,
-            )
-        ),
-        "challenger_shares": dict(
-            zip(
-                TARGET.categories,
-                _shares(pd.Series([b["prediction"] for _, b in pairs]), TARGET.categories),
-                strict=True,
-            )
-        ),
+        "champion_shares": _class_shares(champion),
+        "challenger_shares": _class_shares(challenger),
     }
     labelled = [(a, b, labels[str(a.get("id"))]) for a, b in pairs if str(a.get("id")) in labels]
     if labelled:
+        truth = [y for _, _, y in labelled]
         summary["labelled"] = len(labelled)
-        summary["champion_accuracy"] = sum(a["prediction"] == y for a, _, y in labelled) / len(
-            labelled
-        )
-        summary["challenger_accuracy"] = sum(b["prediction"] == y for _, b, y in labelled) / len(
-            labelled
+        summary["champion_accuracy"] = _agreement([a["prediction"] for a, _, _ in labelled], truth)
+        summary["challenger_accuracy"] = _agreement(
+            [b["prediction"] for _, b, _ in labelled], truth
         )
     return summary
+
+
+def _window(traffic: Traffic) -> pd.DataFrame:
+    """The champion's logged features, one column per schema feature."""
+    frame = pd.DataFrame([record["features"] for record in traffic.champion])
+    return frame.reindex(columns=[spec.name for spec in FEATURES])
 
 
 def compare(
@@ -347,8 +351,7 @@ def compare(
     settings: MonitoringSettings,
 ) -> DriftReport:
     """All the checks, and the verdict."""
-    current = pd.DataFrame([record["features"] for record in traffic.champion])
-    current = current.reindex(columns=[spec.name for spec in FEATURES])
+    current = _window(traffic)
     predictions = pd.Series([record["prediction"] for record in traffic.champion], dtype=object)
     with_labels = baseline_accuracy is not None and any(
         str(r.get("id")) in labels for r in traffic.champion
@@ -446,7 +449,7 @@ def markdown(report: DriftReport) -> str:
 def _figure_png(reference: pd.DataFrame, traffic: Traffic, report: DriftReport) -> str:
     from mlops_template.plots import plt
 
-    current = pd.DataFrame([record["features"] for record in traffic.champion])
+    current = _window(traffic)
     verdicts = {(c.column, c.kind): c.drifted for c in report.checks}
     panels = [*FEATURES, TARGET]
     columns = 3
@@ -460,7 +463,7 @@ def _figure_png(reference: pd.DataFrame, traffic: Traffic, report: DriftReport) 
             )
             title, drifted = "predicted class", verdicts.get(("prediction", "prediction"))
         else:
-            ref_values, cur_values = reference[spec.name], current.get(spec.name, pd.Series())
+            ref_values, cur_values = reference[spec.name], current[spec.name]
             title = spec.name
             drifted = verdicts.get((spec.name, spec.kind)) or verdicts.get((spec.name, "missing"))
         if spec.kind == "numeric":
