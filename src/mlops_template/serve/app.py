@@ -28,7 +28,7 @@ from mlops_template.schema import TARGET, feature_names
 from mlops_template.serve.batcher import MicroBatcher
 from mlops_template.serve.logsink import PredictionLog
 from mlops_template.serve.metrics import ServiceMetrics
-from mlops_template.serve.model import ServedModel
+from mlops_template.serve.model import ServedModel, decode
 from mlops_template.serve.monitor import LiveMonitor
 from mlops_template.serve.request import (
     BatchPrediction,
@@ -185,7 +185,9 @@ def create_app(
     prediction_log = PredictionLog(
         settings.prediction_log, settings.prediction_log_max_bytes, settings.prediction_log_backups
     )
-    monitor = LiveMonitor(settings.monitor_window, feature_names(), TARGET.categories, reference)
+    monitor = LiveMonitor(
+        settings.monitor_window, feature_names(), TARGET.categories, reference, metrics
+    )
     batcher = MicroBatcher(
         lambda rows: state.model.predict_proba(rows),  # type: ignore[union-attr]
         settings.micro_batch_max_rows,
@@ -270,8 +272,7 @@ def create_app(
         predictions = []
         now = time.time()
         for record, row in zip(records, proba, strict=True):
-            probabilities = {name: float(p) for name, p in zip(model.classes, row, strict=True)}
-            predicted = model.classes[int(row.argmax())]
+            predicted, probabilities = decode(model.classes, row)
             prediction_id = uuid.uuid4().hex
             metrics.predictions.labels(predicted).inc()
             monitor.observe(record, predicted)
@@ -347,7 +348,7 @@ def create_app(
     async def prometheus() -> Response:
         """Prometheus metrics."""
         metrics.log_dropped.set(prediction_log.dropped)
-        monitor.export(metrics)
+        monitor.export()
         if state.shadow is not None:
             rows, agreement = state.shadow.agreement.snapshot()
             metrics.shadow_window_rows.set(rows)

@@ -14,6 +14,12 @@ from mlops_template import io
 from mlops_template.schema import FEATURES, feature_names
 
 
+def decode(classes: Sequence[str], row: np.ndarray) -> tuple[str, dict[str, float]]:
+    """One row of predict_proba: the predicted class and each class's probability."""
+    probabilities = {name: float(p) for name, p in zip(classes, row, strict=True)}
+    return classes[int(row.argmax())], probabilities
+
+
 @dataclass(frozen=True)
 class ServedModel:
     pipeline: Any

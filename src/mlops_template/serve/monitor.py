@@ -26,10 +26,20 @@ class LiveMonitor:
         features: Sequence[str],
         classes: Sequence[str],
         reference: Mapping[str, Any] | None,
+        metrics: ServiceMetrics,
     ):
         self.features = tuple(features)
         self.classes = tuple(classes)
-        self.reference = reference
+        self.metrics = metrics
+        self.expected: list[float] | None = None
+        if reference is not None:  # constant: set once, not at every scrape
+            self.expected = [reference["class_shares"].get(name, 0.0) for name in self.classes]
+            for name, share in zip(self.classes, self.expected, strict=True):
+                metrics.class_share_reference.labels(name).set(share)
+            for name in self.features:
+                metrics.missing_ratio_reference.labels(name).set(
+                    reference["missing_rate"].get(name, 0.0)
+                )
         self._rows: deque[tuple[tuple[str, ...], str]] = deque(maxlen=window)
         self._missing: Counter[str] = Counter()
         self._predicted: Counter[str] = Counter()
@@ -44,7 +54,9 @@ class LiveMonitor:
         self._missing.update(missing)
         self._predicted[predicted] += 1
 
-    def export(self, metrics: ServiceMetrics) -> None:
+    def export(self) -> None:
+        """Bring the window's gauges up to date (at each scrape)."""
+        metrics = self.metrics
         rows = len(self._rows)
         metrics.window_rows.set(rows)
         for name in self.features:
@@ -52,17 +64,10 @@ class LiveMonitor:
         shares = [self._predicted[name] / rows if rows else 0.0 for name in self.classes]
         for name, share in zip(self.classes, shares, strict=True):
             metrics.class_share.labels(name).set(share)
-        if self.reference is None:  # unknown, not zero: no alert can fire on it
+        if self.expected is None:  # unknown, not zero: no alert can fire on it
             metrics.drift_psi.set(float("nan"))
-            return
-        expected = [self.reference["class_shares"].get(name, 0.0) for name in self.classes]
-        metrics.drift_psi.set(psi(expected, shares) if rows else 0.0)
-        for name, share in zip(self.classes, expected, strict=True):
-            metrics.class_share_reference.labels(name).set(share)
-        for name in self.features:
-            metrics.missing_ratio_reference.labels(name).set(
-                self.reference["missing_rate"].get(name, 0.0)
-            )
+        else:
+            metrics.drift_psi.set(psi(self.expected, shares) if rows else 0.0)
 
 
 class Agreement:

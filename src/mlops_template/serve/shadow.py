@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlops_template.serve.logsink import PredictionLog
-from mlops_template.serve.model import ServedModel
+from mlops_template.serve.model import ServedModel, decode
 from mlops_template.serve.monitor import Agreement
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class ShadowScorer:
                 continue
             now = time.time()
             for (prediction_id, features, champion), row in zip(batch, proba, strict=True):
-                predicted = self.model.classes[int(row.argmax())]
+                predicted, probabilities = decode(self.model.classes, row)
                 self.agreement.add(predicted == champion)
                 self.prediction_log.write(
                     {
@@ -100,8 +100,6 @@ class ShadowScorer:
                         "model_version": self.model.version,
                         "features": features,
                         "prediction": predicted,
-                        "probabilities": {
-                            name: float(p) for name, p in zip(self.model.classes, row, strict=True)
-                        },
+                        "probabilities": probabilities,
                     }
                 )
