@@ -41,6 +41,7 @@ from mlops_template import io
 from mlops_template.config import MonitoringSettings, Params
 from mlops_template.errors import PipelineError
 from mlops_template.schema import FEATURES, TARGET, ColumnSpec
+from mlops_template.serve.logsink import rotated_index
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,12 @@ class DriftReport:
 
 def log_files(path: Path) -> list[Path]:
     """The log and its rotated predecessors, oldest first (`.5` ... `.1`, then the live file)."""
-    rotated = sorted(
-        (p for p in path.parent.glob(f"{path.name}.*") if p.suffix[1:].isdigit()),
-        key=lambda p: int(p.suffix[1:]),
-        reverse=True,
-    )
+    numbered = [
+        (index, file)
+        for file in path.parent.glob(f"{path.name}.*")
+        if (index := rotated_index(file.name, path.name)) is not None
+    ]
+    rotated = [file for _, file in sorted(numbered, reverse=True)]
     return [*rotated, path] if path.is_file() else rotated
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
+from mlops_template.serve.logsink import rotated_index
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def run(params: Params, source: str) -> list[Path]:
     except (OSError, ValueError) as error:
         raise PipelineError(f"{source}: cannot list it: {error}") from None
     names = [Path(str(path)).name for path in found]
-    logs = [name for name in names if name == log_name or name[len(log_name) + 1 :].isdigit()]
+    logs = [name for name in names if name == log_name or rotated_index(name, log_name) is not None]
     if not logs:
         raise PipelineError(f"{source}: no {log_name} (nor rotated {log_name}.N) there")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,12 @@ from typing import Any
 _STOP = object()
 
 
+def rotated_index(name: str, log_name: str) -> int | None:
+    """N for a rotated file named `<log_name>.N` (as PredictionLog names them), else None."""
+    suffix = name.removeprefix(f"{log_name}.")
+    return int(suffix) if suffix != name and suffix.isdigit() else None
+
+
 class PredictionLog:
     def __init__(self, path: Path, max_bytes: int, backups: int, queue_size: int = 10_000):
         self.path = path
