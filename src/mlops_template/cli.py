@@ -105,10 +105,19 @@ def model_card(
 
 @app.command()
 def register(params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Register the model dvc.lock describes in the MLflow Model Registry, with lineage."""
+    """Register the model dvc.lock describes in the MLflow Model Registry, with lineage.
+
+    A model a version already holds (the same sha256) is not registered twice."""
     from mlops_template import registry
 
-    _run(lambda loaded: print(f"registered version {registry.register(loaded)}"), params)
+    def add(loaded: Params) -> None:
+        version, new = registry.register(loaded)
+        if new:
+            print(f"registered version {version}")
+        else:
+            print(f"version {version} already holds this model (same sha256): nothing registered")
+
+    _run(add, params)
 
 
 @app.command()
@@ -116,7 +125,7 @@ def promote(
     params: ParamsOption = DEFAULT_PARAMS,
     version: Annotated[str | None, typer.Option(help="Candidate (default: newest).")] = None,
 ) -> None:
-    """The champion/challenger gate: move `champion` only to a better model; exit 1 if not."""
+    """The champion/challenger gate: move `champion` to a model no worse; exit 1 if refused."""
     from mlops_template import registry
 
     def gate(loaded: Params) -> None:
@@ -126,6 +135,17 @@ def promote(
         print(f"promoted: {decision.reason}")
 
     _run(gate, params)
+
+
+@app.command()
+def release(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Release step of a merge to main: register (unless unchanged), then the gate.
+
+    Exits 0 whether the model is promoted, unchanged or refused; the outcome goes to the
+    GitHub step outputs (`deploy=true|false`), the job summary and an annotation."""
+    from mlops_template import registry
+
+    _run(lambda loaded: registry.publish_release(registry.release(loaded)), params)
 
 
 @app.command()

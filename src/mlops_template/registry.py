@@ -11,10 +11,11 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -54,7 +55,7 @@ def lineage(params: Params) -> dict[str, str]:
     pipeline_params = params.model_dump(mode="json", include={"seed", "data", "split", "model"})
     return {
         "git_commit": _git_commit(),
-        "model_sha256": model_sha,
+        tracking.MODEL_SHA_TAG: model_sha,
         "dvc_model_md5": _lock_md5(lock, "train", params.paths.model),
         "dvc_data_md5": _lock_md5(lock, "ingest", params.paths.raw),
         "params_sha256": hashlib.sha256(
@@ -121,24 +122,40 @@ def _client() -> Any:
     return MlflowClient()
 
 
-def register(params: Params) -> str:
-    """Log the verified model and register it as a new version; returns the version."""
+def _same_model(client: Any, name: str, model_sha: str) -> Any | None:
+    """The newest registered version holding exactly these model bytes, if any."""
+    found = [
+        version
+        for version in client.search_model_versions(f"name = '{name}'")
+        if version.tags.get(tracking.MODEL_SHA_TAG) == model_sha
+    ]
+    return max(found, key=lambda version: int(version.version), default=None)
+
+
+def register(params: Params) -> tuple[str, bool]:
+    """Log the verified model and register it as a new version; returns (version, new).
+
+    Idempotent: a model whose bytes a version already holds (the same sha256: a re-run
+    release, or a merge that did not change the model) registers nothing new."""
     import mlflow
 
     tags = lineage(params)
-    model = io.load_verified_model(params.paths.model)
     client = _client()
     name = params.registry.model_name
+    existing = _same_model(client, name, tags[tracking.MODEL_SHA_TAG])
+    if existing is not None:
+        return str(existing.version), False
+    model = io.load_verified_model(params.paths.model)
     champion = _champion(client, name)
     previous = json.loads(champion.tags["metrics"]) if champion else None
     example = io.read_parquet(params.paths.test)[feature_names()].head(5)
     mlflow.set_experiment(params.tracking.experiment)
     with mlflow.start_run(run_name="register"):
-        mlflow.set_tags({tracking.MODEL_SHA_TAG: tags["model_sha256"]})
+        mlflow.set_tags({tracking.MODEL_SHA_TAG: tags[tracking.MODEL_SHA_TAG]})
         logged = tracking.log_model(model, example)
     version = mlflow.register_model(logged.model_uri, name, tags=tags).version
     client.update_model_version(name, version, description=model_card(params, tags, previous))
-    return str(version)
+    return str(version), True
 
 
 def _champion(client: Any, name: str) -> Any | None:
@@ -159,15 +176,17 @@ class Decision:
 
 
 def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) -> Decision:
-    """The gate: better on the primary metric by the margin, no worse than the tolerance."""
+    """The gate is non-inferiority: the candidate may be worse than the champion on the primary
+    metric by at most `registry.margin` (a tie promotes: the newest reviewed model wins), and on
+    no headline metric by more than `registry.tolerance`."""
     primary = params.evaluate.primary_metric
     sign = -1 if primary in LOWER_IS_BETTER else 1
     gain = sign * (candidate[primary] - champion[primary])
-    if gain < params.registry.margin or gain <= 0:
+    if gain < -params.registry.margin:
         return Decision(
             False,
-            f"{primary} {candidate[primary]} vs champion {champion[primary]}: not better by"
-            f" the margin {params.registry.margin}",
+            f"{primary} {candidate[primary]} vs champion {champion[primary]}: worse by"
+            f" {-gain:.6f}, more than the margin {params.registry.margin}",
             candidate,
             champion,
         )
@@ -181,7 +200,8 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
                 candidate,
                 champion,
             )
-    return Decision(True, f"{primary} improved by {gain:.6f}", candidate, champion)
+    change = "tied" if gain == 0 else ("improved" if gain > 0 else "within the margin")
+    return Decision(True, f"{primary} {change} ({gain:+.6f})", candidate, champion)
 
 
 def _score(name: str, version: str, params: Params) -> dict[str, Any]:
@@ -241,6 +261,73 @@ def promote(params: Params, version: str | None = None) -> Decision:
             client.set_model_version_tag(name, candidate, "previous_champion", current.version)
         client.set_registered_model_alias(name, CHAMPION, candidate)
     return decision
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a merge to main ships: `promoted` and `unchanged` deploy, `refused` does not;
+    `unregistered` (no MLFLOW_TRACKING_URI: no registry, so no gate) deploys too."""
+
+    outcome: Literal["promoted", "unchanged", "refused", "unregistered"]
+    version: str
+    reason: str
+
+    @property
+    def deploy(self) -> bool:
+        return self.outcome != "refused"
+
+
+def release(params: Params) -> Release:
+    """The release's registry step, decided before any image is pushed.
+
+    A model byte-identical to the champion's registers nothing and ships with the code change;
+    otherwise the model is registered (or its existing version reused) and goes through the
+    gate. A refusal is an outcome, not an error: it is recorded on the version and the
+    champion, and the image that serves it, stay as they are."""
+    model_sha = io.read_recorded_sha256(params.paths.model)
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return Release("unregistered", "-", "no MLFLOW_TRACKING_URI: no registry, no gate")
+    client = _client()
+    name = params.registry.model_name
+    champion = _champion(client, name)
+    if champion is not None and champion.tags.get(tracking.MODEL_SHA_TAG) == model_sha:
+        version = str(champion.version)
+        _record(client, name, version, "release", {"outcome": "unchanged"})
+        return Release(
+            "unchanged",
+            version,
+            f"the model is byte-identical to champion version {version}: nothing registered,"
+            " the code change ships with it",
+        )
+    version, _ = register(params)
+    decision = promote(params, version)
+    return Release("promoted" if decision.promoted else "refused", version, decision.reason)
+
+
+def publish_release(result: Release, environ: Mapping[str, str] = os.environ) -> None:
+    """Say the outcome where GitHub Actions shows it: step outputs (`deploy`, `outcome`,
+    `version`) that the push steps are conditioned on, the job summary, and an annotation (a
+    warning for a refusal, so the run is visibly not a deployment while staying green)."""
+    line = f"release: {result.outcome}: version {result.version}: {result.reason}"
+    print(line)
+    if "GITHUB_ACTIONS" in environ:
+        level = "warning" if result.outcome == "refused" else "notice"
+        print(f"::{level} title=Model {result.outcome}::{line}")
+    if environ.get("GITHUB_OUTPUT"):
+        with open(environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
+            out.write(f"deploy={str(result.deploy).lower()}\n")
+            out.write(f"outcome={result.outcome}\nversion={result.version}\n")
+    if environ.get("GITHUB_STEP_SUMMARY"):
+        shipped = (
+            "the image is pushed, signed and deployable"
+            if result.deploy
+            else "no image is pushed; the champion and its image stay as they are"
+        )
+        with open(environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as out:
+            out.write(
+                f"## Release: model {result.outcome}\n\n"
+                f"Registry version {result.version}: {result.reason}.\n\n{shipped.capitalize()}.\n"
+            )
 
 
 def rollback(params: Params) -> str:

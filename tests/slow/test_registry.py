@@ -126,6 +126,12 @@ def test_register_promote_refuse_rollback(
     assert champion.description.startswith("# Model card: mlops-template")
     assert "## Compared with the previous champion" in champion.description
 
+    # The same model again (a docs-only merge, or a re-run release) registers nothing new:
+    # the release ships the champion unchanged.
+    assert "version 2 already holds this model" in mlops("register")
+    assert "release: unchanged: version 2" in mlops("release")
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 2
+
     # Plain MLflow loads the champion and predicts what our service predicts.
     mlflow.set_tracking_uri(mlflow_server)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
@@ -153,6 +159,12 @@ def test_register_promote_refuse_rollback(
     assert decisions[0]["promoted"] is False
     assert decisions[0]["champion_version"] == "2"
     assert {"at", "actor", "commit", "reason", "candidate", "champion"} <= set(decisions[0])
+
+    # Releasing it is not a crash: refused, exit 0, nothing deployable; a re-run is idempotent.
+    for _ in range(2):
+        assert "release: refused: version 3: f1_macro" in mlops("release")
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 3
+    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
 
     # Rollback moves the champion back to the version it replaced.
     assert "champion is version 1" in mlops("rollback")

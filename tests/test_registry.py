@@ -1,0 +1,84 @@
+"""The promotion gate and the release outcome, without a server (the registry itself is
+tested against a real MLflow server in tests/slow/test_registry.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mlops_template.config import Params
+from mlops_template.registry import Release, decide, publish_release
+
+CHAMPION = {"accuracy": 0.95, "f1_macro": 0.94, "log_loss": 0.20, "roc_auc_ovr": 0.99}
+
+
+def scores(**changes: float) -> dict[str, float]:
+    return {**CHAMPION, **changes}
+
+
+def test_a_tie_promotes_the_newest_reviewed_model(params: Params) -> None:
+    decision = decide(scores(), CHAMPION, params)
+    assert decision.promoted
+    assert "tied" in decision.reason
+
+
+def test_a_better_model_is_promoted(params: Params) -> None:
+    assert decide(scores(f1_macro=0.96), CHAMPION, params).promoted
+
+
+def test_any_loss_on_the_primary_metric_is_refused_with_no_margin(params: Params) -> None:
+    decision = decide(scores(f1_macro=0.9399), CHAMPION, params)
+    assert not decision.promoted
+    assert "f1_macro 0.9399 vs champion 0.94: worse by 0.000100" in decision.reason
+
+
+def test_a_loss_within_the_margin_is_promoted(make_params: Callable[..., Params]) -> None:
+    params = make_params(registry={"margin": 0.01})
+    assert decide(scores(f1_macro=0.935), CHAMPION, params).promoted
+    assert not decide(scores(f1_macro=0.92), CHAMPION, params).promoted
+
+
+def test_a_lower_is_better_primary_metric(make_params: Callable[..., Params]) -> None:
+    params = make_params(evaluate={"primary_metric": "log_loss"})
+    assert decide(scores(log_loss=0.19), CHAMPION, params).promoted
+    assert not decide(scores(log_loss=0.21), CHAMPION, params).promoted
+
+
+def test_another_headline_metric_worse_than_the_tolerance_is_refused(params: Params) -> None:
+    decision = decide(scores(f1_macro=0.99, roc_auc_ovr=0.97), CHAMPION, params)
+    assert not decision.promoted
+    assert "roc_auc_ovr" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("outcome", "deploy", "level"),
+    [
+        ("promoted", "true", "notice"),
+        ("unchanged", "true", "notice"),
+        ("refused", "false", "warning"),
+    ],
+)
+def test_the_outcome_reaches_the_workflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], outcome: str, deploy: str, level: str
+) -> None:
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    environ = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    publish_release(Release(outcome, "3", "f1_macro tied (+0.000000)"), environ)  # type: ignore[arg-type]
+    assert output.read_text().splitlines() == [
+        f"deploy={deploy}",
+        f"outcome={outcome}",
+        "version=3",
+    ]
+    assert f"## Release: model {outcome}" in summary.read_text()
+    assert f"::{level} title=Model {outcome}::" in capsys.readouterr().out
+
+
+def test_outside_github_the_outcome_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    publish_release(Release("refused", "4", "worse"), {})
+    assert capsys.readouterr().out == "release: refused: version 4: worse\n"
