@@ -88,9 +88,8 @@ promote: install ## Champion/challenger gate: promote the newest version only if
 rollback: install ## Move the champion alias back to the version it replaced
 	$(RUN) mlops rollback
 
-release-registry: install ## Release: register, then promote through the gate (needs MLFLOW_TRACKING_URI)
-	@if [ -n "$${MLFLOW_TRACKING_URI:-}" ]; then $(RUN) mlops register && $(RUN) mlops promote; \
-	else echo "release-registry: no MLFLOW_TRACKING_URI: skipped"; fi
+release-registry: install ## Release gate: register unless unchanged, promote or refuse (deploy=true|false)
+	$(RUN) mlops release
 
 report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop)
 	$(RUN) mlops report --base "$(BASE)" --out "$(REPORT_DIR)/report.md"
