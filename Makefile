@@ -2,9 +2,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Use uv from PATH; if there is none, install it into .tools/ (a plain venv, works anywhere
-# python3 does, needs no root and leaves the system Python alone).
-UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+# uv, pinned: this version here, `required-version` in pyproject.toml, setup-uv's `version:` in
+# every workflow and UV_VERSION in the Dockerfile (tests/test_ci.py checks they agree). The uv on
+# PATH if it is this version; otherwise this version is installed into .tools/ (a plain venv,
+# works anywhere python3 does, needs no root and leaves the system Python alone).
+UV_VERSION := 0.13.9
+UV ?= $(shell case "$$(uv --version 2>/dev/null)" in ("uv $(UV_VERSION)"|"uv $(UV_VERSION) "*) \
+	command -v uv;; (*) echo .tools/bin/uv;; esac)
 # Recipes and the git hooks they start (pre-commit runs `uv run ...`) find that uv on PATH.
 export PATH := $(abspath $(dir $(UV))):$(PATH)
 RUN := $(UV) run --frozen --no-sync
@@ -14,7 +18,9 @@ UV_SYNC_FLAGS ?= --compile-bytecode
 # report goes, and the PR it belongs to. DVC remote credentials come from the environment
 # (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the S3 remote in .dvc/config); without them
 # `pull` and `publish` say so and do nothing, which is how fork PRs run.
-BASE ?= main
+# BASE_REF, from train.yml: the base branch, or refs/heads/BRANCH in a merge queue.
+BASE_REF ?=
+BASE ?= $(if $(BASE_REF),origin/$(patsubst refs/heads/%,%,$(BASE_REF)),main)
 # Release (see .github/workflows/release.yml).
 DOCKER ?= docker
 IMAGE ?= mlops-template:local
@@ -29,27 +35,51 @@ BRANCH ?=
 # Monitoring and retraining (see .github/workflows/retrain.yml): where production drops its
 # prediction logs and labelled feedback (a local directory or s3://bucket/prefix).
 MONITORING_URI ?=
+# `make mlflow-ui` listens here, on 127.0.0.1 only.
+MLFLOW_UI_PORT ?= 5000
+# `make ci`: the tests start their own dockerd and PostgreSQL (as the postgres user), which
+# needs root. Where make does not run as root (GitHub's runners), the suite runs through
+# passwordless sudo, keeping the environment; PATH explicitly, since sudo resets it.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH")
 
-.PHONY: help install run test test-fast lint lint-workflows lint-container check-lock \
+.PHONY: help install run diff mlflow-ui serve test test-fast ci lint lint-workflows lint-container check-lock \
 	image smoke save-image push-image register promote rollback release-registry \
 	bench-pipeline bench-serve report pull publish \
-	install-cml post-report fetch-monitoring drift retrain retrain-pr clean
+	install-cml post-report fetch-monitoring drift retrain retrain-pr schedule-note clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	python3 -m venv .tools
-	.tools/bin/python -m pip install --quiet uv
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 install: $(UV) ## Install uv if missing, then the locked environment (uv.lock)
 	$(UV) sync --frozen $(UV_SYNC_FLAGS)
 
-run: install ## Run the whole DVC pipeline (only stages whose inputs changed)
+run: install ## Check params.yaml as a whole, then the DVC pipeline (only stages whose inputs changed)
+	$(RUN) mlops preflight
 	$(RUN) dvc repro
 
-test: install ## Run the whole test suite, slow real-service tests included
+diff: install ## Params, metrics and plots against BASE (default main; plots: dvc_plots/index.html)
+	$(RUN) dvc params diff "$(BASE)"
+	$(RUN) dvc metrics diff "$(BASE)"
+	$(RUN) dvc plots diff "$(BASE)"
+
+mlflow-ui: install ## Browse the local MLflow runs (mlflow.db) on 127.0.0.1, port MLFLOW_UI_PORT (5000)
+	$(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+		--host 127.0.0.1 --port "$(MLFLOW_UI_PORT)" --workers 1
+
+serve: install ## Serve the model from `make run` on serve.host:serve.port (params.yaml)
+	$(RUN) python -m mlops_template.serve
+
+test: install ## Run the whole test suite; tests whose services are not installed skip, saying why
 	$(RUN) pytest
+
+ci: install ## What CI runs (ci.yml, .ci/run): install the services, lint, every test; a skip fails
+	.ci/provision
+	$(MAKE) --no-print-directory lint
+	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest
 
 test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or Docker)
 	$(RUN) pytest -m "not slow and not docker"
@@ -64,6 +94,7 @@ lint-container: install ## hadolint and checkov on the Dockerfile
 	UV="$(UV)" .ci/lint-container
 
 check-lock: install ## Fail unless dvc.lock matches this commit's code, params and outputs
+	$(RUN) mlops preflight
 	$(RUN) .ci/check-lock
 
 image: install ## Build the serving image IMAGE (needs models/ from `make run` or `make pull`)
@@ -125,11 +156,15 @@ drift: install ## Drift report on the logged traffic (exit 0: no drift, 3: drift
 	$(RUN) mlops drift $(if $(MONITORING_URI),--fetched)
 
 retrain: install ## Re-read the data source (forced ingest), then re-run what changed
+	$(RUN) mlops preflight
 	$(RUN) dvc repro --force ingest
 	$(RUN) dvc repro
 
 retrain-pr: ## Commit the retrained outputs to a new branch and open a pull request
 	.ci/open-pr
+
+schedule-note: ## In retrain.yml: on a run started by hand, note in the job summary how to re-enable the schedule
+	.ci/schedule-note
 
 clean: ## Remove pipeline outputs and local tracking data (not the DVC cache)
 	rm -rf data/*.parquet models/model.joblib reports/train_timing.json reports/validation_failure.json mlflow.db mlruns dvc_plots $(REPORT_DIR)

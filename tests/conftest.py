@@ -14,6 +14,7 @@ from palmerpenguins import load_penguins
 from mlops_template.config import Params, parse_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO_ROOT / "data" / "penguins.csv"
 
 
 def repo_params_dict() -> dict[str, Any]:
@@ -46,7 +47,9 @@ def make_params(workdir: Path) -> Callable[..., Params]:
     """
 
     def build(**overrides: Any) -> Params:
-        raw = _merge(repo_params_dict(), {"tracking": {"enabled": False}})
+        # The committed default table, by absolute path: tests run in a scratch directory.
+        defaults = {"tracking": {"enabled": False}, "data": {"source": str(DEFAULT_DATA)}}
+        raw = _merge(repo_params_dict(), defaults)
         raw = _merge(raw, overrides)
         if "model" in overrides:  # another kind has other keys: replace, don't merge
             raw["model"] = overrides["model"]

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from mlops_template.cli import app
 from mlops_template.config import Params
+from mlops_template.errors import PipelineError
 
 
 def _bad_frame(penguins: pd.DataFrame, column: str, value: object) -> pd.DataFrame:
@@ -88,7 +89,6 @@ def test_bad_values_name_column_and_check(
         ("header.csv", b"species,island,bill_length_mm\n", "has a header but no data rows"),
         ("binary.csv", bytes(range(256)) * 8, "not a readable CSV table"),
         ("text.parquet", b"species,island\nAdelie,Dream\n", "not a readable Parquet table"),
-        ("table.xlsx", b"PK\x03\x04", "unsupported file type '.xlsx'"),
     ],
 )
 def test_unreadable_sources_fail_at_ingest(
@@ -129,3 +129,11 @@ def test_bad_params_name_the_key(workdir: Path, make_params: Callable[..., Param
     result = CliRunner().invoke(app, ["split"])
     assert result.exit_code == 1
     assert "split.test_sise: Extra inputs are not permitted" in result.stderr
+
+
+def test_an_unsupported_file_type_is_refused_with_the_params(
+    make_params: Callable[..., Params],
+) -> None:
+    """Caught when params.yaml is read (`mlops preflight`, before DVC runs anything)."""
+    with pytest.raises(PipelineError, match=r"data.source: .*table.xlsx' is not a path to a .csv"):
+        make_params(data={"source": "table.xlsx"})

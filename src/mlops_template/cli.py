@@ -38,12 +38,46 @@ def _run(stage: Callable[[Params], Any], params_path: Path) -> None:
         raise typer.Exit(code=1) from None
 
 
+def _run_stage(name: str, stage: Callable[[Params], Any], params_path: Path) -> None:
+    """Run a dvc.yaml stage; if it fails, record which stage and why for the PR report."""
+    from mlops_template import failures
+
+    def recorded(params: Params) -> None:
+        try:
+            stage(params)
+        except Exception as error:
+            failures.record(params.paths.stage_failure, name, error)
+            raise
+
+    _run(recorded, params_path)
+
+
+@app.command()
+def preflight(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Before `dvc repro`: validate params.yaml as a whole (every section, also those no stage
+    tracks), check the data source exists, and forget the previous run's failure records."""
+    from mlops_template import failures
+
+    def check(loaded: Params) -> None:
+        failures.clear(loaded.paths.stage_failure, loaded.paths.validation_failure)
+        if not loaded.data.source.is_file():
+            error = PipelineError(
+                f"data.source: {loaded.data.source} not found (a file tracked with `dvc add`"
+                " comes with `make pull`)"
+            )
+            failures.record(loaded.paths.stage_failure, "ingest", error)
+            raise error
+        print(f"preflight: {params} is valid; data source {loaded.data.source}")
+
+    _run(check, params)
+
+
 @app.command()
 def ingest(params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Read the source data (embedded penguins or a CSV/Parquet file) into the raw table."""
+    """Read the source data (the CSV/Parquet file data.source names) into the raw table."""
     from mlops_template.stages import ingest as stage
 
-    _run(stage.run, params)
+    _run_stage("ingest", stage.run, params)
 
 
 @app.command()
@@ -51,7 +85,7 @@ def validate(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Check the raw table against the schema; report every violation; exit 1 on bad data."""
     from mlops_template.stages import validate as stage
 
-    _run(stage.run, params)
+    _run_stage("validate", stage.run, params)
 
 
 @app.command()
@@ -59,7 +93,7 @@ def split(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Stratified, seeded train/test split of the validated table."""
     from mlops_template.stages import split as stage
 
-    _run(stage.run, params)
+    _run_stage("split", stage.run, params)
 
 
 @app.command()
@@ -67,7 +101,7 @@ def train(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Fit the preprocessing + estimator pipeline; write the model and its sha256."""
     from mlops_template.stages import train as stage
 
-    _run(stage.run, params)
+    _run_stage("train", stage.run, params)
 
 
 @app.command()
@@ -75,7 +109,7 @@ def evaluate(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Score the model on the test split; write DVC metrics and plot data."""
     from mlops_template.stages import evaluate as stage
 
-    _run(stage.run, params)
+    _run_stage("evaluate", stage.run, params)
 
 
 @app.command()
@@ -84,10 +118,19 @@ def report(
     base: Annotated[str, typer.Option(help="Git revision to compare with.")] = "main",
     out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("report.md"),
 ) -> None:
-    """Write the pull-request report: metrics and params against BASE, plots, data checks."""
+    """Write the pull-request report: metrics and params against BASE, plots, data checks.
+
+    It is written whatever failed before it, an invalid params.yaml included: the reviewer
+    sees what went wrong, and the check stays red because the pipeline step failed."""
     from mlops_template import report as module
 
-    _run(lambda loaded: module.run(loaded, base, out), params)
+    try:
+        loaded = load_params(params)
+    except PipelineError as error:
+        module.write_params_failure(out, error)
+        print(f"wrote {out}: {params} is invalid", file=sys.stderr)
+        return
+    _run(lambda _: module.run(loaded, base, out), params)
 
 
 @app.command("model-card")

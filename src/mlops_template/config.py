@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlops_template.errors import PipelineError
 
@@ -29,6 +29,7 @@ class Paths(_Strict):
     validated: Path
     validation_report: Path
     validation_failure: Path
+    stage_failure: Path
     train: Path
     test: Path
     model: Path
@@ -42,10 +43,33 @@ class Paths(_Strict):
     drift: Path
 
 
-class DataSettings(_Strict):
-    """`source` is `palmerpenguins` (the embedded default) or a path to a .csv/.parquet file."""
+DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 
-    source: str = "palmerpenguins"
+
+class DataSettings(_Strict):
+    """`source` is a path to a .csv or .parquet file (the default, data/penguins.csv, is in
+    the repository). It is a dependency of the `ingest` stage, so editing it re-runs the
+    pipeline."""
+
+    source: Path = Path("data/penguins.csv")
+
+    @field_validator("source")
+    @classmethod
+    def _table_file(cls, source: Path) -> Path:
+        if source.suffix.lower() not in DATA_SUFFIXES:
+            raise ValueError(f"'{source}' is not a path to a .csv or .parquet (.pq) file")
+        return source
+
+
+class ValidateSettings(_Strict):
+    """The `validate` stage's table-level policies (the column checks live in schema.py).
+
+    `duplicates` decides what happens to exact duplicate rows (every column equal, missing
+    values equal to each other): `drop` keeps the first of each and drops the copies before
+    the split, `fail` fails validation with a `no_duplicate_rows` violation. Either way they
+    are counted in the validation summary."""
+
+    duplicates: Literal["drop", "fail"] = "drop"
 
 
 class SplitSettings(_Strict):
@@ -147,6 +171,8 @@ class Params(_Strict):
     seed: int = 42
     paths: Paths
     data: DataSettings = DataSettings()
+    # `validate` in params.yaml; a field of that name would shadow BaseModel.validate.
+    validation: ValidateSettings = Field(default=ValidateSettings(), alias="validate")
     split: SplitSettings = SplitSettings()
     model: ModelSettings
     evaluate: EvaluateSettings = EvaluateSettings()

@@ -46,8 +46,9 @@ def _git_commit() -> str:
 
 def lineage(params: Params) -> dict[str, str]:
     """Where the model came from: commit, dvc.lock hashes, params, metrics, validation."""
-    if not LOCK.is_file():
-        raise PipelineError(f"{LOCK} not found: register the model the pipeline built")
+    for needed in (LOCK, params.paths.model, params.paths.metrics, params.paths.validation_report):
+        if not needed.is_file():
+            raise PipelineError(f"{needed} not found: run the pipeline first (`make run`)")
     lock = yaml.safe_load(LOCK.read_text(encoding="utf-8"))
     model_sha = io.read_recorded_sha256(params.paths.model)
     if io.sha256_file(params.paths.model) != model_sha:

@@ -46,15 +46,25 @@ class ReportInputs:
     params_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
     validation_failure: dict[str, Any] | None = None
+    stage_failure: dict[str, Any] | None = None
     train_seconds: float | None = None
     model_bytes: int | None = None
     images: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.validation_failure is not None or self.stage_failure is not None
 
 
 def verdict(inputs: ReportInputs) -> str:
     """One line a reviewer reads first."""
     if inputs.validation_failure is not None:
         return "❌ **Data validation failed**: the model was not retrained (see below)."
+    if inputs.stage_failure is not None:
+        return (
+            f"❌ **The pipeline failed at stage `{inputs.stage_failure['stage']}`**:"
+            " the model was not retrained (see below)."
+        )
     primary = next((m for m in inputs.metrics if m.name == inputs.primary_metric), None)
     if primary is None or primary.new is None:
         return f"❌ **No `{inputs.primary_metric}` on this branch**: did the pipeline run?"
@@ -94,6 +104,9 @@ def _metrics_rows(inputs: ReportInputs, metrics: list[MetricDiff]) -> list[str]:
 
 def _metrics_section(inputs: ReportInputs) -> list[str]:
     """Headline metrics in a table; the per-class ones folded away below it."""
+    if inputs.failed:
+        # The metrics and plots on disk are the base's (git keeps them), not this branch's.
+        return ["_Not computed: the pipeline did not get that far on this branch._"]
     if not inputs.metrics:
         return ["_No metrics._"]
     headline = [m for m in inputs.metrics if "." not in m.name]
@@ -136,7 +149,24 @@ def _validation_section(inputs: ReportInputs) -> list[str]:
     lines = [f"✅ {summary['rows']} rows, {summary['columns']} columns, no violations."]
     if missing:
         lines.append("Missing values: " + ", ".join(f"`{k}` {v}" for k, v in missing.items()))
+    duplicates = _duplicates_line(summary.get("duplicates") or {})
+    if duplicates:
+        lines.append(duplicates)
     return lines
+
+
+def _duplicates_line(duplicates: dict[str, Any]) -> str | None:
+    """One line on duplicate rows, or None when there are none (or an older summary)."""
+    parts = []
+    if rows := duplicates.get("rows", 0):
+        dropped = " dropped (the first of each kept)" if duplicates.get("dropped") else ""
+        parts.append(f"{rows} exact duplicate row(s){dropped}")
+    if conflicting := duplicates.get("conflicting_labels", 0):
+        parts.append(
+            f"{conflicting} row(s) share their features with a row of another label"
+            " (conflicting labels; the split keeps them on one side)"
+        )
+    return "Duplicates: " + "; ".join(parts) + "." if parts else None
 
 
 def _training_section(inputs: ReportInputs) -> list[str]:
@@ -145,14 +175,27 @@ def _training_section(inputs: ReportInputs) -> list[str]:
     return [f"Training time: {seconds} · model size: {size}"]
 
 
+def _failure_section(failure: dict[str, Any]) -> list[str]:
+    """The failed stage's error, verbatim in an indented code block (no markup inside)."""
+    return [
+        f"Stage `{failure['stage']}` failed:",
+        "",
+        *(f"    {line}" for line in str(failure["error"]).splitlines()),
+    ]
+
+
 def render(inputs: ReportInputs) -> str:
     """The markdown body; image paths are relative to the report file."""
-    lines = ["## Model report", "", verdict(inputs), "", "### Metrics", ""]
+    lines = ["## Model report", "", verdict(inputs), ""]
+    # A validation failure is shown as its violations table below; any other, here.
+    if inputs.stage_failure is not None and inputs.validation_failure is None:
+        lines += ["### Pipeline failure", "", *_failure_section(inputs.stage_failure), ""]
+    lines += ["### Metrics", ""]
     lines += _metrics_section(inputs)
     lines += ["", "### Params changed", "", *_params_section(inputs)]
     lines += ["", "### Data validation", "", *_validation_section(inputs)]
     lines += ["", "### Training", "", *_training_section(inputs)]
-    if inputs.images:
+    if inputs.images and not inputs.failed:
         lines += ["", "### Plots", ""]
         lines += [f"![{title}]({path})" for title, path in inputs.images.items()]
     return "\n".join(lines) + "\n"
@@ -214,6 +257,7 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
         params_changed=params_changes(params_diff),
         validation=_read_optional_json(params.paths.validation_report),
         validation_failure=_read_optional_json(params.paths.validation_failure),
+        stage_failure=_read_optional_json(params.paths.stage_failure),
         train_seconds=None if timing is None else float(timing["train_seconds"]),
         model_bytes=model.stat().st_size if model.is_file() else None,
         images={
@@ -228,13 +272,28 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
 def run(params: Params, base: str, out: Path) -> str:
     out = out.resolve()
     image_dir = out.parent / (out.stem + "_images")
-    text = render(gather(params, base, image_dir, out.parent))
-    try:  # no card when the pipeline did not get as far as a model
+    inputs = gather(params, base, image_dir, out.parent)
+    text = render(inputs)
+    if not inputs.failed:  # a failed run has no model of this branch to describe
         from mlops_template.registry import write_model_card
 
-        card = write_model_card(params, out.parent / "model_card.md")
-        text += f"\nModel card of this branch's model: [{card.name}]({card.name})\n"
-    except PipelineError:
-        pass
+        try:
+            card = write_model_card(params, out.parent / "model_card.md")
+            text += f"\nModel card of this branch's model: [{card.name}]({card.name})\n"
+        except PipelineError as error:  # the pipeline has not run here: no model yet
+            text += f"\nNo model card: {error}\n"
     io.write_text(out, text)
     return text
+
+
+def write_params_failure(out: Path, error: PipelineError) -> None:
+    """The report when params.yaml itself is invalid: nothing ran, and this says why."""
+    failure = {"stage": "params.yaml", "error": str(error)}
+    lines = [
+        "## Model report",
+        "",
+        "❌ **params.yaml is invalid**: nothing ran (see below).",
+        "",
+        *_failure_section(failure),
+    ]
+    io.write_text(out, "\n".join(lines) + "\n")

@@ -127,7 +127,7 @@ def test_bad_data_stops_the_pipeline_at_validate(tmp_path: Path) -> None:
     (root / "bad.csv").write_text(bad)
     params_file = root / "params.yaml"
     params_file.write_text(
-        params_file.read_text().replace("source: palmerpenguins", "source: bad.csv")
+        params_file.read_text().replace("source: data/penguins.csv", "source: bad.csv")
     )
     result = sh(root, "dvc", "repro", check=False)
     assert result.returncode != 0

@@ -106,7 +106,7 @@ def run(params: Params) -> Pipeline:
         tracker.log_params(
             {
                 "seed": params.seed,
-                "data.source": params.data.source,
+                "data.source": str(params.data.source),
                 "split.test_size": params.split.test_size,
                 **{f"model.{key}": value for key, value in params.model.model_dump().items()},
             }

@@ -1,0 +1,139 @@
+"""One repository over several runs, as a team meets it, with real DVC: the data file edited
+in place, params typos, a failing stage and its fix. Each run is what `make run` does
+(`mlops preflight`, then `dvc repro`), and each ends with the PR report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.slow.conftest import STAGES, copy_repo, ran_stages, sh
+
+pytestmark = pytest.mark.slow
+
+DATA = "data/penguins.csv"
+
+
+def make_run(root: Path) -> tuple[bool, str]:
+    """`make run`'s two steps; returns (succeeded, output)."""
+    preflight = sh(root, "mlops", "preflight", check=False)
+    if preflight.returncode != 0:
+        return False, preflight.stdout + preflight.stderr
+    repro = sh(root, "dvc", "repro", check=False)
+    return repro.returncode == 0, repro.stdout + repro.stderr
+
+
+def report(root: Path) -> str:
+    sh(root, "mlops", "report", "--base", "HEAD", "--out", "pr-report/report.md")
+    return (root / "pr-report" / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("runs"))
+    ok, output = make_run(root)
+    assert ok, output
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-q", "-m", "main's run", check=False)
+    return root
+
+
+def test_editing_the_data_file_in_place_reruns_the_pipeline(root: Path) -> None:
+    data = root / DATA
+    original = data.read_text()
+    data.write_text("".join(original.splitlines(keepends=True)[:-20]))
+    try:
+        assert "changed deps" in sh(root, "dvc", "status").stdout
+        ok, output = make_run(root)
+        assert ok, output
+        assert ran_stages(output)[:3] == list(STAGES[:3])
+        assert "325 rows" in report(root) or "324 rows" in report(root)
+    finally:
+        data.write_text(original)
+    ok, output = make_run(root)
+    assert ok, output
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("  enabled: true", "  enabeld: true", "tracking.enabeld"),
+        ("seed: 42", "seed: 42\nsede: 1", "sede"),
+        ("  n_estimators: 100", "  n_estimator: 100", "n_estimator"),
+    ],
+    ids=["section no stage tracks", "unknown top-level key", "section a stage reads"],
+)
+def test_a_params_typo_anywhere_fails_before_dvc_deletes_anything(
+    root: Path, old: str, new: str, named: str
+) -> None:
+    params = root / "params.yaml"
+    original = params.read_text()
+    model = (root / "models" / "model.joblib").read_bytes()
+    params.write_text(original.replace(old, new, 1))
+    try:
+        ok, output = make_run(root)
+    finally:
+        params.write_text(original)
+    assert not ok
+    assert named in output
+    assert "Extra inputs are not permitted" in output
+    assert "Running stage" not in output
+    assert (root / "models" / "model.joblib").read_bytes() == model
+
+
+def test_a_validation_failure_is_reported_and_forgotten_once_fixed(root: Path) -> None:
+    data = root / DATA
+    original = data.read_text()
+    data.write_text(original.replace(",Torgersen,", ",Atlantis,", 3))
+    try:
+        ok, output = make_run(root)
+        assert not ok
+        assert ran_stages(output) == ["ingest", "validate"]
+        text = report(root)
+        assert "❌ **Data validation failed**" in text
+        assert "| `island` | `isin(['Biscoe', 'Dream', 'Torgersen'])` | 3 | `Atlantis` |" in text
+        assert "Model card" not in text
+    finally:
+        data.write_text(original)
+    # DVC may restore the fixed stage's outputs from its run cache without running it; the
+    # failure must not outlive the fix either way.
+    ok, output = make_run(root)
+    assert ok, output
+    text = report(root)
+    assert "failed" not in text
+    assert "✅" in text
+    assert "Model card of this branch's model" in text
+
+
+def test_any_failing_stage_is_named_in_the_report(root: Path) -> None:
+    data = root / DATA
+    original = data.read_text()
+    lines = original.splitlines(keepends=True)
+    one_chinstrap = [lines[0], *(line for line in lines[1:] if not line.startswith("Chinstrap"))]
+    one_chinstrap.append(next(line for line in lines if line.startswith("Chinstrap")))
+    data.write_text("".join(one_chinstrap))
+    try:
+        ok, output = make_run(root)
+        assert not ok
+        assert ran_stages(output) == ["ingest", "validate", "split"]
+        text = report(root)
+        assert "❌ **The pipeline failed at stage `split`**" in text
+        assert "classes ['Chinstrap'] have fewer than 2 rows" in text
+        assert "_Not computed" in text
+    finally:
+        data.write_text(original)
+    ok, output = make_run(root)
+    assert ok, output
+    assert "failed" not in report(root)
+
+
+def test_an_invalid_params_file_still_gets_a_report(root: Path) -> None:
+    params = root / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("seed: 42", "seed: [42"))
+    try:
+        assert not make_run(root)[0]
+        assert "❌ **params.yaml is invalid**" in report(root)
+    finally:
+        params.write_text(original)
