@@ -102,6 +102,42 @@ def test_failed_validation_lists_the_violations() -> None:
     assert "| `island` | `isin(['Biscoe', 'Dream', 'Torgersen'])` | 3 | `Atlantis` |" in text
 
 
+def test_duplicates_get_one_line_only_when_there_are_some() -> None:
+    none = {"policy": "drop", "rows": 0, "dropped": 0, "conflicting_labels": 0}
+    text = render(_inputs(validation={**VALIDATION, "duplicates": none}))
+    assert "✅ 344 rows, 7 columns, no violations.\nMissing values: `sex` 11\n\n" in text
+    assert "Duplicates" not in text
+
+    some = {"policy": "drop", "rows": 12, "dropped": 12, "conflicting_labels": 4}
+    text = render(_inputs(validation={**VALIDATION, "duplicates": some}))
+    assert (
+        "Missing values: `sex` 11\nDuplicates: 12 exact duplicate row(s) dropped;"
+        " 4 row(s) with conflicting labels (same features, another label),"
+        " kept on one side of the split.\n" in text
+    )
+    conflicts_only = {**none, "conflicting_labels": 2}
+    text = render(_inputs(validation={**VALIDATION, "duplicates": conflicts_only}))
+    assert "Duplicates: 2 row(s) with conflicting labels" in text
+    assert "exact duplicate" not in text
+
+
+def test_duplicates_failing_validation_are_a_row_of_the_violations_table() -> None:
+    failure = {
+        "passed": False,
+        "rows": 348,
+        "violations": [
+            {
+                "column": "(table)",
+                "check": "no_duplicate_rows",
+                "count": 4,
+                "failing_values": ["row 344 = row 0", "row 345 = row 3"],
+            }
+        ],
+    }
+    text = render(_inputs(validation=None, validation_failure=failure))
+    assert "| `(table)` | `no_duplicate_rows` | 4 | `row 344 = row 0`, `row 345 = row 3` |" in text
+
+
 def test_missing_primary_metric_says_so() -> None:
     text = render(_inputs(metrics=[]))
     assert "❌ **No `f1_macro` on this branch**" in text

@@ -159,12 +159,12 @@ def _duplicates_line(duplicates: dict[str, Any]) -> str | None:
     """One line on duplicate rows, or None when there are none (or an older summary)."""
     parts = []
     if rows := duplicates.get("rows", 0):
-        dropped = " dropped (the first of each kept)" if duplicates.get("dropped") else ""
+        dropped = " dropped" if duplicates.get("dropped") else ""
         parts.append(f"{rows} exact duplicate row(s){dropped}")
     if conflicting := duplicates.get("conflicting_labels", 0):
         parts.append(
-            f"{conflicting} row(s) share their features with a row of another label"
-            " (conflicting labels; the split keeps them on one side)"
+            f"{conflicting} row(s) with conflicting labels (same features, another label),"
+            " kept on one side of the split"
         )
     return "Duplicates: " + "; ".join(parts) + "." if parts else None
 

@@ -1,7 +1,10 @@
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import train_test_split
 
 from mlops_template.errors import PipelineError
+from mlops_template.schema import feature_names
 from mlops_template.stages.split import split
 
 
@@ -33,3 +36,44 @@ def test_class_with_a_single_row_is_a_clear_error(penguins: pd.DataFrame) -> Non
     )
     with pytest.raises(PipelineError, match=r"column 'species'.*\['Chinstrap'\]"):
         split(lonely, 0.25, seed=1)
+
+
+def _shared_feature_rows(train: pd.DataFrame, test: pd.DataFrame) -> int:
+    """Test rows whose feature values (missing equal to missing) also occur in train."""
+    seen = train[feature_names()].drop_duplicates()
+    return len(test[feature_names()].merge(seen, how="inner"))
+
+
+def test_without_repeated_features_the_split_is_the_plain_stratified_split(
+    penguins: pd.DataFrame,
+) -> None:
+    train, test = split(penguins, 0.25, seed=42)
+    plain_train, plain_test = train_test_split(
+        penguins, test_size=0.25, random_state=42, stratify=penguins["species"]
+    )
+    pd.testing.assert_frame_equal(train, plain_train.reset_index(drop=True))
+    pd.testing.assert_frame_equal(test, plain_test.reset_index(drop=True))
+
+
+def test_hostile_copies_never_straddle_train_and_test(penguins: pd.DataFrame) -> None:
+    """Most rows are copies, many times over (row 3, every feature missing, among them)."""
+    distinct = penguins.groupby("species").head(20)
+    copies = np.random.default_rng(0).integers(1, 15, size=len(distinct))
+    hostile = distinct.loc[distinct.index.repeat(copies)].sample(frac=1.0, random_state=0)
+    assert hostile[feature_names()].duplicated().mean() > 0.8
+    train, test = split(hostile, test_size=0.25, seed=42)
+    assert len(train) + len(test) == len(hostile)
+    assert _shared_feature_rows(train, test) == 0
+    # a real test set remains: a quarter of the distinct rows, every class
+    assert len(test.drop_duplicates(feature_names())) == 15
+    assert set(test["species"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    again, _ = split(hostile, test_size=0.25, seed=42)
+    pd.testing.assert_frame_equal(train, again)
+
+
+def test_rows_with_conflicting_labels_stay_on_one_side(penguins: pd.DataFrame) -> None:
+    relabelled = penguins.sample(60, random_state=0).assign(species="Chinstrap")
+    frame = pd.concat([penguins, relabelled], ignore_index=True)
+    train, test = split(frame, 0.25, seed=1)
+    assert len(train) + len(test) == len(frame)
+    assert _shared_feature_rows(train, test) == 0

@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 import pandas as pd
 import pytest
 
@@ -31,6 +33,7 @@ def test_good_data_writes_validated_table_and_summary(
             "body_mass_g": 2,
             "sex": 11,
         },
+        "duplicates": {"policy": "drop", "rows": 0, "dropped": 0, "conflicting_labels": 0},
         "violations": 0,
     }
     assert not params.paths.validation_failure.exists()
@@ -66,3 +69,87 @@ def test_failure_removes_stale_outputs_of_an_earlier_good_run(
         validate.run(params)
     assert not params.paths.validated.exists()
     assert not params.paths.validation_report.exists()
+
+
+def _with_copies(penguins: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
+    """The table with exact copies of `rows` appended (row 3 has every feature missing)."""
+    return pd.concat([penguins, penguins.loc[rows]], ignore_index=True)
+
+
+def test_exact_duplicates_are_counted_and_dropped_by_default(
+    params: Params, penguins: pd.DataFrame
+) -> None:
+    assert params.validation.duplicates == "drop"
+    _write_raw(params, _with_copies(penguins, [0, 3, 3, 10]))
+    validate.run(params)
+    report = io.read_json(params.paths.validation_report)
+    assert report["rows"] == 344
+    assert report["duplicates"] == {
+        "policy": "drop",
+        "rows": 4,
+        "dropped": 4,
+        "conflicting_labels": 0,
+    }
+    valid = io.read_parquet(params.paths.validated)
+    expected = validate.check(penguins)
+    pd.testing.assert_frame_equal(valid, expected.reset_index(drop=True))
+
+
+def test_fail_policy_lists_duplicates_with_the_other_violations(
+    make_params: Callable[..., Params], penguins: pd.DataFrame
+) -> None:
+    params = make_params(validate={"duplicates": "fail"})
+    bad = _with_copies(penguins, [0, 3, 3, 10]).astype({"island": object})
+    bad.loc[5, "island"] = "Atlantis"
+    _write_raw(params, bad)
+    with pytest.raises(validate.DataValidationError) as caught:
+        validate.run(params)
+    found = {(v.column, v.check.split("(")[0]): v for v in caught.value.violations}
+    assert set(found) == {("island", "isin"), ("(table)", "no_duplicate_rows")}
+    duplicates = found["(table)", "no_duplicate_rows"]
+    assert duplicates.count == 4
+    assert duplicates.failing_values == [
+        "row 344 = row 0",
+        "row 345 = row 3",
+        "row 346 = row 3",
+        "row 347 = row 10",
+    ]
+    assert "column '(table)': check no_duplicate_rows failed 4 time(s)" in str(caught.value)
+    failure = io.read_json(params.paths.validation_failure)
+    assert {
+        "column": "(table)",
+        "check": "no_duplicate_rows",
+        "count": 4,
+        "failing_values": duplicates.failing_values,
+    } in failure["violations"]
+    assert not params.paths.validated.exists()
+
+
+def test_fail_policy_passes_a_table_without_duplicates(
+    make_params: Callable[..., Params], penguins: pd.DataFrame
+) -> None:
+    params = make_params(validate={"duplicates": "fail"})
+    _write_raw(params, penguins)
+    validate.run(params)
+    report = io.read_json(params.paths.validation_report)
+    assert report["duplicates"] == {
+        "policy": "fail",
+        "rows": 0,
+        "dropped": 0,
+        "conflicting_labels": 0,
+    }
+
+
+def test_conflicting_labels_are_counted(params: Params, penguins: pd.DataFrame) -> None:
+    relabelled = penguins.loc[[0, 1]].assign(species="Gentoo")  # Adelie features, Gentoo label
+    # An exact copy of a conflicting row is a duplicate, not one more conflict.
+    _write_raw(params, pd.concat([penguins, relabelled, relabelled.head(1)], ignore_index=True))
+    validate.run(params)
+    report = io.read_json(params.paths.validation_report)
+    assert report["rows"] == 346
+    assert report["duplicates"] == {
+        "policy": "drop",
+        "rows": 1,
+        "dropped": 1,
+        "conflicting_labels": 4,
+    }

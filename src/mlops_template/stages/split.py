@@ -1,32 +1,74 @@
-"""Stage `split`: a stratified, seeded train/test split of the validated table."""
+"""Stage `split`: a stratified, seeded train/test split of the validated table.
+
+Rows with identical feature values (missing equal to missing) are one group, and a group goes
+to one side whole: a test row whose features the model saw in training would measure memory,
+not generalisation. The split draws groups, stratified by each group's first label, so
+`split.test_size` is the share of distinct feature rows in the test set. A table without such
+rows is split exactly as a plain row-level stratified split would split it.
+"""
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlops_template import io
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.schema import TARGET
+from mlops_template.schema import TARGET, feature_names
+
+log = logging.getLogger(__name__)
+
+
+def feature_groups(frame: pd.DataFrame) -> np.ndarray:
+    """One id per row, shared by the rows whose features are identical (missing values equal);
+    ids number the groups in order of first appearance."""
+    grouped = frame.groupby(feature_names(), dropna=False, sort=False, observed=True)
+    return grouped.ngroup().to_numpy()
+
+
+def _rows_of(groups: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """Positions of the rows of the `drawn` groups, in the order they were drawn (a group's
+    rows in table order), as a row-level split would order them."""
+    rank = np.full(groups.max() + 1, -1)
+    rank[drawn] = np.arange(len(drawn))
+    rows = np.flatnonzero(rank[groups] >= 0)
+    return rows[np.argsort(rank[groups[rows]], kind="stable")]
 
 
 def split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    counts = frame[TARGET.name].value_counts()
+    groups = feature_groups(frame)
+    _, first = np.unique(groups, return_index=True)  # each group's first row
+    labels = frame[TARGET.name].iloc[first]
+    counts = labels.value_counts()
     too_small = counts[counts < 2]
     if not too_small.empty:
         raise PipelineError(
-            f"column '{TARGET.name}': classes {sorted(too_small.index)} have fewer than 2 rows;"
-            " a stratified split needs at least 2 per class"
+            f"column '{TARGET.name}': classes {sorted(too_small.index)} have fewer than 2 rows"
+            " with distinct features; a stratified split needs at least 2 per class"
         )
     try:
-        train, test = train_test_split(
-            frame, test_size=test_size, random_state=seed, stratify=frame[TARGET.name]
+        train_groups, test_groups = train_test_split(
+            np.arange(len(first)), test_size=test_size, random_state=seed, stratify=labels
         )
     except ValueError as error:
         raise PipelineError(
-            f"split.test_size={test_size}: cannot split {len(frame)} rows: {error}"
+            f"split.test_size={test_size}: cannot split {len(frame)} rows"
+            f" ({len(first)} distinct feature rows): {error}"
         ) from None
+    sizes = np.bincount(groups)
+    if (sizes > 1).any():
+        log.info(
+            "kept %d row(s) sharing feature values with another row on one side of the split"
+            " (%d group(s))",
+            int(sizes[sizes > 1].sum()),
+            int(np.count_nonzero(sizes > 1)),
+        )
+    train = frame.iloc[_rows_of(groups, train_groups)]
+    test = frame.iloc[_rows_of(groups, test_groups)]
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 

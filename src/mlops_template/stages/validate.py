@@ -1,25 +1,36 @@
 """Stage `validate`: enforce the schema lazily, so every violation is reported at once.
 
 On success it writes the validated (type-coerced, extra columns dropped) table and a summary
-(rows, missing values per column) that the PR report shows. On failure it writes nothing the
-next stage could use: it records every violation (column, check, failing values, count) as
-JSON at `paths.validation_failure` and raises with a readable summary.
+(rows, missing values per column, duplicates) that the PR report shows. On failure it writes
+nothing the next stage could use: it records every violation (column, check, failing values,
+count) as JSON at `paths.validation_failure` and raises with a readable summary.
+
+Exact duplicate rows (every column equal, missing values equal to each other) are counted and,
+by `validate.duplicates`, dropped (the first of each kept) or made a violation. Rows whose
+features repeat another row's under a different label (conflicting labels) are counted too;
+the split stage keeps rows with identical features on one side.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
 from mlops_template import io
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.schema import COLUMNS, dataframe_schema
+from mlops_template.schema import COLUMNS, dataframe_schema, feature_names
 
 MAX_EXAMPLES = 5
+DUPLICATE_CHECK = "no_duplicate_rows"
+DuplicatePolicy = Literal["drop", "fail"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,29 +89,77 @@ def summarize(violations: list[Violation], rows: int) -> str:
     return "\n".join(lines)
 
 
-def check(frame: pd.DataFrame) -> pd.DataFrame:
-    """Validate `frame` against the schema; raise DataValidationError listing every violation."""
+def duplicate_violation(frame: pd.DataFrame) -> Violation | None:
+    """Exact duplicate rows as a table-level violation; each example names a copy and the row
+    it repeats by their index in the ingested table (0-based)."""
+    if frame.columns.empty:
+        return None
+    copies = frame.duplicated(keep="first").to_numpy()
+    if not copies.any():
+        return None
+    groups = frame.groupby(list(frame.columns), dropna=False, sort=False, observed=True).ngroup()
+    _, first = np.unique(groups.to_numpy(), return_index=True)  # group id -> first position
+    examples = [
+        f"row {frame.index[pos]} = row {frame.index[first[groups.iloc[pos]]]}"
+        for pos in np.flatnonzero(copies)[:MAX_EXAMPLES]
+    ]
+    return Violation("(table)", DUPLICATE_CHECK, int(copies.sum()), examples)
+
+
+def check(frame: pd.DataFrame, duplicates: DuplicatePolicy = "drop") -> pd.DataFrame:
+    """Validate `frame` against the schema; raise DataValidationError listing every violation.
+
+    With `duplicates="fail"`, exact duplicate rows are one more violation (counted over the
+    schema's columns, extra columns ignored). The returned table still holds any duplicates:
+    dropping them is the caller's business (see `run`)."""
+    violations: list[Violation] = []
+    valid: pd.DataFrame | None = None
     try:
-        return dataframe_schema().validate(frame, lazy=True)
+        valid = dataframe_schema().validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
-        raise DataValidationError(_violations(errors.failure_cases), len(frame)) from None
+        violations = _violations(errors.failure_cases)
+    if duplicates == "fail":
+        known = [spec.name for spec in COLUMNS if spec.name in frame.columns]
+        found = duplicate_violation(frame[known] if valid is None else valid)
+        if found is not None:
+            violations.append(found)
+    if violations or valid is None:
+        raise DataValidationError(violations, len(frame))
+    return valid
 
 
-def summary(frame: pd.DataFrame) -> dict[str, Any]:
-    """Deterministic facts about valid data, for DVC metrics and the PR report."""
+def conflicting_labels(frame: pd.DataFrame) -> int:
+    """Rows whose feature values (missing equal to missing) equal another row's while their
+    target differs. `frame` must hold no exact duplicates (its columns are the schema's), so
+    rows with equal features are rows with different labels."""
+    return int(frame.duplicated(subset=feature_names(), keep=False).sum())
+
+
+def summary(
+    frame: pd.DataFrame, policy: DuplicatePolicy = "drop", duplicates: int = 0
+) -> dict[str, Any]:
+    """Deterministic facts about valid data without exact duplicates, for DVC metrics and the
+    PR report. `duplicates` is the number of exact copies found before they were dropped."""
     return {
         "passed": True,
         "rows": len(frame),
         "columns": len(frame.columns),
         "missing": {spec.name: int(frame[spec.name].isna().sum()) for spec in COLUMNS},
+        "duplicates": {
+            "policy": policy,
+            "rows": duplicates,
+            "dropped": duplicates if policy == "drop" else 0,
+            "conflicting_labels": conflicting_labels(frame),
+        },
         "violations": 0,
     }
 
 
 def run(params: Params) -> pd.DataFrame:
     frame = io.read_parquet(params.paths.raw)
+    policy = params.validation.duplicates
     try:
-        valid = check(frame)
+        valid = check(frame, policy)
     except DataValidationError as failure:
         # Stale outputs of an earlier good run must not feed the next stage either.
         params.paths.validated.unlink(missing_ok=True)
@@ -115,6 +174,19 @@ def run(params: Params) -> pd.DataFrame:
         )
         raise
     params.paths.validation_failure.unlink(missing_ok=True)
+    dropped = 0
+    if policy == "drop":  # with "fail", check() raised on any duplicate
+        copies = valid.duplicated(keep="first").to_numpy()
+        dropped = int(copies.sum())
+        if dropped:
+            valid = valid[~copies].reset_index(drop=True)
+            log.info("dropped %d exact duplicate row(s), kept the first of each", dropped)
+    report = summary(valid, policy, dropped)
+    if report["duplicates"]["conflicting_labels"]:
+        log.info(
+            "%d row(s) share their features with a row of another label",
+            report["duplicates"]["conflicting_labels"],
+        )
     io.write_parquet(params.paths.validated, valid)
-    io.write_json(params.paths.validation_report, summary(valid))
+    io.write_json(params.paths.validation_report, report)
     return valid
