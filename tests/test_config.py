@@ -43,6 +43,18 @@ def test_unknown_key_is_named() -> None:
     assert "Extra inputs are not permitted" in message
 
 
+def test_validate_section_is_read_under_its_params_yaml_name() -> None:
+    assert config.load_params(REPO_ROOT / "params.yaml").validation.duplicates == "drop"
+    raw = repo_params_dict()
+    raw["validate"] = {"duplicates": "fail"}
+    assert config.parse_params(raw).validation.duplicates == "fail"
+    raw["validate"] = {"duplicates": "keep"}
+    assert "validate.duplicates: Input should be 'drop' or 'fail'" in _error_for(raw)
+    raw.pop("validate")
+    raw["validation"] = {"duplicates": "drop"}  # the Python name is not a params.yaml key
+    assert "validation: Extra inputs are not permitted" in _error_for(raw)
+
+
 def test_wrong_type_is_named() -> None:
     raw = repo_params_dict()
     raw["model"]["n_estimators"] = "many"
