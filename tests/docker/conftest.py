@@ -19,7 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.slow.conftest import copy_repo, free_port, sh, start_server, stop, wait_healthy
+from tests.conftest import REPO_ROOT
+from tests.slow.conftest import (
+    copy_repo,
+    free_port,
+    s3_endpoint,  # noqa: F401 (fixture)
+    s3_env,
+    sh,
+    start_server,
+    stop,
+    wait_healthy,
+)
 
 DOCKER = Path("/usr/bin/docker")  # Debian's client: BuildKit (the one in /usr/local lacks it)
 CACHE = Path.home() / ".cache" / "mlops-template"
@@ -208,3 +218,26 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+@pytest.fixture(scope="session")
+def remote_env(s3_endpoint: str) -> dict[str, str]:  # noqa: F811
+    """The committed remote (.dvc/config) itself, served by moto: its bucket is created there
+    and botocore is pointed at moto by AWS_ENDPOINT_URL_S3, so no local config is needed
+    (act's own checkout would not copy an untracked .dvc/config.local)."""
+    import re
+
+    import boto3
+
+    config = (REPO_ROOT / ".dvc" / "config").read_text()
+    bucket = re.search(r"url = s3://([^/\s]+)", config)
+    assert bucket is not None, config
+    env = {**s3_env(), "AWS_ENDPOINT_URL_S3": s3_endpoint}
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    ).create_bucket(Bucket=bucket.group(1))
+    return env
