@@ -53,7 +53,9 @@ def lineage(params: Params) -> dict[str, str]:
     model_sha = io.read_recorded_sha256(params.paths.model)
     if io.sha256_file(params.paths.model) != model_sha:
         raise PipelineError(f"{params.paths.model}: sha256 does not match the recorded one")
-    pipeline_params = params.model_dump(mode="json", include={"seed", "data", "split", "model"})
+    pipeline_params = params.model_dump(
+        mode="json", include={"seed", "data", "validation", "split", "model"}
+    )
     return {
         "git_commit": _git_commit(),
         tracking.MODEL_SHA_TAG: model_sha,
