@@ -55,6 +55,28 @@ def test_editing_the_data_file_in_place_reruns_the_pipeline(root: Path) -> None:
     assert ok, output
 
 
+def test_a_dvc_added_data_file_edited_in_place_reruns_the_pipeline(root: Path) -> None:
+    """The README's way for large files: `dvc add` it, point data.source at it."""
+    mine = root / "data" / "mine.csv"
+    mine.write_text((root / DATA).read_text())
+    sh(root, "dvc", "add", "data/mine.csv")
+    params = root / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace(f"source: {DATA}", "source: data/mine.csv"))
+    try:
+        ok, output = make_run(root)
+        assert ok, output
+        mine.write_text("".join(mine.read_text().splitlines(keepends=True)[:-30]))
+        ok, output = make_run(root)
+        assert ok, output
+        assert "Running stage 'ingest'" in output
+        assert '"rows": 314' in (root / "reports" / "validation.json").read_text()
+    finally:
+        params.write_text(original)
+    ok, output = make_run(root)
+    assert ok, output
+
+
 @pytest.mark.parametrize(
     ("old", "new", "named"),
     [
