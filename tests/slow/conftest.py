@@ -147,14 +147,19 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield from _mlflow_server(root, f"sqlite:///{root / 'mlflow.db'}")
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Debian's (15 on bookworm) or Ubuntu's (16 on GitHub's runners): the newest installed.
+PG_BIN = max(
+    Path("/usr/lib/postgresql").glob("*/bin"),
+    key=lambda bin_dir: float(bin_dir.parent.name),
+    default=Path("/usr/lib/postgresql/15/bin"),
+)
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
     """Debian's PostgreSQL 15, a throwaway cluster on a free loopback port; yields its URI."""
     if not (PG_BIN / "postgres").exists() or shutil.which("runuser") is None:
-        pytest.skip("PostgreSQL 15 server not installed (apt-get install postgresql; .ci/run does)")
+        pytest.skip("PostgreSQL server not installed (apt-get install postgresql; make ci does)")
     # Outside pytest's private (0700) temp tree, so the postgres user can reach it.
     root = Path(tempfile.mkdtemp(prefix="mlops-postgres-"))
     data = root / "data"
