@@ -174,9 +174,61 @@ def test_ci_workflow_lints_and_tests(forge: Forge) -> None:
         "ci.yml",
         {"ref": "refs/heads/main", "repository": {"full_name": "acme/penguins"}},
         secrets={},
-        # The suite inside the job skips the slow tests: they are what is running it.
-        env={"PYTEST_ADDOPTS": "-m 'not slow' -p no:cacheprovider"},
+        # `make ci` as on GitHub, but the suite inside the job deselects the slow and docker
+        # tests: the slow ones are what is running it, and both would take most of an hour.
+        env={"PYTEST_ADDOPTS": "-m 'not slow and not docker' -p no:cacheprovider"},
     )
     output = succeeded(result)
+    assert "provision: " in output
     assert "ruff check" in output
     assert re.search(r"\d+ passed", output)
+    assert "MLOPS_FAIL_ON_SKIP=1" in output  # a skip would have failed the job
+
+
+def test_merge_queue_rechecks_the_candidate_against_main_and_pushes_nothing(
+    forge: Forge,
+) -> None:
+    """train.yml on `merge_group`. The candidate is a PR on top of main whose train run had
+    committed its dvc.lock and pushed its outputs. In the queue the release's check passes,
+    nothing re-runs, the report compares with main as it is now, and nothing is pushed."""
+    clone = forge.root / "queue"
+    sh(forge.root, "git", "clone", "-q", str(forge.origin), clone.name)
+    use_s3_remote(clone, forge.endpoint, "store")
+    queue_branch = "gh-readonly-queue/main/pr-7-candidate"
+    sh(clone, "git", "checkout", "-q", "-b", queue_branch)
+    params = clone / "params.yaml"
+    params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 5"))
+    sh(clone, "dvc", "pull", env=s3_env())
+    sh(clone, "dvc", "repro")
+    sh(clone, "dvc", "push", env=s3_env())
+    sh(clone, "git", "add", "-A")
+    sh(clone, "git", "commit", "-q", "-m", "Fewer trees, with the dvc.lock train committed")
+    sh(clone, "git", "push", "-q", "origin", queue_branch)
+    refs_before = sh(forge.origin, "git", "for-each-ref").stdout
+    artifacts = forge.root / "queue-artifacts"
+    result = act(
+        clone,
+        "merge_group",
+        "train.yml",
+        {
+            "action": "checks_requested",
+            "merge_group": {
+                "head_sha": sh(clone, "git", "rev-parse", "HEAD").stdout.strip(),
+                "head_ref": f"refs/heads/{queue_branch}",
+                "base_sha": sh(clone, "git", "rev-parse", "origin/main").stdout.strip(),
+                "base_ref": "refs/heads/main",
+            },
+            "repository": {"full_name": "acme/penguins"},
+        },
+        secrets=dvc_remote_secrets(),
+        env={"ACT_STUB_ARTIFACTS": str(artifacts)},
+    )
+    output = succeeded(result)
+    assert "check-lock: dvc.lock matches" in output
+    assert ran_stages(output) == []
+    report = (artifacts / "pr-report" / "report.md").read_text()
+    assert "`origin/main`" in report
+    assert "| `model.n_estimators` | `100` | `5` |" in report
+    assert not (artifacts / "pr-report" / "pr_number").exists()  # no PR: pr-comment skips it
+    assert "commit-lock" not in output
+    assert sh(forge.origin, "git", "for-each-ref").stdout == refs_before
