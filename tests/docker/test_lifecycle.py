@@ -180,7 +180,20 @@ class Loop:
         )
         output = succeeded(result)
         self.releases.append(output)
+        self._journal(output)
         return output
+
+    def _journal(self, output: str) -> None:
+        """What each release did, in `journal.txt` beside the runs (for reading after a run)."""
+        outcome = re.search(r"release: [^\n]*", output)
+        versions, champion = self.registry_state()
+        line = (
+            f"{outcome.group(0) if outcome else '?'} | versions {versions}, champion {champion}"
+            f" | image champion {self.digest('champion')[:19] if 'champion' in self.tags() else '-'}"
+            f" | pushed {'yes' if 'push-image:' in output else 'nothing'}\n"
+        )
+        with (self.root / "journal.txt").open("a") as journal:
+            journal.write(line)
 
     # --- what the user looks at -------------------------------------------------------
 
