@@ -187,9 +187,10 @@ class Loop:
         """What each release did, in `journal.txt` beside the runs (for reading after a run)."""
         outcome = re.search(r"release: [^\n]*", output)
         versions, champion = self.registry_state()
+        image = self.digest("champion")[:19] if "champion" in self.tags() else "-"
         line = (
             f"{outcome.group(0) if outcome else '?'} | versions {versions}, champion {champion}"
-            f" | image champion {self.digest('champion')[:19] if 'champion' in self.tags() else '-'}"
+            f" | image champion {image}"
             f" | pushed {'yes' if 'push-image:' in output else 'nothing'}\n"
         )
         with (self.root / "journal.txt").open("a") as journal:
