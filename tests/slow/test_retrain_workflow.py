@@ -321,6 +321,13 @@ def test_weekly_run_retrains_but_opens_no_pull_request_without_changes(
     assert retrain_branches(forge) == [drifted.calls[1].body["head"]]
 
 
+def test_a_run_started_by_hand_says_how_to_keep_the_schedule(quiet: Run, weekly: Run) -> None:
+    """GitHub disables schedules after 60 days without activity: a manual run says so."""
+    assert "This retraining run was started by hand" in quiet.output
+    assert "gh workflow enable retrain.yml" in quiet.output
+    assert "This retraining run was started by hand" not in weekly.output
+
+
 def test_an_unreadable_log_fails_the_run_before_retraining(forge: Forge, drifted: Run) -> None:
     """`mlops drift` exiting 1 (not 0 or 3) fails the step; nothing is retrained or opened."""
     uri = monitoring_in_directory(forge, "monitoring-broken", 0.0)
