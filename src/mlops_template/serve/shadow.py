@@ -56,9 +56,15 @@ class ShadowScorer:
             except queue.Full:
                 self.dropped += 1
 
-    def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join()
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop after what is queued, waiting at most `timeout` seconds (a daemon thread: a
+        challenger still scoring then is abandoned, and shutdown goes on)."""
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            log.warning("shadow queue full at shutdown; %d not scored", self._queue.qsize())
+        self._thread.join(max(0.0, deadline - time.monotonic()))
 
     def _next_batch(self) -> tuple[list[Item], bool]:
         """Wait for a request, then gather more for LINGER_SECONDS; True once told to stop."""
