@@ -220,7 +220,12 @@ def servers(workdir: Path) -> list[Server]:
             [*ours, "--port", "{port}"],
             "/predict",
             RECORD,
-            {"MLOPS_CHALLENGER_MODEL": str(MODEL)},
+            {
+                "MLOPS_CHALLENGER_MODEL": str(MODEL),
+                "MLOPS_CHALLENGER_SHA256": MODEL.with_name(MODEL.name + ".sha256")
+                .read_text()
+                .split()[0],
+            },
         ),
         Server(
             "seed Flask (dev server)",

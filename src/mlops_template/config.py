@@ -136,6 +136,27 @@ class ServeSettings(_Strict):
     prediction_log_backups: Annotated[int, Field(ge=1)] = 5
     monitor_window: Annotated[int, Field(ge=10)] = 1000
     challenger_model: Path | None = None
+    challenger_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    # Hostile clients (README "Serving", docs/serving.md "Hostile clients").
+    body_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    header_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    keep_alive_seconds: Annotated[float, Field(gt=0)] = 5.0
+    max_connections: Annotated[int, Field(ge=1)] = 1000
+    max_validation_errors: Annotated[int, Field(ge=1)] = 10
+    min_present_features: Annotated[int, Field(ge=0)] = 1
+    metrics: Literal["public", "internal", "off"] = "public"
+    docs: Literal["public", "internal", "off"] = "public"
+    internal_host: str = "127.0.0.1"
+    internal_port: Annotated[int, Field(ge=1, le=65535)] = 9000
+
+    @field_validator("min_present_features")
+    @classmethod
+    def _at_most_every_feature(cls, count: int) -> int:
+        from mlops_template.schema import FEATURES
+
+        if count > len(FEATURES):
+            raise ValueError(f"at most {len(FEATURES)} (the number of features)")
+        return count
 
 
 class MonitoringSettings(_Strict):

@@ -105,24 +105,29 @@ def read_recorded_sha256(path: Path) -> str:
         raise PipelineError(f"{sidecar}: missing or empty; cannot verify {path}") from None
 
 
-def load_verified_model(path: Path) -> Any:
-    """Load a joblib model only if its bytes match the sha256 recorded beside it.
+def load_verified_model(path: Path, expected: str | None = None) -> Any:
+    """Load a joblib model only if its bytes match `expected` (by default the sha256 recorded
+    beside it).
 
     A pickle runs code when loaded, so the hash is checked first: a tampered or truncated
-    file is refused before it is deserialized.
+    file is refused before it is deserialized. The file is read once; the bytes that were
+    hashed are the bytes deserialized (no window to swap the file in between).
     """
+    import io as _io
+
     import joblib
 
-    expected = read_recorded_sha256(path)
+    expected = expected if expected is not None else read_recorded_sha256(path)
     try:
-        actual = sha256_file(path)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise PipelineError(f"{path}: model file not found") from None
+    actual = sha256_bytes(data)
     if actual != expected:
         raise PipelineError(
             f"{path}: sha256 {actual} does not match the recorded {expected}; refusing to load"
         )
-    return joblib.load(path)
+    return joblib.load(_io.BytesIO(data))
 
 
 def read_table(path: Path) -> pd.DataFrame:

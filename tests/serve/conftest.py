@@ -60,6 +60,7 @@ def make_client(settings: ServeSettings, model_path: Path) -> Iterator[Callable[
         *,
         challenger: Callable[[], Any] | None = None,
         reference: dict[str, Any] | None = None,
+        api_key: str | None = None,
         **overrides: Any,
     ) -> TestClient:
         app = create_app(
@@ -68,6 +69,7 @@ def make_client(settings: ServeSettings, model_path: Path) -> Iterator[Callable[
             state,
             load_challenger=challenger,
             reference=reference,
+            **({"api_key": api_key} if api_key else {}),
         )
         client = TestClient(app)
         client.__enter__()

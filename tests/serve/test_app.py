@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -230,3 +231,29 @@ def test_openapi_is_derived_from_the_schema(make_client: Client) -> None:
     mass = features["properties"]["body_mass_g"]["anyOf"][0]
     assert (mass["minimum"], mass["maximum"]) == (2000.0, 7000.0)
     assert set(spec["paths"]) >= {"/predict", "/predict/batch", "/health/ready", "/metrics"}
+
+
+@pytest.mark.parametrize("broken", ["disk full", "cannot be opened"])
+def test_a_log_that_cannot_be_written_makes_the_service_not_ready(
+    make_client: Client, tmp_path: Path, broken: str
+) -> None:
+    if broken == "disk full":
+        log_path = tmp_path / "full" / "predictions.jsonl"
+        log_path.parent.mkdir()
+        log_path.symlink_to("/dev/full")  # never touch /dev/full itself
+    else:
+        (tmp_path / "a-file").write_text("")
+        log_path = tmp_path / "a-file" / "predictions.jsonl"
+    client = make_client(prediction_log=log_path)
+    wait_ready(client)  # nothing written yet
+    assert client.post("/predict", json=GENTOO).status_code == 200  # answers still go out
+    deadline = time.monotonic() + 5
+    while client.get("/health/ready").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert "prediction log cannot be written" in ready.json()["detail"]
+    text = client.get("/metrics").text
+    assert "prediction_log_healthy 0.0" in text
+    assert "prediction_log_dropped 1.0" in text
+    assert client.get("/health/live").status_code == 200

@@ -1,40 +1,55 @@
 """The HTTP service: FastAPI routes plus a thin ASGI layer for limits and metrics.
 
-Status codes a client can see: 200; 413 body too large; 422 invalid input (naming the
-field); 503 overloaded (too many requests in flight), not ready (loading, draining after
-SIGTERM, or the model failed to load) or timed out. Never a 500 for bad input.
+Status codes a client can see: 200; 401 no or wrong API key (when MLOPS_API_KEY is set);
+404 a route this port does not serve (`serve.metrics` / `serve.docs`: internal or off); 408
+body not received within `serve.body_timeout_seconds` (the connection is closed); 413 body
+larger than the route's limit (limits.py); 422 invalid input (the first
+`serve.max_validation_errors` problems, naming the field, and their count); 503 overloaded
+(too many requests in flight), not ready (loading, draining after SIGTERM, the model failed to
+load, the prediction log cannot be written) or timed out. Never a 500 for bad input.
+
+The Guard takes a request's concurrency slot before it reads the body, reads the body within
+the route's size and time limits, and validates a predict body (limits.py) before FastAPI
+sees it, in a thread when it is large, so no single request holds the event loop for long:
+/health/live answers while floods are in flight.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at
 # definition time, and the batch request model is built at run time from the settings.
 import asyncio
+import hmac
+import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from mlops_template.config import ServeSettings
 from mlops_template.schema import TARGET, feature_names
+from mlops_template.serve import docs
 from mlops_template.serve.batcher import MicroBatcher
+from mlops_template.serve.limits import Problems, RequestChecker, body_limits, cap, is_json
 from mlops_template.serve.logsink import PredictionLog
 from mlops_template.serve.metrics import ServiceMetrics
 from mlops_template.serve.model import ServedModel, decode
 from mlops_template.serve.monitor import LiveMonitor
 from mlops_template.serve.request import (
     BatchPrediction,
-    Features,
     Prediction,
     batch_request,
+    features_model,
 )
 from mlops_template.serve.shadow import ShadowScorer
 
@@ -46,7 +61,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ROUTES = {"/predict", "/predict/batch", "/health/live", "/health/ready", "/metrics"}
+PREDICT_ROUTES = {"/predict", "/predict/batch"}
+HEALTH_ROUTES = {"/health/live", "/health/ready"}
+DOCS_ROUTES = {"/docs", "/openapi.json"}
+ROUTES = PREDICT_ROUTES | HEALTH_ROUTES | DOCS_ROUTES | {"/metrics"}
+LARGE_BODY_BYTES = 16_384  # predict bodies larger than this are validated in a thread
 
 
 @dataclass
@@ -59,6 +78,7 @@ class ServiceState:
     draining: bool = False
     inflight: int = 0
     loaded: threading.Event = field(default_factory=threading.Event)
+    log_health: Callable[[], str | None] = lambda: None  # the prediction log's (logsink.py)
 
     def not_ready_reason(self) -> str | None:
         if self.load_error is not None:
@@ -67,11 +87,15 @@ class ServiceState:
             return "draining: shutting down"
         if self.model is None:
             return "loading the model"
-        return None
+        return self.log_health()
 
 
-async def _reply(send: Send, status: int, detail: str, headers: list | None = None) -> None:
-    body = ('{"detail":"' + detail.replace('"', "'") + '"}').encode()
+CLOSE = [(b"connection", b"close")]  # uvicorn closes the connection after this reply
+
+
+async def _reply(send: Send, status: int, detail: Any, headers: list | None = None) -> None:
+    payload = detail if isinstance(detail, dict) else {"detail": detail}
+    body = json.dumps(payload, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
@@ -87,15 +111,26 @@ async def _reply(send: Send, status: int, detail: str, headers: list | None = No
 
 
 class Guard:
-    """Body size limit, concurrency limit, timeout and request metrics, around the app."""
+    """Access, size, time and concurrency limits and request metrics, around the app."""
 
     def __init__(
-        self, app: ASGIApp, settings: ServeSettings, state: ServiceState, metrics: ServiceMetrics
+        self,
+        app: ASGIApp,
+        settings: ServeSettings,
+        state: ServiceState,
+        metrics: ServiceMetrics,
+        checker: RequestChecker,
+        executor: ThreadPoolExecutor,
+        api_key: str | None = None,
     ):
         self.app = app
         self.settings = settings
         self.state = state
         self.metrics = metrics
+        self.checker = checker
+        self.executor = executor
+        self.api_key = api_key.encode() if api_key else None
+        self.limits = body_limits(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -111,34 +146,109 @@ class Guard:
             await send(message)
 
         try:
-            await self._guarded(scope, receive, send_and_record)
+            await self._guarded(scope, route, receive, send_and_record)
         finally:
             labels = (route, str(status["code"]))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.settings.max_body_bytes
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reply(send, 413, f"request body larger than {limit} bytes")
+    def _served_here(self, scope: Scope, route: str) -> bool:
+        """Whether this port serves `route`: /metrics and the docs may be internal or off; the
+        internal port serves only them and the health routes."""
+        server = scope.get("server")
+        internal = server is not None and server[1] == self.settings.internal_port
+        if route == "/metrics":
+            mode = self.settings.metrics
+        elif route in DOCS_ROUTES:
+            mode = self.settings.docs
+        else:
+            return not internal or route in HEALTH_ROUTES
+        return mode == "public" or (mode == "internal" and internal)
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        if self.api_key is None:
+            return True
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        # Constant time: the comparison does not tell how much of a guess was right.
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key)
+
+    async def _guarded(self, scope: Scope, route: str, receive: Receive, send: Send) -> None:
+        if not self._served_here(scope, route):
+            await _reply(send, 404, "Not Found")
             return
-        if self.state.inflight >= self.settings.max_concurrent_requests:
+        headers = dict(scope["headers"])
+        predict = route in PREDICT_ROUTES
+        if predict and not self._authorized(headers):
+            await _reply(send, 401, "missing or wrong API key", [(b"www-authenticate", b"Bearer")])
+            return
+        limit = self.limits.get(route, self.limits[""])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reply(send, 413, f"request body larger than {limit} bytes", CLOSE)
+            return
+        # The slot is taken before the body is read: a slow upload holds one.
+        if predict and self.state.inflight >= self.settings.max_concurrent_requests:
             await _reply(send, 503, "too many requests in flight", [(b"retry-after", b"1")])
             return
-        # Read the body here, bounded, so the limit also holds without a content-length
-        # (chunked uploads); the app then gets it in one piece.
+        self.state.inflight += predict
+        try:
+            await self._read_and_run(scope, route, receive, send, limit, headers)
+        finally:
+            self.state.inflight -= predict
+
+    async def _read_body(self, receive: Receive, limit: int) -> bytes | int | None:
+        """The whole body; or the status to answer (408, 413); None if the client left."""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        return 413
+                    chunks.append(chunk)
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            return 408
+        return b"".join(chunks)
+
+    async def _read_and_run(
+        self,
+        scope: Scope,
+        route: str,
+        receive: Receive,
+        send: Send,
+        limit: int,
+        headers: dict[bytes, bytes],
+    ) -> None:
         body = b""
-        more = scope["method"] in {"POST", "PUT", "PATCH"}
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        if scope["method"] in {"POST", "PUT", "PATCH"}:
+            read = await self._read_body(receive, limit)
+            if read is None:
                 return
-            body += message.get("body", b"")
-            if len(body) > limit:
-                await _reply(send, 413, f"request body larger than {limit} bytes")
+            if read == 408:
+                timeout = self.settings.body_timeout_seconds
+                await _reply(send, 408, f"request body not received within {timeout:g} s", CLOSE)
                 return
-            more = message.get("more_body", False)
+            if read == 413:
+                await _reply(send, 413, f"request body larger than {limit} bytes", CLOSE)
+                return
+            assert isinstance(read, bytes)
+            body = read
+        if (
+            route in PREDICT_ROUTES
+            and scope["method"] == "POST"
+            and is_json(headers.get(b"content-type"))
+        ):
+            problems = await self._check(route, body)
+            if problems.total:
+                await _reply(send, 422, problems.payload())
+                return
         delivered = False
 
         async def replay() -> Message:
@@ -154,7 +264,6 @@ class Guard:
             started["response"] = True
             await send(message)
 
-        self.state.inflight += 1
         try:
             await asyncio.wait_for(
                 self.app(scope, replay, tracked_send),
@@ -163,8 +272,12 @@ class Guard:
         except TimeoutError:
             if not started["response"]:
                 await _reply(send, 503, "request timed out", [(b"retry-after", b"1")])
-        finally:
-            self.state.inflight -= 1
+
+    async def _check(self, route: str, body: bytes) -> Problems:
+        if len(body) <= LARGE_BODY_BYTES:
+            return self.checker.check(route, body)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.checker.check, route, body)
 
 
 def create_app(
@@ -174,17 +287,22 @@ def create_app(
     *,
     load_challenger: Callable[[], ServedModel] | None = None,
     reference: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
 ) -> Guard:
     """Build the service. The model loads in a background thread after start-up, so the
     liveness probe answers at once and readiness says 503 until the model is there.
 
     With `load_challenger`, a second model is scored in shadow (shadow.py); `reference` (the
-    train stage's profile) adds the reference values and the drift PSI to /metrics."""
+    train stage's profile) adds the reference values and the drift PSI to /metrics. With
+    `api_key`, the predict routes need `Authorization: Bearer <api_key>`."""
     state = state or ServiceState()
     metrics = ServiceMetrics()
     prediction_log = PredictionLog(
         settings.prediction_log, settings.prediction_log_max_bytes, settings.prediction_log_backups
     )
+    state.log_health = prediction_log.health
+    # Large predict bodies are validated here, two at a time, beside the scoring threads.
+    validation = ThreadPoolExecutor(max_workers=2, thread_name_prefix="validate")
     monitor = LiveMonitor(
         settings.monitor_window, feature_names(), TARGET.categories, reference, metrics
     )
@@ -228,11 +346,13 @@ def create_app(
         batcher.start()
         threading.Thread(target=load, name="load-model", daemon=True).start()
         yield
+        # Every step is bounded: shutdown never waits on a stuck disk or challenger.
         state.draining = True
         await batcher.stop()
         if state.shadow is not None:
-            state.shadow.close()
-        prediction_log.close()
+            state.shadow.close(timeout=1.0)
+        prediction_log.close(timeout=2.0)
+        validation.shutdown(wait=False, cancel_futures=True)
 
     api = FastAPI(
         title="mlops-template prediction service",
@@ -240,18 +360,20 @@ def create_app(
         description="Predicts the penguin species from body measurements. The request schema"
         " is derived from the pipeline's data contract (src/mlops_template/schema.py).",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN; ours is self-contained
+        redoc_url=None,
     )
-    BatchRequest = batch_request(settings.max_batch_rows)  # noqa: N806 (a class)
+    Features = features_model(settings.min_present_features)  # noqa: N806 (a class)
+    BatchRequest = batch_request(Features, settings.max_batch_rows)  # noqa: N806 (a class)
+    checker = RequestChecker(Features, settings.max_batch_rows, settings.max_validation_errors)
+    # Documents the scheme in the OpenAPI; the Guard checks the key before reading the body.
+    security = [Security(HTTPBearer(auto_error=False))] if api_key else []
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
         """422 naming each bad field. The offending input is not echoed back: it may be NaN
         or infinity, which JSON cannot carry (echoing it was a 500)."""
-        problems = [
-            {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-            for item in error.errors()
-        ]
-        return JSONResponse({"detail": problems}, status_code=422)
+        return JSONResponse(cap(error.errors(), settings.max_validation_errors), 422)
 
     @api.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
@@ -315,15 +437,24 @@ def create_app(
 
     not_ready = {503: {"description": "Not ready, overloaded or timed out"}}
     too_large = {413: {"description": "Request body too large"}}
+    guarded = {
+        **not_ready,
+        **too_large,
+        408: {"description": "Request body not received in time (the connection is closed)"},
+        **({401: {"description": "Missing or wrong API key"}} if api_key else {}),
+    }
 
-    @api.post("/predict", response_model=Prediction, responses={**not_ready, **too_large})
+    @api.post("/predict", response_model=Prediction, responses=guarded, dependencies=security)
     async def predict(features: Features) -> Any:  # type: ignore[valid-type]
         """Predict one record."""
         result = await score([features.model_dump()])  # type: ignore[attr-defined]
         return result if isinstance(result, JSONResponse) else result[0]
 
     @api.post(
-        "/predict/batch", response_model=BatchPrediction, responses={**not_ready, **too_large}
+        "/predict/batch",
+        response_model=BatchPrediction,
+        responses=guarded,
+        dependencies=security,
     )
     async def predict_batch(batch: BatchRequest) -> Any:  # type: ignore[valid-type]
         """Predict up to `serve.max_batch_rows` records in one call."""
@@ -338,7 +469,8 @@ def create_app(
 
     @api.get("/health/ready", responses=not_ready)
     async def ready() -> Any:
-        """The model is loaded and the service is not draining (send traffic)."""
+        """The model is loaded, the prediction log is being written and the service is not
+        draining (send traffic)."""
         reason = state.not_ready_reason()
         if reason is not None:
             return JSONResponse({"status": "not ready", "detail": reason}, status_code=503)
@@ -348,6 +480,7 @@ def create_app(
     async def prometheus() -> Response:
         """Prometheus metrics."""
         metrics.log_dropped.set(prediction_log.dropped)
+        metrics.log_healthy.set(prediction_log.health() is None)
         monitor.export()
         if state.shadow is not None:
             rows, agreement = state.shadow.agreement.snapshot()
@@ -356,4 +489,9 @@ def create_app(
             metrics.shadow_dropped.set(state.shadow.dropped)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Guard(api, settings, state, metrics)
+    @api.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def offline_docs() -> HTMLResponse:
+        """The API described on one self-contained page (no CDN; docs.py)."""
+        return HTMLResponse(docs.render(api.openapi()))
+
+    return Guard(api, settings, state, metrics, checker, validation, api_key)

@@ -44,7 +44,12 @@ class ServiceMetrics:
         )
         self.log_dropped = Gauge(
             "prediction_log_dropped",
-            "Prediction log lines dropped because the disk lagged.",
+            "Prediction log lines dropped because the disk lagged or failed.",
+            registry=self.registry,
+        )
+        self.log_healthy = Gauge(
+            "prediction_log_healthy",
+            "1 while the prediction log is being written; 0 when it cannot be (readiness 503).",
             registry=self.registry,
         )
         # Live drift signals over the newest serve.monitor_window predictions (monitor.py).

@@ -1,4 +1,10 @@
-"""The served model: loaded once, after its sha256 is checked against the pipeline's record."""
+"""The served model: loaded once, after its sha256 is checked against the expected one.
+
+The expected sha256 is passed in (the service takes it from MLOPS_MODEL_SHA256, or the pin
+baked into the image; __main__.py), not read from beside the model; only a caller that
+passes none falls back to the record beside the file. The file is read once and the same
+bytes are hashed and deserialized.
+"""
 
 from __future__ import annotations
 
@@ -27,13 +33,14 @@ class ServedModel:
     version: str  # the first 12 hex digits of the model file's sha256
 
     @classmethod
-    def load(cls, path: Path) -> ServedModel:
-        pipeline = io.load_verified_model(path)
+    def load(cls, path: Path, expected_sha256: str | None = None) -> ServedModel:
+        expected = expected_sha256 or io.read_recorded_sha256(path)
+        pipeline = io.load_verified_model(path, expected)
         # One request is a few rows: thread pools cost more than they save. Scoring in a
         # single thread also leaves the other core to the event loop.
         if "model__n_jobs" in pipeline.get_params():
             pipeline.set_params(model__n_jobs=1)
-        version = io.read_recorded_sha256(path)[:12]
+        version = expected[:12]
         return cls(pipeline, tuple(str(name) for name in pipeline.classes_), version)
 
     def predict_proba(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:

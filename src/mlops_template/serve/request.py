@@ -3,14 +3,18 @@
 One source of truth: a numeric column becomes a finite float within its range, a
 categorical column a choice among its categories, and nullable columns may be null or left
 out. Unknown fields, NaN or infinity, strings for numbers and values outside the contract
-are rejected with 422 naming the field.
+are rejected with 422 naming the field. A record must also give at least
+`serve.min_present_features` features (not null): `{}` is not a penguin. The OpenAPI says so
+too (an `anyOf` over the ways to give that many), so generated clients and fuzzers know.
 """
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic_core import PydanticCustomError
 
 from mlops_template.schema import FEATURES, TARGET, ColumnSpec
 
@@ -37,11 +41,45 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
     return annotation, Field(description=spec.description)
 
 
-Features: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "Features",
-    __config__=ConfigDict(extra="forbid", strict=True, json_schema_extra={"example": EXAMPLE}),
-    **{spec.name: _field(spec) for spec in FEATURES},
-)
+def _present_schema(min_present: int) -> dict[str, Any]:
+    """JSON Schema for "at least `min_present` features are given and not null"."""
+    if min_present == 0:
+        return {}
+    names = [spec.name for spec in FEATURES]
+    return {
+        "anyOf": [
+            {
+                "required": list(chosen),
+                "properties": {name: {"not": {"type": "null"}} for name in chosen},
+            }
+            for chosen in combinations(names, min_present)
+        ]
+    }
+
+
+def features_model(min_present: int = 0) -> type[BaseModel]:
+    """One record; at least `min_present` features must be given (not null)."""
+
+    def enough_features(record: BaseModel) -> BaseModel:
+        given = sum(value is not None for value in record.__dict__.values())
+        if given < min_present:
+            raise PydanticCustomError(
+                "too_few_features",
+                "at least {minimum} features must be given (not null); got {given}",
+                {"minimum": min_present, "given": given},
+            )
+        return record
+
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "Features",
+        __config__=ConfigDict(
+            extra="forbid",
+            strict=True,
+            json_schema_extra={"example": EXAMPLE, **_present_schema(min_present)},
+        ),
+        __validators__={"enough_features": model_validator(mode="after")(enough_features)},
+        **{spec.name: _field(spec) for spec in FEATURES},
+    )
 
 
 class Prediction(BaseModel):
@@ -66,14 +104,14 @@ class Prediction(BaseModel):
     )
 
 
-def batch_request(max_rows: int) -> type[BaseModel]:
+def batch_request(features: type[BaseModel], max_rows: int) -> type[BaseModel]:
     """`{"records": [...]}` with at most `max_rows` records (the bound is a setting)."""
     return create_model(
         "BatchRequest",
         __config__=ConfigDict(
             extra="forbid", json_schema_extra={"example": {"records": [EXAMPLE]}}
         ),
-        records=(list[Features], Field(min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
+        records=(list[features], Field(min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
     )
 
 
