@@ -47,6 +47,18 @@ WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY params.yaml ./
 COPY models/model.joblib models/model.joblib.sha256 models/model_card.md models/reference.json ./models/
+# The model's expected sha256, pinned at build time outside models/ (root-owned, read-only):
+# the committed models/model.joblib.sha256 (in the release, the reviewed commit's), or
+# --build-arg MODEL_SHA256. The build fails unless the model copied above matches it; the
+# service checks it again at start-up and refuses any other model, even one that comes with a
+# matching .sha256 file beside it (a volume over models/, say).
+ARG MODEL_SHA256=
+RUN pin="${MODEL_SHA256:-$(cut -d ' ' -f 1 models/model.joblib.sha256)}" \
+    && mkdir -p /etc/mlops-template \
+    && echo "${pin}  models/model.joblib" > /etc/mlops-template/model.sha256 \
+    && chmod 0444 /etc/mlops-template/model.sha256 \
+    && sha256sum --check --strict /etc/mlops-template/model.sha256
+ENV MLOPS_MODEL_SHA256_FILE=/etc/mlops-template/model.sha256
 # The only writable path: the prediction log (mount a volume here in production).
 RUN mkdir -p /app/logs && chown 10001:10001 /app/logs
 USER 10001:10001

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.docker.conftest import Engine
+from tests.docker.conftest import DOCKER, Engine
 from tests.serve.conftest import GENTOO
 from tests.slow.conftest import free_port
 
@@ -120,3 +123,50 @@ def test_push_and_pull_back_by_digest(engine: Engine, image: str, registry: str)
     pulled = json.loads(engine.run("image", "inspect", f"{remote}@{digest.group(1)}"))[0]
     assert pulled["Id"] == local_id
     assert f"{remote}@{digest.group(1)}" in pulled["RepoDigests"]
+
+
+def test_the_image_refuses_a_model_that_vouches_for_itself(
+    engine: Engine, image: str, tmp_path: Path
+) -> None:
+    """The expected hash is baked into the image at build time, outside models/: a volume
+    over models/ with another model and a matching .sha256 beside it is refused."""
+    pin = engine.run(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image,
+        "stat",
+        "-c",
+        "%U %a %n",
+        "/etc/mlops-template/model.sha256",
+    )
+    assert pin == "root 444 /etc/mlops-template/model.sha256"
+    models = tmp_path / "models"
+    models.mkdir()
+    fake = b"not the reviewed model"
+    (models / "model.joblib").write_bytes(fake)
+    (models / "model.joblib.sha256").write_text(
+        f"{hashlib.sha256(fake).hexdigest()}  model.joblib\n"
+    )
+    models.chmod(0o755)
+    for path in models.iterdir():
+        path.chmod(0o644)
+    result = subprocess.run(
+        [
+            str(DOCKER),
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--volume",
+            f"{models}:/app/models:ro",
+            image,
+        ],
+        env=engine.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "does not match the expected" in result.stderr
