@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.serve.conftest import GENTOO, service_params_file
+from tests.slow.conftest import free_port
 
 
 def _serve(params: Path) -> subprocess.Popen[str]:
@@ -86,3 +87,33 @@ def test_sigterm_drains_then_exits(tmp_path: Path, model_path: Path) -> None:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
     assert (tmp_path / "predictions.jsonl").read_text().count("\n") == 2
+
+
+@pytest.mark.slow
+def test_metrics_and_docs_on_an_internal_listener(tmp_path: Path, model_path: Path) -> None:
+    internal = free_port()
+    params, port = service_params_file(
+        tmp_path, model_path, metrics="internal", docs="internal", internal_port=internal
+    )
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlops_template.serve", "--params", str(params)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "MLOPS_API_KEY": "k"},
+    )
+    try:
+        _wait_ready(url, process)
+        assert httpx.get(f"{url}/metrics").status_code == 404
+        assert httpx.get(f"{url}/docs").status_code == 404
+        assert httpx.post(f"{url}/predict", json=GENTOO).status_code == 401
+        key = {"authorization": "Bearer k"}
+        assert httpx.post(f"{url}/predict", json=GENTOO, headers=key).status_code == 200
+        inside = f"http://127.0.0.1:{internal}"
+        assert "http_requests_total" in httpx.get(f"{inside}/metrics").text
+        assert httpx.get(f"{inside}/docs").status_code == 200
+        assert httpx.post(f"{inside}/predict", json=GENTOO, headers=key).status_code == 404
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
