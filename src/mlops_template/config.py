@@ -142,6 +142,7 @@ class ServeSettings(_Strict):
     header_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     keep_alive_seconds: Annotated[float, Field(gt=0)] = 5.0
     max_connections: Annotated[int, Field(ge=1)] = 1000
+    max_body_bytes_in_flight: Annotated[int, Field(ge=1024)] = 67_108_864
     max_validation_errors: Annotated[int, Field(ge=1)] = 10
     min_present_features: Annotated[int, Field(ge=0)] = 1
     metrics: Literal["public", "internal", "off"] = "public"

@@ -261,7 +261,8 @@ def test_slow_upload_flood(service: Service) -> None:
     assert all(reply.seconds < BODY_TIMEOUT + 5 for reply in replies)
     assert live.worst < 1.0
     assert live.failures == 0
-    service.notes["upload_rss"] = (before, max(peak), after)
+    # serve.max_body_bytes_in_flight (64 MB) bounds what the bodies can hold.
+    assert max(peak) - before < 150, (before, max(peak))
 
 
 @pytest.mark.parametrize(

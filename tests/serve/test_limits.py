@@ -249,3 +249,28 @@ def test_a_body_in_many_small_chunks_is_read_in_linear_time(
     asyncio.run(guard(_scope("/predict/batch", size), receive, replies))
     assert time.perf_counter() - began < 3
     assert replies.status == 422  # read whole, then validated (sex: 1 is not a category)
+
+
+def test_bodies_being_received_have_a_byte_budget(model_path: Path, tmp_path: Path) -> None:
+    """A flood of large uploads is turned away unread once their declared lengths fill
+    serve.max_body_bytes_in_flight (memory stays bounded); uploads without a length count
+    as their bytes arrive."""
+    guard = _guard(model_path, tmp_path, max_body_bytes_in_flight=4096, body_timeout_seconds=5)
+    holding, refused, unsized = Replies(), Replies(), Replies()
+
+    async def run() -> None:
+        big = asyncio.create_task(guard(_scope("/predict/batch", 3000), Stalled(), holding))
+        await asyncio.sleep(0.05)
+        assert guard.body_bytes == 3000
+        await asyncio.wait_for(guard(_scope("/predict/batch", 2000), Stalled(), refused), 2)
+        scope = _scope("/predict/batch")
+        scope["headers"] = [(b"content-type", b"application/json")]  # chunked: no length
+        await asyncio.wait_for(guard(scope, Stalled(b" " * 1500), unsized), 2)
+        big.cancel()
+        await asyncio.gather(big, return_exceptions=True)
+
+    asyncio.run(run())
+    assert refused.status == 503
+    assert refused.headers[b"connection"] == b"close"
+    assert unsized.status == 503
+    assert guard.body_bytes == 0

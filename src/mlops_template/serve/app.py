@@ -131,6 +131,7 @@ class Guard:
         self.executor = executor
         self.api_key = api_key.encode() if api_key else None
         self.limits = body_limits(settings)
+        self.body_bytes = 0  # of the bodies being received now (serve.max_body_bytes_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -196,10 +197,19 @@ class Guard:
         finally:
             self.state.inflight -= predict
 
-    async def _read_body(self, receive: Receive, limit: int) -> bytes | int | None:
-        """The whole body; or the status to answer (408, 413); None if the client left."""
+    def _over_budget(self, more: int) -> bool:
+        return self.body_bytes + more > self.settings.max_body_bytes_in_flight
+
+    async def _read_body(self, receive: Receive, limit: int, declared: int) -> bytes | int | None:
+        """The whole body; or the status to answer (408, 413, 503: the bodies being received
+        hold serve.max_body_bytes_in_flight already); None if the client left. The declared
+        length is held from the start, so a flood of large uploads is turned away unread."""
+        if self._over_budget(declared):
+            return 503
         chunks: list[bytes] = []
         size = 0
+        held = declared
+        self.body_bytes += held
         more = True
         try:
             async with asyncio.timeout(self.settings.body_timeout_seconds):
@@ -211,10 +221,17 @@ class Guard:
                     size += len(chunk)
                     if size > limit:
                         return 413
+                    if size > held:  # no (or a wrong) content-length: count as it comes
+                        if self._over_budget(size - held):
+                            return 503
+                        self.body_bytes += size - held
+                        held = size
                     chunks.append(chunk)
                     more = message.get("more_body", False)
         except TimeoutError:
             return 408
+        finally:
+            self.body_bytes -= held
         return b"".join(chunks)
 
     async def _read_and_run(
@@ -228,8 +245,13 @@ class Guard:
     ) -> None:
         body = b""
         if scope["method"] in {"POST", "PUT", "PATCH"}:
-            read = await self._read_body(receive, limit)
+            declared = headers.get(b"content-length", b"")
+            read = await self._read_body(receive, limit, int(declared) if declared.isdigit() else 0)
             if read is None:
+                return
+            if read == 503:
+                busy = [(b"retry-after", b"1"), *CLOSE]
+                await _reply(send, 503, "too many request bodies being received", busy)
                 return
             if read == 408:
                 timeout = self.settings.body_timeout_seconds
