@@ -235,5 +235,11 @@ def drift(
     _run(check, params)
 
 
+# check-report, post-report, collect-outputs, publish-outputs, open-pr: the workflows' steps.
+from mlops_template.workflow_cli import register as _register_workflow_commands  # noqa: E402
+
+_register_workflow_commands(app)
+
+
 if __name__ == "__main__":
     app()

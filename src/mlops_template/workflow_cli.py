@@ -1,0 +1,357 @@
+"""The `mlops` subcommands the workflows' privileged steps run (registered in cli.py).
+
+check-report and post-report (pr-comment.yml), collect-outputs and publish-outputs (train.yml,
+retrain.yml), open-pr (retrain.yml). Each checks what an untrusted run handed over before it
+uses any of it; see github.py, report_check.py and handoff.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mlops_template.errors import PipelineError
+
+if TYPE_CHECKING:
+    from mlops_template.report_check import CheckedReport
+
+BOT_NAME = "github-actions[bot]"
+BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
+# GitHub refuses a pull request body over 65536 characters; leave room for the footer.
+MAX_PR_BODY = 60000
+MAX_COMMENT = 60000
+TRUE = {"1", "true", "yes"}
+
+
+def _guarded(action: Callable[[], None]) -> None:
+    try:
+        action()
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(code=1) from None
+
+
+def _github_output(**values: str) -> None:
+    path = os.environ.get("GITHUB_OUTPUT")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.writelines(f"{key}={value}\n" for key, value in values.items())
+
+
+def _summary(text: str) -> None:
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(text + "\n")
+
+
+def _server_repo_url() -> str:
+    server = os.environ.get("GITHUB_SERVER_URL") or "https://github.com"
+    return f"{server.rstrip('/')}/{os.environ.get('GITHUB_REPOSITORY', '')}"
+
+
+def _run_url() -> str:
+    return f"{_server_repo_url()}/actions/runs/{os.environ.get('GITHUB_RUN_ID', '')}"
+
+
+def _truncate(body: str, limit: int, footer: str = "") -> str:
+    if len(body) + len(footer) <= limit:
+        return body + footer
+    note = "\n\n_… truncated: the full report is the run's artifact._"
+    return body[: limit - len(footer) - len(note)] + note + footer
+
+
+def _push_env() -> dict[str, str]:
+    """The workflow token for `git push` to github.com, through git's environment config
+    (never on a command line)."""
+    env = dict(os.environ)
+    token = os.environ.get("GITHUB_TOKEN", "")
+    origin = subprocess.run(
+        ["git", "remote", "get-url", "origin"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if token and origin.startswith("https://github.com/"):
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        env.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0="http.https://github.com/.extraheader",
+            GIT_CONFIG_VALUE_0=f"AUTHORIZATION: basic {basic}",
+        )
+    return env
+
+
+def _git(*args: str, env: dict[str, str] | None = None) -> None:
+    if subprocess.run(["git", *args], check=False, env=env).returncode != 0:
+        raise PipelineError(f"git {args[0]} failed (see above)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the workflow subcommands to the `mlops` app."""
+
+    @app.command("check-report")
+    def check_report(
+        folder: Annotated[Path, typer.Argument(help="The report folder (report.md, images).")],
+        allow_url: Annotated[
+            list[str] | None, typer.Option(help="An allowed URL prefix (https only).")
+        ] = None,
+    ) -> None:
+        """Refuse a report whose links leave its folder: only relative paths to regular files
+        inside it, images only PNG, no symlinks, no URLs but the allowed prefixes."""
+        from mlops_template import report_check
+
+        def check() -> None:
+            allowed = allow_url or [f"{_server_repo_url()}/"]
+            checked = report_check.check_report(folder, allowed)
+            print(
+                f"check-report: {folder / report_check.REPORT_NAME}: {len(checked.links)}"
+                f" link(s), {len(checked.images)} PNG image(s), all inside {folder}"
+            )
+
+        _guarded(check)
+
+    @app.command("post-report")
+    def post_report(
+        folder: Annotated[Path, typer.Argument(help="The downloaded report artifact.")],
+        run_id: Annotated[int, typer.Option(help="The train run that produced it.")],
+        publish_plots: Annotated[
+            bool,
+            typer.Option(
+                envvar="REPORT_PUBLISH_PLOTS",
+                help="Upload the checked PNGs with CML to its public asset host.",
+            ),
+        ] = False,
+        artifact: Annotated[str, typer.Option(help="The artifact's name.")] = "pr-report",
+    ) -> None:
+        """pr-comment.yml: verify the PR number against the triggering run, check the report,
+        then create or update the one report comment (without images unless published)."""
+        from mlops_template import github, report_check
+
+        def post() -> None:
+            pr_file = folder / "pr_number"
+            report_check.regular_file(pr_file, "the PR number")
+            claimed = github.read_pr_number(pr_file.read_text(encoding="ascii", errors="replace"))
+            checked = report_check.check_report(folder, [f"{_server_repo_url()}/"])
+            gh = github.GitHub.from_env()
+            target = github.verify_report_target(gh, run_id, claimed)
+            run_url = f"{_server_repo_url()}/actions/runs/{run_id}"
+            if re.fullmatch(r"https://[\w.-]+(?:/[\w.-]+)+", target.run_url):
+                run_url = target.run_url
+            print(f"post-report: run {run_id} is pull request #{claimed}'s (verified)")
+            if publish_plots:
+                _post_with_cml(checked, claimed, run_url)
+                return
+            note = (
+                f"_The plots are in the `{artifact}` artifact of the [training run]({run_url})"
+                " (the report is also in that run's job summary)._"
+            )
+            body = report_check.render(checked, note)
+            # The run URL came from the API, not the artifact: the one link allowed back in.
+            body = github.REPORT_MARKER + "\n" + _truncate(body, MAX_COMMENT)
+            outcome = github.upsert_comment(gh, claimed, body)
+            print(f"post-report: {outcome} the report comment on pull request #{claimed}")
+            _summary(f"Report {outcome} on pull request #{claimed}.")
+
+        _guarded(post)
+
+    @app.command("collect-outputs")
+    def collect_outputs(
+        out: Annotated[Path, typer.Option(help="Folder to write (the artifact).")],
+        extra: Annotated[list[str] | None, typer.Option(help="Another file to include.")] = None,
+        changes: Annotated[
+            bool,
+            typer.Option(
+                help="Also write changed=true|false (git, minus the extras) to GITHUB_OUTPUT."
+            ),
+        ] = False,
+    ) -> None:
+        """Copy dvc.lock and every output it names (and the extras) into OUT, for the job that
+        publishes them."""
+        from mlops_template import handoff
+
+        def collect() -> None:
+            paths = handoff.collect(out, extra or [])
+            print(f"collect-outputs: {len(paths)} path(s) into {out}")
+            if changes:
+                changed = handoff.git_changes(Path(), exclude=extra or [])
+                print(f"collect-outputs: {len(changed)} changed file(s) in git")
+                _github_output(changed="true" if changed else "false")
+
+        _guarded(collect)
+
+    @app.command("publish-outputs")
+    def publish_outputs(
+        incoming: Annotated[Path, typer.Option(help="The downloaded hand-over artifact.")],
+        repo: Annotated[Path, typer.Option(help="The pull request's checkout (data only).")],
+    ) -> None:
+        """train.yml's publish job: stage the outputs into the PR's checkout, check them
+        against their dvc.lock, dvc push, and commit dvc.lock to $BRANCH."""
+        from mlops_template import github, handoff
+
+        def publish() -> None:
+            branch = github.validate_branch(os.environ.get("BRANCH", ""))
+            if not handoff.dvc_credentials():
+                print("publish: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped")
+                return
+            commit_lock = Path(".ci/commit-lock").resolve()  # this checkout's, not the PR's
+            staged = handoff.stage(incoming, repo)
+            handoff.verify_lock(repo)
+            print(f"publish: {len(staged)} file(s) staged; they match their dvc.lock")
+            handoff.dvc_push(repo)
+            if subprocess.run([str(commit_lock), branch], cwd=repo, check=False).returncode:
+                raise PipelineError("commit-lock failed (see above)")
+
+        _guarded(publish)
+
+    @app.command("open-pr")
+    def open_pr(
+        incoming: Annotated[
+            Path | None, typer.Option(help="The retraining job's hand-over artifact.")
+        ] = None,
+        report: Annotated[Path, typer.Option(help="The training report.")] = Path(
+            "pr-report/report.md"
+        ),
+        drift_dir: Annotated[Path, typer.Option(help="The drift report folder.")] = Path(
+            "reports/drift"
+        ),
+        base: Annotated[str, typer.Option(help="The branch to propose to.")] = "main",
+    ) -> None:
+        """retrain.yml: open the retraining pull request, or comment on the open one.
+
+        The open one is a PR from a retrain/ branch of this repository, opened by the bot
+        (RETRAIN_PR_AUTHOR, else the login of RETRAIN_PR_TOKEN), read from every page."""
+        _guarded(lambda: _open_pr(incoming, report, drift_dir, base))
+
+
+def _open_pr(incoming: Path | None, report: Path, drift_dir: Path, base: str) -> None:
+    from mlops_template import github, handoff, report_check
+
+    drift_md = drift_dir / "drift.md"
+    extras = [(drift_dir / "drift.json").as_posix(), drift_md.as_posix()]
+    if incoming is not None:
+        staged = handoff.stage(incoming, Path(), extras)
+        handoff.verify_lock(Path())
+        print(f"open-pr: {len(staged)} file(s) staged; they match their dvc.lock")
+    for file in (drift_md, report):
+        if not file.is_file() or file.stat().st_size == 0:
+            raise PipelineError(
+                f"{file} is missing or empty (run make drift, make retrain, make report first)"
+            )
+    drifted = os.environ.get("DRIFTED", "false") == "true"
+    _git("add", "--all", "--", *(path for path in handoff.GIT_PATHS if Path(path).exists()))
+    if not drifted and not handoff.git_changes(Path(), exclude=[drift_dir.as_posix()]):
+        print("open-pr: no drift and retraining changed nothing: no pull request needed")
+        return
+
+    if not os.environ.get("RETRAIN_PR_TOKEN"):
+        raise PipelineError(
+            "RETRAIN_PR_TOKEN is not set: add a token that may open pull requests"
+            " (pull-requests: write) as the secret RETRAIN_PR_TOKEN"
+        )
+    gh = github.GitHub.from_env("RETRAIN_PR_TOKEN")
+    author = os.environ.get("RETRAIN_PR_AUTHOR") or github.token_login(gh)
+    run_url = _run_url()
+
+    # While a retraining PR is open, this run's drift report becomes a comment on it.
+    open_pr = github.find_open_retraining_pr(gh, author, base)
+    if open_pr is not None:
+        note = (
+            f"\n---\nA newer run of the retrain workflow: {run_url}. This pull request is still"
+            " open, so that run opened no other one; its retrained outputs are its artifacts."
+        )
+        body = drift_md.read_text(encoding="utf-8")[:MAX_PR_BODY] + note
+        gh.request(
+            "POST", gh.repo_path(f"issues/{open_pr}/comments"), {"body": body}, expect=(201,)
+        )
+        print(
+            f"open-pr: retraining pull request #{open_pr} is still open:"
+            " added this run's drift report to it"
+        )
+        return
+
+    if handoff.dvc_credentials():
+        handoff.dvc_push(Path())
+    else:
+        print("open-pr: no DVC remote credentials (AWS_ACCESS_KEY_ID): dvc push skipped")
+
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    run_id = os.environ.get("GITHUB_RUN_ID") or datetime.now(UTC).strftime("%H%M%S")
+    branch = f"{github.RETRAIN_PREFIX}{today}-{run_id}"
+    attempt = os.environ.get("GITHUB_RUN_ATTEMPT", "1")
+    if attempt != "1":
+        branch = f"{branch}-{attempt}"  # a re-run must not collide with the first attempt
+    github.validate_branch(branch)
+    title = f"Retrain: {'drift in production traffic' if drifted else 'scheduled run'} ({today})"
+
+    _git("switch", "--quiet", "--create", branch)
+    _git(
+        "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
+        "commit", "--quiet", "-m", title, "-m", f"Run: {run_url}",
+    )  # fmt: skip
+    _git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", env=_push_env())
+    print(f"open-pr: pushed {branch}")
+
+    # The body: the drift report, then the training report, its images and local links
+    # reduced to text (a PR body cannot reach the run's files).
+    folder = report.parent
+    try:
+        checked = report_check.check_report(folder, [f"{_server_repo_url()}/"])
+        note = "_The plots are in the `retrain-report` artifact of the run linked below._"
+        training = report_check.render(checked, note)
+    except report_check.ReportRefusedError as error:
+        print(f"open-pr: the training report is left out of the body: {error}", file=sys.stderr)
+        training = "_The training report is in the `retrain-report` artifact of the run._\n"
+    footer = (
+        f"\n\n---\nOpened by the retrain workflow: {run_url} "
+        "(artifacts: `drift-report`, with the HTML page and its plots, and `retrain-report`)."
+    )
+    body = _truncate(drift_md.read_text(encoding="utf-8") + "\n" + training, MAX_PR_BODY, footer)
+    created = gh.request(
+        "POST",
+        gh.repo_path("pulls"),
+        {"title": title, "head": branch, "base": base, "body": body},
+        expect=(201,),
+    )
+    url = created.get("html_url", "") if isinstance(created, dict) else ""
+    print(f"open-pr: opened {url} ({branch} into {base})")
+
+
+def _post_with_cml(checked: CheckedReport, number: int, run_url: str) -> None:
+    """Publish on purpose: the checked PNGs, copied under fresh names into an empty folder
+    with the rendered markdown, posted by CML from there (it uploads them to its asset host)."""
+    from mlops_template import github, report_check
+
+    search = os.pathsep.join([str(Path(".ci/cml/node_modules/.bin").resolve()), os.environ["PATH"]])
+    cml = shutil.which("cml", path=search)
+    if cml is None:
+        raise PipelineError(
+            "REPORT_PUBLISH_PLOTS is true, but cml is not installed (make install-cml)"
+        )
+    with tempfile.TemporaryDirectory(prefix="report-") as staging:
+        names = {}
+        for index, (target, path) in enumerate(sorted(checked.images.items()), start=1):
+            name = f"plot-{index}.png"
+            shutil.copyfile(path, Path(staging) / name)
+            names[target] = name
+        body = report_check.render(checked, "", names)
+        footer = f"\n\n_Posted for the [training run]({run_url})._"
+        text = github.REPORT_MARKER + "\n" + _truncate(body, MAX_COMMENT, footer)
+        (Path(staging) / "comment.md").write_text(text, encoding="utf-8")
+        repo = _server_repo_url()
+        env = {**os.environ, "REPO_TOKEN": os.environ.get("GITHUB_TOKEN", "")}
+        command = [
+            cml, "comment", "update", "--publish", f"--target=pr/{number}", f"--repo={repo}",
+            "--watermark-title=mlops-template report", "comment.md",
+        ]  # fmt: skip
+        if subprocess.run(command, cwd=staging, env=env, check=False).returncode != 0:
+            raise PipelineError("cml comment update failed (see above)")
+    print(f"post-report: posted the report with its plots (CML) on pull request #{number}")
