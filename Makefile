@@ -19,8 +19,14 @@ UV_SYNC_FLAGS ?= --compile-bytecode
 # (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the S3 remote in .dvc/config); without them
 # `pull` and `publish` say so and do nothing, which is how fork PRs run.
 # BASE_REF, from train.yml: the base branch, or refs/heads/BRANCH in a merge queue.
+# BASE, BASE_REF, PR and BRANCH are names an outsider can choose: workflows pass them in the
+# environment, and only the shell reads them ("$$BASE"), never make (make would expand a
+# `$(...)` in them, and a name pasted into double quotes would run its backticks).
 BASE_REF ?=
-BASE ?= $(if $(BASE_REF),origin/$(patsubst refs/heads/%,%,$(BASE_REF)),main)
+BASE ?=
+# The revision to compare with, as shell: BASE, else origin/<BASE_REF minus refs/heads/>, else main.
+BASE_SH = base="$${BASE:-}"; ref="$${BASE_REF\#refs/heads/}"; base="$${base:-$${ref:+origin/$$ref}}"; \
+	base="$${base:-main}"
 # Release (see .github/workflows/release.yml).
 DOCKER ?= docker
 IMAGE ?= mlops-template:local
@@ -28,10 +34,20 @@ IMAGE_TAR ?= image.tar
 BUILD_ARGS ?=
 SMOKE_PORT ?= 8000
 CML_VERSION ?= 0.20.6
+# Trivy, checksum-pinned (sha256 of trivy_$(TRIVY_VERSION)_Linux-64bit.tar.gz, the release's
+# checksums file): make install-trivy, make scan-image.
+TRIVY_VERSION := 0.69.3
+TRIVY_SHA256 := 1816b632dfe529869c740c0913e36bd1629cb7688bd5634f4a858c1d57c88b75
 REPOSITORY ?=
 REPORT_DIR ?= pr-report
 PR ?=
 BRANCH ?=
+# The hand-over between a job that runs the pipeline without write credentials and the job
+# that publishes its outputs (train.yml, retrain.yml): the artifact's folder on each side, and
+# the pull request's checkout in train.yml's publish job.
+OUTPUTS_DIR ?= pipeline-outputs
+INCOMING ?=
+PR_DIR ?= pr
 # Monitoring and retraining (see .github/workflows/retrain.yml): where production drops its
 # prediction logs and labelled feedback (a local directory or s3://bucket/prefix).
 MONITORING_URI ?=
@@ -45,7 +61,8 @@ AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH
 .PHONY: help install run diff mlflow-ui serve test test-fast ci lint lint-workflows lint-container check-lock \
 	image smoke save-image push-image register promote rollback release-registry \
 	bench-pipeline bench-serve report pull publish \
-	install-cml post-report fetch-monitoring drift retrain retrain-pr schedule-note clean
+	install-cml post-report collect-outputs publish-outputs retrain-outputs install-trivy scan-image \
+	fetch-monitoring drift retrain retrain-pr schedule-note clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,9 +79,8 @@ run: install ## Check params.yaml as a whole, then the DVC pipeline (only stages
 	$(RUN) dvc repro
 
 diff: install ## Params, metrics and plots against BASE (default main; plots: dvc_plots/index.html)
-	$(RUN) dvc params diff "$(BASE)"
-	$(RUN) dvc metrics diff "$(BASE)"
-	$(RUN) dvc plots diff "$(BASE)"
+	@$(BASE_SH); set -x; $(RUN) dvc params diff "$$base"; \
+	$(RUN) dvc metrics diff "$$base"; $(RUN) dvc plots diff "$$base"
 
 mlflow-ui: install ## Browse the local MLflow runs (mlflow.db) on 127.0.0.1, port MLFLOW_UI_PORT (5000)
 	$(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
@@ -87,7 +103,7 @@ test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or 
 lint: install ## pre-commit on every file: ruff lint + format, hygiene hooks
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
-lint-workflows: install ## zizmor (regular + pedantic), actionlint, check-jsonschema on .github/
+lint-workflows: install ## zizmor (regular, pedantic, auditor), actionlint, check-jsonschema on .github/
 	.ci/lint-workflows
 
 lint-container: install ## hadolint and checkov on the Dockerfile
@@ -122,9 +138,11 @@ rollback: install ## Move the champion alias back to the version it replaced
 release-registry: install ## Release gate: register unless unchanged, promote or refuse (deploy=true|false)
 	$(RUN) mlops release
 
-report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop)
-	$(RUN) mlops report --base "$(BASE)" --out "$(REPORT_DIR)/report.md"
-	@if [ -n "$(PR)" ]; then printf '%s\n' "$(PR)" > "$(REPORT_DIR)/pr_number"; fi
+report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop), and PR's number
+	@if [ -n "$${PR:-}" ] && [[ ! "$$PR" =~ ^[1-9][0-9]{0,9}$$ ]]; then \
+		echo "report: PR is not a pull request number" >&2; exit 1; fi
+	@$(BASE_SH); set -x; $(RUN) mlops report --base "$$base" --out "$(REPORT_DIR)/report.md"
+	@if [ -n "$${PR:-}" ]; then printf '%s\n' "$$PR" > "$(REPORT_DIR)/pr_number"; fi
 	@if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat "$(REPORT_DIR)/report.md" >> "$$GITHUB_STEP_SUMMARY"; fi
 
 pull: install ## Fetch DVC outputs from the remote, if credentials are set
@@ -132,15 +150,33 @@ pull: install ## Fetch DVC outputs from the remote, if credentials are set
 	else echo "pull: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped"; fi
 
 publish: install ## dvc push the outputs and commit dvc.lock to BRANCH, if credentials are set
-	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(RUN) dvc push && .ci/commit-lock "$(BRANCH)"; \
+	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(RUN) dvc push && .ci/commit-lock "$$BRANCH"; \
 	else echo "publish: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped"; fi
 
-install-cml: ## Install CML $(CML_VERSION) from npm, unless that version is already on PATH
+install-cml: ## Only to publish plots: CML from .ci/cml's lockfile (npm ci, no install scripts)
 	@if [ "$$(cml --version 2>/dev/null)" = "$(CML_VERSION)" ]; then echo "cml $(CML_VERSION) found"; \
-	else npm install --global --no-fund --no-audit "@dvcorg/cml@$(CML_VERSION)"; fi
+	elif [ ! -f .ci/cml/package-lock.json ]; then echo "install-cml: .ci/cml/package-lock.json is not" \
+		"committed: generate it where npm serves @dvcorg/cml (README, the pull-request loop)" >&2; exit 1; \
+	else npm ci --prefix .ci/cml --ignore-scripts --no-audit --no-fund; fi
 
-post-report: ## Create or update the PR comment from $(REPORT_DIR) with CML (privileged job)
-	.ci/post-report "$(REPORT_DIR)"
+post-report: install ## pr-comment.yml: check $(REPORT_DIR) and its PR number against run RUN_ID, post it
+	$(RUN) mlops post-report "$(REPORT_DIR)" --run-id "$$RUN_ID"
+
+collect-outputs: install ## Hand-over: copy dvc.lock and the outputs it names into OUTPUTS_DIR
+	$(RUN) mlops collect-outputs --out "$(OUTPUTS_DIR)"
+
+publish-outputs: install ## train.yml's publish job: stage INCOMING into PR_DIR, check, dvc push, commit to BRANCH
+	$(RUN) mlops publish-outputs --incoming "$(INCOMING)" --repo "$(PR_DIR)"
+
+retrain-outputs: install ## retrain.yml: hand over dvc.lock, its outputs and the drift report; changed=true|false
+	$(RUN) mlops collect-outputs --out "$(OUTPUTS_DIR)" --changes \
+		--extra reports/drift/drift.json --extra reports/drift/drift.md
+
+install-trivy: ## Trivy TRIVY_VERSION into .tools/trivy, its archive checked against TRIVY_SHA256
+	TRIVY_VERSION="$(TRIVY_VERSION)" TRIVY_SHA256="$(TRIVY_SHA256)" .ci/install-trivy
+
+scan-image: ## Scan IMAGE_TAR with Trivy (fresh DB cache; fails on fixable HIGH/CRITICAL), SBOM to sbom.cdx.json
+	.ci/scan-image "$(IMAGE_TAR)"
 
 bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M rows
 	$(RUN) python benchmarks/pipeline.py
@@ -160,8 +196,8 @@ retrain: install ## Re-read the data source (forced ingest), then re-run what ch
 	$(RUN) dvc repro --force ingest
 	$(RUN) dvc repro
 
-retrain-pr: ## Commit the retrained outputs to a new branch and open a pull request
-	.ci/open-pr
+retrain-pr: install ## Commit the retrained outputs (INCOMING, if set) to a new branch and open a pull request
+	$(RUN) mlops open-pr $(if $(INCOMING),--incoming "$(INCOMING)") --report "$(REPORT_DIR)/report.md"
 
 schedule-note: ## In retrain.yml: on a run started by hand, note in the job summary how to re-enable the schedule
 	.ci/schedule-note

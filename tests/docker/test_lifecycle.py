@@ -25,7 +25,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from mlops_template.github import REPORT_MARKER
 from tests.docker.conftest import BASE_REPO, BASE_TAG, CA_BUNDLE, DOCKER, Engine
+from tests.fake_github import FakeGitHub, pull_request, workflow_run
 from tests.slow.conftest import (
     _mlflow_server,
     act,
@@ -88,12 +90,13 @@ class Loop:
         """train.yml on the PR (same repository, with the DVC secrets); (exit, output, report)."""
         artifacts = self._dir(f"{pr.branch}-artifacts")
         head = sh(pr.clone, "git", "rev-parse", "HEAD").stdout.strip()
+        base = sh(pr.clone, "git", "rev-parse", "origin/main").stdout.strip()
         event = {
             "number": pr.number,
             "pull_request": {
                 "number": pr.number,
                 "head": {"ref": pr.branch, "sha": head, "repo": {"full_name": REPOSITORY}},
-                "base": {"ref": "main", "repo": {"full_name": REPOSITORY}},
+                "base": {"ref": "main", "sha": base, "repo": {"full_name": REPOSITORY}},
             },
             "repository": {"full_name": REPOSITORY},
         }
@@ -110,28 +113,33 @@ class Loop:
         )
         return result.returncode, result.stdout + result.stderr, artifacts / "pr-report"
 
-    def comment(self, report_dir: Path) -> str:
-        """pr-comment.yml from the default branch: what it posts on the pull request."""
+    def comment(self, pr: PullRequest, report_dir: Path) -> str:
+        """pr-comment.yml from the default branch: what it posts on the pull request (GitHub's
+        API answers that run 99 is this PR's, at the commit train ran on)."""
         default_branch = self._dir("default-branch")
         sh(self.root, "git", "clone", "-q", str(self.origin), default_branch.name)
-        record = self._dir("cml-record")
-        result = act(
-            default_branch,
-            "workflow_run",
-            "pr-comment.yml",
-            {
-                "workflow_run": {"id": 99, "event": "pull_request", "conclusion": "failure"},
-                "repository": {"full_name": REPOSITORY},
-            },
-            secrets={},
-            env={
-                "ACT_STUB_ARTIFACTS": str(report_dir.parent),
-                "ACT_STUB_CML_RECORD": str(record),
-                "GITHUB_REPOSITORY": REPOSITORY,
-            },
-        )
+        head = sh(pr.clone, "git", "rev-parse", "HEAD").stdout.strip()
+        with FakeGitHub() as api:
+            api.runs[99] = workflow_run(99, head, pr.branch, pull_requests=[pr.number])
+            api.pulls[pr.number] = pull_request(pr.number, pr.branch, head)
+            result = act(
+                default_branch,
+                "workflow_run",
+                "pr-comment.yml",
+                {
+                    "workflow_run": {"id": 99, "event": "pull_request", "conclusion": "failure"},
+                    "repository": {"full_name": REPOSITORY},
+                },
+                secrets={"GITHUB_TOKEN": "workflow-token-for-tests"},
+                env={
+                    "ACT_STUB_ARTIFACTS": str(report_dir.parent),
+                    "GITHUB_REPOSITORY": REPOSITORY,
+                    "GITHUB_API_URL": api.url,
+                },
+            )
         succeeded(result)
-        return (record / "comment.md").read_text()
+        (comment,) = api.comments[pr.number]
+        return comment["body"]
 
     def merge(self, pr: PullRequest) -> str:
         """The reviewer merges: main gets the branch as train.yml left it (dvc.lock committed)."""
@@ -150,7 +158,7 @@ class Loop:
         sh(maintainer, "git", "push", "-q", "origin", "main")
         return sh(maintainer, "git", "rev-parse", "HEAD").stdout.strip()
 
-    def release(self) -> str:
+    def release(self, succeed: bool = True, **extra_env: str) -> str:
         """release.yml on the push to main, in a fresh checkout of main; returns its output."""
         checkout = self._dir("release")
         sh(self.root, "git", "clone", "-q", str(self.origin), checkout.name)
@@ -175,10 +183,15 @@ class Loop:
                 "BUILD_ARGS": f"--network host{secret} --build-arg BASE_REPO={BASE_REPO}"
                 f" --build-arg BASE_TAG={BASE_TAG}",
                 "SMOKE_PORT": str(free_port()),
+                **extra_env,
             },
             variables={"IMAGE_REGISTRY": self.registry},
         )
-        output = succeeded(result)
+        output = result.stdout + result.stderr
+        if succeed:
+            output = succeeded(result)
+        else:
+            assert result.returncode != 0, output[-4000:]
         self.releases.append(output)
         self._journal(output)
         return output
@@ -297,7 +310,14 @@ def test_pr1_params_change_reports_then_releases_the_first_champion(loop: Loop) 
     for tag in (commit, model.group(1), "champion"):
         assert loop.digest(tag) == digest
     record = sorted(loop.root.glob("*-release-record"))[-1]
-    assert (record / "trivy-refs").read_text().split() == [f"{repository}@{digest}"] * 2
+    # Trivy scanned the saved tarball in the build job (the scan, then the SBOM), and the
+    # publish job pushed that very tarball (checked by its sha256) and nothing else.
+    scans = (record / "trivy-calls").read_text().splitlines()
+    assert [scan.split()[:3] for scan in scans] == [["image", "--input", "image.tar"]] * 2
+    assert "--exit-code 1" in scans[0]
+    assert "--format cyclonedx" in scans[1]
+    (scanned,) = {scan.rsplit("sha256=", 1)[1] for scan in scans}
+    assert f"push-image: image.tar is the scanned tarball (sha256 {scanned})" in output
     assert (record / "attested").read_text().strip() == f"{repository}@{digest}"
     assert (record / "cosign-args").read_text().split() == [
         "sign",
@@ -351,8 +371,8 @@ def test_pr4_bad_data_gets_a_red_check_and_a_comment_listing_every_violation(
     code, output, report = loop.train(pr)
     assert code != 0  # the check is red ...
     assert ran_stages(output) == ["ingest", "validate"]
-    posted = loop.comment(report)  # ... and the reviewer still gets the report
-    assert posted == (report / "report.md").read_text()
+    posted = loop.comment(pr, report)  # ... and the reviewer still gets the report
+    assert posted == f"{REPORT_MARKER}\n" + (report / "report.md").read_text()
     assert "❌ **Data validation failed**" in posted
     for row in (
         "| `island` | `isin(['Biscoe', 'Dream', 'Torgersen'])` | 2 | `Atlantis` |",
@@ -405,3 +425,25 @@ def test_pr6_a_good_merge_after_a_refusal_still_releases(loop: Loop) -> None:
     assert loop.registry_state() == (["1", "2", "3", "4"], "4")
     _, digest = pushed(output)
     assert loop.digest(commit) == digest == loop.digest("champion")
+
+
+def test_a_vulnerable_image_is_scanned_out_before_the_gate_and_nothing_ships(loop: Loop) -> None:
+    """The scan runs in the build job on the saved tarball: a finding fails the release there,
+    before the registry gate, and nothing is pushed or registered."""
+    versions, tags, champion = loop.registry_state(), loop.tags(), loop.digest("champion")
+    pr = loop.open_pr(
+        "docs-again",
+        lambda clone: (clone / "README.md").write_text(
+            (clone / "README.md").read_text() + "\nAnother note.\n"
+        ),
+    )
+    commit = loop.merge(pr)
+    output = loop.release(succeed=False, ACT_STUB_TRIVY_EXIT="1")
+    assert "Scan the saved image" in output
+    assert "scan-image: image.tar" not in output  # it did not pass
+    assert "release:" not in output  # the gate never ran
+    assert "push-image:" not in output
+    assert loop.registry_state() == versions
+    assert loop.tags() == tags
+    assert commit not in loop.tags()
+    assert loop.digest("champion") == champion

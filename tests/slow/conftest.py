@@ -281,10 +281,14 @@ def forge(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Forge:
 
 
 def dvc_remote_secrets() -> dict[str, str]:
-    """The repository secrets the workflows map to the S3 credentials."""
+    """The secrets the workflows map to the S3 credentials: the write key (publishing jobs)
+    and the read-only key (jobs that run pull-request code or read production's logs). moto
+    takes any key; the tests that check which job holds which read the workflows."""
     return {
         "DVC_REMOTE_ACCESS_KEY_ID": S3_KEY,
         "DVC_REMOTE_SECRET_ACCESS_KEY": S3_KEY,
+        "DVC_REMOTE_READ_ACCESS_KEY_ID": S3_KEY,
+        "DVC_REMOTE_READ_SECRET_ACCESS_KEY": S3_KEY,
     }
 
 
@@ -297,7 +301,6 @@ STUB_FOR = {
     "actions/upload-artifact": "upload-artifact",
     "actions/download-artifact": "download-artifact",
     "docker/login-action": "login-action",
-    "aquasecurity/trivy-action": "trivy-action",
     "actions/attest-build-provenance": "attest-build-provenance",
     "sigstore/cosign-installer": "cosign-installer",
 }
@@ -334,11 +337,14 @@ def act(
     job_env = {
         "ACT_STUB_SOURCE": str(workdir),
         # What setup-uv and cosign-installer would put on PATH: our uv, and recording stubs
-        # (cml, cosign). Given here rather than written to GITHUB_PATH by the stub actions.
+        # (cml, cosign, trivy). Given here rather than written to GITHUB_PATH by the stubs.
         "PATH": os.pathsep.join([str(Path(uv).parent), str(STUBS / "bin"), os.environ["PATH"]]),
         # Let Python cache bytecode lazily instead of compiling every package up front.
         "UV_SYNC_FLAGS": "",
         "PYTHONDONTWRITEBYTECODE": "",
+        # github.repository (act would take it from the clone's origin, a local path): the
+        # workflows compare it with the pull request's head repository.
+        "GITHUB_REPOSITORY": "acme/penguins",
         **env,
     }
     command = [

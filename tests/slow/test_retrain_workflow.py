@@ -2,9 +2,11 @@
 
 Production's monitoring data is simulated: prediction logs and labelled feedback built from the
 template's validated penguins, in the moto S3 bucket or in a directory (MONITORING_URI, an act
-`--var`). Everything in the job is real (make, uv, dvc, `mlops drift`, the pipeline, git pushes
-to a bare origin, dvc push to S3) except GitHub's REST API: a recording stub on 127.0.0.1 that
-the job reaches through GITHUB_API_URL (act lets `--env` override the value it sets itself).
+`--var`). Everything in the jobs is real (make, uv, dvc, `mlops drift`, the pipeline, the
+hand-over between the two jobs, git pushes to a bare origin, dvc push to S3) except GitHub's
+REST API: a recording stand-in on 127.0.0.1 (tests/fake_github.py) that the jobs reach through
+GITHUB_API_URL (act lets `--env` override the value it sets itself). It answers GET /user with
+the bot's login, `retrain-bot`, and creates pull request #8.
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
+import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from tests.fake_github import ApiCall, FakeGitHub, pull_request
 from tests.slow.conftest import (
     S3_BUCKET,
     S3_KEY,
@@ -37,82 +39,10 @@ pytestmark = pytest.mark.slow
 
 REPOSITORY = "acme/penguins"
 PR_TOKEN = "retrain-pr-token-for-tests"
+BOT = "retrain-bot"
+LIST_OPEN = ("GET", f"/repos/{REPOSITORY}/pulls?state=open&per_page=100")
 RECORDS = 300
 SHIFT_MM = 10.0
-
-
-# --- a stand-in for GitHub's REST API ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApiCall:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-class GitHubApi:
-    """Records every request. Lists `open_pulls` on GET .../pulls, creates pull request #8 on
-    POST .../pulls, and accepts comments on POST .../issues/N/comments."""
-
-    def __init__(self, open_pulls: list[dict[str, Any]] | None = None) -> None:
-        self.calls: list[ApiCall] = []
-        calls = self.calls
-        listed = open_pulls or []
-
-        class Handler(BaseHTTPRequestHandler):
-            def _record(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except json.JSONDecodeError:
-                    body = raw.decode(errors="replace")
-                calls.append(ApiCall(self.command, self.path, dict(self.headers.items()), body))
-                path = self.path.split("?")[0]
-                pulls = re.fullmatch(r"/repos/([\w.-]+)/([\w.-]+)/pulls", path)
-                comments = re.fullmatch(r"/repos/[\w.-]+/[\w.-]+/issues/\d+/comments", path)
-                answer: Any
-                if self.command == "GET" and pulls:
-                    status, answer = 200, listed
-                elif self.command == "POST" and pulls:
-                    owner, repo = pulls.groups()
-                    status = 201
-                    answer = {
-                        "number": 8,
-                        "html_url": f"https://github.com/{owner}/{repo}/pull/8",
-                    }
-                elif self.command == "POST" and comments:
-                    status, answer = 201, {"id": 1}
-                else:
-                    status, answer = 404, {"message": "Not Found"}
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                self._record()
-
-            def do_GET(self) -> None:
-                self._record()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> GitHubApi:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # --- simulated production traffic -------------------------------------------------------------
@@ -182,6 +112,12 @@ class Run:
     calls: list[ApiCall]
     artifacts: Path
 
+    def opened(self) -> ApiCall:
+        """The request that opened the pull request."""
+        post = ("POST", f"/repos/{REPOSITORY}/pulls")
+        (call,) = [c for c in self.calls if (c.method, c.path) == post]
+        return call
+
 
 def retrain_branches(forge: Forge) -> list[str]:
     refs = sh(
@@ -197,12 +133,14 @@ def act_retrain(
     payload: dict,
     monitoring_uri: str,
     open_pulls: list[dict[str, Any]] | None = None,
+    page_size: int = 100,
 ) -> tuple[subprocess.CompletedProcess[str], list[ApiCall], Path]:
     clone = forge.root / name
     sh(forge.root, "git", "clone", "-q", str(forge.origin), name)
     use_s3_remote(clone, forge.endpoint, "store")
     artifacts = forge.root / f"{name}-artifacts"
-    with GitHubApi(open_pulls) as api:
+    pulls = {pr["number"]: pr for pr in open_pulls or []}
+    with FakeGitHub(user=BOT, pulls=pulls, page_size=page_size) as api:
         result = act(
             clone,
             event,
@@ -213,6 +151,8 @@ def act_retrain(
                 "ACT_STUB_ARTIFACTS": str(artifacts),
                 "GITHUB_REPOSITORY": REPOSITORY,
                 "GITHUB_API_URL": api.url,
+                # A run id of its own per run: the retrain/<date>-<run id> branches differ.
+                "GITHUB_RUN_ID": str(zlib.crc32(name.encode())),
                 "AWS_ENDPOINT_URL": forge.endpoint,  # MONITORING_URI in the moto bucket
             },
             variables={"MONITORING_URI": monitoring_uri},
@@ -245,10 +185,11 @@ def test_drift_is_detected_and_the_model_retrained(drifted: Run) -> None:
 
 def test_drift_opens_one_pull_request_with_both_reports(forge: Forge, drifted: Run) -> None:
     assert [(call.method, call.path) for call in drifted.calls] == [
-        ("GET", f"/repos/{REPOSITORY}/pulls?state=open&per_page=100"),  # none open yet
+        ("GET", "/user"),  # the bot: the account of RETRAIN_PR_TOKEN
+        LIST_OPEN,  # none open yet
         ("POST", f"/repos/{REPOSITORY}/pulls"),
     ]
-    call = drifted.calls[1]
+    call = drifted.opened()
     assert call.headers["Authorization"] == f"Bearer {PR_TOKEN}"
     assert call.body["base"] == "main"
     assert re.fullmatch(r"retrain/\d{4}-\d{2}-\d{2}-\w+", call.body["head"])
@@ -267,7 +208,7 @@ def test_drift_opens_one_pull_request_with_both_reports(forge: Forge, drifted: R
 
 
 def test_drift_branch_is_pushed_with_the_drift_report(forge: Forge, drifted: Run) -> None:
-    branch = drifted.calls[1].body["head"]
+    branch = drifted.opened().body["head"]
     assert retrain_branches(forge) == [branch]
     head = sh(forge.origin, "git", "log", "-1", "--format=%an|%s", branch).stdout
     assert head.startswith("github-actions[bot]|Retrain: drift in production traffic")
@@ -296,7 +237,7 @@ def test_no_drift_and_no_force_opens_no_pull_request(
     assert "drift: no drift (300 predictions)" in quiet.output
     assert ran_stages(quiet.output) == []  # retraining skipped
     assert quiet.calls == []
-    assert retrain_branches(forge) == [drifted.calls[1].body["head"]]  # only the drift one
+    assert retrain_branches(forge) == [drifted.opened().body["head"]]  # only the drift one
     assert (
         (quiet.artifacts / "drift-report" / "drift.md")
         .read_text()
@@ -318,7 +259,7 @@ def test_weekly_run_retrains_but_opens_no_pull_request_without_changes(
     assert "Running stage 'ingest'" in weekly.output  # scheduled runs always retrain
     assert "no drift and retraining changed nothing: no pull request needed" in weekly.output
     assert weekly.calls == []
-    assert retrain_branches(forge) == [drifted.calls[1].body["head"]]
+    assert retrain_branches(forge) == [drifted.opened().body["head"]]
 
 
 def test_a_run_started_by_hand_says_how_to_keep_the_schedule(quiet: Run, weekly: Run) -> None:
@@ -340,22 +281,71 @@ def test_an_unreadable_log_fails_the_run_before_retraining(forge: Forge, drifted
     assert "predictions.jsonl:11: not a JSON prediction record" in output
     assert ran_stages(output) == []
     assert calls == []
-    assert retrain_branches(forge) == [drifted.calls[1].body["head"]]
+    assert retrain_branches(forge) == [drifted.opened().body["head"]]
 
 
 def test_drift_while_a_retraining_pr_is_open_comments_on_it(forge: Forge, drifted: Run) -> None:
-    """No second pull request while the first is open: this run's report goes to it."""
+    """No second pull request while the first is open: this run's report goes to it. Read one
+    pull request per page, the bot's comes after a fork's `retrain/x` and one opened by hand."""
     uri = monitoring_in_s3(forge, "monitoring/still-drifted", SHIFT_MM)
-    still_open = [{"number": 8, "head": {"ref": drifted.calls[1].body["head"]}}]
+    branch = drifted.opened().body["head"]
+    still_open = [
+        pull_request(12, "retrain/x", head_repo="eve/penguins", author="eve"),
+        pull_request(10, "retrain/by-hand", author="alice"),
+        pull_request(8, branch, author=BOT),
+    ]
     result, calls, _ = act_retrain(
-        forge, "retrain-persisting", "workflow_dispatch", DISPATCH, uri, open_pulls=still_open
+        forge,
+        "retrain-persisting",
+        "workflow_dispatch",
+        DISPATCH,
+        uri,
+        open_pulls=still_open,
+        page_size=1,
     )
     output = succeeded(result)
     assert "retraining pull request #8 is still open" in output
     assert [(call.method, call.path) for call in calls] == [
-        ("GET", f"/repos/{REPOSITORY}/pulls?state=open&per_page=100"),
+        ("GET", "/user"),
+        LIST_OPEN,
+        ("GET", f"/repos/{REPOSITORY}/pulls?state=open&per_page=100&page=2"),
+        ("GET", f"/repos/{REPOSITORY}/pulls?state=open&per_page=100&page=3"),
         ("POST", f"/repos/{REPOSITORY}/issues/8/comments"),
     ]
-    assert calls[1].body["body"].startswith("## Drift report: 🔴 drift")
-    assert calls[1].headers["Authorization"] == f"Bearer {PR_TOKEN}"
-    assert retrain_branches(forge) == [drifted.calls[1].body["head"]]  # no new branch
+    assert calls[-1].body["body"].startswith("## Drift report: 🔴 drift")
+    assert calls[-1].headers["Authorization"] == f"Bearer {PR_TOKEN}"
+    assert retrain_branches(forge) == [branch]  # no new branch
+
+
+def test_a_fork_pr_from_a_branch_named_retrain_is_not_taken_for_it(
+    forge: Forge, drifted: Run
+) -> None:
+    """A fork's `retrain/x` (even by an account named like the bot) is not the open
+    retraining pull request: this run opens a real one and comments on nothing."""
+    uri = monitoring_in_s3(forge, "monitoring/fork", SHIFT_MM)
+    before = retrain_branches(forge)
+    fork = [pull_request(9, "retrain/x", head_repo="eve/penguins", author=BOT)]
+    result, calls, _ = act_retrain(
+        forge, "retrain-fork", "workflow_dispatch", DISPATCH, uri, open_pulls=fork
+    )
+    output = succeeded(result)
+    assert "is still open" not in output
+    assert [(call.method, call.path) for call in calls] == [
+        ("GET", "/user"),
+        LIST_OPEN,
+        ("POST", f"/repos/{REPOSITORY}/pulls"),
+    ]
+    new = calls[-1].body["head"]
+    assert new.startswith("retrain/")
+    assert retrain_branches(forge) == sorted([*before, new])
+
+
+def test_parsing_production_logs_held_no_write_credential(drifted: Run) -> None:
+    """The job that read the logs and retrained was `retrain`; only `open-pr` pushed."""
+    lines = drifted.output.splitlines()
+    retrain = [line for line in lines if line.startswith("[retrain/Check for drift, retrain")]
+    publish = [line for line in lines if line.startswith("[retrain/Push the outputs and open")]
+    assert any("drift: drift (300 predictions)" in line for line in retrain)
+    assert any("open-pr: pushed" in line for line in publish)
+    assert any("they match their dvc.lock" in line for line in publish)
+    assert not any("drift:" in line for line in publish)

@@ -2,18 +2,21 @@
 
 Actions that would be fetched from GitHub are mapped to small local stubs (tests/slow/act_stubs):
 checkout copies the test's clone, setup-uv puts our uv on PATH, upload/download-artifact copy
-to a folder, and `cml` records what it would post. Everything else is real: make, uv, dvc, the
-pipeline, git pushes to a bare "origin", and an S3 API (moto) as the DVC remote.
+to a folder. GitHub's REST API is a recording stand-in on 127.0.0.1 (tests/fake_github.py).
+Everything else is real: make, uv, dvc, the pipeline, git pushes to a bare "origin", and an S3
+API (moto) as the DVC remote.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.fake_github import REPOSITORY, FakeGitHub, pull_request, workflow_run
 from tests.slow.conftest import (
     PR_NUMBER,
     STAGES,
@@ -29,18 +32,23 @@ from tests.slow.conftest import (
 
 pytestmark = pytest.mark.slow
 
+# act prefixes each line of a job's log with [workflow/job name].
+TRAIN_JOB = "[train/Retrain changed stages and report]"
+PUBLISH_JOB = "[train/Push the outputs and commit dvc.lock (same-repository PRs)]"
+
 
 def pr_event(clone: Path, base: str, head_repo: str) -> dict:
     head = sh(clone, "git", "rev-parse", "HEAD").stdout.strip()
+    base_sha = sh(clone, "git", "rev-parse", f"origin/{base}").stdout.strip()
     branch = sh(clone, "git", "branch", "--show-current").stdout.strip()
     return {
         "number": PR_NUMBER,
         "pull_request": {
             "number": PR_NUMBER,
             "head": {"ref": branch, "sha": head, "repo": {"full_name": head_repo}},
-            "base": {"ref": base, "repo": {"full_name": "acme/penguins"}},
+            "base": {"ref": base, "sha": base_sha, "repo": {"full_name": REPOSITORY}},
         },
-        "repository": {"full_name": "acme/penguins"},
+        "repository": {"full_name": REPOSITORY},
     }
 
 
@@ -61,14 +69,16 @@ def same_repo_run(forge: Forge) -> tuple[Path, str]:
     clone = branch_with_fewer_trees(forge, "more-trees")
     use_s3_remote(clone, forge.endpoint, "store")
     artifacts = forge.root / "artifacts"
+    event = pr_event(clone, "main", REPOSITORY)
     result = act(
         clone,
         "pull_request",
         "train.yml",
-        pr_event(clone, "main", "acme/penguins"),
+        event,
         secrets=dvc_remote_secrets(),
         env={"ACT_STUB_ARTIFACTS": str(artifacts)},
     )
+    (artifacts / "head-sha").write_text(event["pull_request"]["head"]["sha"])
     return artifacts, succeeded(result)
 
 
@@ -112,34 +122,107 @@ def test_dvc_lock_is_committed_back_and_outputs_reach_the_remote(
     assert "Data and pipelines are up to date" in sh(verify, "dvc", "status").stdout
 
 
-def test_comment_workflow_posts_the_report(forge: Forge, same_repo_run: tuple[Path, str]) -> None:
-    artifacts, _ = same_repo_run
-    default_branch = forge.root / "default-branch"
+def test_the_pull_request_code_ran_without_write_credentials(
+    same_repo_run: tuple[Path, str],
+) -> None:
+    """train ran the PR's pipeline; publish (no PR code) pushed, after checking the hand-over."""
+    _, output = same_repo_run
+    train = "\n".join(line for line in output.splitlines() if line.startswith(TRAIN_JOB))
+    publish = "\n".join(line for line in output.splitlines() if line.startswith(PUBLISH_JOB))
+    assert "Running stage 'train'" in train
+    assert "Running stage" not in publish
+    assert re.search(r"publish: \d+ file\(s\) staged; they match their dvc.lock", publish)
+    assert "commit-lock: pushed" in publish
+
+
+def comment_run(forge: Forge, name: str, artifacts: Path, api: FakeGitHub) -> tuple[int, str]:
+    """pr-comment.yml for train run 4242 (the GitHub stand-in knows whose run it is)."""
+    default_branch = forge.root / name
     sh(forge.root, "git", "clone", "-q", str(forge.origin), default_branch.name)
-    record = forge.root / "cml-record"
     result = act(
         default_branch,
         "workflow_run",
         "pr-comment.yml",
         {
             "workflow_run": {"id": 4242, "event": "pull_request", "conclusion": "success"},
-            "repository": {"full_name": "acme/penguins"},
+            "repository": {"full_name": REPOSITORY},
         },
-        secrets={},
+        secrets={"GITHUB_TOKEN": "workflow-token-for-tests"},
         env={
             "ACT_STUB_ARTIFACTS": str(artifacts),
-            "ACT_STUB_CML_RECORD": str(record),
-            "GITHUB_REPOSITORY": "acme/penguins",
+            "GITHUB_REPOSITORY": REPOSITORY,
+            "GITHUB_API_URL": api.url,
         },
     )
-    succeeded(result)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_comment_workflow_posts_the_report(forge: Forge, same_repo_run: tuple[Path, str]) -> None:
+    """A fork-style run (no pull_requests in the run): the PR is found by its head commit."""
+    artifacts, _ = same_repo_run
+    head = (artifacts / "head-sha").read_text()
+    with FakeGitHub() as api:
+        api.runs[4242] = workflow_run(4242, head, "more-trees")
+        api.pulls[PR_NUMBER] = pull_request(PR_NUMBER, "more-trees", head)
+        api.commit_pulls[head] = [PR_NUMBER]
+        code, output = comment_run(forge, "default-branch", artifacts, api)
+    assert code == 0, output[-6000:]
     assert (artifacts / "download-run-id").read_text().strip() == "4242"
-    args = (record / "args").read_text().splitlines()
-    assert args[:2] == ["comment", "update"]
-    assert f"--target=pr/{PR_NUMBER}" in args
-    assert "--repo=https://github.com/acme/penguins" in args
-    posted = (record / "comment.md").read_text()
-    assert posted == (artifacts / "pr-report" / "report.md").read_text()
+    assert f"run 4242 is pull request #{PR_NUMBER}'s (verified)" in output
+    assert api.calls[0].headers["Authorization"] == "Bearer workflow-token-for-tests"
+    (comment,) = api.comments[PR_NUMBER]
+    report = (artifacts / "pr-report" / "report.md").read_text()
+    body = comment["body"]
+    assert body.startswith("<!-- mlops-template: training report -->\n## Model report")
+    assert report.split("### Plots")[0] in body  # the text as written
+    assert "![" not in body  # no image goes anywhere ...
+    assert "The plots are in the `pr-report` artifact of the [training run]" in body  # ... said
+
+
+def spoofable_artifacts(forge: Forge, same_repo_run: tuple[Path, str], name: str) -> Path:
+    artifacts, _ = same_repo_run
+    copy = forge.root / name
+    shutil.copytree(artifacts / "pr-report", copy / "pr-report")
+    return copy
+
+
+def test_a_spoofed_pr_number_fails_the_comment_job(
+    forge: Forge, same_repo_run: tuple[Path, str]
+) -> None:
+    """A fork's run whose artifact names another pull request (#5): nothing is posted."""
+    artifacts = spoofable_artifacts(forge, same_repo_run, "spoofed-artifacts")
+    (artifacts / "pr-report" / "pr_number").write_text("5\n")
+    fork_head = "f" * 40
+    with FakeGitHub() as api:
+        api.runs[4242] = workflow_run(4242, fork_head, "fix", head_repo="eve/penguins")
+        api.pulls[9] = pull_request(9, "fix", fork_head, head_repo="eve/penguins")
+        api.pulls[5] = pull_request(5, "more-trees", "e" * 40)  # someone else's
+        api.commit_pulls[fork_head] = [9]
+        code, output = comment_run(forge, "default-branch-spoofed", artifacts, api)
+    assert code != 0
+    assert "the artifact names pull request #5, but run 4242" in output
+    assert "belongs to #9" in output
+    assert api.writes() == []
+    assert api.comments == {}
+
+
+def test_a_report_linking_a_file_outside_its_folder_is_refused(
+    forge: Forge, same_repo_run: tuple[Path, str]
+) -> None:
+    artifacts = spoofable_artifacts(forge, same_repo_run, "outside-artifacts")
+    report = artifacts / "pr-report" / "report.md"
+    report.write_text(
+        report.read_text() + "\n![token](../../../../proc/self/environ)\n[x](/etc/passwd)\n"
+    )
+    head = (same_repo_run[0] / "head-sha").read_text()
+    with FakeGitHub() as api:
+        api.runs[4242] = workflow_run(4242, head, "more-trees", pull_requests=[PR_NUMBER])
+        api.pulls[PR_NUMBER] = pull_request(PR_NUMBER, "more-trees", head)
+        code, output = comment_run(forge, "default-branch-outside", artifacts, api)
+    assert code != 0
+    assert "refused, nothing is posted" in output
+    assert "../../../../proc/self/environ" in output
+    assert api.calls == []  # refused before anything was asked or posted
 
 
 def test_fork_pull_request_trains_and_reports_without_secrets(forge: Forge) -> None:
@@ -156,7 +239,7 @@ def test_fork_pull_request_trains_and_reports_without_secrets(forge: Forge) -> N
     )
     output = succeeded(result)
     assert "pull: no DVC remote credentials" in output
-    assert "publish: no DVC remote credentials" in output
+    assert PUBLISH_JOB not in output  # the publishing job does not run for forks
     assert ran_stages(output) == list(STAGES)  # no cache to reuse: everything runs
     assert (
         "| `model.n_estimators` | `100` | `7` |"
@@ -231,4 +314,5 @@ def test_merge_queue_rechecks_the_candidate_against_main_and_pushes_nothing(
     assert "| `model.n_estimators` | `100` | `5` |" in report
     assert not (artifacts / "pr-report" / "pr_number").exists()  # no PR: pr-comment skips it
     assert "commit-lock" not in output
+    assert PUBLISH_JOB not in output
     assert sh(forge.origin, "git", "for-each-ref").stdout == refs_before
