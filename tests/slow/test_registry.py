@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow
 
 NAME = "mlops-template"
 WEAK = {"kind": "logistic_regression", "C": 0.0001, "max_iter": 1000}
+# Weak too, but other bytes: the same model again would reuse its version, not register.
+WEAKER = {"kind": "logistic_regression", "C": 0.0002, "max_iter": 1000}
 
 
 def _set_model(root: Path, model: dict) -> None:
@@ -49,7 +51,8 @@ def _served_by_mlflow(model_uri: str, env: dict[str, str], rows: pd.DataFrame) -
             "--port",
             str(port),
         ],
-        env={**os.environ, **env},
+        # `mlflow models serve` starts `uvicorn` from PATH: the venv's.
+        env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -98,7 +101,10 @@ def test_register_promote_refuse_rollback(
     # Nothing registered yet: promote says so.
     assert "no registered version to promote" in mlops("promote", check=False)
 
-    # A weak first model becomes champion: there is nothing to compare it with.
+    # A weak first model becomes champion: there is nothing to compare it with. (The project
+    # is shared by both servers' runs: start from the weak model each time.)
+    _set_model(project, WEAK)
+    sh(project, "dvc", "repro")
     assert "registered version 1" in mlops("register")
     assert "promoted: first model" in mlops("promote")
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
@@ -145,7 +151,7 @@ def test_register_promote_refuse_rollback(
         assert _served_by_mlflow(f"models:/{NAME}@champion", env, rows.head(10)) == ours[:10]
 
     # A worse candidate is refused with the reason; the alias stays; the decision is recorded.
-    _set_model(project, WEAK)
+    _set_model(project, WEAKER)
     sh(project, "dvc", "repro")
     assert "registered version 3" in mlops("register")
     refused = mlops("promote", check=False)
