@@ -166,3 +166,18 @@ def test_collect_reports_whether_git_sees_a_change(tmp_path: Path) -> None:
     assert handoff.git_changes(project, exclude=["reports/drift"]) == []
     (project / "dvc.lock").write_text((project / "dvc.lock").read_text() + "\n")
     assert handoff.git_changes(project, exclude=["reports/drift"]) == ["dvc.lock"]
+
+
+def test_the_push_goes_to_the_trusted_remote_not_the_pull_requests(tmp_path: Path) -> None:
+    trusted, repo = tmp_path / "main", tmp_path / "pr"
+    (trusted / ".dvc").mkdir(parents=True)
+    (repo / ".dvc").mkdir(parents=True)
+    (trusted / ".dvc" / "config").write_text("['remote \"storage\"']\n    url = s3://ours\n")
+    (repo / ".dvc" / "config").write_text("['remote \"storage\"']\n    url = s3://theirs\n")
+    (repo / ".dvc" / "config.local").write_text("[core]\n    remote = elsewhere\n")
+    handoff.use_trusted_dvc_config(trusted, repo)
+    assert "s3://ours" in (repo / ".dvc" / "config").read_text()
+    assert not (repo / ".dvc" / "config.local").exists()
+    (trusted / ".dvc" / "config.local").write_text("# this machine's\n")
+    handoff.use_trusted_dvc_config(trusted, repo)
+    assert (repo / ".dvc" / "config.local").read_text() == "# this machine's\n"

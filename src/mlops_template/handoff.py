@@ -194,6 +194,19 @@ def verify_lock(repo: Path) -> None:
     (repo / LOCK).write_bytes(original)  # byte for byte what the pipeline wrote
 
 
+def use_trusted_dvc_config(trusted: Path, repo: Path) -> None:
+    """Give `repo` (a pull request's checkout) the DVC configuration of `trusted` (the base
+    commit's): the remote the outputs are pushed to, with the write key, is never one the pull
+    request chose. A `config.local` the PR committed is removed; the trusted one, if any (a
+    machine's own settings), is copied."""
+    for name in ("config", "config.local"):
+        source, target = trusted / ".dvc" / name, repo / ".dvc" / name
+        _no_symlink_on_the_way(repo, f".dvc/{name}")
+        target.unlink(missing_ok=True)
+        if source.is_file() and not source.is_symlink():
+            shutil.copyfile(source, target)
+
+
 def git_changes(repo: Path, exclude: Iterable[str] = ()) -> list[str]:
     """Changed or new files under dvc.lock, data/, models/, reports/ (minus `exclude`)."""
     pathspecs = [*GIT_PATHS, *(f":(exclude){path}" for path in exclude)]

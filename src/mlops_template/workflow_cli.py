@@ -194,7 +194,8 @@ def register(app: typer.Typer) -> None:
         repo: Annotated[Path, typer.Option(help="The pull request's checkout (data only).")],
     ) -> None:
         """train.yml's publish job: stage the outputs into the PR's checkout, check them
-        against their dvc.lock, dvc push, and commit dvc.lock to $BRANCH."""
+        against their dvc.lock, dvc push (to the remote of this checkout's DVC config, not the
+        PR's), and commit dvc.lock to $BRANCH."""
         from mlops_template import github, handoff
 
         def publish() -> None:
@@ -203,6 +204,7 @@ def register(app: typer.Typer) -> None:
                 print("publish: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped")
                 return
             commit_lock = Path(".ci/commit-lock").resolve()  # this checkout's, not the PR's
+            handoff.use_trusted_dvc_config(Path(), repo)
             staged = handoff.stage(incoming, repo)
             handoff.verify_lock(repo)
             print(f"publish: {len(staged)} file(s) staged; they match their dvc.lock")

@@ -240,6 +240,7 @@ def test_fork_pull_request_trains_and_reports_without_secrets(forge: Forge) -> N
     output = succeeded(result)
     assert "pull: no DVC remote credentials" in output
     assert PUBLISH_JOB not in output  # the publishing job does not run for forks
+    assert not (artifacts / "pipeline-outputs").exists()  # nor is anything handed over
     assert ran_stages(output) == list(STAGES)  # no cache to reuse: everything runs
     assert (
         "| `model.n_estimators` | `100` | `7` |"
