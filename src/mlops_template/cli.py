@@ -125,12 +125,12 @@ def report(
     from mlops_template import report as module
 
     try:
-        loaded = load_params(params)
+        load_params(params)
     except PipelineError as error:
         module.write_params_failure(out, error)
         print(f"wrote {out}: {params} is invalid", file=sys.stderr)
         return
-    _run(lambda _: module.run(loaded, base, out), params)
+    _run(lambda loaded: module.run(loaded, base, out), params)
 
 
 @app.command("model-card")
