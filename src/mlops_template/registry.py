@@ -288,6 +288,8 @@ def release(params: Params) -> Release:
     gate. A refusal is an outcome, not an error: it is recorded on the version and the
     champion, and the image that serves it, stay as they are."""
     model_sha = io.read_recorded_sha256(params.paths.model)
+    if io.sha256_file(params.paths.model) != model_sha:
+        raise PipelineError(f"{params.paths.model}: sha256 does not match the recorded one")
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         return Release("unregistered", "-", "no MLFLOW_TRACKING_URI: no registry, no gate")
     client = _client()

@@ -177,15 +177,18 @@ def test_register_promote_refuse_rollback(
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
 
 
+COMMANDS = ("register", "release")
+
+
 def test_a_tampered_model_is_not_registered(project: Path, mlflow_server: str) -> None:
     model = project / "models" / "model.joblib"
     original = model.read_bytes()
     model.write_bytes(original + b"\0")
+    env = {"MLFLOW_TRACKING_URI": mlflow_server}
     try:
-        result = sh(
-            project, "mlops", "register", env={"MLFLOW_TRACKING_URI": mlflow_server}, check=False
-        )
+        results = [sh(project, "mlops", cmd, env=env, check=False) for cmd in COMMANDS]
     finally:
         model.write_bytes(original)
-    assert result.returncode == 1
-    assert "sha256 does not match" in result.stderr
+    for result in results:  # the release refuses it too, before the registry is asked
+        assert result.returncode == 1
+        assert "sha256 does not match" in result.stderr
