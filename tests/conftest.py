@@ -14,7 +14,11 @@ from palmerpenguins import load_penguins
 from mlops_template.config import Params, parse_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT / "data" / "penguins.csv"
+# The unit tests' own table and contract (copies of the default ones): a fork that brings
+# its own data in params.yaml keeps these, so the suite passes unchanged. Tests of the
+# project's configured data live in tests/test_project_data.py.
+DEFAULT_DATA = REPO_ROOT / "tests" / "data" / "penguins.csv"
+DEFAULT_CONTRACT = REPO_ROOT / "tests" / "data" / "penguins.yaml"
 
 
 def repo_params_dict() -> dict[str, Any]:
@@ -47,8 +51,12 @@ def make_params(workdir: Path) -> Callable[..., Params]:
     """
 
     def build(**overrides: Any) -> Params:
-        # The committed default table, by absolute path: tests run in a scratch directory.
-        defaults = {"tracking": {"enabled": False}, "data": {"source": str(DEFAULT_DATA)}}
+        # The tests' table and contract, by absolute path: tests run in a scratch directory.
+        defaults = {
+            "tracking": {"enabled": False},
+            "data": {"source": str(DEFAULT_DATA), "contract": str(DEFAULT_CONTRACT)},
+            "evaluate": {"primary_metric": "f1_macro"},
+        }
         raw = _merge(repo_params_dict(), defaults)
         raw = _merge(raw, overrides)
         if "model" in overrides:  # another kind has other keys: replace, don't merge

@@ -7,6 +7,7 @@ Unknown keys and wrong types are errors that name the key (pydantic, `extra="for
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlops_template.errors import PipelineError
+from mlops_template.schema import Contract, load_contract
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -52,6 +54,9 @@ class DataSettings(_Strict):
     pipeline."""
 
     source: Path = Path("data/penguins.csv")
+    # The data contract (schema.py): the task, the target and the features. Written by
+    # `mlops init-schema`, reviewed and committed.
+    contract: Path = Path("data/contract.yaml")
 
     @field_validator("source")
     @classmethod
@@ -105,10 +110,39 @@ ModelSettings = Annotated[
 ]
 
 
+# The metrics each task computes (stages/evaluate.py); `primary_metric` must be one of its task's.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss"),
+    "multiclass": ("f1_macro", "accuracy", "log_loss", "roc_auc_ovr"),
+    "regression": ("rmse", "mae", "r2"),
+}
+DEFAULT_PRIMARY = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
+PrimaryMetric = Literal[
+    "auto", "roc_auc", "average_precision", "f1", "precision", "recall", "accuracy",
+    "log_loss", "f1_macro", "roc_auc_ovr", "rmse", "mae", "r2",
+]  # fmt: skip
+
+
 class EvaluateSettings(_Strict):
-    primary_metric: Literal["accuracy", "f1_macro", "log_loss"] = "f1_macro"
+    """`primary_metric` (auto: the task's default, DEFAULT_PRIMARY) decides the PR report's
+    verdict, the promotion gate and the baseline check. `threshold` (binary tasks only): the
+    positive class is predicted when its probability is at least this."""
+
+    primary_metric: PrimaryMetric = "auto"
+    threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     importance_repeats: Annotated[int, Field(ge=1)] = 5
     importance_max_rows: Annotated[int, Field(ge=10)] = 5000
+
+    def primary_for(self, task: str) -> str:
+        """The primary metric for `task`; an error names the task's metrics."""
+        if self.primary_metric == "auto":
+            return DEFAULT_PRIMARY[task]
+        if self.primary_metric not in TASK_METRICS[task]:
+            raise PipelineError(
+                f"evaluate.primary_metric: {self.primary_metric!r} is not a {task} metric;"
+                f" choose auto or one of {', '.join(TASK_METRICS[task])}"
+            )
+        return self.primary_metric
 
 
 class TrackingSettings(_Strict):
@@ -149,15 +183,6 @@ class ServeSettings(_Strict):
     docs: Literal["public", "internal", "off"] = "public"
     internal_host: str = "127.0.0.1"
     internal_port: Annotated[int, Field(ge=1, le=65535)] = 9000
-
-    @field_validator("min_present_features")
-    @classmethod
-    def _at_most_every_feature(cls, count: int) -> int:
-        from mlops_template.schema import FEATURES
-
-        if count > len(FEATURES):
-            raise ValueError(f"at most {len(FEATURES)} (the number of features)")
-        return count
 
 
 class MonitoringSettings(_Strict):
@@ -202,6 +227,25 @@ class Params(_Strict):
     serve: ServeSettings = ServeSettings()
     registry: RegistrySettings = RegistrySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+
+    @cached_property
+    def contract(self) -> Contract:
+        """The data contract `data.contract` names, read once (relative to the project root).
+        Also checks what params.yaml asks of it: the primary metric and the number of
+        features a request must give."""
+        contract = load_contract(self.data.contract)
+        self.evaluate.primary_for(contract.task)
+        if self.serve.min_present_features > len(contract.features):
+            raise PipelineError(
+                f"serve.min_present_features: {self.serve.min_present_features} is more than"
+                f" the {len(contract.features)} features of {self.data.contract}"
+            )
+        return contract
+
+    @property
+    def primary_metric(self) -> str:
+        """evaluate.primary_metric resolved for the contract's task."""
+        return self.evaluate.primary_for(self.contract.task)
 
 
 def _describe(error: ValidationError, source: Path) -> str:

@@ -1,19 +1,34 @@
-"""The data contract: columns, types, ranges and categories, in one place.
+"""The data contract: the task, the target and every feature, read from a YAML file.
 
-Everything else derives from `COLUMNS`: the pandera schema that the `validate` stage enforces,
-the feature lists the `train` stage preprocesses, and (later) the serving request model and the
-drift reference. A fork that brings its own data edits this list and `stages/ingest.py`.
+The contract is data, not code: `mlops init-schema` profiles a table and writes it
+(`data.contract` in params.yaml, by default `data/contract.yaml`); the user reviews and commits
+it. Everything else derives from the `Contract` loaded here: the pandera schema that the
+`validate` stage enforces, the features the `train` stage preprocesses, the metrics the
+`evaluate` stage computes for the task, the service's request model and its example, the
+drift reference and the model card.
+
+pandera is imported only to build the table schema: the service reads the contract and must
+start fast without it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from mlops_template.errors import PipelineError
 
 if TYPE_CHECKING:
     import pandera.pandas as pa
 
 Kind = Literal["numeric", "categorical"]
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
+KINDS: tuple[Kind, ...] = ("numeric", "categorical")
 
 
 @dataclass(frozen=True)
@@ -23,51 +38,70 @@ class ColumnSpec:
 
     name: str
     kind: Kind
-    description: str
+    description: str = ""
     nullable: bool = True
     minimum: float | None = None
     maximum: float | None = None
     categories: tuple[str, ...] = ()
 
 
-TARGET = ColumnSpec(
-    name="species",
-    kind="categorical",
-    description="Penguin species, the label to predict.",
-    nullable=False,
-    categories=("Adelie", "Chinstrap", "Gentoo"),
-)
+@dataclass(frozen=True)
+class Contract:
+    """What the table holds and what to predict.
 
-FEATURES: tuple[ColumnSpec, ...] = (
-    ColumnSpec(
-        "island",
-        "categorical",
-        "Island in the Palmer Archipelago where the bird was seen.",
-        categories=("Biscoe", "Dream", "Torgersen"),
-    ),
-    ColumnSpec("bill_length_mm", "numeric", "Culmen length in mm.", minimum=25.0, maximum=70.0),
-    ColumnSpec("bill_depth_mm", "numeric", "Culmen depth in mm.", minimum=10.0, maximum=25.0),
-    ColumnSpec(
-        "flipper_length_mm", "numeric", "Flipper length in mm.", minimum=150.0, maximum=250.0
-    ),
-    ColumnSpec("body_mass_g", "numeric", "Body mass in grams.", minimum=2000.0, maximum=7000.0),
-    ColumnSpec("sex", "categorical", "Sex of the bird.", categories=("female", "male")),
-)
+    `task` is binary or multiclass classification (the target is categorical; a binary
+    target names its `positive` class) or regression (the target is numeric). `example` is
+    one valid record of the features: the service's OpenAPI example and the smoke test's
+    request."""
 
-COLUMNS: tuple[ColumnSpec, ...] = (TARGET, *FEATURES)
-MIN_ROWS = 10
+    name: str
+    description: str
+    task: Task
+    target: ColumnSpec
+    features: tuple[ColumnSpec, ...]
+    example: Mapping[str, Any]
+    positive: str | None = None
+    min_rows: int = 10
+    ignored: tuple[str, ...] = field(default=())
 
+    @property
+    def columns(self) -> tuple[ColumnSpec, ...]:
+        return (self.target, *self.features)
 
-def numeric_features() -> list[str]:
-    return [spec.name for spec in FEATURES if spec.kind == "numeric"]
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The target's classes (empty for regression)."""
+        return self.target.categories if self.is_classification else ()
 
-def categorical_features() -> list[str]:
-    return [spec.name for spec in FEATURES if spec.kind == "categorical"]
+    def feature_names(self) -> list[str]:
+        return [spec.name for spec in self.features]
 
+    def numeric_features(self) -> list[str]:
+        return [spec.name for spec in self.features if spec.kind == "numeric"]
 
-def feature_names() -> list[str]:
-    return [spec.name for spec in FEATURES]
+    def categorical_features(self) -> list[str]:
+        return [spec.name for spec in self.features if spec.kind == "categorical"]
+
+    def dataframe_schema(self) -> pa.DataFrameSchema:
+        """The pandera schema for the whole table. Extra columns are dropped
+        (`strict="filter"`), missing ones are errors, and the table must have at least
+        `min_rows` rows."""
+        import pandera.pandas as pa
+
+        minimum = self.min_rows
+        return pa.DataFrameSchema(
+            {spec.name: _column(spec) for spec in self.columns},
+            strict="filter",
+            ordered=False,
+            checks=[
+                pa.Check(lambda frame: len(frame) >= minimum, name=f"at_least_{minimum}_rows")
+            ],
+            name=self.name,
+        )
 
 
 def _column(spec: ColumnSpec) -> pa.Column:
@@ -86,18 +120,212 @@ def _column(spec: ColumnSpec) -> pa.Column:
     return pa.Column(str, checks=checks, nullable=spec.nullable, coerce=True)
 
 
-def dataframe_schema() -> pa.DataFrameSchema:
-    """The pandera schema for the whole table. Extra columns are dropped (`strict="filter"`),
-    missing ones are errors, and the table must have at least MIN_ROWS rows.
+# --- reading and writing the contract file ---------------------------------------------------
 
-    pandera is imported here, not at module level: the serving app reads the column specs
-    above and must start fast without it."""
-    import pandera.pandas as pa
 
-    return pa.DataFrameSchema(
-        {spec.name: _column(spec) for spec in COLUMNS},
-        strict="filter",
-        ordered=False,
-        checks=[pa.Check(lambda frame: len(frame) >= MIN_ROWS, name=f"at_least_{MIN_ROWS}_rows")],
-        name="penguins",
+class ContractError(PipelineError):
+    """The contract file is missing or does not describe a table."""
+
+
+def _number(value: object, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ContractError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _spec(raw: object, where: str) -> ColumnSpec:
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {"name", "kind", "description", "nullable", "minimum", "maximum", "categories"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ContractError(f"{where}: unknown keys {unknown} (allowed: {sorted(known)})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ContractError(f"{where}: `name` must be a non-empty string")
+    where = f"{where} ({name})"
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise ContractError(f"{where}: `kind` must be one of {list(KINDS)}, got {kind!r}")
+    nullable = raw.get("nullable", True)
+    if not isinstance(nullable, bool):
+        raise ContractError(f"{where}: `nullable` must be true or false")
+    minimum = _number(raw.get("minimum"), f"{where}.minimum")
+    maximum = _number(raw.get("maximum"), f"{where}.maximum")
+    categories = raw.get("categories") or []
+    if not isinstance(categories, list):
+        raise ContractError(f"{where}: `categories` must be a list")
+    if kind == "categorical":
+        if minimum is not None or maximum is not None:
+            raise ContractError(f"{where}: a categorical column has no minimum or maximum")
+        if not categories:
+            raise ContractError(f"{where}: a categorical column needs `categories`")
+        names = [str(value) for value in categories]
+        if len(set(names)) != len(names):
+            raise ContractError(f"{where}: `categories` repeat a value")
+    else:
+        if categories:
+            raise ContractError(f"{where}: a numeric column has no `categories`")
+        if minimum is not None and maximum is not None and minimum > maximum:
+            raise ContractError(f"{where}: minimum {minimum} is above maximum {maximum}")
+        names = []
+    return ColumnSpec(
+        name=name,
+        kind=kind,
+        description=str(raw.get("description") or ""),
+        nullable=nullable,
+        minimum=minimum,
+        maximum=maximum,
+        categories=tuple(names),
     )
+
+
+def _example(raw: object, features: tuple[ColumnSpec, ...], where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: `example` must be a mapping of feature to value")
+    by_name = {spec.name: spec for spec in features}
+    unknown = sorted(set(raw) - set(by_name))
+    if unknown:
+        raise ContractError(f"{where}: `example` names columns that are not features: {unknown}")
+    example: dict[str, Any] = {}
+    for name, spec in by_name.items():
+        value = raw.get(name)
+        if value is None:
+            if not spec.nullable:
+                raise ContractError(f"{where}: `example` lacks the required feature {name!r}")
+            continue
+        if spec.kind == "categorical":
+            if str(value) not in spec.categories:
+                raise ContractError(
+                    f"{where}: `example.{name}` = {value!r} is not one of its categories"
+                )
+            example[name] = str(value)
+        else:
+            number = _number(value, f"{where}: example.{name}")
+            low = spec.minimum if spec.minimum is not None else float("-inf")
+            high = spec.maximum if spec.maximum is not None else float("inf")
+            if number is None or not low <= number <= high:
+                raise ContractError(f"{where}: `example.{name}` = {value!r} is outside its range")
+            example[name] = number
+    return example
+
+
+def parse_contract(raw: object, source: Path) -> Contract:
+    """Validate a loaded contract; every error names the file and the key."""
+    where = str(source)
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: expected a mapping at the top level")
+    known = {
+        "name", "description", "task", "target", "positive", "features", "example",
+        "min_rows", "ignored",
+    }  # fmt: skip
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ContractError(f"{where}: unknown keys {unknown} (allowed: {sorted(known)})")
+    task = raw.get("task")
+    if task not in TASKS:
+        raise ContractError(f"{where}: `task` must be one of {list(TASKS)}, got {task!r}")
+    target = _spec(raw.get("target"), f"{where}: target")
+    if task == "regression" and target.kind != "numeric":
+        raise ContractError(f"{where}: a regression target must be numeric ({target.name})")
+    if task != "regression":
+        if target.kind != "categorical":
+            raise ContractError(
+                f"{where}: a {task} target must be categorical ({target.name});"
+                " for a numeric target choose task: regression"
+            )
+        wanted = 2 if task == "binary" else None
+        if wanted is not None and len(target.categories) != wanted:
+            raise ContractError(
+                f"{where}: a binary target has exactly 2 categories;"
+                f" {target.name} has {len(target.categories)}"
+            )
+        if task == "multiclass" and len(target.categories) < 3:
+            raise ContractError(
+                f"{where}: a multiclass target has at least 3 categories; with 2, use binary"
+            )
+    if target.nullable:
+        raise ContractError(f"{where}: the target ({target.name}) must not be nullable")
+    positive = raw.get("positive")
+    if task == "binary":
+        if positive is None or str(positive) not in target.categories:
+            raise ContractError(
+                f"{where}: a binary task names its `positive` class, one of"
+                f" {list(target.categories)}; got {positive!r}"
+            )
+        positive = str(positive)
+    elif positive is not None:
+        raise ContractError(f"{where}: `positive` applies to a binary task only")
+    features_raw = raw.get("features")
+    if not isinstance(features_raw, list) or not features_raw:
+        raise ContractError(f"{where}: `features` must be a non-empty list")
+    features = tuple(_spec(item, f"{where}: features[{i}]") for i, item in enumerate(features_raw))
+    names = [spec.name for spec in (target, *features)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ContractError(f"{where}: columns named more than once: {repeated}")
+    min_rows = raw.get("min_rows", 10)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 2:
+        raise ContractError(f"{where}: `min_rows` must be an integer of at least 2")
+    ignored = raw.get("ignored") or []
+    if not isinstance(ignored, list):
+        raise ContractError(f"{where}: `ignored` must be a list of column names")
+    return Contract(
+        name=str(raw.get("name") or source.stem),
+        description=str(raw.get("description") or ""),
+        task=task,
+        target=target,
+        features=features,
+        example=_example(raw.get("example", {}), features, where),
+        positive=positive,
+        min_rows=min_rows,
+        ignored=tuple(str(name) for name in ignored),
+    )
+
+
+def load_contract(path: Path) -> Contract:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContractError(
+            f"{path}: data contract not found; write one with"
+            " `mlops init-schema --data PATH --target COLUMN` (data.contract in params.yaml)"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ContractError(f"{path}: not valid YAML: {error}") from None
+    return parse_contract(raw, path)
+
+
+def _spec_dict(spec: ColumnSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": spec.name, "kind": spec.kind}
+    if spec.description:
+        out["description"] = spec.description
+    out["nullable"] = spec.nullable
+    if spec.kind == "numeric":
+        out["minimum"] = spec.minimum
+        out["maximum"] = spec.maximum
+    else:
+        out["categories"] = list(spec.categories)
+    return out
+
+
+def contract_dict(contract: Contract) -> dict[str, Any]:
+    """The contract as the mapping its YAML file holds (round-trips through parse_contract)."""
+    out: dict[str, Any] = {
+        "name": contract.name,
+        "description": contract.description,
+        "task": contract.task,
+        "target": _spec_dict(contract.target),
+    }
+    if contract.positive is not None:
+        out["positive"] = contract.positive
+    out["min_rows"] = contract.min_rows
+    out["features"] = [_spec_dict(spec) for spec in contract.features]
+    out["example"] = dict(contract.example)
+    if contract.ignored:
+        out["ignored"] = list(contract.ignored)
+    return out

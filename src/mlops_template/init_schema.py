@@ -1,0 +1,264 @@
+"""`mlops init-schema`: profile a table and write its data contract (schema.py) as YAML.
+
+The profile is a starting point the user reviews and commits, not a guess hidden in code:
+- the task is inferred from the target unless given: two values is binary (the rarer one is
+  the positive class unless `--positive` names it), a numeric target with many distinct
+  values (or non-integer values) is regression, anything else multiclass;
+- a numeric feature's range is what the table holds widened by a margin (`margin` times the
+  observed span on each side, never below 0 for a column that is never negative), so new
+  data a little outside the observed values is not rejected;
+- a text or boolean column is categorical with the categories it holds; a text column with
+  too many distinct values (an identifier, free text), a constant column and an empty one
+  are left out and listed under `ignored`, with the reason printed;
+- features are nullable (the model imputes, the service accepts partial records) unless
+  `strict_nulls` asks that a feature with no missing value be required.
+The example record is the first row with every feature present.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mlops_template import io
+from mlops_template.errors import PipelineError
+from mlops_template.schema import ColumnSpec, Contract, Task, contract_dict, parse_contract
+
+MAX_CATEGORIES = 50  # a text column with more distinct values is not a categorical feature
+MAX_CLASSES = 50  # a target with more classes is regression or a mistake
+REGRESSION_MIN_VALUES = 20  # an integer target with more distinct values is regression
+
+
+class ProfileError(PipelineError):
+    """The table cannot give a contract (no such target, one class, ...)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    contract: Contract
+    notes: list[str]  # what the user should review: ignored columns, inferred choices
+
+
+def _outward(value: float, up: bool) -> float:
+    """Round to 4 significant digits, away from the data (a bound never cuts a value off)."""
+    if value == 0 or not math.isfinite(value):
+        return float(value)
+    scale = 10 ** (math.floor(math.log10(abs(value))) - 3)
+    rounded = (math.ceil if up else math.floor)(value / scale) * scale
+    return float(round(rounded, 10))
+
+
+def _numeric_range(values: pd.Series, margin: float) -> tuple[float, float]:
+    low, high = float(values.min()), float(values.max())
+    pad = (high - low) * margin or abs(high) * margin or 1.0
+    lower = low - pad
+    if low >= 0:
+        lower = max(lower, 0.0)
+    return _outward(lower, up=False), _outward(high + pad, up=True)
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _categories(values: pd.Series) -> tuple[str, ...]:
+    return tuple(sorted({str(value) for value in values.dropna()}))
+
+
+def infer_task(target: pd.Series) -> Task:
+    values = target.dropna()
+    distinct = values.nunique()
+    if distinct < 2:
+        raise ProfileError(f"target '{target.name}' has {distinct} distinct value(s); need 2+")
+    if distinct == 2:
+        return "binary"
+    if _is_numeric(values):
+        whole = bool(np.all(np.mod(values.to_numpy(float), 1) == 0))
+        if not whole or distinct > REGRESSION_MIN_VALUES:
+            return "regression"
+    if distinct > MAX_CLASSES:
+        raise ProfileError(
+            f"target '{target.name}' has {distinct} classes (more than {MAX_CLASSES});"
+            " if it is a number to predict, pass --task regression"
+        )
+    return "multiclass"
+
+
+def _describe(values: pd.Series) -> str:
+    missing = float(values.isna().mean())
+    gaps = f", {missing:.1%} missing" if missing else ""
+    if _is_numeric(values):
+        return f"Numeric; {values.min():g} to {values.max():g} in the profiled table{gaps}."
+    return f"Categorical; {values.nunique()} values in the profiled table{gaps}."
+
+
+def _feature(values: pd.Series, margin: float, strict_nulls: bool) -> ColumnSpec | str:
+    """A feature's spec, or why the column is left out."""
+    present = values.dropna()
+    if present.empty:
+        return "no values"
+    if present.nunique() < 2:
+        return "a single value"
+    nullable = bool(values.isna().any()) or not strict_nulls
+    if _is_numeric(values):
+        low, high = _numeric_range(present, margin)
+        return ColumnSpec(str(values.name), "numeric", _describe(values), nullable, low, high)
+    if not (pd.api.types.is_object_dtype(values) or isinstance(values.dtype, pd.CategoricalDtype)
+            or pd.api.types.is_bool_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return f"type {values.dtype} (only numbers and text are supported)"
+    categories = _categories(present)
+    if len(categories) > MAX_CATEGORIES:
+        return f"{len(categories)} distinct values (an identifier or free text?)"
+    return ColumnSpec(
+        str(values.name), "categorical", _describe(values), nullable, categories=categories
+    )
+
+
+def _target(values: pd.Series, task: Task, margin: float) -> ColumnSpec:
+    description = f"The value to predict ({task})."
+    if task == "regression":
+        if not _is_numeric(values):
+            raise ProfileError(f"target '{values.name}' is not numeric; regression needs numbers")
+        low, high = _numeric_range(values.dropna(), margin)
+        return ColumnSpec(str(values.name), "numeric", description, False, low, high)
+    categories = _categories(values)
+    if task == "binary" and len(categories) != 2:
+        raise ProfileError(
+            f"target '{values.name}' has {len(categories)} values; binary needs exactly 2"
+        )
+    if task == "multiclass" and len(categories) < 3:
+        raise ProfileError(f"target '{values.name}' has 2 values: use --task binary")
+    return ColumnSpec(str(values.name), "categorical", description, False, categories=categories)
+
+
+def _example(frame: pd.DataFrame, features: tuple[ColumnSpec, ...]) -> dict[str, Any]:
+    names = [spec.name for spec in features]
+    complete = frame[names].notna().all(axis=1)
+    row = frame.loc[complete].iloc[0] if complete.any() else frame[names].iloc[0]
+    example: dict[str, Any] = {}
+    for spec in features:
+        value = row[spec.name]
+        if pd.isna(value):
+            continue
+        example[spec.name] = float(value) if spec.kind == "numeric" else str(value)
+    return example
+
+
+def profile(
+    frame: pd.DataFrame,
+    target: str,
+    *,
+    name: str,
+    task: Task | None = None,
+    positive: str | None = None,
+    margin: float = 0.1,
+    strict_nulls: bool = False,
+    ignore: tuple[str, ...] = (),
+) -> Profile:
+    unknown = [column for column in (target, *ignore) if column not in frame.columns]
+    if unknown:
+        raise ProfileError(
+            f"no column {', '.join(map(repr, unknown))}; the table has: {', '.join(map(str, frame))}"
+        )
+    if target in ignore:
+        raise ProfileError(f"'{target}' is the target; it cannot be ignored")
+    if target not in frame.columns:
+        raise ProfileError(f"no column '{target}'; the table has: {', '.join(map(str, frame))}")
+    notes: list[str] = []
+    labelled = frame[frame[target].notna()]
+    unlabelled = len(frame) - len(labelled)
+    if unlabelled:
+        notes.append(f"{unlabelled} row(s) have no {target}: validation will reject them")
+    chosen = task or infer_task(labelled[target])
+    if task is None:
+        notes.append(f"task inferred from '{target}': {chosen} (pass --task to choose)")
+    target_spec = _target(labelled[target], chosen, margin)
+    if chosen == "binary":
+        if positive is None:
+            counts = labelled[target].astype(str).value_counts()
+            positive = str(counts.sort_values(kind="stable").index[0])
+            notes.append(f"positive class: '{positive}', the rarer one (pass --positive)")
+        elif str(positive) not in target_spec.categories:
+            raise ProfileError(
+                f"--positive {positive!r} is not a value of '{target}':"
+                f" {list(target_spec.categories)}"
+            )
+    elif positive is not None:
+        raise ProfileError("--positive applies to a binary target only")
+    features: list[ColumnSpec] = []
+    ignored: list[str] = []
+    for column in frame.columns:
+        if column == target:
+            continue
+        if column in ignore:
+            ignored.append(str(column))
+            continue
+        spec = _feature(frame[column], margin, strict_nulls)
+        if isinstance(spec, str):
+            ignored.append(str(column))
+            notes.append(f"column '{column}' left out: {spec}")
+        else:
+            features.append(spec)
+    if not features:
+        raise ProfileError("no usable feature column (see the notes above)")
+    raw = contract_dict(
+        Contract(
+            name=name,
+            description=f"Predict {target} ({chosen}) from {len(features)} features.",
+            task=chosen,
+            target=target_spec,
+            features=tuple(features),
+            example={},
+            positive=str(positive) if positive is not None else None,
+            ignored=tuple(ignored),
+        )
+    )
+    raw["example"] = _example(labelled, tuple(features))
+    return Profile(parse_contract(raw, Path(name)), notes)
+
+
+HEADER = """\
+# The data contract, written by `mlops init-schema` from {source} ({rows} rows).
+# Review it and commit it: validation, training, the service's request model, drift and the
+# model card all follow it. Ranges are the observed values widened by a margin; descriptions
+# are generated (replace them with what the columns mean).
+"""
+
+
+def write(profile_: Profile, out: Path, source: Path, rows: int) -> None:
+    text = HEADER.format(source=source, rows=rows) + yaml.safe_dump(
+        contract_dict(profile_.contract), sort_keys=False, allow_unicode=True
+    )
+    io.write_text(out, text)
+
+
+def run(
+    data: Path,
+    target: str,
+    out: Path,
+    *,
+    task: Task | None = None,
+    positive: str | None = None,
+    margin: float = 0.1,
+    strict_nulls: bool = False,
+    ignore: tuple[str, ...] = (),
+) -> Profile:
+    frame = io.read_table(data)
+    result = profile(
+        frame,
+        target,
+        name=data.stem,
+        task=task,
+        positive=positive,
+        margin=margin,
+        strict_nulls=strict_nulls,
+        ignore=ignore,
+    )
+    write(result, out, data, len(frame))
+    return result
