@@ -60,6 +60,11 @@ def preflight(params: ParamsOption = DEFAULT_PARAMS) -> None:
 
     def check(loaded: Params) -> None:
         failures.clear(loaded.paths.stage_failure, loaded.paths.validation_failure)
+        try:
+            contract = loaded.contract
+        except PipelineError as error:
+            failures.record(loaded.paths.stage_failure, "validate", error)
+            raise
         if not loaded.data.source.is_file():
             error = PipelineError(
                 f"data.source: {loaded.data.source} not found (a file tracked with `dvc add`"
@@ -67,7 +72,10 @@ def preflight(params: ParamsOption = DEFAULT_PARAMS) -> None:
             )
             failures.record(loaded.paths.stage_failure, "ingest", error)
             raise error
-        print(f"preflight: {params} is valid; data source {loaded.data.source}")
+        print(
+            f"preflight: {params} is valid; data source {loaded.data.source};"
+            f" {contract.task} on '{contract.target.name}' ({loaded.data.contract})"
+        )
 
     _run(check, params)
 
@@ -104,8 +112,10 @@ def init_schema(
         if task is not None and task not in TASKS:
             raise PipelineError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
         if out is None:
-            out = load_params(params).data.contract if params.is_file() else Path(
-                "data/contract.yaml"
+            out = (
+                load_params(params).data.contract
+                if params.is_file()
+                else Path("data/contract.yaml")
             )
         if out.exists() and not force:
             raise PipelineError(f"{out} exists; pass --force to replace it (git keeps the old)")
@@ -178,7 +188,7 @@ def report(
     from mlops_template import report as module
 
     try:
-        load_params(params)
+        load_params(params).contract  # noqa: B018 (reads and checks the contract file too)
     except PipelineError as error:
         module.write_params_failure(out, error)
         print(f"wrote {out}: {params} is invalid", file=sys.stderr)

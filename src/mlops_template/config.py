@@ -37,12 +37,45 @@ class Paths(_Strict):
     model: Path
     train_timing: Path
     metrics: Path
-    confusion: Path
-    roc: Path
-    precision_recall: Path
-    feature_importance: Path
+    plots: Path  # the evaluate stage's plot data, one file per plot the task has (below)
     reference: Path
     drift: Path
+
+    # Plot data files in `plots`. Classification: confusion, roc, precision_recall;
+    # regression: predicted_actual, residuals; every task: feature_importance.
+    @property
+    def confusion(self) -> Path:
+        return self.plots / "confusion.csv"
+
+    @property
+    def roc(self) -> Path:
+        return self.plots / "roc.json"
+
+    @property
+    def precision_recall(self) -> Path:
+        return self.plots / "precision_recall.json"
+
+    @property
+    def predicted_actual(self) -> Path:
+        return self.plots / "predicted_actual.json"
+
+    @property
+    def residuals(self) -> Path:
+        return self.plots / "residuals.json"
+
+    @property
+    def feature_importance(self) -> Path:
+        return self.plots / "feature_importance.json"
+
+    def plot_files(self) -> list[Path]:
+        return [
+            self.confusion,
+            self.roc,
+            self.precision_recall,
+            self.predicted_actual,
+            self.residuals,
+            self.feature_importance,
+        ]
 
 
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -105,18 +138,53 @@ class LogisticRegression(_Strict):
     max_iter: Annotated[int, Field(ge=1)] = 1000
 
 
+class Ridge(_Strict):
+    """Regression only: a linear model with an L2 penalty (scaled inputs)."""
+
+    kind: Literal["ridge"]
+    alpha: Annotated[float, Field(ge=0.0)] = 1.0
+
+
 ModelSettings = Annotated[
-    RandomForest | HistGradientBoosting | LogisticRegression, Field(discriminator="kind")
+    RandomForest | HistGradientBoosting | LogisticRegression | Ridge, Field(discriminator="kind")
 ]
 
 
-# The metrics each task computes (stages/evaluate.py); `primary_metric` must be one of its task's.
+# Metric facts, in one place. The headline metrics each task computes (stages/evaluate.py),
+# compared by the PR report and the promotion gate; `primary_metric` must be one of its task's.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss"),
     "multiclass": ("f1_macro", "accuracy", "log_loss", "roc_auc_ovr"),
     "regression": ("rmse", "mae", "r2"),
 }
 DEFAULT_PRIMARY = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
+# What the promotion gate's tolerance covers (precision and recall trade off at a threshold,
+# so binary tasks are held to F1 instead).
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "average_precision", "f1", "log_loss"),
+    "multiclass": ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr"),
+    "regression": ("rmse", "mae", "r2"),
+}
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+# Errors in the target's own unit: the gate's margin and tolerance apply to them as a share
+# of the champion's value (0.01 = 1% worse), not as an absolute difference.
+RELATIVE = frozenset({"rmse", "mae"})
+
+
+def better(metric: str, candidate: float, reference: float) -> bool:
+    """Whether `candidate` is strictly better than `reference` on `metric`."""
+    return candidate < reference if metric in LOWER_IS_BETTER else candidate > reference
+
+
+def gain(metric: str, candidate: float, reference: float) -> float:
+    """How much better `candidate` is than `reference` (negative: worse): a difference, or
+    for errors in the target's unit (RELATIVE) a share of `reference`."""
+    change = reference - candidate if metric in LOWER_IS_BETTER else candidate - reference
+    if metric in RELATIVE:
+        return change / abs(reference) if reference else (0.0 if change == 0 else change)
+    return change
+
+
 PrimaryMetric = Literal[
     "auto", "roc_auc", "average_precision", "f1", "precision", "recall", "accuracy",
     "log_loss", "f1_macro", "roc_auc_ovr", "rmse", "mae", "r2",

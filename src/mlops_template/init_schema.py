@@ -109,8 +109,12 @@ def _feature(values: pd.Series, margin: float, strict_nulls: bool) -> ColumnSpec
     if _is_numeric(values):
         low, high = _numeric_range(present, margin)
         return ColumnSpec(str(values.name), "numeric", _describe(values), nullable, low, high)
-    if not (pd.api.types.is_object_dtype(values) or isinstance(values.dtype, pd.CategoricalDtype)
-            or pd.api.types.is_bool_dtype(values) or pd.api.types.is_string_dtype(values)):
+    if not (
+        pd.api.types.is_object_dtype(values)
+        or isinstance(values.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(values)
+        or pd.api.types.is_string_dtype(values)
+    ):
         return f"type {values.dtype} (only numbers and text are supported)"
     categories = _categories(present)
     if len(categories) > MAX_CATEGORIES:
@@ -163,13 +167,10 @@ def profile(
 ) -> Profile:
     unknown = [column for column in (target, *ignore) if column not in frame.columns]
     if unknown:
-        raise ProfileError(
-            f"no column {', '.join(map(repr, unknown))}; the table has: {', '.join(map(str, frame))}"
-        )
+        columns = ", ".join(map(str, frame.columns))
+        raise ProfileError(f"no column {', '.join(map(repr, unknown))}; the table has: {columns}")
     if target in ignore:
         raise ProfileError(f"'{target}' is the target; it cannot be ignored")
-    if target not in frame.columns:
-        raise ProfileError(f"no column '{target}'; the table has: {', '.join(map(str, frame))}")
     notes: list[str] = []
     labelled = frame[frame[target].notna()]
     unlabelled = len(frame) - len(labelled)

@@ -73,6 +73,27 @@ def importance_figure(rows: Sequence[Mapping[str, float | str]]) -> Figure:
     return figure
 
 
+def scatter_figure(
+    points: Sequence[Point], x: str, y: str, title: str, reference: str
+) -> Figure:
+    """Regression diagnostics: `reference` is "diagonal" (predicted = actual) or "zero"
+    (no residual)."""
+    figure, axes = plt.subplots(figsize=(5, 4.5), dpi=100)
+    xs = [p[x] for p in points]
+    ys = [p[y] for p in points]
+    axes.scatter(xs, ys, s=10, alpha=0.6, color="tab:blue")
+    if xs and reference == "diagonal":
+        low, high = min(*xs, *ys), max(*xs, *ys)
+        axes.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1)
+    elif xs:
+        axes.axhline(0.0, linestyle="--", color="grey", linewidth=1)
+    axes.set_xlabel(x)
+    axes.set_ylabel(y)
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
 def render_images(paths: Paths, image_dir: Path) -> dict[str, Path]:
     """Draw the evaluate stage's plot data files as PNGs in `image_dir`; plots whose data is
     missing are skipped. The report and MLflow both show these."""
@@ -92,9 +113,20 @@ def render_images(paths: Paths, image_dir: Path) -> dict[str, Path]:
             curves: dict[str, list[dict[str, float]]] = {}
             for row in io.read_json(path)[key]:
                 curves.setdefault(row["class"], []).append(row)
+            suffix = "" if len(curves) == 1 else ", one vs rest"
             figures[title] = curves_figure(
-                curves, x, y, f"{title}, one vs rest", diagonal=key == "roc"
+                curves, x, y, f"{title}{suffix}", diagonal=key == "roc"
             )
+    if paths.predicted_actual.is_file():
+        points = io.read_json(paths.predicted_actual)["predicted_actual"]
+        figures["Predicted vs actual"] = scatter_figure(
+            points, "actual", "predicted", "Predicted vs actual (test split)", "diagonal"
+        )
+    if paths.residuals.is_file():
+        points = io.read_json(paths.residuals)["residuals"]
+        figures["Residuals"] = scatter_figure(
+            points, "predicted", "residual", "Residuals (actual - predicted)", "zero"
+        )
     if paths.feature_importance.is_file():
         rows_ = io.read_json(paths.feature_importance)["importance"]
         figures["Feature importance"] = importance_figure(rows_)

@@ -20,15 +20,12 @@ from typing import Any, Literal
 import yaml
 
 from mlops_template import io, tracking
-from mlops_template.config import Params
+from mlops_template.config import HEADLINE, Params, gain
 from mlops_template.errors import PipelineError
-from mlops_template.schema import TARGET, feature_names
-from mlops_template.stages.evaluate import compute_metrics
+from mlops_template.stages.evaluate import baseline_metrics, beats, compute_metrics
 
 CHAMPION = "champion"
 LOCK = Path("dvc.lock")
-HEADLINE = ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr")
-LOWER_IS_BETTER = {"log_loss"}
 
 
 def _lock_md5(lock: dict[str, Any], stage: str, path: Path) -> str:
@@ -69,43 +66,64 @@ def lineage(params: Params) -> dict[str, str]:
     }
 
 
+def _metric_rows(metrics: dict[str, Any], names: tuple[str, ...]) -> list[str]:
+    baseline = metrics.get("baseline", {})
+    rows = ["| metric | model | baseline |", "|---|---:|---:|"]
+    for name in names:
+        rows.append(f"| {name} | {metrics[name]:.4f} | {baseline.get(name, float('nan')):.4f} |")
+    return rows
+
+
 def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> str:
     """Markdown stored as the registered version's description."""
+    contract = params.contract
     metrics = json.loads(tags["metrics"])
     validation = json.loads(tags["validation"])
+    headline = HEADLINE[contract.task]
+    missing = [f"{name} {count}" for name, count in validation["missing"].items() if count]
+    task = contract.task + (f", positive class `{contract.positive}`" if contract.positive else "")
+    verdict = (
+        "beats its baseline"
+        if metrics.get("beats_baseline", True)
+        else "**does not beat its baseline**"
+    )
     lines = [
         f"# Model card: {params.registry.model_name}",
         "",
         "## Intended use",
-        f"Predicts `{TARGET.name}` ({TARGET.description}) from {', '.join(feature_names())}.",
-        "For the data it was trained on only; inputs outside the schema's ranges and categories"
-        " are rejected by the service.",
+        f"{contract.description} Predicts `{contract.target.name}` ({task}) from"
+        f" {', '.join(contract.feature_names())}.",
+        "For the data it was trained on only; inputs outside the contract's ranges and"
+        " categories are rejected by the service.",
         "",
         "## Data",
         f"Source `{params.data.source}`, {validation['rows']} rows after validation,"
-        f" dvc md5 `{tags['dvc_data_md5']}`; missing values: {validation['missing']}.",
+        f" dvc md5 `{tags['dvc_data_md5']}`; missing values: {', '.join(missing) or 'none'}.",
         "",
         "## Training",
         f"`{params.model.kind}` with {params.model.model_dump(exclude={'kind'})},"
         f" seed {params.seed}, commit `{tags['git_commit']}`, model sha256"
         f" `{tags['model_sha256']}`.",
         "",
-        "## Metrics (test split)",
-        *(f"- {name}: {metrics[name]}" for name in HEADLINE),
+        f"## Metrics (test split, {metrics['test_rows']} rows)",
+        f"On {params.primary_metric}, the primary metric, the model {verdict}.",
+        "",
+        *_metric_rows(metrics, headline),
         *(
             f"- {name}: precision {scores['precision']}, recall {scores['recall']}"
-            for name, scores in metrics["per_class"].items()
+            for name, scores in metrics.get("per_class", {}).items()
         ),
         "",
         "## Compared with the previous champion",
         "None registered yet, or not looked up: the registry's promotion gate compares them."
         if previous is None
-        else ", ".join(f"{name} {previous.get(name)}" for name in HEADLINE),
+        else ", ".join(f"{name} {previous.get(name)}" for name in headline),
         "",
         "## Limitations",
         f"Trained on {validation['rows'] - metrics['test_rows']} rows of one data set and"
         f" tested on {metrics['test_rows']}; not validated on other populations or time"
-        " periods. Probabilities are not calibrated.",
+        " periods."
+        + (" Probabilities are not calibrated." if contract.is_classification else ""),
     ]
     return "\n".join(lines) + "\n"
 
@@ -151,7 +169,7 @@ def register(params: Params) -> tuple[str, bool]:
     model = io.load_verified_model(params.paths.model)
     champion = _champion(client, name)
     previous = json.loads(champion.tags["metrics"]) if champion else None
-    example = io.read_parquet(params.paths.test)[feature_names()].head(5)
+    example = io.read_parquet(params.paths.test)[params.contract.feature_names()].head(5)
     mlflow.set_experiment(params.tracking.experiment)
     with mlflow.start_run(run_name="register"):
         mlflow.set_tags({tracking.MODEL_SHA_TAG: tags[tracking.MODEL_SHA_TAG]})
@@ -181,21 +199,22 @@ class Decision:
 def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) -> Decision:
     """The gate is non-inferiority: the candidate may be worse than the champion on the primary
     metric by at most `registry.margin` (a tie promotes: the newest reviewed model wins), and on
-    no headline metric by more than `registry.tolerance`."""
-    primary = params.evaluate.primary_metric
-    sign = -1 if primary in LOWER_IS_BETTER else 1
-    gain = sign * (candidate[primary] - champion[primary])
-    if gain < -params.registry.margin:
+    no headline metric by more than `registry.tolerance` (for RMSE and MAE both are shares of
+    the champion's value). A candidate that does not beat its baseline is refused outright."""
+    primary = params.primary_metric
+    if not candidate.get("beats_baseline", True):
+        return Decision(False, _no_better_than_baseline(candidate, primary), candidate, champion)
+    change = gain(primary, candidate[primary], champion[primary])
+    if change < -params.registry.margin:
         return Decision(
             False,
             f"{primary} {candidate[primary]} vs champion {champion[primary]}: worse by"
-            f" {-gain:.6f}, more than the margin {params.registry.margin}",
+            f" {-change:.6f}, more than the margin {params.registry.margin}",
             candidate,
             champion,
         )
-    for name in HEADLINE:
-        worse = (candidate[name] - champion[name]) * (-1 if name in LOWER_IS_BETTER else 1)
-        if worse < -params.registry.tolerance:
+    for name in HEADLINE[params.contract.task]:
+        if gain(name, candidate[name], champion[name]) < -params.registry.tolerance:
             return Decision(
                 False,
                 f"{name} {candidate[name]} vs champion {champion[name]}: worse than the"
@@ -203,8 +222,15 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
                 candidate,
                 champion,
             )
-    change = "tied" if gain == 0 else ("improved" if gain > 0 else "within the margin")
-    return Decision(True, f"{primary} {change} ({gain:+.6f})", candidate, champion)
+    verdict = "tied" if change == 0 else ("improved" if change > 0 else "within the margin")
+    return Decision(True, f"{primary} {verdict} ({change:+.6f})", candidate, champion)
+
+
+def _no_better_than_baseline(candidate: dict[str, Any], primary: str) -> str:
+    return (
+        f"{primary} {candidate[primary]} does not beat the baseline's"
+        f" {candidate['baseline'][primary]} (always the majority class, or the training mean)"
+    )
 
 
 def _score(name: str, version: str, params: Params) -> dict[str, Any]:
@@ -212,10 +238,14 @@ def _score(name: str, version: str, params: Params) -> dict[str, Any]:
     import mlflow.sklearn
 
     model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    contract, target = params.contract, params.contract.target.name
     test = io.read_parquet(params.paths.test)
-    proba = model.predict_proba(test[feature_names()])
-    classes = [str(c) for c in model.classes_]
-    return compute_metrics(test[TARGET.name].astype(str), proba, classes)
+    train = io.read_parquet(params.paths.train)
+    threshold = params.evaluate.threshold
+    metrics = compute_metrics(model, test, contract, threshold)
+    metrics["baseline"] = baseline_metrics(train[target], test[target], contract, threshold)
+    metrics["beats_baseline"] = beats(metrics, metrics["baseline"], params.primary_metric)
+    return metrics
 
 
 def _record(client: Any, name: str, version: str, event: str, detail: dict[str, Any]) -> None:
@@ -238,14 +268,18 @@ def promote(params: Params, version: str | None = None) -> Decision:
     candidate = version or str(max(versions))
     current = _champion(client, name)
     candidate_scores = _score(name, candidate, params)
-    if current is None:
+    if current is None and not candidate_scores["beats_baseline"]:
+        reason = _no_better_than_baseline(candidate_scores, params.primary_metric)
+        decision = Decision(False, reason, candidate_scores, None)
+    elif current is None:
         decision = Decision(True, "first model: no champion yet", candidate_scores, None)
     elif str(current.version) == candidate:
         decision = Decision(False, f"version {candidate} is already the champion", {}, None)
     else:
         decision = decide(candidate_scores, _score(name, str(current.version), params), params)
-    headline = {k: v for k, v in decision.candidate.items() if k in HEADLINE}
-    champion_headline = {k: v for k, v in (decision.champion or {}).items() if k in HEADLINE}
+    shown = HEADLINE[params.contract.task]
+    headline = {k: v for k, v in decision.candidate.items() if k in shown}
+    champion_headline = {k: v for k, v in (decision.champion or {}).items() if k in shown}
     _record(
         client,
         name,

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from mlops_template import io, plots
-from mlops_template.config import Params
+from mlops_template.config import HEADLINE, LOWER_IS_BETTER, TASK_METRICS, Params
 from mlops_template.errors import PipelineError
 
-LOWER_IS_BETTER = {"log_loss"}
-HEADLINE_METRICS = ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr")
 NO_CHANGE = 1e-9
+NOT_METRICS = ("test_rows", "threshold", "beats_baseline")  # facts in metrics.json, not scores
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,27 @@ class ReportInputs:
     train_seconds: float | None = None
     model_bytes: int | None = None
     images: dict[str, str] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)  # this branch's, by metric
+    beats_baseline: bool | None = None
 
     @property
     def failed(self) -> bool:
         return self.validation_failure is not None or self.stage_failure is not None
+
+
+def baseline_warning(inputs: ReportInputs) -> str | None:
+    """A model no better than always answering the majority class (or the training mean) is
+    worth nothing, however it compares with the base branch."""
+    if inputs.failed or inputs.beats_baseline is not False:
+        return None
+    name = inputs.primary_metric
+    new = next((m.new for m in inputs.metrics if m.name == name), None)
+    shown = "—" if new is None else f"{new:.4f}"
+    return (
+        f"🚫 **Does not beat its baseline** on `{name}`: {shown} against the baseline's"
+        f" {inputs.baseline.get(name, float('nan')):.4f} (always the majority class, or the"
+        " training mean). The promotion gate will refuse this model."
+    )
 
 
 def verdict(inputs: ReportInputs) -> str:
@@ -92,13 +108,20 @@ def _number(value: float | None) -> str:
     return f"{value:g}"
 
 
-def _metrics_rows(inputs: ReportInputs, metrics: list[MetricDiff]) -> list[str]:
-    lines = [f"| metric | `{inputs.base}` | this branch | Δ |", "|---|---:|---:|---:|"]
+def _metrics_rows(
+    inputs: ReportInputs, metrics: list[MetricDiff], baseline: bool = False
+) -> list[str]:
+    head = f"| metric | `{inputs.base}` | this branch | Δ |"
+    lines = [head + (" baseline |" if baseline else ""), "|---|---:|---:|---:|"]
+    lines[1] += "---:|" if baseline else ""
     for metric in metrics:
         delta = metric.delta
         shown = "—" if delta is None else ("0" if abs(delta) <= NO_CHANGE else f"{delta:+.4f}")
         name = f"**{metric.name}**" if metric.name == inputs.primary_metric else metric.name
-        lines.append(f"| {name} | {_number(metric.old)} | {_number(metric.new)} | {shown} |")
+        row = f"| {name} | {_number(metric.old)} | {_number(metric.new)} | {shown} |"
+        if baseline:
+            row += f" {_number(inputs.baseline.get(metric.name))} |"
+        lines.append(row)
     return lines
 
 
@@ -111,7 +134,7 @@ def _metrics_section(inputs: ReportInputs) -> list[str]:
         return ["_No metrics._"]
     headline = [m for m in inputs.metrics if "." not in m.name]
     per_class = [m for m in inputs.metrics if "." in m.name]
-    lines = _metrics_rows(inputs, headline)
+    lines = _metrics_rows(inputs, headline, baseline=bool(inputs.baseline))
     if per_class:
         lines += ["", "<details><summary>Per-class metrics</summary>", ""]
         lines += [*_metrics_rows(inputs, per_class), "", "</details>"]
@@ -187,6 +210,8 @@ def _failure_section(failure: dict[str, Any]) -> list[str]:
 def render(inputs: ReportInputs) -> str:
     """The markdown body; image paths are relative to the report file."""
     lines = ["## Model report", "", verdict(inputs), ""]
+    if warning := baseline_warning(inputs):
+        lines += [warning, ""]
     # A validation failure is shown as its violations table below; any other, here.
     if inputs.stage_failure is not None and inputs.validation_failure is None:
         lines += ["### Pipeline failure", "", *_failure_section(inputs.stage_failure), ""]
@@ -218,15 +243,18 @@ def _as_float(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def metric_diffs(diff: dict[str, Any], metrics_path: Path, primary: str) -> list[MetricDiff]:
-    """Headline metrics first (primary on top), then per-class ones, from `dvc metrics diff`."""
+def metric_diffs(
+    diff: dict[str, Any], metrics_path: Path, primary: str, task: str = "multiclass"
+) -> list[MetricDiff]:
+    """The task's metrics first (primary on top), then per-class ones, from `dvc metrics
+    diff`; the baseline's are shown beside this branch's, not diffed."""
     entries = diff.get(str(metrics_path), {})
     found = {
         name: MetricDiff(name, _as_float(values.get("old")), _as_float(values.get("new")))
         for name, values in entries.items()
-        if name != "test_rows"
+        if name not in NOT_METRICS and not name.startswith("baseline.")
     }
-    order = [primary, *(m for m in HEADLINE_METRICS if m != primary)]
+    order = [primary, *(m for m in (*HEADLINE[task], *TASK_METRICS[task]) if m != primary)]
     head = [found.pop(name) for name in order if name in found]
     return head + [found[name] for name in sorted(found)]
 
@@ -250,10 +278,14 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
     timing = _read_optional_json(params.paths.train_timing)
     model = params.paths.model
     images = plots.render_images(params.paths, image_dir)
+    current = _read_optional_json(params.paths.metrics) or {}
+    beats = current.get("beats_baseline")
     return ReportInputs(
         base=base,
-        primary_metric=params.evaluate.primary_metric,
-        metrics=metric_diffs(metrics, params.paths.metrics, params.evaluate.primary_metric),
+        primary_metric=params.primary_metric,
+        metrics=metric_diffs(
+            metrics, params.paths.metrics, params.primary_metric, params.contract.task
+        ),
         params_changed=params_changes(params_diff),
         validation=_read_optional_json(params.paths.validation_report),
         validation_failure=_read_optional_json(params.paths.validation_failure),
@@ -266,6 +298,8 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
             else path.as_posix()
             for title, path in images.items()
         },
+        baseline={k: float(v) for k, v in (current.get("baseline") or {}).items()},
+        beats_baseline=beats if isinstance(beats, bool) else None,
     )
 
 

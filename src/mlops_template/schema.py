@@ -97,9 +97,7 @@ class Contract:
             {spec.name: _column(spec) for spec in self.columns},
             strict="filter",
             ordered=False,
-            checks=[
-                pa.Check(lambda frame: len(frame) >= minimum, name=f"at_least_{minimum}_rows")
-            ],
+            checks=[pa.Check(lambda frame: len(frame) >= minimum, name=f"at_least_{minimum}_rows")],
             name=self.name,
         )
 

@@ -1,17 +1,28 @@
-"""Stage `evaluate`: score the model on the test split; write DVC metrics and plot data.
+"""Stage `evaluate`: score the model on the test split against a baseline; write DVC metrics
+and plot data.
 
-Metrics (`paths.metrics`): accuracy, macro F1, log loss and per-class precision/recall, so
-`dvc metrics diff main` compares branches. Plot data, declared under `plots:` in dvc.yaml so
-`dvc plots diff main` works: the confusion matrix (one row per test example), one-vs-rest ROC
-and precision-recall curves (one row per point, tagged by class) and permutation feature
-importance.
+Metrics (`paths.metrics`) follow the contract's task, so `dvc metrics diff main` compares
+branches:
+- binary: ROC AUC, PR AUC (average precision), the positive class's precision, recall and F1
+  at `evaluate.threshold`, accuracy, log loss;
+- multiclass: accuracy, macro F1, log loss, one-vs-rest ROC AUC, and per class precision,
+  recall and F1;
+- regression: RMSE, MAE, R².
+`baseline` holds the same metrics for the simplest honest model, fitted on the training
+split: the class shares (always the majority class) or the training mean. `beats_baseline`
+says whether the model is better on the primary metric; the PR report flags it and the
+promotion gate refuses a model that is not.
+
+Plot data (in `paths.plots`, drawn by dvc.yaml's `plots:`): the confusion matrix (one row per
+test example) and ROC and precision-recall curves (one per class; for binary, the positive
+class) for classification; predicted against actual and the residuals for regression; and
+permutation feature importance for every task.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,71 +31,169 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     f1_score,
     log_loss,
+    mean_absolute_error,
+    mean_squared_error,
     precision_recall_curve,
     precision_recall_fscore_support,
+    r2_score,
     roc_auc_score,
     roc_curve,
 )
 from sklearn.pipeline import Pipeline
 
 from mlops_template import io, plots, tracking
-from mlops_template.config import EvaluateSettings, Params
-from mlops_template.schema import TARGET, feature_names
+from mlops_template.config import LOWER_IS_BETTER, Params, better
+from mlops_template.schema import Contract
 
 log = logging.getLogger(__name__)
 
 MAX_CURVE_POINTS = 200
+MAX_SCATTER_POINTS = 1000
 DIGITS = 6
-SCORERS = {"accuracy": "accuracy", "f1_macro": "f1_macro", "log_loss": "neg_log_loss"}
 
 
 def _round(value: float) -> float:
     return round(float(value), DIGITS)
 
 
-def compute_metrics(actual: pd.Series, proba: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """Scored on integer class codes: the same values as on the label strings, and about 15x
-    faster on large test sets (scikit-learn sorts the labels again for every metric)."""
-    labels = list(range(len(classes)))
-    truth = pd.Categorical(actual, categories=list(classes)).codes  # -1: a class the model lacks
-    predicted = proba.argmax(axis=1)
+def predict_labels(
+    proba: np.ndarray, classes: list[str], contract: Contract, threshold: float
+) -> np.ndarray:
+    """Class codes: the most likely class, or for binary the positive class whenever its
+    probability reaches the threshold."""
+    if contract.task == "binary":
+        positive = classes.index(str(contract.positive))
+        return np.where(proba[:, positive] >= threshold, positive, 1 - positive)
+    return proba.argmax(axis=1)
+
+
+def _per_class(truth: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict[str, Any]:
     precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=labels, zero_division=0
+        truth, predicted, labels=list(range(len(classes))), zero_division=0
     )
     return {
-        "accuracy": _round(accuracy_score(truth, predicted)),
-        "f1_macro": _round(f1_score(truth, predicted, average="macro", zero_division=0)),
-        "log_loss": _round(log_loss(truth, proba, labels=labels)),
-        "roc_auc_ovr": _round(roc_auc_score(truth, proba, multi_class="ovr", labels=labels)),
-        "test_rows": len(actual),
-        "per_class": {
-            name: {
-                "precision": _round(precision[i]),
-                "recall": _round(recall[i]),
-                "f1": _round(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(classes)
-        },
+        name: {
+            "precision": _round(precision[i]),
+            "recall": _round(recall[i]),
+            "f1": _round(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(classes)
     }
 
 
-def _thin(points: list[dict[str, float]]) -> list[dict[str, float]]:
-    """Keep at most MAX_CURVE_POINTS evenly spaced points (first and last included)."""
-    if len(points) <= MAX_CURVE_POINTS:
+def classification_metrics(
+    actual: pd.Series,
+    proba: np.ndarray,
+    classes: list[str],
+    contract: Contract,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Scored on integer class codes: the same values as on the label strings, and about 15x
+    faster on large test sets (scikit-learn sorts the labels again for every metric)."""
+    labels = list(range(len(classes)))
+    truth = pd.Categorical(actual, categories=classes).codes  # -1: a class the model lacks
+    predicted = predict_labels(proba, classes, contract, threshold)
+    metrics: dict[str, Any] = {
+        "accuracy": _round(accuracy_score(truth, predicted)),
+        "log_loss": _round(log_loss(truth, proba, labels=labels)),
+    }
+    if contract.task == "binary":
+        positive = classes.index(str(contract.positive))
+        is_positive = truth == positive
+        scores = proba[:, positive]
+        both = is_positive.any() and not is_positive.all()
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            is_positive, predicted == positive, average="binary", zero_division=0
+        )
+        metrics |= {
+            "roc_auc": _round(roc_auc_score(is_positive, scores)) if both else 0.5,
+            "average_precision": _round(average_precision_score(is_positive, scores)),
+            "precision": _round(precision),
+            "recall": _round(recall),
+            "f1": _round(f1),
+        }
+    else:
+        metrics |= {
+            "f1_macro": _round(f1_score(truth, predicted, average="macro", zero_division=0)),
+            "roc_auc_ovr": _round(roc_auc_score(truth, proba, multi_class="ovr", labels=labels)),
+        }
+    metrics["test_rows"] = len(actual)
+    metrics["per_class"] = _per_class(truth, predicted, classes)
+    return metrics
+
+
+def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    return {
+        "rmse": _round(np.sqrt(mean_squared_error(actual, predicted))),
+        "mae": _round(mean_absolute_error(actual, predicted)),
+        "r2": _round(r2_score(actual, predicted)),
+        "test_rows": len(actual),
+    }
+
+
+def compute_metrics(
+    model: Pipeline, test: pd.DataFrame, contract: Contract, threshold: float = 0.5
+) -> dict[str, Any]:
+    """The task's metrics of `model` on `test` (also the registry's re-scoring)."""
+    features = test[contract.feature_names()]
+    if contract.is_classification:
+        classes = [str(name) for name in model.classes_]
+        actual = test[contract.target.name].astype(str)
+        return classification_metrics(
+            actual, model.predict_proba(features), classes, contract, threshold
+        )
+    actual_values = test[contract.target.name].to_numpy(float)
+    return regression_metrics(actual_values, model.predict(features))
+
+
+def baseline_metrics(
+    train: pd.Series, test: pd.Series, contract: Contract, threshold: float
+) -> dict[str, float]:
+    """The same metrics for the simplest honest model fitted on the training target: the
+    training class shares as probabilities (so the majority class is always predicted), or
+    the training mean for regression."""
+    if not contract.is_classification:
+        actual = test.to_numpy(float)
+        mean = np.full(len(actual), float(train.astype(float).mean()))
+        return {
+            key: value
+            for key, value in regression_metrics(actual, mean).items()
+            if key != "test_rows"
+        }
+    classes = list(contract.classes)
+    shares = train.astype(str).value_counts(normalize=True).reindex(classes, fill_value=0.0)
+    prior = np.tile(shares.to_numpy(float), (len(test), 1))
+    if contract.task == "binary":  # always the majority class, whatever evaluate.threshold
+        threshold = 0.0 if shares[str(contract.positive)] >= 0.5 else float("inf")
+    metrics = classification_metrics(test.astype(str), prior, classes, contract, threshold)
+    return {key: value for key, value in metrics.items() if key not in {"test_rows", "per_class"}}
+
+
+def beats(metrics: dict[str, Any], baseline: dict[str, float], metric: str) -> bool:
+    return better(metric, float(metrics[metric]), float(baseline[metric]))
+
+
+def _thin(points: list[dict[str, float]], limit: int = MAX_CURVE_POINTS) -> list[dict[str, float]]:
+    """Keep at most `limit` evenly spaced points (first and last included)."""
+    if len(points) <= limit:
         return points
-    keep = np.unique(np.linspace(0, len(points) - 1, MAX_CURVE_POINTS).round().astype(int))
+    keep = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
     return [points[i] for i in keep]
 
 
 def one_vs_rest_curves(
-    actual: pd.Series, proba: np.ndarray, classes: Sequence[str]
+    actual: pd.Series, proba: np.ndarray, classes: list[str], contract: Contract
 ) -> tuple[dict[str, list[dict[str, float]]], dict[str, list[dict[str, float]]]]:
+    """ROC and precision-recall curves per class; for binary, of the positive class only."""
+    shown = [str(contract.positive)] if contract.task == "binary" else classes
     roc: dict[str, list[dict[str, float]]] = {}
     pr: dict[str, list[dict[str, float]]] = {}
-    for i, name in enumerate(classes):
+    for name in shown:
+        i = classes.index(name)
         positive = (actual == name).to_numpy()
         fpr, tpr, _ = roc_curve(positive, proba[:, i])
         precision, recall, _ = precision_recall_curve(positive, proba[:, i])
@@ -100,25 +209,43 @@ def one_vs_rest_curves(
     return roc, pr
 
 
+def _scorer(contract: Contract, metric: str, threshold: float) -> Any:
+    """A scikit-learn scorer (greater is better) for any of the task's metrics, computed by
+    the same code as the stage's metrics."""
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    target = contract.target.name
+
+    def score(estimator: Pipeline, features: pd.DataFrame, truth: pd.Series) -> float:
+        frame = features.assign(**{target: truth.to_numpy()})
+        return sign * float(compute_metrics(estimator, frame, contract, threshold)[metric])
+
+    return score
+
+
 def feature_importance(
-    model: Pipeline, test: pd.DataFrame, settings: EvaluateSettings, seed: int
+    model: Pipeline, test: pd.DataFrame, contract: Contract, params: Params
 ) -> list[dict[str, float | str]]:
-    """Permutation importance on the raw input columns (model-agnostic), on a seeded sample."""
+    """Permutation importance on the raw input columns (model-agnostic), on a seeded sample:
+    how much the primary metric worsens when a column is shuffled."""
+    settings = params.evaluate
     sample = test
     if len(test) > settings.importance_max_rows:
-        sample = test.sample(n=settings.importance_max_rows, random_state=seed)
+        sample = test.sample(n=settings.importance_max_rows, random_state=params.seed)
     result = permutation_importance(
         model,
-        sample[feature_names()],
-        sample[TARGET.name],
-        scoring=SCORERS[settings.primary_metric],
+        sample[contract.feature_names()],
+        sample[contract.target.name],
+        scoring=_scorer(contract, params.primary_metric, settings.threshold),
         n_repeats=settings.importance_repeats,
-        random_state=seed,
+        random_state=params.seed,
     )
     return [
         {"feature": name, "importance": _round(mean), "std": _round(std)}
         for name, mean, std in zip(
-            feature_names(), result.importances_mean, result.importances_std, strict=True
+            contract.feature_names(),
+            result.importances_mean,
+            result.importances_std,
+            strict=True,
         )
     ]
 
@@ -128,45 +255,109 @@ def _curve_rows(curves: dict[str, list[dict[str, float]]]) -> list[dict[str, flo
     return [{"class": name, **point} for name, points in curves.items() for point in points]
 
 
-def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    flat = {key: float(value) for key, value in metrics.items() if key != "per_class"}
-    for name, scores in metrics["per_class"].items():
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Numbers only, nested keys joined with `_` (per_class_Adelie_f1 -> f1_Adelie)."""
+    flat = {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    for name, scores in metrics.get("per_class", {}).items():
         flat.update({f"{metric}_{name}": float(value) for metric, value in scores.items()})
+    for key, value in metrics.get("baseline", {}).items():
+        flat[f"baseline_{key}"] = float(value)
     return flat
+
+
+def _write_classification_plots(
+    params: Params, actual: pd.Series, proba: np.ndarray, classes: list[str]
+) -> None:
+    paths, contract = params.paths, params.contract
+    codes = predict_labels(proba, classes, contract, params.evaluate.threshold)
+    predicted = np.asarray(classes)[codes]
+    rows = pd.DataFrame({"actual": actual.to_numpy(), "predicted": predicted})
+    io.write_with(paths.confusion, lambda tmp: rows.to_csv(tmp, index=False))
+    roc, pr = one_vs_rest_curves(actual, proba, classes, contract)
+    io.write_json(paths.roc, {"roc": _curve_rows(roc)})
+    io.write_json(paths.precision_recall, {"precision_recall": _curve_rows(pr)})
+
+
+def _write_regression_plots(params: Params, actual: np.ndarray, predicted: np.ndarray) -> None:
+    paths = params.paths
+    points = [
+        {"actual": _round(a), "predicted": _round(p), "residual": _round(a - p)}
+        for a, p in zip(actual, predicted, strict=True)
+    ]
+    order = sorted(range(len(points)), key=lambda i: points[i]["predicted"])
+    points = _thin([points[i] for i in order], MAX_SCATTER_POINTS)
+    io.write_json(
+        paths.predicted_actual,
+        {
+            "predicted_actual": [
+                {"actual": p["actual"], "predicted": p["predicted"]} for p in points
+            ]
+        },
+    )
+    io.write_json(
+        paths.residuals,
+        {"residuals": [{"predicted": p["predicted"], "residual": p["residual"]} for p in points]},
+    )
+
+
+def evaluate(
+    params: Params, model: Pipeline, train: pd.DataFrame, test: pd.DataFrame
+) -> dict[str, Any]:
+    """Metrics, baseline and plot data; returns the metrics written to `paths.metrics`."""
+    contract, paths = params.contract, params.paths
+    for stale in paths.plot_files():  # a previous run (or task) may have left other plots
+        stale.unlink(missing_ok=True)
+    features = test[contract.feature_names()]
+    threshold = params.evaluate.threshold
+    if contract.is_classification:
+        classes = [str(name) for name in model.classes_]
+        actual = test[contract.target.name].astype(str)
+        proba = model.predict_proba(features)
+        metrics = classification_metrics(actual, proba, classes, contract, threshold)
+        if contract.task == "binary":
+            metrics["threshold"] = threshold
+        _write_classification_plots(params, actual, proba, classes)
+    else:
+        actual_values = test[contract.target.name].to_numpy(float)
+        predicted = model.predict(features)
+        metrics = regression_metrics(actual_values, predicted)
+        _write_regression_plots(params, actual_values, predicted)
+    target = contract.target.name
+    metrics["baseline"] = baseline_metrics(train[target], test[target], contract, threshold)
+    metrics["beats_baseline"] = beats(metrics, metrics["baseline"], params.primary_metric)
+    importance = feature_importance(model, test, contract, params)
+    io.write_json(paths.feature_importance, {"importance": importance})
+    io.write_json(paths.metrics, metrics)
+    return metrics
+
+
+def _summary(metrics: dict[str, Any], primary: str) -> str:
+    direction = "lower" if primary in LOWER_IS_BETTER else "higher"
+    verdict = "beats" if metrics["beats_baseline"] else "DOES NOT BEAT"
+    return (
+        f"{primary} {metrics[primary]:.4f} ({direction} is better) {verdict} the baseline's"
+        f" {metrics['baseline'][primary]:.4f} on {metrics['test_rows']} test rows"
+    )
 
 
 def run(params: Params) -> dict[str, Any]:
     paths = params.paths
+    train = io.read_parquet(paths.train)
     test = io.read_parquet(paths.test)
     model: Pipeline = io.load_verified_model(paths.model)
     sha256 = io.read_recorded_sha256(paths.model)
-    classes = [str(name) for name in model.classes_]
     with tracking.tracker(
         params.tracking, run_name="evaluate", resume_tags={tracking.MODEL_SHA_TAG: sha256}
     ) as tracker:
-        proba = model.predict_proba(test[feature_names()])
-        actual = test[TARGET.name].astype(str)
-        metrics = compute_metrics(actual, proba, classes)
-        roc, pr = one_vs_rest_curves(actual, proba, classes)
-        importance = feature_importance(model, test, params.evaluate, params.seed)
-        predicted = np.asarray(classes)[proba.argmax(axis=1)]
-
-        io.write_json(paths.metrics, metrics)
-        confusion_rows = pd.DataFrame({"actual": actual.to_numpy(), "predicted": predicted})
-        io.write_with(paths.confusion, lambda tmp: confusion_rows.to_csv(tmp, index=False))
-        io.write_json(paths.roc, {"roc": _curve_rows(roc)})
-        io.write_json(paths.precision_recall, {"precision_recall": _curve_rows(pr)})
-        io.write_json(paths.feature_importance, {"importance": importance})
-        log.info(
-            "accuracy %.4f, macro F1 %.4f, log loss %.4f on %d test rows",
-            metrics["accuracy"],
-            metrics["f1_macro"],
-            metrics["log_loss"],
-            len(test),
-        )
-
-        tracker.log_metrics({f"test_{key}": value for key, value in _flat_metrics(metrics).items()})
-        for path in (paths.metrics, paths.confusion, paths.feature_importance):
+        metrics = evaluate(params, model, train, test)
+        summary = _summary(metrics, params.primary_metric)
+        (log.info if metrics["beats_baseline"] else log.warning)("%s", summary)
+        tracker.log_metrics({f"test_{key}": value for key, value in flat_metrics(metrics).items()})
+        for path in (paths.metrics, *[p for p in paths.plot_files() if p.is_file()]):
             tracker.log_artifact(path, "evaluation")
         with tempfile.TemporaryDirectory() as scratch:
             for image in plots.render_images(paths, Path(scratch)).values():

@@ -1,5 +1,7 @@
 """Stage `split`: a stratified, seeded train/test split of the validated table.
 
+Stratified by the class, or for a regression target by its deciles.
+
 Rows with identical feature values (missing equal to missing) are one group, and a group goes
 to one side whole: a test row whose features the model saw in training would measure memory,
 not generalisation. The split draws groups, stratified by each group's first label, so
@@ -18,15 +20,15 @@ from sklearn.model_selection import train_test_split
 from mlops_template import io
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.schema import TARGET, feature_names
+from mlops_template.schema import Contract
 
 log = logging.getLogger(__name__)
 
 
-def feature_groups(frame: pd.DataFrame) -> np.ndarray:
+def feature_groups(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
     """One id per row, shared by the rows whose features are identical (missing values equal);
     ids number the groups in order of first appearance."""
-    grouped = frame.groupby(feature_names(), dropna=False, sort=False, observed=True)
+    grouped = frame.groupby(features, dropna=False, sort=False, observed=True)
     return grouped.ngroup().to_numpy()
 
 
@@ -39,17 +41,34 @@ def _rows_of(groups: np.ndarray, drawn: np.ndarray) -> np.ndarray:
     return rows[np.argsort(rank[groups[rows]], kind="stable")]
 
 
-def split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    groups = feature_groups(frame)
+REGRESSION_BINS = 10  # a numeric target is stratified by its deciles
+
+
+def _strata(labels: pd.Series, contract: Contract, test_size: float) -> pd.Series:
+    """What the split stratifies by: the class, or for regression the target's quantile bin
+    (so both sides cover the whole range of the target)."""
+    if contract.is_classification:
+        counts = labels.value_counts()
+        too_small = counts[counts < 2]
+        if not too_small.empty:
+            raise PipelineError(
+                f"column '{contract.target.name}': classes {sorted(too_small.index)} have fewer"
+                " than 2 rows with distinct features; a stratified split needs at least 2 per"
+                " class"
+            )
+        return labels
+    # Each bin needs a row on each side: no more bins than the smaller side has rows.
+    smaller = int(len(labels) * min(test_size, 1 - test_size))
+    bins = max(1, min(REGRESSION_BINS, smaller, len(labels) // 2))
+    return pd.qcut(labels.rank(method="first"), q=bins, labels=False)
+
+
+def split(
+    frame: pd.DataFrame, contract: Contract, test_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    groups = feature_groups(frame, contract.feature_names())
     _, first = np.unique(groups, return_index=True)  # each group's first row
-    labels = frame[TARGET.name].iloc[first]
-    counts = labels.value_counts()
-    too_small = counts[counts < 2]
-    if not too_small.empty:
-        raise PipelineError(
-            f"column '{TARGET.name}': classes {sorted(too_small.index)} have fewer than 2 rows"
-            " with distinct features; a stratified split needs at least 2 per class"
-        )
+    labels = _strata(frame[contract.target.name].iloc[first], contract, test_size)
     try:
         train_groups, test_groups = train_test_split(
             np.arange(len(first)), test_size=test_size, random_state=seed, stratify=labels
@@ -74,7 +93,7 @@ def split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFram
 
 def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame = io.read_parquet(params.paths.validated)
-    train, test = split(frame, params.split.test_size, params.seed)
+    train, test = split(frame, params.contract, params.split.test_size, params.seed)
     io.write_parquet(params.paths.train, train)
     io.write_parquet(params.paths.test, test)
     return train, test

@@ -2,8 +2,9 @@
 
 Writes the model with joblib and its sha256 beside it (`model.joblib.sha256`, `sha256sum`
 format): a model file is code, so anything that loads it later checks that hash first.
-Also writes the training reference (`paths.reference`): the class shares and the missing rate
-of each feature in the training split. The service ships it beside the model and compares its
+Also writes the training reference (`paths.reference`): the missing rate of each feature and
+the target's class shares (or, for regression, its mean, spread and deciles) in the training
+split. The service ships it beside the model and compares its
 live traffic with it (the drift gauges on /metrics).
 Wall-clock training time is not reproducible, so it goes to MLflow and to an untracked side
 file (`paths.train_timing`), never into a DVC output.
@@ -18,72 +19,107 @@ import time
 import joblib
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_template import config, io, tracking
 from mlops_template.config import Params
-from mlops_template.schema import TARGET, categorical_features, feature_names, numeric_features
+from mlops_template.errors import PipelineError
+from mlops_template.schema import Contract
 
 log = logging.getLogger(__name__)
 
 
-def build_estimator(settings: config.ModelSettings, seed: int) -> object:
+def build_estimator(settings: config.ModelSettings, seed: int, regression: bool) -> object:
+    """The estimator `model.kind` names, a classifier or a regressor as the task needs."""
     options = settings.model_dump(exclude={"kind"})
     match settings:
         case config.RandomForest():
-            return RandomForestClassifier(random_state=seed, **options)
+            forest = RandomForestRegressor if regression else RandomForestClassifier
+            return forest(random_state=seed, **options)
         case config.HistGradientBoosting():
-            return HistGradientBoostingClassifier(random_state=seed, **options)
-        case config.LogisticRegression():
+            boosting = (
+                HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+            )
+            return boosting(random_state=seed, **options)
+        case config.LogisticRegression() if not regression:
             return LogisticRegression(random_state=seed, **options)
-    raise AssertionError(f"unhandled model kind {settings.kind}")
+        case config.Ridge() if regression:
+            return Ridge(random_state=seed, **options)
+    task = "regression" if regression else "classification"
+    raise PipelineError(
+        f"model.kind: {settings.kind} does not do {task}; choose random_forest,"
+        f" hist_gradient_boosting or {'ridge' if regression else 'logistic_regression'}"
+    )
 
 
-def build_pipeline(settings: config.ModelSettings, seed: int) -> Pipeline:
-    """Impute and encode the schema's features, then the estimator. Only the linear model
-    needs scaled inputs; trees are scale-invariant, so they skip that work."""
+def build_pipeline(settings: config.ModelSettings, contract: Contract, seed: int) -> Pipeline:
+    """Impute and encode the contract's features, then the estimator. Only the linear models
+    need scaled inputs; trees are scale-invariant, so they skip that work."""
     numeric_steps: list[object] = [SimpleImputer(strategy="median")]
-    if isinstance(settings, config.LogisticRegression):
+    if isinstance(settings, config.LogisticRegression | config.Ridge):
         numeric_steps.append(StandardScaler())
     preprocess = ColumnTransformer(
         [
-            ("numeric", make_pipeline(*numeric_steps), numeric_features()),
+            ("numeric", make_pipeline(*numeric_steps), contract.numeric_features()),
             (
                 "categorical",
                 make_pipeline(
                     SimpleImputer(strategy="most_frequent"),
                     OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                 ),
-                categorical_features(),
+                contract.categorical_features(),
             ),
         ],
         verbose_feature_names_out=False,
     )
-    return Pipeline([("preprocess", preprocess), ("model", build_estimator(settings, seed))])
+    estimator = build_estimator(settings, seed, regression=not contract.is_classification)
+    return Pipeline([("preprocess", preprocess), ("model", estimator)])
 
 
 def fit(train: pd.DataFrame, params: Params) -> Pipeline:
-    pipeline = build_pipeline(params.model, params.seed)
-    pipeline.fit(train[feature_names()], train[TARGET.name])
+    contract = params.contract
+    pipeline = build_pipeline(params.model, contract, params.seed)
+    target = train[contract.target.name]
+    pipeline.fit(
+        train[contract.feature_names()], target.astype(str if contract.is_classification else float)
+    )
     return pipeline
 
 
-def reference_profile(train: pd.DataFrame) -> dict[str, object]:
-    """What live traffic is compared with: class shares and per-feature missing rates."""
-    shares = train[TARGET.name].value_counts(normalize=True)
-    return {
+QUANTILES = [i / 10 for i in range(11)]
+
+
+def reference_profile(train: pd.DataFrame, contract: Contract) -> dict[str, object]:
+    """What live traffic is compared with: per-feature missing rates, and the target's class
+    shares (classification) or its mean, spread and deciles (regression)."""
+    target = train[contract.target.name]
+    profile: dict[str, object] = {
         "rows": len(train),
-        "class_shares": {
-            name: round(float(shares.get(name, 0.0)), 6) for name in TARGET.categories
-        },
+        "task": contract.task,
         "missing_rate": {
-            name: round(float(train[name].isna().mean()), 6) for name in feature_names()
+            name: round(float(train[name].isna().mean()), 6) for name in contract.feature_names()
         },
     }
+    if contract.is_classification:
+        shares = target.astype(str).value_counts(normalize=True)
+        profile["class_shares"] = {
+            name: round(float(shares.get(name, 0.0)), 6) for name in contract.classes
+        }
+    else:
+        values = target.astype(float)
+        profile["target_mean"] = round(float(values.mean()), 6)
+        profile["target_std"] = round(float(values.std(ddof=0)), 6)
+        profile["target_quantiles"] = [round(float(q), 6) for q in values.quantile(QUANTILES)]
+    return profile
 
 
 def serialize(model: Pipeline) -> bytes:
@@ -114,13 +150,13 @@ def run(params: Params) -> Pipeline:
         tracker.log_metrics(
             {"train_seconds": seconds, "train_rows": len(train), "model_bytes": len(blob)}
         )
-        tracker.log_model(model, train[feature_names()].head(5))
+        tracker.log_model(model, train[params.contract.feature_names()].head(5))
 
         io.write_bytes(params.paths.model, blob)
         io.write_text(
             io.sha256_sidecar(params.paths.model), f"{sha256}  {params.paths.model.name}\n"
         )
-        io.write_json(params.paths.reference, reference_profile(train))
+        io.write_json(params.paths.reference, reference_profile(train, params.contract))
         io.write_json(
             params.paths.train_timing,
             {

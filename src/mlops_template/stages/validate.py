@@ -24,7 +24,7 @@ import pandera.pandas as pa
 from mlops_template import io
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.schema import COLUMNS, dataframe_schema, feature_names
+from mlops_template.schema import Contract
 
 MAX_EXAMPLES = 5
 DUPLICATE_CHECK = "no_duplicate_rows"
@@ -106,8 +106,10 @@ def duplicate_violation(frame: pd.DataFrame) -> Violation | None:
     return Violation("(table)", DUPLICATE_CHECK, int(copies.sum()), examples)
 
 
-def check(frame: pd.DataFrame, duplicates: DuplicatePolicy = "drop") -> pd.DataFrame:
-    """Validate `frame` against the schema; raise DataValidationError listing every violation.
+def check(
+    frame: pd.DataFrame, contract: Contract, duplicates: DuplicatePolicy = "drop"
+) -> pd.DataFrame:
+    """Validate `frame` against the contract; raise DataValidationError listing every violation.
 
     With `duplicates="fail"`, exact duplicate rows are one more violation (counted over the
     schema's columns, extra columns ignored). The returned table still holds any duplicates:
@@ -115,11 +117,11 @@ def check(frame: pd.DataFrame, duplicates: DuplicatePolicy = "drop") -> pd.DataF
     violations: list[Violation] = []
     valid: pd.DataFrame | None = None
     try:
-        valid = dataframe_schema().validate(frame, lazy=True)
+        valid = contract.dataframe_schema().validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
         violations = _violations(errors.failure_cases)
     if duplicates == "fail":
-        known = [spec.name for spec in COLUMNS if spec.name in frame.columns]
+        known = [spec.name for spec in contract.columns if spec.name in frame.columns]
         found = duplicate_violation(frame[known] if valid is None else valid)
         if found is not None:
             violations.append(found)
@@ -128,15 +130,15 @@ def check(frame: pd.DataFrame, duplicates: DuplicatePolicy = "drop") -> pd.DataF
     return valid
 
 
-def conflicting_labels(frame: pd.DataFrame) -> int:
+def conflicting_labels(frame: pd.DataFrame, contract: Contract) -> int:
     """Rows whose feature values (missing equal to missing) equal another row's while their
     target differs. `frame` must hold no exact duplicates (its columns are the schema's), so
     rows with equal features are rows with different labels."""
-    return int(frame.duplicated(subset=feature_names(), keep=False).sum())
+    return int(frame.duplicated(subset=contract.feature_names(), keep=False).sum())
 
 
 def summary(
-    frame: pd.DataFrame, policy: DuplicatePolicy = "drop", duplicates: int = 0
+    frame: pd.DataFrame, contract: Contract, policy: DuplicatePolicy = "drop", duplicates: int = 0
 ) -> dict[str, Any]:
     """Deterministic facts about valid data without exact duplicates, for DVC metrics and the
     PR report. `duplicates` is the number of exact copies found before they were dropped."""
@@ -144,12 +146,12 @@ def summary(
         "passed": True,
         "rows": len(frame),
         "columns": len(frame.columns),
-        "missing": {spec.name: int(frame[spec.name].isna().sum()) for spec in COLUMNS},
+        "missing": {spec.name: int(frame[spec.name].isna().sum()) for spec in contract.columns},
         "duplicates": {
             "policy": policy,
             "rows": duplicates,
             "dropped": duplicates if policy == "drop" else 0,
-            "conflicting_labels": conflicting_labels(frame),
+            "conflicting_labels": conflicting_labels(frame, contract),
         },
         "violations": 0,
     }
@@ -159,7 +161,7 @@ def run(params: Params) -> pd.DataFrame:
     frame = io.read_parquet(params.paths.raw)
     policy = params.validation.duplicates
     try:
-        valid = check(frame, policy)
+        valid = check(frame, params.contract, policy)
     except DataValidationError as failure:
         # Stale outputs of an earlier good run must not feed the next stage either.
         params.paths.validated.unlink(missing_ok=True)
@@ -181,7 +183,7 @@ def run(params: Params) -> pd.DataFrame:
         if dropped:
             valid = valid[~copies].reset_index(drop=True)
             log.info("dropped %d exact duplicate row(s), kept the first of each", dropped)
-    report = summary(valid, policy, dropped)
+    report = summary(valid, params.contract, policy, dropped)
     if report["duplicates"]["conflicting_labels"]:
         log.info(
             "%d row(s) share their features with a row of another label",
