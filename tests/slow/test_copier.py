@@ -1,0 +1,157 @@
+"""The copier template (copier.yml, .copier/setup_project.py): a new project under its own name
+passes its own fast suite, and `copier update` brings a later template revision in.
+
+The template is a throwaway git copy of this checkout, tagged (copier copies from tags). The
+generated project's environment is installed by its own `make install` (the copy's task runs
+it to write the contract) from uv's cache, offline: nothing is downloaded. About 40 s.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from sklearn.datasets import load_breast_cancer
+
+from tests.conftest import REPO_ROOT
+from tests.slow.conftest import VENV_BIN, copy_repo, sh
+
+pytestmark = pytest.mark.slow
+
+FAST_SUITE_SECONDS = 300
+# Where `mlops_template` / `mlops-template` may still appear in a generated project: nowhere
+# (the answers file names the template's path, which may hold the name: harmless).
+ALLOWED_LEFTOVERS = {".copier-answers.yml"}
+
+
+def _uv_dir() -> str:
+    """The pinned uv the Makefile wants: on PATH, or the one `make` put in .tools/."""
+    found = shutil.which("uv")
+    return str(Path(found).parent) if found else str(REPO_ROOT / ".tools" / "bin")
+
+
+def _env() -> dict[str, str]:
+    return {
+        "PATH": os.pathsep.join([_uv_dir(), str(VENV_BIN), os.environ["PATH"]]),
+        "UV_OFFLINE": "1",  # everything comes from uv's cache, which this checkout filled
+        "UV_SYNC_FLAGS": "",  # compile bytecode lazily
+        "UV_PYTHON": getattr(sys, "_base_executable", sys.executable),
+        "VIRTUAL_ENV": "",
+    }
+
+
+def copier(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return sh(cwd, str(VENV_BIN / "copier"), *args, "--trust", "--defaults", env=_env())
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout as a template repository, tagged v1.0.0."""
+    root = copy_repo(tmp_path_factory.mktemp("template"))
+    sh(root, "git", "tag", "v1.0.0")
+    return root
+
+
+def breast_cancer_csv(path: Path) -> Path:
+    """A binary table the template has never seen (shipped inside scikit-learn)."""
+    frame = load_breast_cancer(as_frame=True).frame
+    frame["diagnosis"] = frame.pop("target").map({0: "malignant", 1: "benign"})
+    frame.columns = [str(column).replace(" ", "_") for column in frame.columns]
+    frame.to_csv(path, index=False)
+    return path
+
+
+def leftovers(project: Path) -> list[str]:
+    """Files of the project (not its venv or git) that still name the template."""
+    found = sh(
+        project,
+        "grep", "-rlI", "-e", "mlops_template", "-e", "mlops-template",
+        "--exclude-dir=.git", "--exclude-dir=.venv", "--exclude-dir=.tools", ".",
+        check=False,
+    )  # fmt: skip
+    names = {line.removeprefix("./") for line in found.stdout.splitlines()}
+    names |= {str(path.relative_to(project)) for path in project.rglob("*mlops_template*")}
+    return sorted(name for name in names if not name.startswith((".venv/", ".git/")))
+
+
+def test_copy_under_new_names_passes_its_own_fast_suite(template: Path, tmp_path: Path) -> None:
+    data = breast_cancer_csv(tmp_path / "cancer.csv")
+    project = tmp_path / "cancer-model"
+    copier(
+        tmp_path, "copy", str(template), str(project),
+        "-d", "project_name=cancer-model", "-d", "package_name=cancer_model",
+        "-d", f"data_source={data}", "-d", "target=diagnosis", "-d", "positive=malignant",
+    )  # fmt: skip
+
+    assert set(leftovers(project)) <= ALLOWED_LEFTOVERS, leftovers(project)
+    assert (project / "src" / "cancer_model" / "cli.py").is_file()
+    assert not (project / "src" / "mlops_template").exists()
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["data"]["source"] == "data/cancer.csv"
+    assert params["tracking"]["experiment"] == "cancer-model"
+    assert pd.read_csv(project / "data" / "cancer.csv").shape == (569, 31)
+    contract = yaml.safe_load((project / "data" / "contract.yaml").read_text())
+    assert (contract["task"], contract["positive"]) == ("binary", "malignant")
+    for output in ("dvc.lock", "reports/metrics.json", "models/model.joblib.sha256"):
+        assert not (project / output).exists(), f"{output}: the template's own run, left in"
+    assert not (project / "data" / "penguins.csv").exists()
+    assert not (project / "copier.yml").exists()
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "v1.0.0"
+    assert answers["package_name"] == "cancer_model"
+    assert (project / ".git").is_dir()
+
+    suite = subprocess.run(
+        [str(project / ".venv" / "bin" / "pytest"), "-m", "not slow and not docker", "-q",
+         "-p", "no:cacheprovider", "-x"],
+        cwd=project, capture_output=True, text=True, timeout=FAST_SUITE_SECONDS, check=False,
+        env={k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)},
+    )  # fmt: skip
+    assert suite.returncode == 0, (suite.stdout + suite.stderr)[-6000:]
+    assert " passed" in suite.stdout
+
+
+def test_update_brings_a_later_template_revision(template: Path, tmp_path: Path) -> None:
+    project = tmp_path / "penguin-watch"
+    copier(tmp_path, "copy", str(template), str(project), "-d", "project_name=penguin-watch")
+    assert (project / "data" / "penguins.csv").is_file()  # the example table, kept
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-q", "-m", "from the template")
+    # The project's own work: a parameter, its pipeline's lock, a line of code.
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 300"))
+    (project / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    config = project / "src" / "penguin_watch" / "config.py"
+    config.write_text(config.read_text() + "# the project's own line\n")
+    sh(project, "git", "commit", "-q", "-am", "our changes")
+    sh(project, "git", "add", "dvc.lock")
+    sh(project, "git", "commit", "-q", "-m", "our lock")
+
+    # A later template revision: a new line in the package and a changed comment.
+    io_module = template / "src" / "mlops_template" / "io.py"
+    io_module.write_text(io_module.read_text() + "\nTEMPLATE_REVISION = 2  # mlops_template\n")
+    template_params = template / "params.yaml"
+    template_params.write_text(
+        template_params.read_text().replace("test_size: 0.25", "test_size: 0.25 # held out")
+    )
+    sh(template, "git", "commit", "-q", "-am", "a template improvement")
+    sh(template, "git", "tag", "v1.1.0")
+
+    copier(project, "update")
+
+    io_text = (project / "src" / "penguin_watch" / "io.py").read_text()
+    assert "TEMPLATE_REVISION = 2  # penguin_watch" in io_text  # arrived, renamed
+    assert not (project / "src" / "mlops_template").exists()
+    params_text = params.read_text()
+    assert "test_size: 0.25 # held out" in params_text  # the template's change
+    assert "n_estimators: 300" in params_text  # ... and ours, both
+    assert config.read_text().endswith("# the project's own line\n")
+    assert (project / "dvc.lock").read_text() == "schema: '2.0'\nstages: {}\n"
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v1.1.0"
+    assert not list(project.rglob("*.rej"))
