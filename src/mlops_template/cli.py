@@ -196,6 +196,20 @@ def report(
     _run(lambda loaded: module.run(loaded, base, out), params)
 
 
+@app.command()
+def plots(
+    params: ParamsOption = DEFAULT_PARAMS,
+    base: Annotated[
+        str | None, typer.Option(help="Git revision whose plots to show beside these.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("dvc_plots/plots.html"),
+) -> None:
+    """Write the evaluate stage's plots and metrics as one HTML page that works offline."""
+    from mlops_template import plots_page
+
+    _run(lambda loaded: print(f"wrote {plots_page.write_page(loaded.paths, out, base)}"), params)
+
+
 @app.command("model-card")
 def model_card(
     params: ParamsOption = DEFAULT_PARAMS,
