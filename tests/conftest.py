@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from palmerpenguins import load_penguins
 
 from mlops_template.config import Params, parse_params
+from mlops_template.schema import Contract, load_contract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The unit tests' own table and contract (copies of the default ones): a fork that brings
@@ -74,7 +74,14 @@ def params(make_params: Callable[..., Params]) -> Params:
 
 @pytest.fixture(scope="session")
 def penguins() -> pd.DataFrame:
-    return load_penguins()
+    """The tests' own table (the Palmer penguins, 344 rows), as `ingest` reads it."""
+    return pd.read_csv(DEFAULT_DATA)
+
+
+@pytest.fixture(scope="session")
+def contract() -> Contract:
+    """The tests' own contract for `penguins` (multiclass, target `species`)."""
+    return load_contract(DEFAULT_CONTRACT)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -91,7 +91,7 @@ def test_exact_duplicates_are_counted_and_dropped_by_default(
         "conflicting_labels": 0,
     }
     valid = io.read_parquet(params.paths.validated)
-    expected = validate.check(penguins)
+    expected = validate.check(penguins, params.contract)
     pd.testing.assert_frame_equal(valid, expected.reset_index(drop=True))
 
 
@@ -153,3 +153,11 @@ def test_conflicting_labels_are_counted(params: Params, penguins: pd.DataFrame) 
         "dropped": 1,
         "conflicting_labels": 4,
     }
+
+
+def test_a_missing_target_value_is_a_violation(params: Params, penguins: pd.DataFrame) -> None:
+    unlabelled = penguins.astype({"species": object})
+    unlabelled.loc[7, "species"] = None
+    _write_raw(params, unlabelled)
+    with pytest.raises(validate.DataValidationError, match="column 'species'"):
+        validate.run(params)
