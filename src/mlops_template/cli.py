@@ -276,6 +276,49 @@ def rollback(params: ParamsOption = DEFAULT_PARAMS) -> None:
     _run(lambda loaded: print(f"champion is version {registry.rollback(loaded)}"), params)
 
 
+@app.command("simulate-traffic")
+def simulate_traffic(
+    params: ParamsOption = DEFAULT_PARAMS,
+    url: Annotated[
+        str | None, typer.Option(help="The service (default: serve.host and serve.port).")
+    ] = None,
+    requests: Annotated[int, typer.Option(help="How many requests to send.")] = 200,
+    shift: Annotated[
+        list[str] | None,
+        typer.Option(help="FEATURE=DELTA (numeric) or FEATURE=CATEGORY (repeatable)."),
+    ] = None,
+    missing: Annotated[
+        list[str] | None, typer.Option(help="FEATURE=RATE: blank this share (repeatable).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Which records are drawn.")] = 0,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 4,
+    batch_size: Annotated[
+        int, typer.Option(help="Records per /predict/batch request (0: /predict, one each).")
+    ] = 0,
+    max_seconds: Annotated[float, typer.Option(help="Stop sending after this long.")] = 60.0,
+) -> None:
+    """Send records drawn from data.source (valid against the contract, optionally shifted)
+    to a running service; print status counts and latency. Exit 1 if none got a 2xx."""
+    from mlops_template import traffic
+
+    def send(loaded: Params) -> None:
+        plan = traffic.TrafficPlan(
+            url=url or f"http://{loaded.serve.host}:{loaded.serve.port}",
+            requests=requests,
+            shifts=traffic.parse_assignments(shift or [], "--shift"),
+            missing=traffic.parse_assignments(missing or [], "--missing"),
+            seed=seed,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            max_seconds=max_seconds,
+        )
+        summary = traffic.run(plan, loaded.data.source, loaded.contract)
+        if summary.ok == 0:
+            raise PipelineError(f"no request to {plan.url} succeeded: is the service running?")
+
+    _run(send, params)
+
+
 @app.command("fetch-monitoring")
 def fetch_monitoring(
     source: Annotated[str, typer.Option(help="Directory or s3://bucket/prefix to copy from.")],
