@@ -1,8 +1,14 @@
 """`mlops drift`: simulated production traffic against the training split.
 
-Traffic without drift is drawn (with replacement) from the same penguins the training split
-came from; each drift scenario changes one thing in it. The model is taken to be right, so
-the logged prediction is the bird's species (the default model scores 100% on the test split).
+Penguins (the tests' own table, multiclass): traffic without drift is drawn (with
+replacement) from the same penguins the training split came from; each drift scenario changes
+one thing in it. The model is taken to be right, so the logged prediction is the bird's
+species (the default model scores 100% on the test split).
+
+Binary (breast cancer) and regression (diabetes), scikit-learn's embedded tables with
+contracts profiled by `init_schema`: a real 20-tree model is trained on half the rows; a
+quarter is the test split and the last quarter production traffic, logged with the model's
+predictions, as is (no resampling: the window is the held-out rows themselves).
 """
 
 from __future__ import annotations
@@ -22,10 +28,18 @@ from typer.testing import CliRunner
 from mlops_template import drift, io
 from mlops_template.cli import app
 from mlops_template.config import Params
-from mlops_template.schema import TARGET, feature_names
+from mlops_template.init_schema import profile as profile_table
+from mlops_template.schema import Contract, load_contract
+from mlops_template.stages.train import fit
+from tests.conftest import DEFAULT_CONTRACT
+from tests.serve import tasks
 
 WINDOW = 500
 NULL_SEEDS = range(20)
+
+
+CONTRACT = load_contract(DEFAULT_CONTRACT)
+TARGET = CONTRACT.target
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +59,19 @@ def sample(population: pd.DataFrame, seed: int, rows: int = WINDOW) -> pd.DataFr
     return population.sample(rows, replace=True, random_state=seed).reset_index(drop=True)
 
 
-def records(frame: pd.DataFrame, role: str = "champion") -> list[dict[str, Any]]:
+def records(
+    frame: pd.DataFrame,
+    role: str = "champion",
+    contract: Contract = CONTRACT,
+    predictions: Any = None,
+) -> list[dict[str, Any]]:
+    """Log lines for `frame`; the prediction is the target unless `predictions` are given."""
+    names = contract.feature_names()
+    if predictions is None:
+        predictions = frame[contract.target.name]
     out = []
-    for index, row in frame.iterrows():
-        features = {name: (None if pd.isna(row[name]) else row[name]) for name in feature_names()}
+    for (index, row), predicted in zip(frame.iterrows(), predictions, strict=True):
+        features = {name: (None if pd.isna(row[name]) else row[name]) for name in names}
         out.append(
             {
                 "ts": 1_764_000_000.0 + index,
@@ -56,8 +79,7 @@ def records(frame: pd.DataFrame, role: str = "champion") -> list[dict[str, Any]]
                 "role": role,
                 "model_version": "abc123def456",
                 "features": features,
-                "prediction": row[TARGET.name],
-                "probabilities": {},
+                "prediction": predicted if contract.is_classification else float(predicted),
             }
         )
     return out
@@ -68,7 +90,7 @@ def traffic(frame: pd.DataFrame) -> drift.Traffic:
 
 
 def verdict(reference: pd.DataFrame, frame: pd.DataFrame, params: Params) -> drift.DriftReport:
-    return drift.compare(reference, traffic(frame), {}, None, params.monitoring)
+    return drift.compare(reference, traffic(frame), {}, None, params.monitoring, CONTRACT)
 
 
 def drifted(report: drift.DriftReport) -> set[tuple[str, str]]:
@@ -146,7 +168,7 @@ def test_labelled_feedback_with_degraded_accuracy_is_detected(
 ) -> None:
     logged, labels = labelled(sample(population, 4, 200), wrong_share, seed=4)
     report = drift.compare(
-        reference, drift.Traffic(logged, {}, []), labels, 0.98, params.monitoring
+        reference, drift.Traffic(logged, {}, []), labels, 0.98, params.monitoring, CONTRACT
     )
     performance = next(check for check in report.checks if check.kind == "performance")
     assert performance.drifted is expected
@@ -172,7 +194,12 @@ def test_the_report_compares_the_shadow_challenger_on_the_same_requests(
     challenger = {r["id"]: r for r in records(challenger_frame, role="challenger")}
     labels = {r["id"]: r["prediction"] for r in champion}
     report = drift.compare(
-        reference, drift.Traffic(champion, challenger, []), labels, 1.0, params.monitoring
+        reference,
+        drift.Traffic(champion, challenger, []),
+        labels,
+        1.0,
+        params.monitoring,
+        CONTRACT,
     )
     assert report.shadow is not None
     disagreements = int((frame.loc[:19, TARGET.name] != "Chinstrap").sum())
@@ -240,7 +267,7 @@ def test_rotated_logs_are_read_and_a_half_written_last_line_is_ignored(
     )
     with path.open("a") as handle:
         handle.write('{"ts": 1, "features": {"isl')  # the service is writing this line now
-    read = drift.read_traffic(path, window_rows=1000)
+    read = drift.read_traffic(path, 1000, CONTRACT)
     assert [r["id"] for r in read.champion] == [r["id"] for r in logged]
     assert read.files == [str(path.with_name(path.name + ".1")), str(path)]
 
@@ -310,3 +337,228 @@ def test_fetch_monitoring_without_logs_fails_and_keeps_the_previous_mirror(
     assert result.exit_code == 1
     assert "no predictions.jsonl" in result.output
     assert (params.monitoring.fetched / "predictions.jsonl").read_text() == "yesterday"
+
+
+# --- binary and regression: a real model, its test split, and held-out production traffic ---
+
+
+class Held:
+    """A table split three ways (train / test / production), a model fitted on train, and the
+    production rows logged with the model's predictions."""
+
+    def __init__(self, name: str, frame: pd.DataFrame, directory: Path, seed: int, **options):
+        contract = profile_table(frame, "target", name=name, **options).contract
+        self.path = tasks.write_contract(contract, directory / f"{name}.yaml")
+        self.params = tasks.task_params(self.path)
+        self.contract = self.params.contract
+        rest, self.production = train_test_split(frame, test_size=0.25, random_state=seed)
+        self.train, self.test = train_test_split(rest, test_size=1 / 3, random_state=seed)
+        self.model = fit(self.train, self.params)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.model.predict(frame[self.contract.feature_names()])
+
+    def logged(self, frame: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+        frame = self.production if frame is None else frame
+        return records(frame, contract=self.contract, predictions=self.predict(frame))
+
+    def report(
+        self, frame: pd.DataFrame | None = None, labels: dict | None = None
+    ) -> drift.DriftReport:
+        truth = self.test[self.contract.target.name]
+        if self.contract.is_classification:
+            baseline = float((self.predict(self.test) == truth.astype(str)).mean())
+            expected = None
+        else:
+            baseline = float(np.abs(self.predict(self.test) - truth).mean())
+            expected = pd.Series(self.predict(self.test))
+        return drift.compare(
+            self.train,
+            drift.Traffic(self.logged(frame), {}, []),
+            labels or {},
+            baseline,
+            self.params.monitoring,
+            self.contract,
+            expected,
+        )
+
+
+@pytest.fixture(scope="module")
+def held(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, int], Held]:
+    directory = tmp_path_factory.mktemp("held")
+    tables = {
+        "binary": lambda seed: Held(
+            "breast_cancer", tasks.breast_cancer(), directory, seed, positive="malignant"
+        ),
+        "regression": lambda seed: Held("diabetes", tasks.diabetes(), directory, seed),
+    }
+    built: dict[tuple[str, int], Held] = {}
+
+    def get(task: str, seed: int) -> Held:
+        if (task, seed) not in built:
+            built[task, seed] = tables[task](seed)
+        return built[task, seed]
+
+    return get
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_held_out_traffic_raises_no_alert_across_5_splits(
+    held: Callable[[str, int], Held], task: str
+) -> None:
+    alerts = {seed: drifted(held(task, seed).report()) for seed in range(5)}
+    assert {seed: found for seed, found in alerts.items() if found} == {}
+
+
+@pytest.mark.parametrize(
+    ("task", "column", "shift"),
+    [("binary", "mean radius", 1.3), ("regression", "bmi", 1.3), ("regression", "s5", 1.15)],
+)
+def test_a_shifted_feature_is_detected(
+    held: Callable[[str, int], Held], task: str, column: str, shift: float
+) -> None:
+    table = held(task, 0)
+    moved = table.production.copy()
+    moved[column] *= shift
+    report = table.report(moved)
+    assert (column, "numeric") in drifted(report)
+    prediction = next(c for c in report.checks if c.kind == "prediction")
+    if task == "regression":  # bmi and s5 drive the diabetes model: its predictions move too
+        assert prediction.test == "KS + PSI"
+        assert prediction.drifted
+        assert prediction.current > prediction.reference  # the median prediction rose
+    else:
+        assert prediction.test == "chi-square + PSI"
+
+
+@pytest.mark.parametrize(("bias", "expected"), [(0.0, False), (25.0, False), (80.0, True)])
+def test_regression_feedback_judges_the_mae_rise(
+    held: Callable[[str, int], Held], bias: float, expected: bool
+) -> None:
+    """Labels are the true numbers; `bias` makes the world drift away from the model."""
+    table = held("regression", 0)
+    logged = table.logged()
+    truth = table.production["target"].to_numpy(float) + bias
+    labels = {record["id"]: float(y) for record, y in zip(logged, truth, strict=True)}
+    report = drift.compare(
+        table.train,
+        drift.Traffic(logged, {}, []),
+        labels,
+        float(np.abs(table.predict(table.test) - table.test["target"]).mean()),
+        table.params.monitoring,
+        table.contract,
+        pd.Series(table.predict(table.test)),
+    )
+    performance = next(check for check in report.checks if check.kind == "performance")
+    assert performance.column == "mae"
+    assert performance.drifted is expected
+    assert "MAE" in performance.detail
+
+
+def test_binary_feedback_judges_the_accuracy_drop(held: Callable[[str, int], Held]) -> None:
+    table = held("binary", 0)
+    logged = table.logged()
+    flipped = {"malignant": "benign", "benign": "malignant"}
+    labels = {r["id"]: flipped[r["prediction"]] for r in logged[:40]}  # 40 wrong
+    labels |= {r["id"]: r["prediction"] for r in logged[40:]}
+    report = drift.compare(
+        table.train,
+        drift.Traffic(logged, {}, []),
+        labels,
+        0.95,
+        table.params.monitoring,
+        table.contract,
+    )
+    performance = next(check for check in report.checks if check.kind == "performance")
+    assert performance.column == "accuracy"
+    assert performance.drifted
+
+
+def test_regression_shadow_reports_the_difference_and_both_maes(
+    held: Callable[[str, int], Held],
+) -> None:
+    table = held("regression", 1)
+    champion = table.logged()
+    challenger = {
+        r["id"]: {**r, "role": "challenger", "prediction": r["prediction"] + 10.0} for r in champion
+    }
+    labels = {r["id"]: r["prediction"] for r in champion}
+    report = drift.compare(
+        table.train,
+        drift.Traffic(champion, challenger, []),
+        labels,
+        50.0,
+        table.params.monitoring,
+        table.contract,
+    )
+    assert report.shadow is not None
+    assert report.shadow["mean_abs_difference"] == pytest.approx(10.0)
+    assert report.shadow["champion_mae"] == 0.0
+    assert report.shadow["challenger_mae"] == pytest.approx(10.0)
+    assert "mean absolute difference 10" in drift.markdown(report)
+
+
+@pytest.fixture
+def regression_project(
+    make_params: Callable[..., Params], held: Callable[[str, int], Held]
+) -> tuple[Params, Held]:
+    """A project directory for the diabetes contract: splits, model, metrics and a log."""
+    table = held("regression", 2)
+    params = make_params(data={"contract": str(table.path)}, evaluate={"primary_metric": "auto"})
+    io.write_parquet(params.paths.train, table.train)
+    io.write_parquet(params.paths.test, table.test)
+    tasks.save_model(table.model, params.paths.model)
+    mae = float(np.abs(table.predict(table.test) - table.test["target"]).mean())
+    io.write_json(params.paths.metrics, {"mae": mae, "rmse": 2 * mae, "r2": 0.4})
+    return params, table
+
+
+def _write_log(params: Params, logged: list[dict[str, Any]]) -> None:
+    path = params.serve.prediction_log
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record) + "\n" for record in logged))
+
+
+def test_cli_regression_no_drift_then_drift(regression_project: tuple[Params, Held]) -> None:
+    params, table = regression_project
+    logged = table.logged()
+    _write_log(params, logged)
+    params.monitoring.feedback.write_text(
+        "".join(
+            json.dumps({"id": r["id"], "label": float(y)}) + "\n"
+            for r, y in zip(logged, table.production["target"], strict=True)
+        )
+    )
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((params.paths.drift / "drift.json").read_text())
+    assert summary["task"] == "regression"
+    assert any(c["column"] == "mae" for c in summary["checks"])
+    moved = table.production.copy()
+    moved["bmi"] *= 1.3
+    _write_log(params, table.logged(moved))
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == drift.DRIFT_EXIT_CODE, result.output
+    assert "data:image/png;base64," in (params.paths.drift / "drift.html").read_text()
+
+
+def test_cli_regression_feedback_must_be_numbers(
+    regression_project: tuple[Params, Held],
+) -> None:
+    params, table = regression_project
+    _write_log(params, table.logged())
+    params.monitoring.feedback.write_text('{"id": "x", "label": "high"}\n')
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == 1
+    assert "label 'high' is not a number (target)" in result.output
+
+
+def test_cli_regression_needs_the_model_for_its_prediction_reference(
+    regression_project: tuple[Params, Held],
+) -> None:
+    params, table = regression_project
+    _write_log(params, table.logged())
+    params.paths.model.unlink()
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == 1
+    assert "reference of regression predictions" in result.output

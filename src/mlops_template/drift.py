@@ -1,15 +1,25 @@
 """`mlops drift`: has production traffic moved away from what the model was trained on?
 
 Compares the newest logged predictions (the service's JSONL log, rotated files included) with
-the training split, column by column as schema.py declares them:
+the training split, column by column as the data contract (params.yaml data.contract) declares
+them:
 
 - numeric features: two-sample Kolmogorov-Smirnov test and PSI over quantile bins;
 - categorical features and the predicted classes: chi-square test and PSI over the shares;
+- regression predictions: KS and PSI against the model's own predictions on the test split
+  (`paths.test`; the model verified by its recorded sha256). Not against the training target:
+  a regressor's predictions are narrower than the target it learned, and on undrifted
+  diabetes traffic that comparison read PSI 1.0 and p < 0.001, a false alarm every time;
 - every feature: the rise in its missing rate;
-- with labelled feedback (`{"id": <prediction_id>, "label": ...}` lines): the champion's
-  accuracy against the test split's, with a one-sided binomial test;
-- with a challenger scored in shadow: agreement with the champion and, with labels, the
-  accuracy of both on the same requests (reported, never counted as drift).
+- with labelled feedback (`{"id": <prediction_id>, "label": ...}` lines; for regression the
+  label is the true number): for classification the champion's accuracy against the test
+  split's (`accuracy` in metrics.json), with a one-sided binomial test; for regression its mean
+  absolute error against the test split's (`mae`), with a one-sided t-test on the absolute
+  errors: drift when the MAE rose by more than `max_accuracy_drop` as a fraction of the test
+  MAE (0.05: 5% worse) and significantly;
+- with a challenger scored in shadow: agreement with the champion (for regression, the mean
+  absolute difference of the two) and, with labels, the accuracy (MAE) of both on the same
+  requests (reported, never counted as drift).
 
 A distribution test flags drift only when its p-value is below `alpha` divided by the number
 of tests (Bonferroni) AND its PSI reaches `psi_threshold`. Writes drift.json, drift.md (for
@@ -40,7 +50,7 @@ import pandas as pd
 from mlops_template import io
 from mlops_template.config import MonitoringSettings, Params
 from mlops_template.errors import PipelineError
-from mlops_template.schema import FEATURES, TARGET, ColumnSpec
+from mlops_template.schema import ColumnSpec, Contract
 from mlops_template.serve.logsink import rotated_index
 
 log = logging.getLogger(__name__)
@@ -111,7 +121,10 @@ def log_files(path: Path) -> list[Path]:
     return [*rotated, path] if path.is_file() else rotated
 
 
-def _records(path: Path, last_file: bool) -> Iterator[dict[str, Any]]:
+Label = str | float  # a class, or a regression target's value
+
+
+def _records(path: Path, last_file: bool, contract: Contract) -> Iterator[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     lines = text.split("\n")
     for number, line in enumerate(lines, start=1):
@@ -125,27 +138,34 @@ def _records(path: Path, last_file: bool) -> Iterator[dict[str, Any]]:
             raise PipelineError(
                 f"{path}:{number}: not a JSON prediction record ({error})"
             ) from None
-        problem = _record_problem(record)
+        problem = _record_problem(record, contract)
         if problem:
             raise PipelineError(f"{path}:{number}: {problem}")
         yield record
 
 
-def _record_problem(record: object) -> str | None:
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _record_problem(record: object, contract: Contract) -> str | None:
     if not isinstance(record, dict):
         return "a prediction record must be a JSON object"
     features = record.get("features")
     if not isinstance(features, dict):
         return "missing the `features` object"
-    missing = [spec.name for spec in FEATURES if spec.name not in features]
+    missing = [name for name in contract.feature_names() if name not in features]
     if missing:
         return f"features lack {', '.join(missing)}"
-    if not isinstance(record.get("prediction"), str):
-        return "missing the `prediction` string"
+    prediction = record.get("prediction")
+    if contract.is_classification and not isinstance(prediction, str):
+        return "missing the `prediction` string (a class)"
+    if not contract.is_classification and not _is_number(prediction):
+        return "missing the `prediction` number (the task is regression)"
     return None
 
 
-def read_traffic(path: Path, window_rows: int) -> Traffic:
+def read_traffic(path: Path, window_rows: int, contract: Contract) -> Traffic:
     files = log_files(path)
     if not files:
         raise PipelineError(
@@ -155,7 +175,7 @@ def read_traffic(path: Path, window_rows: int) -> Traffic:
     champion: deque[dict[str, Any]] = deque(maxlen=window_rows)
     challenger: dict[str, dict[str, Any]] = {}
     for index, file in enumerate(files):
-        for record in _records(file, last_file=index == len(files) - 1):
+        for record in _records(file, index == len(files) - 1, contract):
             if record.get("role") == "challenger":
                 challenger[str(record.get("id"))] = record
             else:
@@ -163,7 +183,23 @@ def read_traffic(path: Path, window_rows: int) -> Traffic:
     return Traffic(list(champion), challenger, [str(file) for file in files])
 
 
-def read_feedback(path: Path) -> dict[str, str]:
+def _label(value: object, contract: Contract) -> Label | None:
+    """A feedback label as the task needs it (a class name, or a finite number); None if it
+    is not one. CSV labels arrive as text; a JSON class may be written as an integer."""
+    if contract.is_classification:
+        text = value if isinstance(value, str) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        return text if text in contract.classes else None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    return float(value) if _is_number(value) else None  # type: ignore[arg-type]
+
+
+def read_feedback(path: Path, contract: Contract) -> dict[str, Label]:
     """Labels that arrived later, by prediction id. JSONL (`{"id", "label"}`) or CSV."""
     if not path.is_file():
         return {}
@@ -178,16 +214,19 @@ def read_feedback(path: Path) -> dict[str, str]:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as error:
                     raise PipelineError(f"{path}:{number}: not JSON ({error})") from None
-    labels: dict[str, str] = {}
+    wanted = (
+        f"one of {', '.join(contract.classes)}"
+        if contract.is_classification
+        else f"a number ({contract.target.name})"
+    )
+    labels: dict[str, Label] = {}
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict) or "id" not in row or "label" not in row:
             raise PipelineError(f"{path}: row {number} needs `id` and `label`")
-        if row["label"] not in TARGET.categories:
-            raise PipelineError(
-                f"{path}: row {number}: label {row['label']!r} is not one of"
-                f" {', '.join(TARGET.categories)}"
-            )
-        labels[str(row["id"])] = str(row["label"])
+        label = _label(row["label"], contract)
+        if label is None:
+            raise PipelineError(f"{path}: row {number}: label {row['label']!r} is not {wanted}")
+        labels[str(row["id"])] = label
     return labels
 
 
@@ -272,11 +311,13 @@ def _missing(spec: ColumnSpec, reference: pd.Series, current: pd.Series, limit: 
 
 def _performance(
     champion: list[dict[str, Any]],
-    labels: dict[str, str],
+    labels: dict[str, Label],
     baseline: float,
     settings: MonitoringSettings,
     tests: int,
 ) -> Check | None:
+    """Classification: accuracy on the labelled requests against the test split's, with a
+    one-sided binomial test."""
     from scipy import stats
 
     pairs = [
@@ -301,16 +342,65 @@ def _performance(
     )
 
 
-def _agreement(left: Sequence[str], right: Sequence[str]) -> float:
+def _error_rise(
+    champion: list[dict[str, Any]],
+    labels: dict[str, Label],
+    baseline: float,
+    settings: MonitoringSettings,
+    tests: int,
+) -> Check | None:
+    """Regression: the mean absolute error on the labelled requests against the test split's,
+    with a one-sided t-test of the absolute errors. Drift when it rose by more than
+    `max_accuracy_drop` of the test MAE (a relative rise: errors have the target's unit) and
+    the rise is significant. The RMSE is reported beside it."""
+    from scipy import stats
+
+    errors = np.array(
+        [
+            float(r["prediction"]) - float(labels[str(r.get("id"))])
+            for r in champion
+            if str(r.get("id")) in labels
+        ]
+    )
+    if len(errors) < settings.min_labelled_rows:
+        return None
+    mae = float(np.abs(errors).mean())
+    rmse = float(np.sqrt((errors**2).mean()))
+    result = stats.ttest_1samp(np.abs(errors), baseline, alternative="greater")
+    p_value = float(result.pvalue) if math.isfinite(result.pvalue) else 1.0
+    rise = (mae - baseline) / max(baseline, 1e-12)  # a perfect test split: any error is one
+    return Check(
+        "mae",
+        "performance",
+        "t-test of |error| (one-sided)",
+        f"MAE {baseline:.4g} (test split) -> {mae:.4g} (RMSE {rmse:.4g}) on {len(errors)} labelled",
+        statistic=rise,
+        p_value=p_value,
+        reference=baseline,
+        current=mae,
+        drifted=rise > settings.max_accuracy_drop and p_value < settings.alpha / tests,
+    )
+
+
+def _agreement(left: Sequence[Label], right: Sequence[Label]) -> float:
     return sum(a == b for a, b in zip(left, right, strict=True)) / len(left)
 
 
-def _class_shares(predictions: Sequence[str]) -> dict[str, float]:
-    shares = _shares(pd.Series(predictions, dtype=object), TARGET.categories)
-    return dict(zip(TARGET.categories, shares, strict=True))
+def _mean_abs(left: Sequence[Label], right: Sequence[Label]) -> float:
+    return float(np.mean(np.abs(np.asarray(left, float) - np.asarray(right, float))))
 
 
-def _shadow(traffic: Traffic, labels: dict[str, str]) -> dict[str, Any] | None:
+def _class_shares(predictions: Sequence[Label], classes: Sequence[str]) -> dict[str, float]:
+    shares = _shares(pd.Series(predictions, dtype=object), classes)
+    return dict(zip(classes, shares, strict=True))
+
+
+def _shadow(
+    traffic: Traffic, labels: dict[str, Label], contract: Contract
+) -> dict[str, Any] | None:
+    """The challenger beside the champion on the same requests: class agreement and shares,
+    or for regression the mean absolute difference and mean predictions; with labels, the
+    accuracy (MAE) of both."""
     pairs = [
         (record, traffic.challenger[str(record.get("id"))])
         for record in traffic.champion
@@ -322,43 +412,62 @@ def _shadow(traffic: Traffic, labels: dict[str, str]) -> dict[str, Any] | None:
     challenger = [b["prediction"] for _, b in pairs]
     summary: dict[str, Any] = {
         "compared": len(pairs),
-        "agreement": _agreement(champion, challenger),
         "champion_version": pairs[-1][0].get("model_version"),
         "challenger_version": pairs[-1][1].get("model_version"),
-        "champion_shares": _class_shares(champion),
-        "challenger_shares": _class_shares(challenger),
     }
+    if contract.is_classification:
+        summary["agreement"] = _agreement(champion, challenger)
+        summary["champion_shares"] = _class_shares(champion, contract.classes)
+        summary["challenger_shares"] = _class_shares(challenger, contract.classes)
+        score, name = _agreement, "accuracy"
+    else:
+        summary["mean_abs_difference"] = _mean_abs(champion, challenger)
+        summary["champion_mean"] = float(np.mean(champion))
+        summary["challenger_mean"] = float(np.mean(challenger))
+        score, name = _mean_abs, "mae"
     labelled = [(a, b, labels[str(a.get("id"))]) for a, b in pairs if str(a.get("id")) in labels]
     if labelled:
         truth = [y for _, _, y in labelled]
         summary["labelled"] = len(labelled)
-        summary["champion_accuracy"] = _agreement([a["prediction"] for a, _, _ in labelled], truth)
-        summary["challenger_accuracy"] = _agreement(
-            [b["prediction"] for _, b, _ in labelled], truth
-        )
+        summary[f"champion_{name}"] = score([a["prediction"] for a, _, _ in labelled], truth)
+        summary[f"challenger_{name}"] = score([b["prediction"] for _, b, _ in labelled], truth)
     return summary
 
 
-def _window(traffic: Traffic) -> pd.DataFrame:
-    """The champion's logged features, one column per schema feature."""
+def _window(traffic: Traffic, contract: Contract) -> pd.DataFrame:
+    """The champion's logged features, one column per contract feature."""
     frame = pd.DataFrame([record["features"] for record in traffic.champion])
-    return frame.reindex(columns=[spec.name for spec in FEATURES])
+    return frame.reindex(columns=contract.feature_names())
+
+
+def _predictions(traffic: Traffic, contract: Contract) -> pd.Series:
+    values = [record["prediction"] for record in traffic.champion]
+    return pd.Series(values, dtype=object if contract.is_classification else float)
+
+
+def _target(reference: pd.DataFrame, contract: Contract) -> pd.Series:
+    """The training target as the predictions are logged: class names, or numbers."""
+    values = reference[contract.target.name].dropna()
+    return values.astype(str) if contract.is_classification else values.astype(float)
 
 
 def compare(
     reference: pd.DataFrame,
     traffic: Traffic,
-    labels: dict[str, str],
-    baseline_accuracy: float | None,
+    labels: dict[str, Label],
+    baseline: float | None,
     settings: MonitoringSettings,
+    contract: Contract,
+    reference_predictions: pd.Series | None = None,
 ) -> DriftReport:
-    """All the checks, and the verdict."""
-    current = _window(traffic)
-    predictions = pd.Series([record["prediction"] for record in traffic.champion], dtype=object)
-    with_labels = baseline_accuracy is not None and any(
-        str(r.get("id")) in labels for r in traffic.champion
-    )
-    tests = len(FEATURES) + 1 + int(with_labels)  # distribution tests + performance
+    """All the checks, and the verdict. `baseline` is the test split's accuracy
+    (classification) or MAE (regression), needed to judge labelled feedback.
+    `reference_predictions` (regression): what the logged predictions are compared with, the
+    model's predictions on held-out rows; without them, the training target."""
+    current = _window(traffic, contract)
+    predictions = _predictions(traffic, contract)
+    with_labels = baseline is not None and any(str(r.get("id")) in labels for r in traffic.champion)
+    tests = len(contract.features) + 1 + int(with_labels)  # distribution tests + performance
     report = DriftReport(
         "no drift", len(current), len(reference), [], settings=settings.model_dump(mode="json")
     )
@@ -366,7 +475,7 @@ def compare(
         report.verdict = "not enough traffic"
         return report
     checks: list[Check] = []
-    for spec in FEATURES:
+    for spec in contract.features:
         if spec.kind == "numeric":
             check = _numeric(spec, reference[spec.name], current[spec.name], settings.psi_bins)
         else:
@@ -384,15 +493,24 @@ def compare(
                 spec, reference[spec.name], current[spec.name], settings.max_missing_rate_increase
             )
         )
-    expected = _shares(reference[TARGET.name], TARGET.categories)
-    prediction = _categorical("prediction", "prediction", TARGET.categories, expected, predictions)
+    target = _target(reference, contract)
+    if contract.is_classification:
+        expected = _shares(target, contract.classes)
+        prediction = _categorical(
+            "prediction", "prediction", contract.classes, expected, predictions
+        )
+    else:
+        expected_values = target if reference_predictions is None else reference_predictions
+        numeric = _numeric(contract.target, expected_values, predictions, settings.psi_bins)
+        prediction = Check(**{**asdict(numeric), "column": "prediction", "kind": "prediction"})
     checks.append(_judge(prediction, settings, tests))
-    if with_labels and baseline_accuracy is not None:
-        performance = _performance(traffic.champion, labels, baseline_accuracy, settings, tests)
+    if with_labels and baseline is not None:
+        judge = _performance if contract.is_classification else _error_rise
+        performance = judge(traffic.champion, labels, baseline, settings, tests)
         if performance is not None:
             checks.append(performance)
     report.checks = checks
-    report.shadow = _shadow(traffic, labels)
+    report.shadow = _shadow(traffic, labels, contract)
     report.verdict = "drift" if any(check.drifted for check in checks) else "no drift"
     return report
 
@@ -411,15 +529,27 @@ def _number(value: float | None, digits: str = ".3g") -> str:
 
 
 def _shadow_sentences(shadow: dict[str, Any]) -> list[str]:
+    if "agreement" in shadow:
+        compared = f"{shadow['agreement']:.1%} agreement"
+    else:
+        compared = (
+            f"mean absolute difference {shadow['mean_abs_difference']:.4g} (mean prediction"
+            f" {shadow['champion_mean']:.4g} vs {shadow['challenger_mean']:.4g})"
+        )
     sentences = [
         f"Shadow challenger `{shadow['challenger_version']}` against champion"
         f" `{shadow['champion_version']}` on the same {shadow['compared']} requests:"
-        f" {shadow['agreement']:.1%} agreement."
+        f" {compared}."
     ]
-    if "labelled" in shadow:
+    if "champion_accuracy" in shadow:
         sentences.append(
             f"On {shadow['labelled']} labelled requests: champion accuracy"
             f" {shadow['champion_accuracy']:.1%}, challenger {shadow['challenger_accuracy']:.1%}."
+        )
+    elif "champion_mae" in shadow:
+        sentences.append(
+            f"On {shadow['labelled']} labelled requests: champion MAE"
+            f" {shadow['champion_mae']:.4g}, challenger {shadow['challenger_mae']:.4g}."
         )
     return sentences
 
@@ -448,22 +578,23 @@ def markdown(report: DriftReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figure_png(reference: pd.DataFrame, traffic: Traffic, report: DriftReport) -> str:
+def _figure_png(
+    reference: pd.DataFrame, traffic: Traffic, report: DriftReport, contract: Contract
+) -> str:
     from mlops_template.plots import plt
 
-    current = _window(traffic)
+    current = _window(traffic, contract)
     verdicts = {(c.column, c.kind): c.drifted for c in report.checks}
-    panels = [*FEATURES, TARGET]
+    target = contract.target
+    panels = [*contract.features, target]
     columns = 3
     rows = math.ceil(len(panels) / columns)
     figure, grid = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), dpi=90)
     for axes, spec in zip(grid.flat, panels, strict=False):
-        if spec is TARGET:
-            ref_values, cur_values = (
-                reference[TARGET.name],
-                pd.Series([r["prediction"] for r in traffic.champion]),
-            )
-            title, drifted = "predicted class", verdicts.get(("prediction", "prediction"))
+        if spec is target:
+            ref_values, cur_values = _target(reference, contract), _predictions(traffic, contract)
+            title = "predicted class" if contract.is_classification else f"predicted {spec.name}"
+            drifted = verdicts.get(("prediction", "prediction"))
         else:
             ref_values, cur_values = reference[spec.name], current[spec.name]
             title = spec.name
@@ -531,19 +662,18 @@ Drift needs p &lt; alpha / tests and PSI &ge; threshold; settings are in drift.j
 def run(params: Params, log_path: Path | None = None, feedback: Path | None = None) -> DriftReport:
     """Compare, then write drift.json, drift.md and drift.html to `paths.drift`."""
     settings = params.monitoring
-    traffic = read_traffic(log_path or params.serve.prediction_log, settings.window_rows)
-    labels = read_feedback(feedback or settings.feedback)
+    contract = params.contract
+    traffic = read_traffic(log_path or params.serve.prediction_log, settings.window_rows, contract)
+    labels = read_feedback(feedback or settings.feedback, contract)
     reference = io.read_parquet(params.paths.train)
-    baseline = None
-    if labels:
-        if not params.paths.metrics.is_file():
-            raise PipelineError(f"{params.paths.metrics}: needed to judge labelled feedback")
-        baseline = float(io.read_json(params.paths.metrics)["accuracy"])
-    report = compare(reference, traffic, labels, baseline, settings)
+    baseline = _baseline(params, contract) if labels else None
+    expected = None if contract.is_classification else _test_predictions(params, contract)
+    report = compare(reference, traffic, labels, baseline, settings, contract, expected)
     payload = asdict(report)
     payload["drifted"] = report.drifted
+    payload["task"] = contract.task
     payload["log_files"] = traffic.files
-    image = _figure_png(reference, traffic, report) if report.checks else None
+    image = _figure_png(reference, traffic, report, contract) if report.checks else None
     # Everything is rendered before anything is written: no half set of reports.
     out = params.paths.drift
     io.write_json(out / "drift.json", _finite(payload))
@@ -551,6 +681,35 @@ def run(params: Params, log_path: Path | None = None, feedback: Path | None = No
     io.write_text(out / "drift.html", html_page(report, image))
     log.info("drift: %s (%d predictions); wrote %s", report.verdict, report.window_rows, out)
     return report
+
+
+def _baseline(params: Params, contract: Contract) -> float:
+    """The test split's accuracy (classification) or MAE (regression), from metrics.json."""
+    key = "accuracy" if contract.is_classification else "mae"
+    path = params.paths.metrics
+    if not path.is_file():
+        raise PipelineError(f"{path}: needed to judge labelled feedback (run the pipeline)")
+    value = io.read_json(path).get(key)
+    if not _is_number(value):
+        raise PipelineError(
+            f"{path}: no `{key}` for the {contract.task} task; re-run evaluate for this contract"
+        )
+    return float(value)
+
+
+def _test_predictions(params: Params, contract: Contract) -> pd.Series:
+    """The regression model's predictions on the test split: the reference for the logged
+    predictions (compare's docstring says why not the target)."""
+    model_path, test_path = params.paths.model, params.paths.test
+    try:
+        model = io.load_verified_model(model_path, io.read_recorded_sha256(model_path))
+        test = io.read_parquet(test_path)
+    except (OSError, PipelineError) as error:
+        raise PipelineError(
+            f"the model and the test split are the reference of regression predictions"
+            f" (run the pipeline, or `dvc pull`): {error}"
+        ) from None
+    return pd.Series(model.predict(test[contract.feature_names()]), dtype=float)
 
 
 def _finite(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""A small real model on disk, and the service built around it."""
+"""Small real models on disk (one per task), and the service built around them."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from mlops_template import config, io
+from mlops_template import io
 from mlops_template.config import ServeSettings
-from mlops_template.schema import feature_names
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.model import ServedModel
-from mlops_template.stages.train import build_pipeline, serialize
-from tests.conftest import repo_params_dict
+from tests.conftest import DEFAULT_CONTRACT, repo_params_dict
+from tests.serve import tasks
+from tests.serve.tasks import TaskModel
 from tests.slow.conftest import free_port
 
+# A record of the tests' own penguins table (tests/data/penguins.yaml), not of the project's
+# configured data: the unit tests run on it whatever a fork trains on.
 GENTOO = {
     "island": "Biscoe",
     "bill_length_mm": 47.5,
@@ -31,17 +33,29 @@ GENTOO = {
     "body_mass_g": 5000.0,
     "sex": "female",
 }
+PENGUIN_CLASSES = ("Adelie", "Chinstrap", "Gentoo")
 
 
 @pytest.fixture(scope="session")
-def model_path(tmp_path_factory: pytest.TempPathFactory, penguins: pd.DataFrame) -> Path:
-    pipeline = build_pipeline(config.RandomForest(kind="random_forest", n_estimators=20), 0)
-    pipeline.fit(penguins[feature_names()], penguins["species"])
-    path = tmp_path_factory.mktemp("model") / "model.joblib"
-    blob = serialize(pipeline)
-    io.write_bytes(path, blob)
-    io.write_text(io.sha256_sidecar(path), f"{io.sha256_bytes(blob)}  model.joblib\n")
-    return path
+def penguin_task(tmp_path_factory: pytest.TempPathFactory, penguins: pd.DataFrame) -> TaskModel:
+    return tasks.penguin_task(tmp_path_factory.mktemp("penguins"), penguins)
+
+
+@pytest.fixture(scope="session")
+def model_path(penguin_task: TaskModel) -> Path:
+    return penguin_task.model_path
+
+
+@pytest.fixture(scope="session")
+def binary_task(tmp_path_factory: pytest.TempPathFactory) -> TaskModel:
+    directory = tmp_path_factory.mktemp("binary")
+    frame = tasks.breast_cancer()
+    return tasks.profiled_task(directory, frame, "breast_cancer", positive="malignant")
+
+
+@pytest.fixture(scope="session")
+def regression_task(tmp_path_factory: pytest.TempPathFactory) -> TaskModel:
+    return tasks.profiled_task(tmp_path_factory.mktemp("regression"), tasks.diabetes(), "diabetes")
 
 
 @pytest.fixture
@@ -50,23 +64,37 @@ def settings(tmp_path: Path) -> ServeSettings:
 
 
 @pytest.fixture
-def make_client(settings: ServeSettings, model_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """Start the app (lifespan included) with optional setting overrides and model loader."""
+def make_client(
+    settings: ServeSettings, penguin_task: TaskModel
+) -> Iterator[Callable[..., TestClient]]:
+    """Start the app (lifespan included) with optional setting overrides and model loader.
+    `task` chooses the contract and model (the penguins by default); `threshold` is the
+    binary decision threshold (evaluate.threshold)."""
     clients: list[TestClient] = []
 
     def build(
         load: Callable[[], Any] | None = None,
         state: ServiceState | None = None,
         *,
+        task: TaskModel | None = None,
+        threshold: float = 0.5,
         challenger: Callable[[], Any] | None = None,
         reference: dict[str, Any] | None = None,
         api_key: str | None = None,
         **overrides: Any,
     ) -> TestClient:
+        chosen = task or penguin_task
+
+        def load_chosen() -> ServedModel:
+            return ServedModel.load(
+                chosen.model_path, contract=chosen.contract, threshold=threshold
+            )
+
         app = create_app(
             settings.model_copy(update=overrides),
-            load or (lambda: ServedModel.load(model_path)),
+            load or load_chosen,
             state,
+            contract=chosen.contract,
             load_challenger=challenger,
             reference=reference,
             **({"api_key": api_key} if api_key else {}),
@@ -89,10 +117,27 @@ def wait_ready(client: TestClient) -> None:
     raise AssertionError(client.get("/health/ready").json())
 
 
-class BlockingModel:
+class FakeModel:
+    """What the service needs of a model (ServedModel's interface), answering penguin classes
+    from `predict_proba`; subclasses decide the probabilities."""
+
+    classes = PENGUIN_CLASSES
+    version = "fake00000000"
+    is_classifier = True
+    positive: str | None = None
+    threshold = 0.5
+    decode = ServedModel.decode
+
+    def score(self, records: list[dict[str, Any]]) -> np.ndarray:
+        return self.predict_proba(records)
+
+    def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class BlockingModel(FakeModel):
     """Scores only when released: for concurrency, timeout and readiness tests."""
 
-    classes = ("Adelie", "Chinstrap", "Gentoo")
     version = "blocking0000"
 
     def __init__(self) -> None:
@@ -105,8 +150,11 @@ class BlockingModel:
         return np.tile([0.1, 0.2, 0.7], (len(records), 1))
 
 
-def service_params_file(tmp_path: Path, model_path: Path, **serve: object) -> tuple[Path, int]:
-    """A params.yaml in `tmp_path` serving a copy of `model_path` on a free port."""
+def service_params_file(
+    tmp_path: Path, model_path: Path, contract: Path = DEFAULT_CONTRACT, **serve: object
+) -> tuple[Path, int]:
+    """A params.yaml in `tmp_path` serving a copy of `model_path` (trained for `contract`, the
+    tests' penguins by default) on a free port."""
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(model_path, models / "model.joblib")
@@ -114,6 +162,8 @@ def service_params_file(tmp_path: Path, model_path: Path, **serve: object) -> tu
     port = free_port()
     raw = repo_params_dict()
     raw["paths"]["model"] = str(models / "model.joblib")
+    raw["paths"]["reference"] = str(models / "reference.json")  # none: gauges without it
+    raw["data"] = {**raw.get("data", {}), "contract": str(contract)}
     raw["serve"] = {
         **raw["serve"],
         "port": port,

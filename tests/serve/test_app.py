@@ -13,10 +13,10 @@ from starlette.testclient import TestClient
 
 from mlops_template import io
 from mlops_template.config import ServeSettings
-from mlops_template.schema import FEATURES
 from mlops_template.serve.app import ServiceState
 from mlops_template.serve.model import ServedModel
 from tests.serve.conftest import GENTOO, BlockingModel, wait_ready
+from tests.serve.tasks import TaskModel
 
 Client = Callable[..., TestClient]
 
@@ -117,12 +117,14 @@ def test_body_size_limit_is_413(make_client: Client) -> None:
     assert streamed.status_code == 413
 
 
-def test_ready_is_503_until_the_model_is_loaded(make_client: Client, model_path: Path) -> None:
+def test_ready_is_503_until_the_model_is_loaded(
+    make_client: Client, penguin_task: TaskModel
+) -> None:
     gate = threading.Event()
 
     def slow_load() -> ServedModel:
         gate.wait(10)
-        return ServedModel.load(model_path)
+        return ServedModel.load(penguin_task.model_path, contract=penguin_task.contract)
 
     client = make_client(load=slow_load)
     assert client.get("/health/live").status_code == 200
@@ -220,12 +222,18 @@ def test_every_prediction_is_logged(make_client: Client, settings: ServeSettings
     }
 
 
-def test_openapi_is_derived_from_the_schema(make_client: Client) -> None:
+def test_openapi_is_derived_from_the_contract(make_client: Client, penguin_task: TaskModel) -> None:
     spec = make_client().get("/openapi.json").json()
+    contract = penguin_task.contract
+    assert spec["info"]["title"] == "penguins prediction service"
+    assert spec["info"]["description"].startswith(contract.description)
     features = spec["components"]["schemas"]["Features"]
-    assert set(features["properties"]) == {spec_.name for spec_ in FEATURES}
+    assert set(features["properties"]) == set(contract.feature_names())
     assert features["additionalProperties"] is False
-    assert features["example"]["island"] == "Biscoe"
+    assert features["example"] == contract.example
+    prediction = spec["components"]["schemas"]["Prediction"]
+    assert prediction["properties"]["prediction"]["enum"] == list(contract.classes)
+    assert prediction["example"]["prediction"] in contract.classes
     island = features["properties"]["island"]
     assert island["anyOf"][0]["enum"] == ["Biscoe", "Dream", "Torgersen"]
     mass = features["properties"]["body_mass_g"]["anyOf"][0]

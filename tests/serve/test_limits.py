@@ -14,21 +14,29 @@ import pytest
 from starlette.testclient import TestClient
 
 from mlops_template.config import ServeSettings
+from mlops_template.schema import load_contract
 from mlops_template.serve.app import Guard, create_app
 from mlops_template.serve.limits import body_limits, max_record_bytes
 from mlops_template.serve.model import ServedModel
+from tests.conftest import DEFAULT_CONTRACT
 from tests.serve.conftest import GENTOO, wait_ready
+from tests.serve.tasks import TaskModel
 
 Client = Callable[..., TestClient]
 
 
-def test_body_limits_come_from_the_schema() -> None:
-    widest = max_record_bytes()
+def test_body_limits_come_from_the_contract(
+    penguin_task: TaskModel, binary_task: TaskModel
+) -> None:
+    features = penguin_task.contract.features
+    widest = max_record_bytes(features)
     assert 150 < widest < 300  # six fields; a numeric one written as its longest float
-    limits = body_limits(ServeSettings(max_batch_rows=100))
+    limits = body_limits(ServeSettings(max_batch_rows=100), features)
     assert limits["/predict"] < 2 * 1024  # one record, not the 1 MB every route had
     assert 100 * widest < limits["/predict/batch"] < 100 * 5 * widest
-    capped = body_limits(ServeSettings(max_batch_rows=100_000))
+    # 30 numeric features with long names: a record may be larger, and is allowed to be.
+    assert max_record_bytes(binary_task.contract.features) > 4 * widest
+    capped = body_limits(ServeSettings(max_batch_rows=100_000), features)
     assert capped["/predict/batch"] == ServeSettings().max_body_bytes
 
 
@@ -148,7 +156,8 @@ def test_openapi_says_which_records_are_too_empty(make_client: Client) -> None:
 
 def _guard(model_path: Path, tmp_path: Path, **overrides: Any) -> Guard:
     settings = ServeSettings(prediction_log=tmp_path / "p.jsonl", **overrides)
-    return create_app(settings, lambda: ServedModel.load(model_path))
+    contract = load_contract(DEFAULT_CONTRACT)
+    return create_app(settings, lambda: ServedModel.load(model_path), contract=contract)
 
 
 def _scope(path: str = "/predict", length: int = 100) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from starlette.testclient import TestClient
 from mlops_template import drift
 from mlops_template.config import ServeSettings
 from mlops_template.serve.app import ServiceState
-from tests.serve.conftest import GENTOO, wait_ready
+from tests.serve.conftest import GENTOO, FakeModel, wait_ready
+from tests.serve.tasks import TaskModel
 
 Client = Callable[..., TestClient]
 ADELIE = {
@@ -36,6 +37,7 @@ CHINSTRAP = {
 }
 REFERENCE = {
     "rows": 258,
+    "task": "multiclass",
     "class_shares": {"Adelie": 0.44, "Chinstrap": 0.2, "Gentoo": 0.36},
     "missing_rate": {name: 0.01 for name in GENTOO},
 }
@@ -48,10 +50,9 @@ def gauge(text: str, name: str, label: str | None = None) -> float:
     return float(match.group(1))
 
 
-class ConstantModel:
+class ConstantModel(FakeModel):
     """A challenger that always says Adelie (or fails, to test that the champion is safe)."""
 
-    classes = ("Adelie", "Chinstrap", "Gentoo")
     version = "challenger01"
 
     def __init__(self, fail: bool = False) -> None:
@@ -150,15 +151,15 @@ def test_shadow_agreement_is_on_metrics(make_client: Client) -> None:
 
 
 def test_the_drift_report_compares_champion_and_challenger_on_the_served_traffic(
-    make_client: Client, settings: ServeSettings
+    make_client: Client, settings: ServeSettings, penguin_task: TaskModel
 ) -> None:
     client = make_client(challenger=lambda: ConstantModel())
     wait_ready(client)
     client.post("/predict/batch", json={"records": [GENTOO] * 30 + [ADELIE] * 10})
     client.__exit__(None, None, None)
-    traffic = drift.read_traffic(settings.prediction_log, window_rows=1000)
+    traffic = drift.read_traffic(settings.prediction_log, 1000, penguin_task.contract)
     labels = {record["id"]: record["prediction"] for record in traffic.champion}
-    shadow = drift._shadow(traffic, labels)
+    shadow = drift._shadow(traffic, labels, penguin_task.contract)
     assert shadow is not None
     assert shadow["compared"] == 40
     assert shadow["agreement"] == pytest.approx(10 / 40)

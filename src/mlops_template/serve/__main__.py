@@ -1,5 +1,8 @@
 """Run the service: `python -m mlops_template.serve [--params params.yaml] [--host] [--port]`.
 Host and port may also come from MLOPS_SERVE_HOST / MLOPS_SERVE_PORT (the image sets them).
+The request and response models follow the data contract that params.yaml's data.contract
+names (the image carries it). `--example` prints the contract's example record as JSON and
+exits: the release smoke test sends it, so it works for any project's data.
 
 One uvicorn process on purpose: scoring runs in a worker thread beside the event loop, which
 uses both cores of a small machine, and `--workers N` would lose TCP_NODELAY on the shared
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -194,10 +198,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("MLOPS_SERVE_PORT"),
         help="overrides serve.port",
     )
+    parser.add_argument(
+        "--example",
+        action="store_true",
+        help="print the data contract's example record (a valid request body) and exit",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         params = load_params(args.params)
+        contract = params.contract
+        if args.example:
+            print(json.dumps(dict(contract.example)))
+            return 0
         settings = params.serve.model_copy(update=_overrides(args, os.environ))
         model_path = params.paths.model
         # Refuse to start on a model whose bytes do not match the expected hash; the
@@ -225,11 +238,15 @@ def main(argv: list[str] | None = None) -> int:
             model_path,
         )
     state = ServiceState()
+    threshold = params.evaluate.threshold
     app = create_app(
         settings,
-        lambda: ServedModel.load(model_path, expected),
+        lambda: ServedModel.load(model_path, expected, contract, threshold),
         state,
-        load_challenger=(lambda: ServedModel.load(*challenger)) if challenger else None,
+        contract=contract,
+        load_challenger=(
+            (lambda: ServedModel.load(*challenger, contract, threshold)) if challenger else None
+        ),
         reference=_reference(params.paths.reference),
         api_key=os.environ.get("MLOPS_API_KEY") or None,
     )

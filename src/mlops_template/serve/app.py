@@ -37,19 +37,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from mlops_template.config import ServeSettings
-from mlops_template.schema import TARGET, feature_names
+from mlops_template.schema import Contract
 from mlops_template.serve import docs
 from mlops_template.serve.batcher import MicroBatcher
 from mlops_template.serve.limits import Problems, RequestChecker, body_limits, cap, is_json
 from mlops_template.serve.logsink import PredictionLog
 from mlops_template.serve.metrics import ServiceMetrics
-from mlops_template.serve.model import ServedModel, decode
+from mlops_template.serve.model import ServedModel
 from mlops_template.serve.monitor import LiveMonitor
 from mlops_template.serve.request import (
-    BatchPrediction,
-    Prediction,
+    batch_prediction,
     batch_request,
     features_model,
+    prediction_model,
 )
 from mlops_template.serve.shadow import ShadowScorer
 
@@ -121,6 +121,7 @@ class Guard:
         metrics: ServiceMetrics,
         checker: RequestChecker,
         executor: ThreadPoolExecutor,
+        limits: dict[str, int],
         api_key: str | None = None,
     ):
         self.app = app
@@ -130,7 +131,7 @@ class Guard:
         self.checker = checker
         self.executor = executor
         self.api_key = api_key.encode() if api_key else None
-        self.limits = body_limits(settings)
+        self.limits = limits
         self.body_bytes = 0  # of the bodies being received now (serve.max_body_bytes_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -302,34 +303,58 @@ class Guard:
         return await loop.run_in_executor(self.executor, self.checker.check, route, body)
 
 
+def describe(contract: Contract) -> str:
+    """The API's description: what the contract says it predicts, and the answer's shape."""
+    target = contract.target
+    if contract.task == "regression":
+        answer = f"`prediction` is the predicted {target.name}, a number"
+    else:
+        answer = (
+            f"`prediction` is the predicted {target.name}, one of {', '.join(contract.classes)},"
+            " with each class's probability"
+        )
+        if contract.task == "binary":
+            answer += (
+                f" ({contract.positive} when its probability reaches the threshold chosen at"
+                " evaluation, evaluate.threshold)"
+            )
+    lines = [
+        contract.description or f"Predicts {target.name}.",
+        f"{answer}. {target.description}".strip(),
+        "The request schema is derived from the pipeline's data contract (params.yaml"
+        " data.contract).",
+    ]
+    return "\n\n".join(lines)
+
+
 def create_app(
     settings: ServeSettings,
     load_model: Callable[[], ServedModel],
     state: ServiceState | None = None,
     *,
+    contract: Contract,
     load_challenger: Callable[[], ServedModel] | None = None,
     reference: Mapping[str, Any] | None = None,
     api_key: str | None = None,
 ) -> Guard:
-    """Build the service. The model loads in a background thread after start-up, so the
+    """Build the service for `contract` (request and response models, examples, limits and
+    drift gauges follow it). The model loads in a background thread after start-up, so the
     liveness probe answers at once and readiness says 503 until the model is there.
 
     With `load_challenger`, a second model is scored in shadow (shadow.py); `reference` (the
     train stage's profile) adds the reference values and the drift PSI to /metrics. With
     `api_key`, the predict routes need `Authorization: Bearer <api_key>`."""
     state = state or ServiceState()
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(regression=not contract.is_classification)
     prediction_log = PredictionLog(
         settings.prediction_log, settings.prediction_log_max_bytes, settings.prediction_log_backups
     )
     state.log_health = prediction_log.health
     # Large predict bodies are validated here, two at a time, beside the scoring threads.
     validation = ThreadPoolExecutor(max_workers=2, thread_name_prefix="validate")
-    monitor = LiveMonitor(
-        settings.monitor_window, feature_names(), TARGET.categories, reference, metrics
-    )
+    monitor = LiveMonitor(settings.monitor_window, contract, reference, metrics)
     batcher = MicroBatcher(
-        lambda rows: state.model.predict_proba(rows),  # type: ignore[union-attr]
+        lambda rows: state.model.score(rows),  # type: ignore[union-attr]
         settings.micro_batch_max_rows,
         on_batch=metrics.batch_rows.observe,
     )
@@ -377,16 +402,19 @@ def create_app(
         validation.shutdown(wait=False, cancel_futures=True)
 
     api = FastAPI(
-        title="mlops-template prediction service",
+        title=f"{contract.name} prediction service",
         version="1",
-        description="Predicts the penguin species from body measurements. The request schema"
-        " is derived from the pipeline's data contract (src/mlops_template/schema.py).",
+        description=describe(contract),
         lifespan=lifespan,
         docs_url=None,  # FastAPI's pages load their assets from a CDN; ours is self-contained
         redoc_url=None,
     )
-    Features = features_model(settings.min_present_features)  # noqa: N806 (a class)
-    BatchRequest = batch_request(Features, settings.max_batch_rows)  # noqa: N806 (a class)
+    Features = features_model(contract, settings.min_present_features)  # noqa: N806 (a class)
+    BatchRequest = batch_request(  # noqa: N806 (a class)
+        Features, settings.max_batch_rows, dict(contract.example)
+    )
+    Prediction = prediction_model(contract)  # noqa: N806 (a class)
+    BatchPrediction = batch_prediction(Prediction)  # noqa: N806 (a class)
     checker = RequestChecker(Features, settings.max_batch_rows, settings.max_validation_errors)
     # Documents the scheme in the OpenAPI; the Guard checks the key before reading the body.
     security = [Security(HTTPBearer(auto_error=False))] if api_key else []
@@ -411,15 +439,18 @@ def create_app(
         return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
 
     def respond(
-        records: list[dict[str, Any]], proba: Any, model: ServedModel
+        records: list[dict[str, Any]], scores: Any, model: ServedModel
     ) -> list[dict[str, Any]]:
         predictions = []
         now = time.time()
-        for record, row in zip(records, proba, strict=True):
-            predicted, probabilities = decode(model.classes, row)
+        for record, row in zip(records, scores, strict=True):
+            predicted, probabilities = model.decode(row)
             prediction_id = uuid.uuid4().hex
-            metrics.predictions.labels(predicted).inc()
+            metrics.count(predicted)
             monitor.observe(record, predicted)
+            answer: dict[str, Any] = {"prediction": predicted}
+            if probabilities is not None:  # a classifier's; a regressor returns the number
+                answer["probabilities"] = probabilities
             prediction_log.write(
                 {
                     "ts": now,
@@ -427,19 +458,12 @@ def create_app(
                     "role": "champion",
                     "model_version": model.version,
                     "features": record,
-                    "prediction": predicted,
-                    "probabilities": probabilities,
+                    **answer,
                 }
             )
             # Plain dicts: FastAPI validates them against `Prediction` once, on the way out.
-            predictions.append(
-                {
-                    "prediction": predicted,
-                    "probabilities": probabilities,
-                    "model_version": model.version,
-                    "prediction_id": prediction_id,
-                }
-            )
+            answer |= {"model_version": model.version, "prediction_id": prediction_id}
+            predictions.append(answer)
         if state.shadow is not None:
             state.shadow.submit(
                 [
@@ -454,8 +478,8 @@ def create_app(
         if model is None:  # still loading, or failed to (draining still serves)
             reason = state.not_ready_reason()
             return JSONResponse({"detail": reason}, status_code=503, headers={"retry-after": "1"})
-        proba = await batcher.score(records)
-        return respond(records, proba, model)
+        scores = await batcher.score(records)
+        return respond(records, scores, model)
 
     not_ready = {503: {"description": "Not ready, overloaded or timed out"}}
     too_large = {413: {"description": "Request body too large"}}
@@ -507,7 +531,10 @@ def create_app(
         if state.shadow is not None:
             rows, agreement = state.shadow.agreement.snapshot()
             metrics.shadow_window_rows.set(rows)
-            metrics.shadow_agreement.set(agreement)
+            if contract.is_classification:
+                metrics.shadow_agreement.set(agreement)
+            else:
+                metrics.shadow_difference.set(agreement)
             metrics.shadow_dropped.set(state.shadow.dropped)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -516,4 +543,5 @@ def create_app(
         """The API described on one self-contained page (no CDN; docs.py)."""
         return HTMLResponse(docs.render(api.openapi()))
 
-    return Guard(api, settings, state, metrics, checker, validation, api_key)
+    limits = body_limits(settings, contract.features)
+    return Guard(api, settings, state, metrics, checker, validation, limits, api_key)

@@ -1,11 +1,12 @@
-"""What a request may cost: body limits derived from the schema, and validation that stays
+"""What a request may cost: body limits derived from the contract, and validation that stays
 cheap and small whatever the body holds.
 
-Body limits. The widest valid record, as compact JSON, is computed from schema.py (every
-numeric field written as the longest float, every categorical field as its longest
-category): about 200 bytes for the penguins. A record may take HEADROOM times that
-(whitespace, pretty-printing, long decimal expansions), /predict one record and /predict/batch
-`serve.max_batch_rows` of them, each plus ENVELOPE_BYTES; `serve.max_body_bytes` caps both.
+Body limits. The widest valid record, as compact JSON, is computed from the data contract's
+features (every numeric field written as the longest float, every categorical field as its
+longest category): about 200 bytes for the six penguin features. A record may take HEADROOM
+times that (whitespace, pretty-printing, long decimal expansions), /predict one record and
+/predict/batch `serve.max_batch_rows` of them, each plus ENVELOPE_BYTES; `serve.max_body_bytes`
+caps both.
 
 Validation. Pydantic builds one error object per problem, in one call that holds the GIL: a
 record with 130,000 unknown keys cost 0.43 s and an 11 MB answer. Here unknown keys are found
@@ -18,7 +19,7 @@ count of all of them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mlops_template.config import ServeSettings
-from mlops_template.schema import FEATURES
+from mlops_template.schema import ColumnSpec
 
 HEADROOM = 4
 ENVELOPE_BYTES = 1024
@@ -34,20 +35,20 @@ MAX_KEY_CHARS = 64  # an unknown key is named in the error, cut to this length
 WIDEST_FLOAT = -1.7976931348623157e308  # the longest repr a finite float has (24 characters)
 
 
-def max_record_bytes() -> int:
-    """The compact JSON size of the widest valid record."""
+def max_record_bytes(features: Iterable[ColumnSpec]) -> int:
+    """The compact JSON size of the widest valid record of these features."""
     widest = {
         spec.name: WIDEST_FLOAT
         if spec.kind == "numeric"
         else max(spec.categories, key=len, default="")
-        for spec in FEATURES
+        for spec in features
     }
     return len(json.dumps(widest, separators=(",", ":")).encode())
 
 
-def body_limits(settings: ServeSettings) -> dict[str, int]:
+def body_limits(settings: ServeSettings, features: Iterable[ColumnSpec]) -> dict[str, int]:
     """The largest body each route reads (bytes); "" is every other route."""
-    record = HEADROOM * max_record_bytes()
+    record = HEADROOM * max_record_bytes(features)
     return {
         "/predict": min(settings.max_body_bytes, ENVELOPE_BYTES + record),
         "/predict/batch": min(

@@ -4,6 +4,13 @@ The expected sha256 is passed in (the service takes it from MLOPS_MODEL_SHA256, 
 baked into the image; __main__.py), not read from beside the model; only a caller that
 passes none falls back to the record beside the file. The file is read once and the same
 bytes are hashed and deserialized.
+
+With the data contract, loading also checks that the model fits it (a classifier of the
+contract's classes, or a regressor; trained on the contract's features): a model from
+another contract is a load error that readiness reports, not a 500 at the first request.
+The answer for a row follows the task: regression returns the number; multiclass the most
+probable class; binary the positive class when its probability reaches `threshold`
+(evaluate.threshold), the other class otherwise.
 """
 
 from __future__ import annotations
@@ -17,38 +24,104 @@ import numpy as np
 import pandas as pd
 
 from mlops_template import io
-from mlops_template.schema import FEATURES, feature_names
+from mlops_template.errors import PipelineError
+from mlops_template.schema import Contract
+
+Answer = tuple[str | float, dict[str, float] | None]  # the prediction, the probabilities
 
 
-def decode(classes: Sequence[str], row: np.ndarray) -> tuple[str, dict[str, float]]:
-    """One row of predict_proba: the predicted class and each class's probability."""
-    probabilities = {name: float(p) for name, p in zip(classes, row, strict=True)}
-    return classes[int(row.argmax())], probabilities
+def _check_fits(pipeline: Any, classes: tuple[str, ...], contract: Contract) -> None:
+    """Refuse a model that does not answer the contract's question."""
+    if contract.is_classification and not classes:
+        raise PipelineError(f"the model is a regressor; the contract's task is {contract.task}")
+    if not contract.is_classification and classes:
+        raise PipelineError("the model is a classifier; the contract's task is regression")
+    if classes and set(classes) != set(contract.classes):
+        raise PipelineError(
+            f"the model predicts {list(classes)}; the contract's classes are"
+            f" {list(contract.classes)}"
+        )
+    trained = getattr(pipeline, "feature_names_in_", None)
+    if trained is not None and set(map(str, trained)) != set(contract.feature_names()):
+        raise PipelineError(
+            f"the model was trained on {sorted(map(str, trained))}; the contract's features"
+            f" are {sorted(contract.feature_names())}"
+        )
 
 
 @dataclass(frozen=True)
 class ServedModel:
     pipeline: Any
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # empty for a regressor
     version: str  # the first 12 hex digits of the model file's sha256
+    columns: tuple[str, ...] = ()  # the features, in the contract's order
+    numeric: frozenset[str] = frozenset()
+    positive: str | None = None  # binary: the class `threshold` applies to
+    threshold: float = 0.5
 
     @classmethod
-    def load(cls, path: Path, expected_sha256: str | None = None) -> ServedModel:
+    def load(
+        cls,
+        path: Path,
+        expected_sha256: str | None = None,
+        contract: Contract | None = None,
+        threshold: float = 0.5,
+    ) -> ServedModel:
+        """Without a contract (a quick look at a model file) the columns come from the model
+        and their kinds from the values scored; the binary threshold is then not applied."""
         expected = expected_sha256 or io.read_recorded_sha256(path)
         pipeline = io.load_verified_model(path, expected)
         # One request is a few rows: thread pools cost more than they save. Scoring in a
         # single thread also leaves the other core to the event loop.
         if "model__n_jobs" in pipeline.get_params():
             pipeline.set_params(model__n_jobs=1)
-        version = expected[:12]
-        return cls(pipeline, tuple(str(name) for name in pipeline.classes_), version)
+        is_classifier = hasattr(pipeline, "predict_proba") and hasattr(pipeline, "classes_")
+        classes = tuple(str(name) for name in pipeline.classes_) if is_classifier else ()
+        if contract is None:
+            columns = tuple(map(str, getattr(pipeline, "feature_names_in_", ())))
+            return cls(pipeline, classes, expected[:12], columns)
+        _check_fits(pipeline, classes, contract)
+        return cls(
+            pipeline,
+            classes,
+            expected[:12],
+            tuple(contract.feature_names()),
+            frozenset(contract.numeric_features()),
+            contract.positive if contract.task == "binary" else None,
+            threshold,
+        )
+
+    @property
+    def is_classifier(self) -> bool:
+        return bool(self.classes)
+
+    def frame(self, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """Records already validated against the request model, as the pipeline's input."""
+        columns = list(self.columns) or None
+        frame = pd.DataFrame.from_records(list(records), columns=columns)
+        for name in frame.columns:
+            numeric = name in self.numeric or (
+                not self.numeric and pd.api.types.is_numeric_dtype(frame[name])
+            )
+            frame[name] = frame[name].astype("float64" if numeric else object)
+        return frame
+
+    def score(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Class probabilities (rows x classes) of a classifier; a regressor's predictions."""
+        if self.is_classifier:
+            return self.predict_proba(records)
+        return np.asarray(self.pipeline.predict(self.frame(records)), dtype=float)
 
     def predict_proba(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Class probabilities for records already validated against the request schema."""
-        frame = pd.DataFrame.from_records(list(records), columns=feature_names())
-        for spec in FEATURES:
-            if spec.kind == "numeric":
-                frame[spec.name] = frame[spec.name].astype("float64")
-            else:
-                frame[spec.name] = frame[spec.name].astype(object)
-        return self.pipeline.predict_proba(frame)
+        return self.pipeline.predict_proba(self.frame(records))
+
+    def decode(self, row: Any) -> Answer:
+        """One row of `score`: the prediction and, for a classifier, each class's probability."""
+        if not self.is_classifier:
+            return float(row), None
+        probabilities = {name: float(p) for name, p in zip(self.classes, row, strict=True)}
+        if self.positive is not None and len(self.classes) == 2:
+            other = next(name for name in self.classes if name != self.positive)
+            chosen = self.positive if probabilities[self.positive] >= self.threshold else other
+            return chosen, probabilities
+        return self.classes[int(np.argmax(row))], probabilities

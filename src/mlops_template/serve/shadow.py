@@ -8,7 +8,9 @@ about the same for one row as for a hundred, and every call competes with the ch
 the interpreter, so scoring each request as it came doubled the latency at one client in
 flight (bench-serve); batched, the challenger costs a call or two per second.
 Each challenger prediction is logged with the champion's prediction id and `"role":
-"challenger"`, so `mlops drift` compares the two on the same requests.
+"challenger"`, so `mlops drift` compares the two on the same requests. The live comparison
+(/metrics) is the share of requests on which the two agree for a classifier, and the mean
+absolute difference of their predictions for a regressor (two numbers are rarely equal).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlops_template.serve.logsink import PredictionLog
-from mlops_template.serve.model import ServedModel, decode
+from mlops_template.serve.model import ServedModel
 from mlops_template.serve.monitor import Agreement
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 LINGER_SECONDS = 0.5
-Item = tuple[str, dict[str, Any], str]  # prediction id, features, champion's prediction
+Item = tuple[str, dict[str, Any], str | float]  # prediction id, features, champion's answer
 
 
 class ShadowScorer:
@@ -43,7 +45,7 @@ class ShadowScorer:
         self.model = model
         self.prediction_log = prediction_log
         self.max_batch_rows = max_batch_rows
-        self.agreement = Agreement(window)
+        self.agreement = Agreement(window, 1.0 if model.is_classifier else 0.0)
         self.dropped = 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._score_forever, name="shadow", daemon=True)
@@ -89,23 +91,30 @@ class ShadowScorer:
             if not batch:
                 continue
             try:
-                proba = self.model.predict_proba([features for _, features, _ in batch])
+                scores = self.model.score([features for _, features, _ in batch])
             except Exception:  # a broken challenger must never hurt the champion
                 log.exception("shadow scoring failed for %d rows", len(batch))
                 self.dropped += len(batch)
                 continue
             now = time.time()
-            for (prediction_id, features, champion), row in zip(batch, proba, strict=True):
-                predicted, probabilities = decode(self.model.classes, row)
-                self.agreement.add(predicted == champion)
-                self.prediction_log.write(
-                    {
-                        "ts": now,
-                        "id": prediction_id,
-                        "role": "challenger",
-                        "model_version": self.model.version,
-                        "features": features,
-                        "prediction": predicted,
-                        "probabilities": probabilities,
-                    }
-                )
+            for (prediction_id, features, champion), row in zip(batch, scores, strict=True):
+                predicted, probabilities = self.model.decode(row)
+                self.agreement.add(_compare(predicted, champion))
+                record = {
+                    "ts": now,
+                    "id": prediction_id,
+                    "role": "challenger",
+                    "model_version": self.model.version,
+                    "features": features,
+                    "prediction": predicted,
+                }
+                if probabilities is not None:
+                    record["probabilities"] = probabilities
+                self.prediction_log.write(record)
+
+
+def _compare(challenger: str | float, champion: str | float) -> float:
+    """1.0 or 0.0 (the classes agree or not), or the absolute difference of two numbers."""
+    if isinstance(challenger, str) or isinstance(champion, str):
+        return float(challenger == champion)
+    return abs(float(challenger) - float(champion))
