@@ -72,6 +72,39 @@ def params(make_params: Callable[..., Params]) -> Params:
     return make_params()
 
 
+def small_contract(task: str) -> dict[str, Any]:
+    """A minimal valid contract of `task` (binary, multiclass or regression) as its YAML
+    mapping: target `y`, features `x` (numeric) and `colour` (categorical)."""
+    target: dict[str, Any] = {"name": "y", "nullable": False}
+    raw: dict[str, Any] = {"name": f"small_{task}", "task": task, "target": target}
+    if task == "regression":
+        target.update(kind="numeric", minimum=0.0, maximum=1000.0)
+    else:
+        classes = ["no", "yes"] if task == "binary" else ["low", "mid", "high"]
+        target.update(kind="categorical", categories=classes)
+    if task == "binary":
+        raw["positive"] = "yes"
+    raw["features"] = [
+        {"name": "x", "kind": "numeric", "minimum": 0.0, "maximum": 10.0},
+        {"name": "colour", "kind": "categorical", "categories": ["blue", "red"]},
+    ]
+    raw["example"] = {"x": 1.0, "colour": "red"}
+    return raw
+
+
+@pytest.fixture
+def contract_file(workdir: Path) -> Callable[[str], Path]:
+    """Write `small_contract(task)` in the work directory; returns its absolute path (for
+    `make_params(data={"contract": ...})`)."""
+
+    def write(task: str) -> Path:
+        path = workdir / f"{task}.yaml"
+        path.write_text(yaml.safe_dump(small_contract(task), sort_keys=False))
+        return path
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def penguins() -> pd.DataFrame:
     """The tests' own table (the Palmer penguins, 344 rows), as `ingest` reads it."""

@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,98 @@ def test_load_params_rejects_non_mapping(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(PipelineError, match="expected a mapping"):
         config.load_params(path)
+
+
+@pytest.mark.parametrize(
+    ("task", "primary"),
+    [("binary", "roc_auc"), ("multiclass", "f1_macro"), ("regression", "rmse")],
+)
+def test_primary_metric_auto_is_the_tasks_default(
+    make_params: Callable[..., config.Params],
+    contract_file: Callable[[str], Path],
+    task: str,
+    primary: str,
+) -> None:
+    params = make_params(
+        data={"contract": str(contract_file(task))}, evaluate={"primary_metric": "auto"}
+    )
+    assert params.contract.task == task
+    assert params.primary_metric == primary
+    assert primary in config.TASK_METRICS[task]
+
+
+def test_a_primary_metric_of_another_task_is_a_clear_error(
+    make_params: Callable[..., config.Params], contract_file: Callable[[str], Path]
+) -> None:
+    params = make_params(data={"contract": str(contract_file("regression"))})
+    assert params.evaluate.primary_metric == "f1_macro"
+    with pytest.raises(
+        PipelineError,
+        match=r"evaluate.primary_metric: 'f1_macro' is not a regression metric;"
+        r" choose auto or one of rmse, mae, r2",
+    ):
+        _ = params.contract
+
+
+def test_an_unknown_primary_metric_is_named() -> None:
+    raw = repo_params_dict()
+    raw["evaluate"]["primary_metric"] = "auc"
+    assert "evaluate.primary_metric" in _error_for(raw)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5])
+def test_the_threshold_is_a_probability_strictly_inside_zero_and_one(threshold: float) -> None:
+    raw = repo_params_dict()
+    raw["evaluate"]["threshold"] = threshold
+    assert "evaluate.threshold" in _error_for(raw)
+
+
+def test_a_missing_contract_file_says_how_to_write_one(
+    make_params: Callable[..., config.Params], workdir: Path
+) -> None:
+    params = make_params(data={"contract": "data/none.yaml"})
+    with pytest.raises(
+        PipelineError, match=r"data/none.yaml: data contract not found.*init-schema"
+    ):
+        _ = params.contract
+
+
+def test_more_required_features_than_the_contract_has_is_an_error(
+    make_params: Callable[..., config.Params], contract_file: Callable[[str], Path]
+) -> None:
+    params = make_params(
+        data={"contract": str(contract_file("binary"))},
+        evaluate={"primary_metric": "auto"},
+        serve={"min_present_features": 3},
+    )
+    with pytest.raises(PipelineError, match=r"serve.min_present_features: 3 is more than the 2"):
+        _ = params.contract
+
+
+def test_ridge_settings_parse() -> None:
+    raw = repo_params_dict()
+    raw["model"] = {"kind": "ridge", "alpha": 0.5}
+    assert config.parse_params(raw).model == config.Ridge(kind="ridge", alpha=0.5)
+
+
+@pytest.mark.parametrize(
+    ("metric", "candidate", "reference", "better", "gain"),
+    [
+        ("f1_macro", 0.9, 0.8, True, 0.1),
+        ("log_loss", 0.2, 0.3, True, 0.1),
+        ("rmse", 55.0, 50.0, False, -0.1),  # errors in the target's unit: a share
+        ("mae", 36.0, 40.0, True, 0.1),
+        ("r2", 0.4, 0.5, False, -0.1),
+    ],
+)
+def test_better_and_gain_follow_the_metric(
+    metric: str, candidate: float, reference: float, better: bool, gain: float
+) -> None:
+    assert config.better(metric, candidate, reference) is better
+    assert config.gain(metric, candidate, reference) == pytest.approx(gain)
+
+
+def test_paths_name_one_plot_file_each(params: config.Params) -> None:
+    files = params.paths.plot_files()
+    assert len(set(files)) == 6
+    assert all(path.parent == params.paths.plots for path in files)

@@ -52,6 +52,68 @@ def test_another_headline_metric_worse_than_the_tolerance_is_refused(params: Par
     assert "roc_auc_ovr" in decision.reason
 
 
+def test_a_candidate_below_its_baseline_is_refused_whatever_the_champion(
+    params: Params,
+) -> None:
+    baseline = {"accuracy": 0.96, "f1_macro": 0.97, "log_loss": 0.9, "roc_auc_ovr": 0.5}
+    candidate = {**scores(f1_macro=0.96), "baseline": baseline, "beats_baseline": False}
+    decision = decide(candidate, CHAMPION, params)
+    assert not decision.promoted
+    assert decision.reason == (
+        "f1_macro 0.96 does not beat the baseline's 0.97"
+        " (always the majority class, or the training mean)"
+    )
+    beating = {**candidate, "baseline": {**baseline, "f1_macro": 0.3}, "beats_baseline": True}
+    assert decide(beating, CHAMPION, params).promoted
+
+
+REGRESSION_CHAMPION = {"rmse": 50.0, "mae": 40.0, "r2": 0.5}
+
+
+@pytest.fixture
+def regression_params(
+    make_params: Callable[..., Params], contract_file: Callable[[str], Path]
+) -> Callable[..., Params]:
+    def build(**overrides: object) -> Params:
+        return make_params(
+            data={"contract": str(contract_file("regression"))},
+            evaluate={"primary_metric": "auto"},
+            **overrides,
+        )
+
+    return build
+
+
+def test_regression_margin_is_a_share_of_the_champions_error(
+    regression_params: Callable[..., Params],
+) -> None:
+    strict = regression_params()
+    assert strict.primary_metric == "rmse"
+    refused = decide({**REGRESSION_CHAMPION, "rmse": 50.4}, REGRESSION_CHAMPION, strict)
+    assert not refused.promoted
+    assert "rmse 50.4 vs champion 50.0: worse by 0.008000" in refused.reason
+    lenient = regression_params(registry={"margin": 0.01})  # 1% of 50 = 0.5
+    assert decide({**REGRESSION_CHAMPION, "rmse": 50.4}, REGRESSION_CHAMPION, lenient).promoted
+    assert not decide({**REGRESSION_CHAMPION, "rmse": 50.6}, REGRESSION_CHAMPION, lenient).promoted
+    better = decide({**REGRESSION_CHAMPION, "rmse": 45.0}, REGRESSION_CHAMPION, strict)
+    assert better.promoted
+    assert "rmse improved (+0.100000)" in better.reason
+
+
+def test_regression_tolerance_is_relative_for_errors_absolute_for_r2(
+    regression_params: Callable[..., Params],
+) -> None:
+    params = regression_params()  # tolerance 0.01
+    ok = {"rmse": 49.0, "mae": 40.3, "r2": 0.495}  # mae 0.75% worse, r2 0.005 lower
+    assert decide(ok, REGRESSION_CHAMPION, params).promoted
+    mae = decide({**ok, "mae": 40.5}, REGRESSION_CHAMPION, params)  # 1.25% worse
+    assert not mae.promoted
+    assert "mae 40.5 vs champion 40.0: worse than the tolerance 0.01" in mae.reason
+    r2 = decide({**ok, "r2": 0.485}, REGRESSION_CHAMPION, params)
+    assert not r2.promoted
+    assert r2.reason.startswith("r2 ")
+
+
 @pytest.mark.parametrize(
     ("outcome", "deploy", "level"),
     [

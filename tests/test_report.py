@@ -9,6 +9,7 @@ from mlops_template.config import Params
 from mlops_template.report import (
     MetricDiff,
     ReportInputs,
+    baseline_warning,
     metric_diffs,
     params_changes,
     render,
@@ -154,7 +155,7 @@ def test_dvc_diffs_are_parsed_in_reading_order() -> None:
         },
         "reports/validation.json": {"rows": {"old": 344, "new": 344}},
     }
-    found = metric_diffs(diff, Path("reports/metrics.json"), "f1_macro")
+    found = metric_diffs(diff, Path("reports/metrics.json"), "f1_macro", "multiclass")
     assert [m.name for m in found] == ["f1_macro", "accuracy", "per_class.Gentoo.recall"]
     assert found[0] == MetricDiff("f1_macro", None, 0.8)
 
@@ -170,7 +171,7 @@ def test_dvc_diffs_are_parsed_in_reading_order() -> None:
 def test_plots_are_rendered_from_the_evaluate_outputs(
     params: Params, penguins: pd.DataFrame, tmp_path: Path
 ) -> None:
-    train_frame, test_frame = split.split(penguins, 0.25, seed=params.seed)
+    train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
     io.write_parquet(params.paths.train, train_frame)
     io.write_parquet(params.paths.test, test_frame)
     train.run(params)
@@ -179,3 +180,69 @@ def test_plots_are_rendered_from_the_evaluate_outputs(
     assert set(images) == {"Confusion matrix", "ROC", "Precision-recall", "Feature importance"}
     for path in images.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_model_below_its_baseline_is_flagged_whatever_the_base_says() -> None:
+    inputs = _inputs(
+        baseline={"f1_macro": 0.96, "accuracy": 0.97, "log_loss": 0.1},
+        beats_baseline=False,
+    )
+    warning = baseline_warning(inputs)
+    assert warning is not None
+    text = render(inputs)
+    assert "✅ **Better** than `main`" in text  # better than the base, yet worthless
+    assert (
+        "🚫 **Does not beat its baseline** on `f1_macro`: 0.9500 against the baseline's 0.9600"
+        in text
+    )
+    assert "The promotion gate will refuse this model." in text
+    assert "| metric | `main` | this branch | Δ | baseline |" in text
+    assert "| **f1_macro** | 0.9000 | 0.9500 | +0.0500 | 0.9600 |" in text
+
+
+def test_a_model_that_beats_its_baseline_gets_no_warning() -> None:
+    inputs = _inputs(baseline={"f1_macro": 0.2}, beats_baseline=True)
+    assert baseline_warning(inputs) is None
+    text = render(inputs)
+    assert "Does not beat" not in text
+    assert "| **f1_macro** | 0.9000 | 0.9500 | +0.0500 | 0.2000 |" in text
+    assert baseline_warning(_inputs()) is None  # metrics from before baselines: no claim
+
+
+def test_a_failed_run_claims_nothing_about_the_baseline() -> None:
+    failure = {"stage": "train", "error": "boom"}
+    inputs = _inputs(stage_failure=failure, beats_baseline=False, baseline={"f1_macro": 0.9})
+    assert baseline_warning(inputs) is None
+    assert "Does not beat" not in render(inputs)
+
+
+def test_regression_reports_lead_with_the_error_and_lower_is_better() -> None:
+    diff = {
+        "reports/metrics.json": {
+            "r2": {"old": 0.40, "new": 0.45},
+            "mae": {"old": 45.0, "new": 44.0},
+            "rmse": {"old": 56.0, "new": 54.5},
+            "baseline.rmse": {"old": 77.0, "new": 77.0},
+            "beats_baseline": {"old": True, "new": True},
+            "test_rows": {"old": 111, "new": 111},
+        }
+    }
+    found = metric_diffs(diff, Path("reports/metrics.json"), "rmse", "regression")
+    assert [m.name for m in found] == ["rmse", "mae", "r2"]
+    text = render(_inputs(primary_metric="rmse", metrics=found, baseline={"rmse": 77.0}))
+    assert "✅ **Better** than `main` on `rmse`: 56.0000 → 54.5000 (-1.5000)." in text
+    assert "| **rmse** | 56 | 54.5000 | -1.5000 | 77 |" in text
+    assert "baseline.rmse" not in text
+
+
+def test_binary_reports_lead_with_the_primary_then_the_headline() -> None:
+    diff = {
+        "reports/metrics.json": {
+            name: {"old": 0.5, "new": 0.6}
+            for name in ("accuracy", "recall", "precision", "f1", "log_loss", "roc_auc")
+        }
+        | {"average_precision": {"old": 0.5, "new": 0.7}, "threshold": {"old": 0.5, "new": 0.5}}
+    }
+    found = metric_diffs(diff, Path("reports/metrics.json"), "average_precision", "binary")
+    assert [m.name for m in found][:4] == ["average_precision", "roc_auc", "f1", "log_loss"]
+    assert "threshold" not in [m.name for m in found]
