@@ -46,6 +46,10 @@ ENV PATH=/app/.venv/bin:${PATH} \
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY params.yaml ./
+# The data contract (params.yaml data.contract; data/contract.yaml unless a fork moved it, then
+# change this line and .dockerignore): the request and response models, their examples and the
+# drift gauges follow it. `python3 -m mlops_template.serve --example` prints its example record.
+COPY data/contract.yaml ./data/
 COPY models/model.joblib models/model.joblib.sha256 models/model_card.md models/reference.json ./models/
 # The model's expected sha256, pinned at build time outside models/ (root-owned, read-only):
 # the committed models/model.joblib.sha256 (in the release, the reviewed commit's), or

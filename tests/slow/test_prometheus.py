@@ -19,7 +19,12 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.serve.conftest import GENTOO, model_path, service_params_file  # noqa: F401
+from tests.serve.conftest import (  # noqa: F401 (fixtures)
+    GENTOO,
+    model_path,
+    penguin_task,
+    service_params_file,
+)
 from tests.slow.conftest import free_port, start_server, stop, wait_healthy
 
 pytestmark = pytest.mark.slow
