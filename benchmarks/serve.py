@@ -40,14 +40,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MODEL = REPO / "models" / "model.joblib"
-RECORD = {
-    "island": "Biscoe",
-    "bill_length_mm": 47.5,
-    "bill_depth_mm": 14.2,
-    "flipper_length_mm": 217.0,
-    "body_mass_g": 5000.0,
-    "sex": "female",
-}
+sys.path.insert(0, str(REPO / "src"))
+
+
+def project_example() -> dict:
+    """The data contract's example record (params.yaml data.contract): a valid request for
+    whatever table the model was trained on."""
+    from mlops_template.config import load_params
+    from mlops_template.schema import load_contract
+
+    return dict(load_contract(REPO / load_params(REPO / "params.yaml").data.contract).example)
+
+
+RECORD = project_example()
 CONCURRENCY = (1, 16)
 
 
@@ -173,16 +178,15 @@ def load(server: Server, port: int, connections: int, duration: int, script: Pat
 
 def in_process_predict_ms(repeats: int = 300) -> float:
     """Median time of one single-row predict in this process: the floor for c1 latency."""
-    sys.path.insert(0, str(REPO / "src"))
     from mlops_template.serve.model import ServedModel
 
     model = ServedModel.load(MODEL)
     for _ in range(20):
-        model.predict_proba([RECORD])
+        model.score([RECORD])
     timings = []
     for _ in range(repeats):
         began = time.perf_counter()
-        model.predict_proba([RECORD])
+        model.score([RECORD])
         timings.append((time.perf_counter() - began) * 1000)
     return statistics.median(timings)
 
