@@ -58,7 +58,7 @@ MLFLOW_UI_PORT ?= 5000
 # passwordless sudo, keeping the environment; PATH explicitly, since sudo resets it.
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH")
 
-.PHONY: help install run diff mlflow-ui serve test test-fast ci lint lint-workflows lint-container check-lock \
+.PHONY: help install run diff plots init-schema traffic mlflow-ui serve test test-fast ci lint lint-workflows lint-container check-lock \
 	image smoke save-image push-image register promote rollback release-registry \
 	bench-pipeline bench-serve report pull publish \
 	install-cml post-report collect-outputs publish-outputs retrain-outputs install-trivy scan-image \
@@ -78,9 +78,17 @@ run: install ## Check params.yaml as a whole, then the DVC pipeline (only stages
 	$(RUN) mlops preflight
 	$(RUN) dvc repro
 
-diff: install ## Params, metrics and plots against BASE (default main; plots: dvc_plots/index.html)
+diff: install ## Params, metrics and plots against BASE (default main; offline page: dvc_plots/plots.html)
 	@$(BASE_SH); set -x; $(RUN) dvc params diff "$$base"; \
-	$(RUN) dvc metrics diff "$$base"; $(RUN) dvc plots diff "$$base"
+	$(RUN) dvc metrics diff "$$base"; $(RUN) dvc plots diff "$$base"; \
+	$(RUN) mlops plots --base "$$base" --out dvc_plots/plots.html
+
+plots: install ## The evaluate stage's plots and metrics on one page that works offline (dvc_plots/plots.html)
+	$(RUN) mlops plots --out dvc_plots/plots.html
+
+init-schema: install ## Profile a table into data.contract: make init-schema DATA=data/x.csv TARGET=y [TASK=..] [POSITIVE=..]
+	@$(RUN) mlops init-schema --data "$${DATA:?DATA=path/to/table.csv}" --target "$${TARGET:?TARGET=column}" \
+		$${TASK:+--task "$$TASK"} $${POSITIVE:+--positive "$$POSITIVE"} --force
 
 mlflow-ui: install ## Browse the local MLflow runs (mlflow.db) on 127.0.0.1, port MLFLOW_UI_PORT (5000)
 	$(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
@@ -187,6 +195,9 @@ bench-serve: install ## Our service vs the seed Flask app, gunicorn and mlflow s
 fetch-monitoring: install ## Mirror prediction logs and feedback from MONITORING_URI (monitoring.fetched)
 	@if [ -n "$(MONITORING_URI)" ]; then $(RUN) mlops fetch-monitoring --source "$(MONITORING_URI)"; \
 	else echo "fetch-monitoring: no MONITORING_URI: using the local logs/"; fi
+
+traffic: install ## Send REQUESTS (200) records from data.source to `make serve`; SHIFT="feature=delta ..." shifts them
+	@$(RUN) mlops simulate-traffic --requests "$${REQUESTS:-200}" $$(for s in $${SHIFT:-}; do printf -- '--shift %s ' "$$s"; done)
 
 drift: install ## Drift report on the logged traffic (exit 0: no drift, 3: drift, 1: error)
 	$(RUN) mlops drift $(if $(MONITORING_URI),--fetched)
