@@ -36,7 +36,8 @@ def _uv_dir() -> str:
     return str(Path(found).parent) if found else str(REPO_ROOT / ".tools" / "bin")
 
 
-def _env() -> dict[str, str]:
+def offline_env() -> dict[str, str]:
+    """The pinned uv on PATH, and uv installing from its cache only."""
     return {
         "PATH": os.pathsep.join([_uv_dir(), str(VENV_BIN), os.environ["PATH"]]),
         "UV_OFFLINE": "1",  # everything comes from uv's cache, which this checkout filled
@@ -47,7 +48,7 @@ def _env() -> dict[str, str]:
 
 
 def copier(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return sh(cwd, str(VENV_BIN / "copier"), *args, "--trust", "--defaults", env=_env())
+    return sh(cwd, str(VENV_BIN / "copier"), *args, "--trust", "--defaults", env=offline_env())
 
 
 @pytest.fixture(scope="module")
