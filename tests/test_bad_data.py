@@ -137,3 +137,33 @@ def test_an_unsupported_file_type_is_refused_with_the_params(
     """Caught when params.yaml is read (`mlops preflight`, before DVC runs anything)."""
     with pytest.raises(PipelineError, match=r"data.source: .*table.xlsx' is not a path to a .csv"):
         make_params(data={"source": "table.xlsx"})
+
+
+def test_text_in_a_regression_target_names_the_column(
+    workdir: Path, make_params: Callable[..., Params]
+) -> None:
+    from sklearn.datasets import load_diabetes
+
+    from mlops_template.init_schema import run as init_schema
+
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    init_schema(_saved(frame, workdir / "good.csv"), "target", workdir / "contract.yaml")
+    bad = frame.astype({"target": object})
+    bad.loc[[2, 7], "target"] = "high"
+    make_params(
+        data={"source": str(_saved(bad, workdir / "bad.csv")), "contract": "contract.yaml"},
+        evaluate={"primary_metric": "auto"},
+    )
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest"]).exit_code == 0
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 1
+    assert "column 'target': check coerce_dtype('float64') failed 2 time(s) (e.g. high)" in (
+        result.stderr
+    )
+    _assert_no_validated_output(workdir)
+
+
+def _saved(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path

@@ -147,3 +147,28 @@ def test_mlops_report_with_invalid_params_writes_the_report(workdir: Path) -> No
     code, _ = invoke("report", "--out", "pr-report/report.md")
     assert code == 0
     assert "params.yaml is invalid" in (workdir / "pr-report" / "report.md").read_text()
+
+
+def test_preflight_records_a_broken_contract_as_a_validate_failure(
+    make_params: Callable[..., Params], workdir: Path
+) -> None:
+    contract = workdir / "contract.yaml"
+    contract.write_text(
+        "task: binary\n"
+        "target: {name: churned, kind: categorical, nullable: false, categories: [no, yes]}\n"
+        "features: [{name: age, kind: numeric}]\n"
+    )
+    params = make_params(data={"contract": str(contract)}, evaluate={"primary_metric": "auto"})
+    code, output = invoke("preflight")
+    assert code == 1
+    assert f"error: {contract}: a binary task names its `positive` class" in output
+    record = failures.read(params.paths.stage_failure)
+    assert record is not None
+    assert record["stage"] == "validate"
+    assert "`positive`" in record["error"]
+
+
+def test_preflight_names_the_task_and_target(params: Params) -> None:
+    code, output = invoke("preflight")
+    assert code == 0, output
+    assert "multiclass on 'species'" in output
