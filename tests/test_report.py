@@ -1,5 +1,6 @@
 """The PR report for each situation a reviewer meets."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -169,8 +170,9 @@ def test_dvc_diffs_are_parsed_in_reading_order() -> None:
 
 
 def test_plots_are_rendered_from_the_evaluate_outputs(
-    params: Params, penguins: pd.DataFrame, tmp_path: Path
+    make_params: Callable[..., Params], penguins: pd.DataFrame, tmp_path: Path
 ) -> None:
+    params = make_params(model={"kind": "random_forest", "n_estimators": 20})
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
     io.write_parquet(params.paths.train, train_frame)
     io.write_parquet(params.paths.test, test_frame)
@@ -246,3 +248,17 @@ def test_binary_reports_lead_with_the_primary_then_the_headline() -> None:
     found = metric_diffs(diff, Path("reports/metrics.json"), "average_precision", "binary")
     assert [m.name for m in found][:4] == ["average_precision", "roc_auc", "f1", "log_loss"]
     assert "threshold" not in [m.name for m in found]
+
+
+def test_regression_plots_are_predicted_against_actual_and_residuals(
+    params: Params, tmp_path: Path
+) -> None:
+    points = [{"actual": a, "predicted": a * 0.9 + 5} for a in (10.0, 50.0, 120.0, 300.0)]
+    io.write_json(params.paths.predicted_actual, {"predicted_actual": points})
+    residuals = [{"predicted": p["predicted"], "residual": p["actual"] - p["predicted"]}
+                 for p in points]  # fmt: skip
+    io.write_json(params.paths.residuals, {"residuals": residuals})
+    images = plots.render_images(params.paths, tmp_path / "images")
+    assert set(images) == {"Predicted vs actual", "Residuals"}
+    for path in images.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

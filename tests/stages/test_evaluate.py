@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 
 
 @pytest.fixture
-def trained(params: Params, penguins: pd.DataFrame) -> Params:
+def trained(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params:
+    params = make_params(model={"kind": "random_forest", "n_estimators": 20})
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
     io.write_parquet(params.paths.train, train_frame)
     io.write_parquet(params.paths.test, test_frame)
