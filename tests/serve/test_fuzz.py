@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.serve.conftest import service_params_file
+from tests.serve.tasks import TaskModel
 from tests.serve.test_process import _serve, _wait_ready
 from tests.slow.conftest import VENV_BIN
 
@@ -26,8 +27,13 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 """
 
 
-def test_fuzzing_the_openapi_finds_no_server_errors(tmp_path: Path, model_path: Path) -> None:
-    params, port = service_params_file(tmp_path, model_path)
+@pytest.mark.parametrize("task", ["penguin_task", "binary_task", "regression_task"])
+def test_fuzzing_the_openapi_finds_no_server_errors(
+    tmp_path: Path, request: pytest.FixtureRequest, task: str
+) -> None:
+    """For each task: the response models differ (a class and probabilities, or a number)."""
+    chosen: TaskModel = request.getfixturevalue(task)
+    params, port = service_params_file(tmp_path, chosen.model_path, chosen.contract_path)
     url = f"http://127.0.0.1:{port}"
     process = _serve(params)
     try:
