@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,40 @@ def set_line(path: Path, prefix: str, value: str, after: str | None = None) -> N
     raise SystemExit(f"setup_project: {path}: no line starting with {prefix!r}")
 
 
+def locked_version(root: Path, package: str) -> str | None:
+    """The version of `package` that the project's uv.lock pins."""
+    lock = root / "uv.lock"
+    text = lock.read_text(encoding="utf-8") if lock.is_file() else ""
+    found = re.search(rf'^name = "{re.escape(package)}"\nversion = "([^"]+)"', text, re.M)
+    return found.group(1) if found else None
+
+
+def ruff_command(version: str) -> list[str] | None:
+    """A ruff of exactly the project's version: copier's own, the one on PATH, or uv's. The
+    same on every replay of an update (never the project's venv, which only one tree has)."""
+    for command in ([sys.executable, "-m", "ruff"], ["ruff"]):
+        try:
+            shown = subprocess.run([*command, "--version"], capture_output=True, check=False)
+        except OSError:
+            continue
+        if shown.returncode == 0 and shown.stdout.decode().split()[-1:] == [version]:
+            return command
+    uv = shutil.which("uv")
+    return [uv, "tool", "run", f"ruff@{version}"] if uv else None
+
+
+def format_python(root: Path) -> None:
+    """Names of another length move line breaks: re-sort imports and re-format with the
+    project's pinned ruff, so its lint test passes on the renamed code."""
+    version = locked_version(root, "ruff")
+    command = ruff_command(version) if version else None
+    if command is None:
+        print("setup_project: no ruff found: run `make lint` before committing", file=sys.stderr)
+        return
+    for args in (["check", "--fix-only", "--quiet", "."], ["format", "--quiet", "."]):
+        subprocess.run([*command, *args], cwd=root, check=False)
+
+
 def data_path(data: str) -> str:
     """Where the data lives in the project: as given, or data/<name> for a file elsewhere."""
     given = Path(data).expanduser()
@@ -173,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     source = data_path(args.data)
 
     rename_package(root, args.package)
-    replace_identifiers(root, args.package, args.project)
+    if replace_identifiers(root, args.package, args.project):
+        format_python(root)
     set_line(root / "pyproject.toml", "description = ", _toml_string(args.description))
     set_line(root / "params.yaml", "  source: ", source, after="data:")
     reset_outputs(root, source)

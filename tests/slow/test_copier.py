@@ -9,18 +9,15 @@ it to write the contract) from uv's cache, offline: nothing is downloaded. About
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from sklearn.datasets import load_breast_cancer
 
-from tests.conftest import REPO_ROOT
 from tests.slow.conftest import VENV_BIN, copy_repo, sh
+from tests.slow.test_readme_byod import breast_cancer_csv, offline_env
 
 pytestmark = pytest.mark.slow
 
@@ -28,23 +25,6 @@ FAST_SUITE_SECONDS = 300
 # Where `mlops_template` / `mlops-template` may still appear in a generated project: nowhere
 # (the answers file names the template's path, which may hold the name: harmless).
 ALLOWED_LEFTOVERS = {".copier-answers.yml"}
-
-
-def _uv_dir() -> str:
-    """The pinned uv the Makefile wants: on PATH, or the one `make` put in .tools/."""
-    found = shutil.which("uv")
-    return str(Path(found).parent) if found else str(REPO_ROOT / ".tools" / "bin")
-
-
-def offline_env() -> dict[str, str]:
-    """The pinned uv on PATH, and uv installing from its cache only."""
-    return {
-        "PATH": os.pathsep.join([_uv_dir(), str(VENV_BIN), os.environ["PATH"]]),
-        "UV_OFFLINE": "1",  # everything comes from uv's cache, which this checkout filled
-        "UV_SYNC_FLAGS": "",  # compile bytecode lazily
-        "UV_PYTHON": getattr(sys, "_base_executable", sys.executable),
-        "VIRTUAL_ENV": "",
-    }
 
 
 def copier(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,15 +37,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("template"))
     sh(root, "git", "tag", "v1.0.0")
     return root
-
-
-def breast_cancer_csv(path: Path) -> Path:
-    """A binary table the template has never seen (shipped inside scikit-learn)."""
-    frame = load_breast_cancer(as_frame=True).frame
-    frame["diagnosis"] = frame.pop("target").map({0: "malignant", 1: "benign"})
-    frame.columns = [str(column).replace(" ", "_") for column in frame.columns]
-    frame.to_csv(path, index=False)
-    return path
 
 
 def leftovers(project: Path) -> list[str]:
@@ -103,6 +74,7 @@ def test_copy_under_new_names_passes_its_own_fast_suite(template: Path, tmp_path
         assert not (project / output).exists(), f"{output}: the template's own run, left in"
     assert not (project / "data" / "penguins.csv").exists()
     assert not (project / "copier.yml").exists()
+    assert not (project / "tests" / "slow" / "test_copier.py").exists()  # tests of the template
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["_commit"] == "v1.0.0"
     assert answers["package_name"] == "cancer_model"

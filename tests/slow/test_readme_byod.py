@@ -10,20 +10,45 @@ About 3 minutes, most of it `make test-fast` inside the copy.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
+from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import REPO_ROOT
-from tests.slow.conftest import copy_repo, sh
-from tests.slow.test_copier import breast_cancer_csv, offline_env
+from tests.slow.conftest import VENV_BIN, copy_repo, sh
 
 pytestmark = pytest.mark.slow
 
 SECTION = "## Bring your own data"
+
+
+def offline_env() -> dict[str, str]:
+    """The pinned uv on PATH (or the one `make` put in .tools/), installing from its cache."""
+    found = shutil.which("uv")
+    uv_dir = str(Path(found).parent) if found else str(REPO_ROOT / ".tools" / "bin")
+    return {
+        "PATH": os.pathsep.join([uv_dir, str(VENV_BIN), os.environ["PATH"]]),
+        "UV_OFFLINE": "1",  # everything comes from uv's cache, which this checkout filled
+        "UV_SYNC_FLAGS": "",  # compile bytecode lazily
+        "UV_PYTHON": getattr(sys, "_base_executable", sys.executable),
+        "VIRTUAL_ENV": "",
+    }
+
+
+def breast_cancer_csv(path: Path) -> Path:
+    """A binary table the template has never seen (shipped inside scikit-learn)."""
+    frame = load_breast_cancer(as_frame=True).frame
+    frame["diagnosis"] = frame.pop("target").map({0: "malignant", 1: "benign"})
+    frame.columns = [str(column).replace(" ", "_") for column in frame.columns]
+    frame.to_csv(path, index=False)
+    return path
 
 
 def section_blocks(markdown: str) -> list[str]:
