@@ -160,7 +160,7 @@ BROKEN = {
     "unknown column key": (
         "binary",
         lambda raw: raw["features"][0].update(maximun=5),
-        r"features\[0\]: unknown keys \['maximun'\]",
+        r"features\[0\] \(age\): unknown keys \['maximun'\]",
     ),
     "binary without positive": (
         "binary",

@@ -299,10 +299,17 @@ class Params(_Strict):
     @cached_property
     def contract(self) -> Contract:
         """The data contract `data.contract` names, read once (relative to the project root).
-        Also checks what params.yaml asks of it: the primary metric and the number of
-        features a request must give."""
+        Also checks what params.yaml asks of it: the primary metric, a model kind of its
+        task and the number of features a request must give."""
         contract = load_contract(self.data.contract)
         self.evaluate.primary_for(contract.task)
+        regression = contract.task == "regression"
+        if isinstance(self.model, LogisticRegression if regression else Ridge):
+            other = "ridge" if regression else "logistic_regression"
+            raise PipelineError(
+                f"model.kind: {self.model.kind} does not do {contract.task}"
+                f" ({self.data.contract}); choose random_forest, hist_gradient_boosting or {other}"
+            )
         if self.serve.min_present_features > len(contract.features):
             raise PipelineError(
                 f"serve.min_present_features: {self.serve.min_present_features} is more than"

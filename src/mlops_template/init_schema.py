@@ -56,7 +56,7 @@ def _outward(value: float, up: bool) -> float:
 
 def _numeric_range(values: pd.Series, margin: float) -> tuple[float, float]:
     low, high = float(values.min()), float(values.max())
-    pad = (high - low) * margin or abs(high) * margin or 1.0
+    pad = (high - low) * margin
     lower = low - pad
     if low >= 0:
         lower = max(lower, 0.0)

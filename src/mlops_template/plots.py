@@ -73,9 +73,7 @@ def importance_figure(rows: Sequence[Mapping[str, float | str]]) -> Figure:
     return figure
 
 
-def scatter_figure(
-    points: Sequence[Point], x: str, y: str, title: str, reference: str
-) -> Figure:
+def scatter_figure(points: Sequence[Point], x: str, y: str, title: str, reference: str) -> Figure:
     """Regression diagnostics: `reference` is "diagonal" (predicted = actual) or "zero"
     (no residual)."""
     figure, axes = plt.subplots(figsize=(5, 4.5), dpi=100)
@@ -114,9 +112,7 @@ def render_images(paths: Paths, image_dir: Path) -> dict[str, Path]:
             for row in io.read_json(path)[key]:
                 curves.setdefault(row["class"], []).append(row)
             suffix = "" if len(curves) == 1 else ", one vs rest"
-            figures[title] = curves_figure(
-                curves, x, y, f"{title}{suffix}", diagonal=key == "roc"
-            )
+            figures[title] = curves_figure(curves, x, y, f"{title}{suffix}", diagonal=key == "roc")
     if paths.predicted_actual.is_file():
         points = io.read_json(paths.predicted_actual)["predicted_actual"]
         figures["Predicted vs actual"] = scatter_figure(

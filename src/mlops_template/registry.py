@@ -122,8 +122,7 @@ def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | 
         "## Limitations",
         f"Trained on {validation['rows'] - metrics['test_rows']} rows of one data set and"
         f" tested on {metrics['test_rows']}; not validated on other populations or time"
-        " periods."
-        + (" Probabilities are not calibrated." if contract.is_classification else ""),
+        " periods." + (" Probabilities are not calibrated." if contract.is_classification else ""),
     ]
     return "\n".join(lines) + "\n"
 

@@ -136,14 +136,14 @@ def _number(value: object, where: str) -> float | None:
 def _spec(raw: object, where: str) -> ColumnSpec:
     if not isinstance(raw, dict):
         raise ContractError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {"name", "kind", "description", "nullable", "minimum", "maximum", "categories"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ContractError(f"{where}: unknown keys {unknown} (allowed: {sorted(known)})")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise ContractError(f"{where}: `name` must be a non-empty string")
     where = f"{where} ({name})"
+    known = {"name", "kind", "description", "nullable", "minimum", "maximum", "categories"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ContractError(f"{where}: unknown keys {unknown} (allowed: {sorted(known)})")
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ContractError(f"{where}: `kind` must be one of {list(KINDS)}, got {kind!r}")

@@ -11,7 +11,6 @@ from mlflow.tracking import MlflowClient
 
 from mlops_template import io, tracking
 from mlops_template.config import Params
-from mlops_template.schema import feature_names
 from mlops_template.stages import evaluate, split, train
 
 pytestmark = pytest.mark.slow
@@ -29,7 +28,9 @@ def tracked_params(
         tracking={"enabled": True, "experiment": "server-test", "on_unreachable": "fail"},
         model={"kind": "random_forest", "n_estimators": 30},
     )
-    train_frame, test_frame = split.split(penguins, params.split.test_size, params.seed)
+    train_frame, test_frame = split.split(
+        penguins, params.contract, params.split.test_size, params.seed
+    )
     io.write_parquet(params.paths.train, train_frame)
     io.write_parquet(params.paths.test, test_frame)
     return params
@@ -71,8 +72,9 @@ def test_train_and_evaluate_log_one_run_to_the_server(
     assert len(logged) == 1
     model_info = mlflow.models.get_model_info(f"models:/{logged[0].model_id}")
     assert model_info.signature is not None
-    assert [spec.name for spec in model_info.signature.inputs] == feature_names()
+    features = tracked_params.contract.feature_names()
+    assert [spec.name for spec in model_info.signature.inputs] == features
     pyfunc = mlflow.pyfunc.load_model(f"models:/{logged[0].model_id}")
-    rows = io.read_parquet(tracked_params.paths.test)[feature_names()].head(20)
+    rows = io.read_parquet(tracked_params.paths.test)[features].head(20)
     ours = io.load_verified_model(tracked_params.paths.model).predict(rows)
     assert list(pyfunc.predict(rows)) == list(ours)

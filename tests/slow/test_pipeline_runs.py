@@ -1,6 +1,7 @@
 """One repository over several runs, as a team meets it, with real DVC: the data file edited
-in place, params typos, a failing stage and its fix. Each run is what `make run` does
-(`mlops preflight`, then `dvc repro`), and each ends with the PR report."""
+in place, params typos, a failing stage and its fix, on the tests' own penguins table. Each run
+is what `make run` does (`mlops preflight`, then `dvc repro`), and each ends with the PR
+report."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.slow.conftest import STAGES, copy_repo, ran_stages, sh
+from tests.slow.conftest import STAGES, TEST_DATA, copy_repo, ran_stages, sh, use_test_table
 
 pytestmark = pytest.mark.slow
 
-DATA = "data/penguins.csv"
+DATA = TEST_DATA
 
 
 def make_run(root: Path) -> tuple[bool, str]:
@@ -32,6 +33,7 @@ def report(root: Path) -> str:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("runs"))
+    use_test_table(root)
     ok, output = make_run(root)
     assert ok, output
     sh(root, "git", "add", "-A")

@@ -17,16 +17,18 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mlops_template import io
-from mlops_template.schema import feature_names
+from mlops_template.config import load_params
 from mlops_template.serve.model import ServedModel
-from tests.slow.conftest import VENV_BIN, copy_repo, free_port, sh, stop
+from tests.slow.conftest import VENV_BIN, copy_repo, free_port, sh, stop, use_test_table
 
 pytestmark = pytest.mark.slow
 
 NAME = "mlops-template"
-WEAK = {"kind": "logistic_regression", "C": 0.0001, "max_iter": 1000}
+# So regularised that it always answers the majority class: no better than the baseline.
+USELESS = {"kind": "logistic_regression", "C": 0.0001, "max_iter": 1000}
+WEAK = {"kind": "logistic_regression", "C": 0.001, "max_iter": 1000}
 # Weak too, but other bytes: the same model again would reuse its version, not register.
-WEAKER = {"kind": "logistic_regression", "C": 0.0002, "max_iter": 1000}
+WEAKER = {"kind": "logistic_regression", "C": 0.002, "max_iter": 1000}
 
 
 def _set_model(root: Path, model: dict) -> None:
@@ -80,6 +82,7 @@ def _served_by_mlflow(model_uri: str, env: dict[str, str], rows: pd.DataFrame) -
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("registry"))
+    use_test_table(root)
     _set_model(root, WEAK)
     sh(root, "dvc", "repro")
     return root
@@ -101,23 +104,31 @@ def test_register_promote_refuse_rollback(
     # Nothing registered yet: promote says so.
     assert "no registered version to promote" in mlops("promote", check=False)
 
-    # A weak first model becomes champion: there is nothing to compare it with. (The project
-    # is shared by both servers' runs: start from the weak model each time.)
-    _set_model(project, WEAK)
+    # A model no better than always answering the majority class never becomes champion,
+    # not even the first one. (The project is shared by both servers' runs: start from it.)
+    _set_model(project, USELESS)
     sh(project, "dvc", "repro")
     assert "registered version 1" in mlops("register")
+    assert "does not beat the baseline" in mlops("promote", check=False)
+    assert not client.get_registered_model(NAME).aliases
+
+    # A weak first model that beats the baseline becomes champion: there is nothing to
+    # compare it with.
+    _set_model(project, WEAK)
+    sh(project, "dvc", "repro")
+    assert "registered version 2" in mlops("register")
     assert "promoted: first model" in mlops("promote")
-    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
 
     # The default forest beats it and takes over.
     default = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())["model"]
     _set_model(project, default)
     sh(project, "dvc", "repro")
-    assert "registered version 2" in mlops("register")
+    assert "registered version 3" in mlops("register")
     assert "promoted: f1_macro improved" in mlops("promote")
     champion = client.get_model_version_by_alias(NAME, "champion")
-    assert champion.version == "2"
-    assert champion.tags["previous_champion"] == "1"
+    assert champion.version == "3"
+    assert champion.tags["previous_champion"] == "2"
 
     # Lineage and the model card.
     lock = yaml.safe_load((project / "dvc.lock").read_text())
@@ -134,14 +145,16 @@ def test_register_promote_refuse_rollback(
 
     # The same model again (a docs-only merge, or a re-run release) registers nothing new:
     # the release ships the champion unchanged.
-    assert "version 2 already holds this model" in mlops("register")
-    assert "release: unchanged: version 2" in mlops("release")
-    assert len(client.search_model_versions(f"name = '{NAME}'")) == 2
+    assert "version 3 already holds this model" in mlops("register")
+    assert "release: unchanged: version 3" in mlops("release")
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 3
 
     # Plain MLflow loads the champion and predicts what our service predicts.
     mlflow.set_tracking_uri(mlflow_server)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    rows = pd.read_parquet(project / "data/test.parquet")[feature_names()]
+    features = load_params(project / "params.yaml").data.contract
+    names = [spec["name"] for spec in yaml.safe_load((project / features).read_text())["features"]]
+    rows = pd.read_parquet(project / "data/test.parquet")[names]
     served = ServedModel.load(project / "models/model.joblib")
     ours = [served.classes[i] for i in served.predict_proba(rows.to_dict("records")).argmax(1)]
     assert list(pyfunc.predict(rows)) == ours
@@ -153,28 +166,28 @@ def test_register_promote_refuse_rollback(
     # A worse candidate is refused with the reason; the alias stays; the decision is recorded.
     _set_model(project, WEAKER)
     sh(project, "dvc", "repro")
-    assert "registered version 3" in mlops("register")
+    assert "registered version 4" in mlops("register")
     refused = mlops("promote", check=False)
     assert "not promoted: f1_macro" in refused
-    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
+    assert client.get_model_version_by_alias(NAME, "champion").version == "3"
     decisions = [
         json.loads(v)
-        for k, v in client.get_model_version(NAME, "3").tags.items()
+        for k, v in client.get_model_version(NAME, "4").tags.items()
         if k.startswith("promotion.")
     ]
     assert decisions[0]["promoted"] is False
-    assert decisions[0]["champion_version"] == "2"
+    assert decisions[0]["champion_version"] == "3"
     assert {"at", "actor", "commit", "reason", "candidate", "champion"} <= set(decisions[0])
 
     # Releasing it is not a crash: refused, exit 0, nothing deployable; a re-run is idempotent.
     for _ in range(2):
-        assert "release: refused: version 3: f1_macro" in mlops("release")
-    assert len(client.search_model_versions(f"name = '{NAME}'")) == 3
-    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
+        assert "release: refused: version 4: f1_macro" in mlops("release")
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 4
+    assert client.get_model_version_by_alias(NAME, "champion").version == "3"
 
     # Rollback moves the champion back to the version it replaced.
-    assert "champion is version 1" in mlops("rollback")
-    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+    assert "champion is version 2" in mlops("rollback")
+    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
 
 
 COMMANDS = ("register", "release")

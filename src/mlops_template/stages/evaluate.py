@@ -209,15 +209,50 @@ def one_vs_rest_curves(
     return roc, pr
 
 
+def metric_value(
+    metric: str, model: Pipeline, frame: pd.DataFrame, contract: Contract, threshold: float
+) -> float:
+    """One of the task's metrics of `model` on `frame`: the same numbers as compute_metrics,
+    without computing the others (permutation importance calls this hundreds of times)."""
+    features = frame[contract.feature_names()]
+    if not contract.is_classification:
+        actual = frame[contract.target.name].to_numpy(float)
+        return float(regression_metrics(actual, model.predict(features))[metric])
+    classes = [str(name) for name in model.classes_]
+    truth = pd.Categorical(frame[contract.target.name].astype(str), categories=classes).codes
+    proba = model.predict_proba(features)
+    if metric == "log_loss":
+        return float(log_loss(truth, proba, labels=list(range(len(classes)))))
+    if metric == "roc_auc_ovr":
+        return float(
+            roc_auc_score(truth, proba, multi_class="ovr", labels=list(range(len(classes))))
+        )
+    predicted = predict_labels(proba, classes, contract, threshold)
+    if metric == "accuracy":
+        return float(accuracy_score(truth, predicted))
+    if metric == "f1_macro":
+        return float(f1_score(truth, predicted, average="macro", zero_division=0))
+    positive = classes.index(str(contract.positive))
+    is_positive = truth == positive
+    if metric == "roc_auc":
+        both = is_positive.any() and not is_positive.all()
+        return float(roc_auc_score(is_positive, proba[:, positive])) if both else 0.5
+    if metric == "average_precision":
+        return float(average_precision_score(is_positive, proba[:, positive]))
+    scores = precision_recall_fscore_support(
+        is_positive, predicted == positive, average="binary", zero_division=0
+    )
+    return float(scores[("precision", "recall", "f1").index(metric)])
+
+
 def _scorer(contract: Contract, metric: str, threshold: float) -> Any:
-    """A scikit-learn scorer (greater is better) for any of the task's metrics, computed by
-    the same code as the stage's metrics."""
+    """A scikit-learn scorer (greater is better) for any of the task's metrics."""
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     target = contract.target.name
 
     def score(estimator: Pipeline, features: pd.DataFrame, truth: pd.Series) -> float:
         frame = features.assign(**{target: truth.to_numpy()})
-        return sign * float(compute_metrics(estimator, frame, contract, threshold)[metric])
+        return sign * metric_value(metric, estimator, frame, contract, threshold)
 
     return score
 
@@ -359,7 +394,8 @@ def run(params: Params) -> dict[str, Any]:
         tracker.log_metrics({f"test_{key}": value for key, value in flat_metrics(metrics).items()})
         for path in (paths.metrics, *[p for p in paths.plot_files() if p.is_file()]):
             tracker.log_artifact(path, "evaluation")
-        with tempfile.TemporaryDirectory() as scratch:
-            for image in plots.render_images(paths, Path(scratch)).values():
-                tracker.log_artifact(image, "evaluation")
+        if tracker.run_id is not None:  # drawing costs seconds: only for a real run
+            with tempfile.TemporaryDirectory() as scratch:
+                for image in plots.render_images(paths, Path(scratch)).values():
+                    tracker.log_artifact(image, "evaluation")
     return metrics
