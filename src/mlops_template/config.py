@@ -267,6 +267,8 @@ class MonitoringSettings(_Strict):
     psi_bins: Annotated[int, Field(ge=2, le=50)] = 10
     max_missing_rate_increase: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
     max_accuracy_drop: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    # Regression feedback: drift when the MAE rises by more than this share of the test MAE.
+    max_error_increase: Annotated[float, Field(gt=0.0)] = 0.2
     min_labelled_rows: Annotated[int, Field(ge=1)] = 30
     feedback: Path = Path("logs/feedback.jsonl")
     fetched: Path = Path("logs/production")

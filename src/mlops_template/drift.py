@@ -15,7 +15,7 @@ them:
   label is the true number): for classification the champion's accuracy against the test
   split's (`accuracy` in metrics.json), with a one-sided binomial test; for regression its mean
   absolute error against the test split's (`mae`), with a one-sided t-test on the absolute
-  errors: drift when the MAE rose by more than `max_accuracy_drop` as a fraction of the test
+  errors: drift when the MAE rose by more than `max_error_increase` as a fraction of the test
   MAE (0.05: 5% worse) and significantly;
 - with a challenger scored in shadow: agreement with the champion (for regression, the mean
   absolute difference of the two) and, with labels, the accuracy (MAE) of both on the same
@@ -351,7 +351,7 @@ def _error_rise(
 ) -> Check | None:
     """Regression: the mean absolute error on the labelled requests against the test split's,
     with a one-sided t-test of the absolute errors. Drift when it rose by more than
-    `max_accuracy_drop` of the test MAE (a relative rise: errors have the target's unit) and
+    `max_error_increase` of the test MAE (a relative rise: errors have the target's unit) and
     the rise is significant. The RMSE is reported beside it."""
     from scipy import stats
 
@@ -378,7 +378,7 @@ def _error_rise(
         p_value=p_value,
         reference=baseline,
         current=mae,
-        drifted=rise > settings.max_accuracy_drop and p_value < settings.alpha / tests,
+        drifted=rise > settings.max_error_increase and p_value < settings.alpha / tests,
     )
 
 
