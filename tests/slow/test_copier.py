@@ -53,20 +53,21 @@ def leftovers(project: Path) -> list[str]:
 
 
 def test_copy_under_new_names_passes_its_own_fast_suite(template: Path, tmp_path: Path) -> None:
+    """A longer name than the template's: the task re-formats, and its lint test passes."""
     data = breast_cancer_csv(tmp_path / "cancer.csv")
-    project = tmp_path / "cancer-model"
+    project = tmp_path / "breast-cancer-diagnosis"
     copier(
         tmp_path, "copy", str(template), str(project),
-        "-d", "project_name=cancer-model", "-d", "package_name=cancer_model",
+        "-d", "project_name=breast-cancer-diagnosis", "-d", "package_name=breast_cancer_diagnosis",
         "-d", f"data_source={data}", "-d", "target=diagnosis", "-d", "positive=malignant",
     )  # fmt: skip
 
     assert set(leftovers(project)) <= ALLOWED_LEFTOVERS, leftovers(project)
-    assert (project / "src" / "cancer_model" / "cli.py").is_file()
+    assert (project / "src" / "breast_cancer_diagnosis" / "cli.py").is_file()
     assert not (project / "src" / "mlops_template").exists()
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["data"]["source"] == "data/cancer.csv"
-    assert params["tracking"]["experiment"] == "cancer-model"
+    assert params["tracking"]["experiment"] == "breast-cancer-diagnosis"
     assert pd.read_csv(project / "data" / "cancer.csv").shape == (569, 31)
     contract = yaml.safe_load((project / "data" / "contract.yaml").read_text())
     assert (contract["task"], contract["positive"]) == ("binary", "malignant")
@@ -77,7 +78,7 @@ def test_copy_under_new_names_passes_its_own_fast_suite(template: Path, tmp_path
     assert not (project / "tests" / "slow" / "test_copier.py").exists()  # tests of the template
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["_commit"] == "v1.0.0"
-    assert answers["package_name"] == "cancer_model"
+    assert answers["package_name"] == "breast_cancer_diagnosis"
     assert (project / ".git").is_dir()
 
     suite = subprocess.run(
