@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_template import config
+from mlops_template import config, metric_facts
 from mlops_template.errors import PipelineError
 from tests.conftest import REPO_ROOT, repo_params_dict
 
@@ -201,8 +201,8 @@ def test_ridge_settings_parse() -> None:
 def test_better_and_gain_follow_the_metric(
     metric: str, candidate: float, reference: float, better: bool, gain: float
 ) -> None:
-    assert config.better(metric, candidate, reference) is better
-    assert config.gain(metric, candidate, reference) == pytest.approx(gain)
+    assert metric_facts.better(metric, candidate, reference) is better
+    assert metric_facts.gain(metric, candidate, reference) == pytest.approx(gain)
 
 
 def test_paths_name_one_plot_file_each(params: config.Params) -> None:

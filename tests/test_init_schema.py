@@ -143,21 +143,38 @@ def test_an_id_and_a_constant_column_are_ignored_with_notes() -> None:
     result = profile(frame, "diagnosis", name="bc")
     assert result.contract.ignored == ("patient", "clinic", "empty")
     assert "patient" not in result.contract.feature_names()
-    assert "column 'patient' left out: 569 distinct values (an identifier or free text?)" in (
-        result.notes
+    assert (
+        "column 'patient' left out: every one of its 569 values is distinct (an identifier?)"
+        in (result.notes)
     )
     assert "column 'clinic' left out: a single value" in result.notes
     assert "column 'empty' left out: no values" in result.notes
     validates_its_table(result.contract, frame)  # ignored columns are dropped, not errors
 
 
-def test_ignore_leaves_a_column_out_without_a_note() -> None:
-    frame = diabetes().assign(row_number=range(442))  # a numeric id looks like a feature
-    assert "row_number" in profile(frame, "progression", name="d").contract.feature_names()
-    result = profile(frame, "progression", name="d", ignore=("row_number", "sex"))
+def test_a_numeric_id_is_left_out_and_ignore_leaves_out_another_without_a_note() -> None:
+    frame = diabetes().assign(row_number=range(100_000, 100_442))  # a counter, not a feature
+    found = profile(frame, "progression", name="d")
+    assert "row_number" not in found.contract.feature_names()
+    assert found.contract.ignored == ("row_number",)
+    assert (
+        "column 'row_number' left out: 442 distinct whole numbers, nearly consecutive"
+        " (an identifier?)"
+    ) in found.notes
+    result = profile(frame, "progression", name="d", ignore=("sex",))
     assert result.contract.ignored == ("sex", "row_number")
-    assert "row_number" not in result.contract.feature_names()
-    assert not any("row_number" in note for note in result.notes)
+    assert not any("'sex'" in note for note in result.notes)
+
+
+def test_dates_are_left_out_and_measurements_with_distinct_values_are_kept() -> None:
+    frame = diabetes().assign(
+        visit=pd.date_range("2020-01-01", periods=442).astype(str),
+        weight=np.linspace(50.5, 120.3, 442),  # every value distinct, but a measurement
+    )
+    result = profile(frame, "progression", name="d")
+    assert "visit" in result.contract.ignored
+    assert any(note.startswith("column 'visit' left out: dates") for note in result.notes)
+    assert "weight" in result.contract.feature_names()
 
 
 def test_a_wrong_positive_is_an_error_naming_the_classes() -> None:

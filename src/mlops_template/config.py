@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlops_template.errors import PipelineError
+from mlops_template.metric_facts import DEFAULT_PRIMARY, TASK_METRICS
 from mlops_template.schema import Contract, load_contract
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -148,41 +149,6 @@ class Ridge(_Strict):
 ModelSettings = Annotated[
     RandomForest | HistGradientBoosting | LogisticRegression | Ridge, Field(discriminator="kind")
 ]
-
-
-# Metric facts, in one place. The headline metrics each task computes (stages/evaluate.py),
-# compared by the PR report and the promotion gate; `primary_metric` must be one of its task's.
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "binary": ("roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss"),
-    "multiclass": ("f1_macro", "accuracy", "log_loss", "roc_auc_ovr"),
-    "regression": ("rmse", "mae", "r2"),
-}
-DEFAULT_PRIMARY = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
-# What the promotion gate's tolerance covers (precision and recall trade off at a threshold,
-# so binary tasks are held to F1 instead).
-HEADLINE: dict[str, tuple[str, ...]] = {
-    "binary": ("roc_auc", "average_precision", "f1", "log_loss"),
-    "multiclass": ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr"),
-    "regression": ("rmse", "mae", "r2"),
-}
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
-# Errors in the target's own unit: the gate's margin and tolerance apply to them as a share
-# of the champion's value (0.01 = 1% worse), not as an absolute difference.
-RELATIVE = frozenset({"rmse", "mae"})
-
-
-def better(metric: str, candidate: float, reference: float) -> bool:
-    """Whether `candidate` is strictly better than `reference` on `metric`."""
-    return candidate < reference if metric in LOWER_IS_BETTER else candidate > reference
-
-
-def gain(metric: str, candidate: float, reference: float) -> float:
-    """How much better `candidate` is than `reference` (negative: worse): a difference, or
-    for errors in the target's unit (RELATIVE) a share of `reference`."""
-    change = reference - candidate if metric in LOWER_IS_BETTER else candidate - reference
-    if metric in RELATIVE:
-        return change / abs(reference) if reference else (0.0 if change == 0 else change)
-    return change
 
 
 PrimaryMetric = Literal[

@@ -7,9 +7,10 @@ The profile is a starting point the user reviews and commits, not a guess hidden
 - a numeric feature's range is what the table holds widened by a margin (`margin` times the
   observed span on each side, never below 0 for a column that is never negative), so new
   data a little outside the observed values is not rejected;
-- a text or boolean column is categorical with the categories it holds; a text column with
-  too many distinct values (an identifier, free text), a constant column and an empty one
-  are left out and listed under `ignored`, with the reason printed;
+- a text or boolean column is categorical with the categories it holds (as text: `True`,
+  `1`); left out and listed under `ignored`, with the reason printed, are identifiers (every
+  value distinct: text, or nearly consecutive whole numbers), dates, text with too many
+  distinct values (free text), constant and empty columns;
 - features are nullable (the model imputes, the service accepts partial records) unless
   `strict_nulls` asks that a feature with no missing value be required.
 The example record is the first row with every feature present.
@@ -33,6 +34,7 @@ from mlops_template.schema import ColumnSpec, Contract, Task, contract_dict, par
 MAX_CATEGORIES = 50  # a text column with more distinct values is not a categorical feature
 MAX_CLASSES = 50  # a target with more classes is regression or a mistake
 REGRESSION_MIN_VALUES = 20  # an integer target with more distinct values is regression
+SMALL_TABLE = 100  # fewer labelled rows than this: a note that metrics will be noisy
 
 
 class ProfileError(PipelineError):
@@ -98,6 +100,34 @@ def _describe(values: pd.Series) -> str:
     return f"Categorical; {values.nunique()} values in the profiled table{gaps}."
 
 
+MIN_ID_VALUES = 5  # a column with this many values, every one distinct, may be an identifier
+DATE_SHARE = 0.9  # text that parses as dates this often is a date column
+
+
+def _identifier(present: pd.Series) -> str | None:
+    """Why a column looks like an identifier (every value distinct: a row key, not a
+    property the model can learn from), or None."""
+    distinct = present.nunique()
+    if distinct < MIN_ID_VALUES or distinct < len(present):
+        return None
+    if not _is_numeric(present):
+        return f"every one of its {distinct} values is distinct (an identifier?)"
+    values = present.to_numpy(float)
+    whole = bool(np.all(np.mod(values, 1) == 0))
+    dense = values.max() - values.min() + 1 <= 2 * distinct  # a counter, not a measurement
+    if whole and dense:
+        return f"{distinct} distinct whole numbers, nearly consecutive (an identifier?)"
+    return None
+
+
+def _dates(present: pd.Series) -> bool:
+    if _is_numeric(present) or pd.api.types.is_bool_dtype(present):
+        return False
+    sample = present.astype(str).head(200)
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= DATE_SHARE)
+
+
 def _feature(values: pd.Series, margin: float, strict_nulls: bool) -> ColumnSpec | str:
     """A feature's spec, or why the column is left out."""
     present = values.dropna()
@@ -105,6 +135,10 @@ def _feature(values: pd.Series, margin: float, strict_nulls: bool) -> ColumnSpec
         return "no values"
     if present.nunique() < 2:
         return "a single value"
+    if _dates(present):
+        return "dates (derive features from them, e.g. a weekday or an age, in the table)"
+    if reason := _identifier(present):
+        return reason
     nullable = bool(values.isna().any()) or not strict_nulls
     if _is_numeric(values):
         low, high = _numeric_range(present, margin)
@@ -150,7 +184,7 @@ def _example(frame: pd.DataFrame, features: tuple[ColumnSpec, ...]) -> dict[str,
         value = row[spec.name]
         if pd.isna(value):
             continue
-        example[spec.name] = float(value) if spec.kind == "numeric" else str(value)
+        example[spec.name] = float(f"{value:.6g}") if spec.kind == "numeric" else str(value)
     return example
 
 
@@ -180,6 +214,19 @@ def profile(
     if task is None:
         notes.append(f"task inferred from '{target}': {chosen} (pass --task to choose)")
     target_spec = _target(labelled[target], chosen, margin)
+    if chosen != "regression":
+        counts = labelled[target].astype(str).value_counts()
+        lonely = sorted(counts[counts < 2].index)
+        if lonely:
+            notes.append(
+                f"class(es) {lonely} have a single row: the split needs at least 2 per class"
+                " (add rows, or drop them from the table)"
+            )
+    if len(labelled) < SMALL_TABLE:
+        notes.append(
+            f"only {len(labelled)} labelled rows: the test split will be small and its metrics"
+            " noisy"
+        )
     if chosen == "binary":
         if positive is None:
             counts = labelled[target].astype(str).value_counts()

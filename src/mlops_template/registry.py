@@ -20,9 +20,10 @@ from typing import Any, Literal
 import yaml
 
 from mlops_template import io, tracking
-from mlops_template.config import HEADLINE, Params, gain
+from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.stages.evaluate import baseline_metrics, beats, compute_metrics
+from mlops_template.metric_facts import HEADLINE, baseline_verdict, below_baseline, gain
+from mlops_template.stages.evaluate import baseline_metrics, compute_metrics
 
 CHAMPION = "champion"
 LOCK = Path("dvc.lock")
@@ -202,7 +203,8 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
     the champion's value). A candidate that does not beat its baseline is refused outright."""
     primary = params.primary_metric
     if not candidate.get("beats_baseline", True):
-        return Decision(False, _no_better_than_baseline(candidate, primary), candidate, champion)
+        reason = baseline_verdict(candidate, primary, params.contract.task)
+        return Decision(False, reason, candidate, champion)
     change = gain(primary, candidate[primary], champion[primary])
     if change < -params.registry.margin:
         return Decision(
@@ -225,13 +227,6 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
     return Decision(True, f"{primary} {verdict} ({change:+.6f})", candidate, champion)
 
 
-def _no_better_than_baseline(candidate: dict[str, Any], primary: str) -> str:
-    return (
-        f"{primary} {candidate[primary]} does not beat the baseline's"
-        f" {candidate['baseline'][primary]} (always the majority class, or the training mean)"
-    )
-
-
 def _score(name: str, version: str, params: Params) -> dict[str, Any]:
     """Evaluate a registered version on the current test split (the same holdout for both)."""
     import mlflow.sklearn
@@ -243,7 +238,8 @@ def _score(name: str, version: str, params: Params) -> dict[str, Any]:
     threshold = params.evaluate.threshold
     metrics = compute_metrics(model, test, contract, threshold)
     metrics["baseline"] = baseline_metrics(train[target], test[target], contract, threshold)
-    metrics["beats_baseline"] = beats(metrics, metrics["baseline"], params.primary_metric)
+    shortfalls = below_baseline(metrics, metrics["baseline"], params.primary_metric, contract.task)
+    metrics["beats_baseline"] = not shortfalls
     return metrics
 
 
@@ -268,7 +264,7 @@ def promote(params: Params, version: str | None = None) -> Decision:
     current = _champion(client, name)
     candidate_scores = _score(name, candidate, params)
     if current is None and not candidate_scores["beats_baseline"]:
-        reason = _no_better_than_baseline(candidate_scores, params.primary_metric)
+        reason = baseline_verdict(candidate_scores, params.primary_metric, params.contract.task)
         decision = Decision(False, reason, candidate_scores, None)
     elif current is None:
         decision = Decision(True, "first model: no champion yet", candidate_scores, None)

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from mlops_template import io, plots
-from mlops_template.config import HEADLINE, LOWER_IS_BETTER, TASK_METRICS, Params
+from mlops_template.config import Params
 from mlops_template.errors import PipelineError
+from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER, TASK_METRICS, below_baseline
 
 NO_CHANGE = 1e-9
 NOT_METRICS = ("test_rows", "threshold", "beats_baseline")  # facts in metrics.json, not scores
@@ -51,6 +52,7 @@ class ReportInputs:
     images: dict[str, str] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)  # this branch's, by metric
     beats_baseline: bool | None = None
+    task: str = "multiclass"
 
     @property
     def failed(self) -> bool:
@@ -62,13 +64,18 @@ def baseline_warning(inputs: ReportInputs) -> str | None:
     worth nothing, however it compares with the base branch."""
     if inputs.failed or inputs.beats_baseline is not False:
         return None
-    name = inputs.primary_metric
-    new = next((m.new for m in inputs.metrics if m.name == name), None)
-    shown = "—" if new is None else f"{new:.4f}"
+    current = {m.name: m.new for m in inputs.metrics if m.new is not None}
+    shortfalls = [
+        name
+        for name in below_baseline(current, inputs.baseline, inputs.primary_metric, inputs.task)
+        if name in current
+    ]
+    shown = ", ".join(
+        f"`{name}` {current[name]:.4f} against {inputs.baseline[name]:.4f}" for name in shortfalls
+    )
     return (
-        f"🚫 **Does not beat its baseline** on `{name}`: {shown} against the baseline's"
-        f" {inputs.baseline.get(name, float('nan')):.4f} (always the majority class, or the"
-        " training mean). The promotion gate will refuse this model."
+        f"🚫 **Does not beat its baseline** (always the majority class, or the training mean)"
+        f"{': ' + shown if shown else ''}. The promotion gate will refuse this model."
     )
 
 
@@ -300,6 +307,7 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
         },
         baseline={k: float(v) for k, v in (current.get("baseline") or {}).items()},
         beats_baseline=beats if isinstance(beats, bool) else None,
+        task=params.contract.task,
     )
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from mlops_template import io
 from mlops_template.config import Params
+from mlops_template.metric_facts import baseline_verdict, below_baseline
 from mlops_template.schema import Contract, parse_contract
 from mlops_template.stages import evaluate, split, train
 
@@ -179,6 +180,25 @@ def test_baselines_are_the_training_mean_and_the_majority_class() -> None:
 
 
 def test_beating_the_baseline_follows_the_metric_direction() -> None:
-    assert evaluate.beats({"rmse": 1.0}, {"rmse": 2.0}, "rmse")
-    assert not evaluate.beats({"r2": -0.1}, {"r2": 0.0}, "r2")
-    assert not evaluate.beats({"f1": 0.5}, {"f1": 0.5}, "f1")  # a tie does not beat it
+    baseline = {"rmse": 2.0, "mae": 1.5, "r2": 0.0}
+    assert (
+        below_baseline({"rmse": 1.0, "mae": 1.0, "r2": 0.5}, baseline, "rmse", "regression") == []
+    )
+    assert below_baseline({"rmse": 1.0, "mae": 1.0, "r2": -0.1}, baseline, "r2", "regression") == [
+        "r2"
+    ]
+    tie = {"f1": 0.5, "log_loss": 0.3}
+    assert below_baseline(tie, {"f1": 0.5, "log_loss": 0.6}, "f1", "binary") == ["f1"]
+
+
+def test_a_model_must_also_beat_the_prior_on_log_loss() -> None:
+    """Macro F1 of always-the-majority is easy to beat by chance; the class shares' log loss
+    is not: a model with no signal has worse probabilities than the prior."""
+    metrics = {"f1_macro": 0.14, "log_loss": 2.66}
+    baseline = {"f1_macro": 0.03, "log_loss": 1.96}
+    assert below_baseline(metrics, baseline, "f1_macro", "multiclass") == ["log_loss"]
+    line = baseline_verdict({**metrics, "baseline": baseline}, "f1_macro", "multiclass")
+    assert line == (
+        "does not beat its baseline on log_loss:"
+        " f1_macro 0.1400 vs 0.0300, log_loss 2.6600 vs 1.9600 (lower is better)"
+    )

@@ -10,8 +10,8 @@ branches:
 - regression: RMSE, MAE, R².
 `baseline` holds the same metrics for the simplest honest model, fitted on the training
 split: the class shares (always the majority class) or the training mean. `beats_baseline`
-says whether the model is better on the primary metric; the PR report flags it and the
-promotion gate refuses a model that is not.
+says whether the model is better on the primary metric and on log loss (classification) or
+MAE (regression); the PR report flags a model that is not and the promotion gate refuses it.
 
 Plot data (in `paths.plots`, drawn by dvc.yaml's `plots:`): the confusion matrix (one row per
 test example) and ROC and precision-recall curves (one per class; for binary, the positive
@@ -45,7 +45,8 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 
 from mlops_template import io, plots, tracking
-from mlops_template.config import LOWER_IS_BETTER, Params, better
+from mlops_template.config import Params
+from mlops_template.metric_facts import LOWER_IS_BETTER, baseline_verdict, below_baseline
 from mlops_template.schema import Contract
 
 log = logging.getLogger(__name__)
@@ -171,10 +172,6 @@ def baseline_metrics(
         threshold = 0.0 if shares[str(contract.positive)] >= 0.5 else float("inf")
     metrics = classification_metrics(test.astype(str), prior, classes, contract, threshold)
     return {key: value for key, value in metrics.items() if key not in {"test_rows", "per_class"}}
-
-
-def beats(metrics: dict[str, Any], baseline: dict[str, float], metric: str) -> bool:
-    return better(metric, float(metrics[metric]), float(baseline[metric]))
 
 
 def _thin(points: list[dict[str, float]], limit: int = MAX_CURVE_POINTS) -> list[dict[str, float]]:
@@ -363,20 +360,17 @@ def evaluate(
         _write_regression_plots(params, actual_values, predicted)
     target = contract.target.name
     metrics["baseline"] = baseline_metrics(train[target], test[target], contract, threshold)
-    metrics["beats_baseline"] = beats(metrics, metrics["baseline"], params.primary_metric)
+    shortfalls = below_baseline(metrics, metrics["baseline"], params.primary_metric, contract.task)
+    metrics["beats_baseline"] = not shortfalls
     importance = feature_importance(model, test, contract, params)
     io.write_json(paths.feature_importance, {"importance": importance})
     io.write_json(paths.metrics, metrics)
     return metrics
 
 
-def _summary(metrics: dict[str, Any], primary: str) -> str:
-    direction = "lower" if primary in LOWER_IS_BETTER else "higher"
-    verdict = "beats" if metrics["beats_baseline"] else "DOES NOT BEAT"
-    return (
-        f"{primary} {metrics[primary]:.4f} ({direction} is better) {verdict} the baseline's"
-        f" {metrics['baseline'][primary]:.4f} on {metrics['test_rows']} test rows"
-    )
+def _summary(metrics: dict[str, Any], primary: str, task: str) -> str:
+    rows = metrics["test_rows"]
+    return f"{baseline_verdict(metrics, primary, task)} ({rows} test rows)"
 
 
 def run(params: Params) -> dict[str, Any]:
@@ -389,7 +383,7 @@ def run(params: Params) -> dict[str, Any]:
         params.tracking, run_name="evaluate", resume_tags={tracking.MODEL_SHA_TAG: sha256}
     ) as tracker:
         metrics = evaluate(params, model, train, test)
-        summary = _summary(metrics, params.primary_metric)
+        summary = _summary(metrics, params.primary_metric, params.contract.task)
         (log.info if metrics["beats_baseline"] else log.warning)("%s", summary)
         tracker.log_metrics({f"test_{key}": value for key, value in flat_metrics(metrics).items()})
         for path in (paths.metrics, *[p for p in paths.plot_files() if p.is_file()]):

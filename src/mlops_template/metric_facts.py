@@ -1,0 +1,79 @@
+"""Facts about metrics, in one place: which metrics each task computes, which is the primary
+by default, which are compared by the promotion gate, which are lower-is-better, and how a
+model is judged against its baseline. The evaluate stage, the PR report, the registry's gate
+and the config all read them here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Metric facts, in one place. The headline metrics each task computes (stages/evaluate.py),
+# compared by the PR report and the promotion gate; `primary_metric` must be one of its task's.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss"),
+    "multiclass": ("f1_macro", "accuracy", "log_loss", "roc_auc_ovr"),
+    "regression": ("rmse", "mae", "r2"),
+}
+DEFAULT_PRIMARY = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
+# What the promotion gate's tolerance covers (precision and recall trade off at a threshold,
+# so binary tasks are held to F1 instead).
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "average_precision", "f1", "log_loss"),
+    "multiclass": ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr"),
+    "regression": ("rmse", "mae", "r2"),
+}
+# A model must beat its baseline (stages/evaluate.py) on the primary metric and on these: a
+# proper score of the probabilities (majority-class accuracy and macro F1 are easy to beat by
+# chance), or the absolute error.
+BASELINE_ALSO: dict[str, tuple[str, ...]] = {
+    "binary": ("log_loss",),
+    "multiclass": ("log_loss",),
+    "regression": ("mae",),
+}
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+# Errors in the target's own unit: the gate's margin and tolerance apply to them as a share
+# of the champion's value (0.01 = 1% worse), not as an absolute difference.
+RELATIVE = frozenset({"rmse", "mae"})
+
+
+def better(metric: str, candidate: float, reference: float) -> bool:
+    """Whether `candidate` is strictly better than `reference` on `metric`."""
+    return candidate < reference if metric in LOWER_IS_BETTER else candidate > reference
+
+
+def gain(metric: str, candidate: float, reference: float) -> float:
+    """How much better `candidate` is than `reference` (negative: worse): a difference, or
+    for errors in the target's unit (RELATIVE) a share of `reference`."""
+    change = reference - candidate if metric in LOWER_IS_BETTER else candidate - reference
+    if metric in RELATIVE:
+        return change / abs(reference) if reference else (0.0 if change == 0 else change)
+    return change
+
+
+def below_baseline(
+    metrics: dict[str, Any], baseline: dict[str, float], primary: str, task: str
+) -> list[str]:
+    """The metrics on which the model does not beat its baseline: checked are the primary
+    metric and BASELINE_ALSO's (log loss for classification, MAE for regression)."""
+    checked = dict.fromkeys((primary, *BASELINE_ALSO[task]))
+    return [
+        name
+        for name in checked
+        if name in baseline and not better(name, float(metrics[name]), float(baseline[name]))
+    ]
+
+
+def baseline_verdict(metrics: dict[str, Any], primary: str, task: str) -> str:
+    """One line: the model against its baseline, naming every metric it does not beat."""
+    baseline = metrics["baseline"]
+    shortfalls = below_baseline(metrics, baseline, primary, task)
+    checked = dict.fromkeys((primary, *BASELINE_ALSO[task]))
+    shown = ", ".join(
+        f"{name} {metrics[name]:.4f} vs {baseline[name]:.4f}"
+        + (" (lower is better)" if name in LOWER_IS_BETTER else "")
+        for name in checked
+        if name in baseline
+    )
+    if shortfalls:
+        return f"does not beat its baseline on {', '.join(shortfalls)}: {shown}"
+    return f"beats its baseline: {shown}"
