@@ -172,3 +172,19 @@ def test_preflight_names_the_task_and_target(params: Params) -> None:
     code, output = invoke("preflight")
     assert code == 0, output
     assert "multiclass on 'species'" in output
+
+
+def test_preflight_names_a_table_swapped_without_its_contract(
+    make_params: Callable[..., Params], workdir: Path
+) -> None:
+    """The README's step 2 forgotten: the new table, the old contract. Named before any stage
+    runs, with the command that writes the right contract."""
+    table = workdir / "houses.csv"
+    table.write_text("rooms,price\n3,250000\n4,410000\n")
+    params = make_params(data={"source": str(table)})
+    code, output = invoke("preflight")
+    assert code == 1
+    assert f"error: {table} has no column 'species', 'island'," in output
+    assert "the table has: rooms, price" in output
+    assert f"mlops init-schema --data {table} --target COLUMN --force" in output
+    assert failures.read(params.paths.stage_failure)["stage"] == "validate"

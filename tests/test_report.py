@@ -11,10 +11,13 @@ from mlops_template.report import (
     MetricDiff,
     ReportInputs,
     baseline_warning,
+    contract_change,
     metric_diffs,
     params_changes,
     render,
+    verdict,
 )
+from mlops_template.schema import Contract, contract_dict
 from mlops_template.stages import evaluate, split, train
 
 VALIDATION = {
@@ -262,3 +265,19 @@ def test_regression_plots_are_predicted_against_actual_and_residuals(
     assert set(images) == {"Predicted vs actual", "Residuals"}
     for path in images.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_new_contract_is_not_compared_with_the_base(contract: Contract) -> None:
+    """A fork's first table against the template's penguins: no deltas across problems."""
+    base = {"task": "binary", "target": {"name": "churned"}, "features": [{"name": "age"}]}
+    change = contract_change(base, contract)
+    assert change == "binary on `churned` → multiclass on `species`"
+    same = contract_dict(contract)
+    assert contract_change(same, contract) is None
+    assert contract_change({**same, "features": same["features"][:2]}, contract) == (
+        "other features"
+    )
+    assert contract_change(None, contract) is None  # no contract at the base: compare
+    inputs = _inputs(contract_change=change, metrics=[MetricDiff("f1_macro", None, 0.95)])
+    assert verdict(inputs).startswith("🔀 **A new data contract** (binary on `churned`")
+    assert "not compared" in verdict(inputs)

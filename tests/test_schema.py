@@ -319,3 +319,35 @@ def test_contract_dict_round_trips(task: str, tmp_path: Path) -> None:
 
 def test_the_tests_own_contract_round_trips(contract: Contract) -> None:
     assert parse_contract(contract_dict(contract), DEFAULT_CONTRACT) == contract
+
+
+def test_json_booleans_and_numbers_name_their_text_categories() -> None:
+    """A True/False or 0/1 column is read as text (`True`, `1`); a client sends JSON `true`
+    or `1` and means the same category. Anything else is still refused."""
+    from pydantic import ValidationError
+
+    from mlops_template.schema import as_category
+    from mlops_template.serve.request import features_model
+
+    assert as_category(True, ("False", "True")) == "True"
+    assert as_category(1, ("0", "1")) == "1"
+    assert as_category("1", ("0", "1")) == "1"
+    assert as_category(2, ("0", "1")) is None
+    assert as_category("true", ("False", "True")) is None
+    assert as_category(None, ("False", "True")) is None
+    contract = parse_contract(
+        {
+            "task": "regression",
+            "target": {"name": "y", "kind": "numeric", "nullable": False},
+            "features": [
+                {"name": "paperless", "kind": "categorical", "categories": ["False", "True"]},
+                {"name": "plan", "kind": "categorical", "categories": ["1", "2"]},
+            ],
+        },
+        Path("c.yaml"),
+    )
+    request = features_model(contract, 1)
+    record = request.model_validate_json('{"paperless": false, "plan": 2}')
+    assert record.model_dump() == {"paperless": "False", "plan": "2"}
+    with pytest.raises(ValidationError, match="paperless"):
+        request.model_validate_json('{"paperless": 3}')

@@ -31,6 +31,7 @@ ParamsOption = Annotated[
 
 def _run(stage: Callable[[Params], Any], params_path: Path) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
         stage(load_params(params_path))
     except PipelineError as error:
@@ -50,6 +51,23 @@ def _run_stage(name: str, stage: Callable[[Params], Any], params_path: Path) -> 
             raise
 
     _run(recorded, params_path)
+
+
+def _check_columns(params: Params) -> None:
+    """The table has every column its contract names: a table swapped without its contract
+    (`mlops init-schema` forgotten) is named here, before any stage runs."""
+    from mlops_template import io
+
+    source, contract = params.data.source, params.contract
+    columns = io.table_columns(source)
+    missing = [spec.name for spec in contract.columns if spec.name not in columns]
+    if missing:
+        shown = ", ".join(columns[:20]) + (f" (and {len(columns) - 20} more)" * (len(columns) > 20))
+        raise PipelineError(
+            f"{source} has no column {', '.join(map(repr, missing[:20]))}, which the data"
+            f" contract {params.data.contract} names; the table has: {shown}. A new table"
+            f" needs its contract: mlops init-schema --data {source} --target COLUMN --force"
+        )
 
 
 @app.command()
@@ -72,6 +90,11 @@ def preflight(params: ParamsOption = DEFAULT_PARAMS) -> None:
             )
             failures.record(loaded.paths.stage_failure, "ingest", error)
             raise error
+        try:
+            _check_columns(loaded)
+        except PipelineError as error:
+            failures.record(loaded.paths.stage_failure, "validate", error)
+            raise
         print(
             f"preflight: {params} is valid; data source {loaded.data.source};"
             f" {contract.task} on '{contract.target.name}' ({loaded.data.contract})"

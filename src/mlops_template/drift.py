@@ -50,7 +50,7 @@ import pandas as pd
 from mlops_template import io
 from mlops_template.config import MonitoringSettings, Params
 from mlops_template.errors import PipelineError
-from mlops_template.schema import ColumnSpec, Contract
+from mlops_template.schema import ColumnSpec, Contract, as_category
 from mlops_template.serve.logsink import rotated_index
 
 log = logging.getLogger(__name__)
@@ -185,12 +185,9 @@ def read_traffic(path: Path, window_rows: int, contract: Contract) -> Traffic:
 
 def _label(value: object, contract: Contract) -> Label | None:
     """A feedback label as the task needs it (a class name, or a finite number); None if it
-    is not one. CSV labels arrive as text; a JSON class may be written as an integer."""
+    is not one. CSV labels arrive as text; a JSON class may be a boolean or a number."""
     if contract.is_classification:
-        text = value if isinstance(value, str) else None
-        if isinstance(value, int) and not isinstance(value, bool):
-            text = str(value)
-        return text if text in contract.classes else None
+        return as_category(value, contract.classes)
     if isinstance(value, str):
         try:
             value = float(value)

@@ -155,3 +155,19 @@ def read_table(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise PipelineError(f"{path}: has a header but no data rows")
     return frame
+
+
+def table_columns(path: Path) -> list[str]:
+    """The column names of a CSV or Parquet file, read from its header alone."""
+    if path.suffix.lower() == ".csv":
+        try:
+            return [str(name) for name in pd.read_csv(path, nrows=0).columns]
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            raise PipelineError(f"{path}: not a readable CSV table: {error}") from None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return [str(name) for name in pq.read_schema(path).names]
+    except (pa.ArrowException, OSError) as error:
+        raise PipelineError(f"{path}: not a readable Parquet table: {error}") from None

@@ -59,7 +59,9 @@ def below_baseline(
     return [
         name
         for name in checked
-        if name in baseline and not better(name, float(metrics[name]), float(baseline[name]))
+        if name in baseline
+        and name in metrics
+        and not better(name, float(metrics[name]), float(baseline[name]))
     ]
 
 
@@ -72,7 +74,7 @@ def baseline_verdict(metrics: dict[str, Any], primary: str, task: str) -> str:
         f"{name} {metrics[name]:.4f} vs {baseline[name]:.4f}"
         + (" (lower is better)" if name in LOWER_IS_BETTER else "")
         for name in checked
-        if name in baseline
+        if name in baseline and name in metrics
     )
     if shortfalls:
         return f"does not beat its baseline on {', '.join(shortfalls)}: {shown}"

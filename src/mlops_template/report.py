@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mlops_template import io, plots
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER, TASK_METRICS, below_baseline
+from mlops_template.schema import Contract
 
 NO_CHANGE = 1e-9
 NOT_METRICS = ("test_rows", "threshold", "beats_baseline")  # facts in metrics.json, not scores
@@ -53,6 +56,8 @@ class ReportInputs:
     baseline: dict[str, float] = field(default_factory=dict)  # this branch's, by metric
     beats_baseline: bool | None = None
     task: str = "multiclass"
+    # Why the base's metrics are not comparable (another task, target or features), if so.
+    contract_change: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -89,6 +94,12 @@ def verdict(inputs: ReportInputs) -> str:
             " the model was not retrained (see below)."
         )
     primary = next((m for m in inputs.metrics if m.name == inputs.primary_metric), None)
+    if inputs.contract_change is not None and primary is not None and primary.new is not None:
+        return (
+            f"🔀 **A new data contract** ({inputs.contract_change}): `{primary.name}` ="
+            f" {primary.new:.4f}; `{inputs.base}`'s metrics describe another problem and are"
+            " not compared."
+        )
     if primary is None or primary.new is None:
         return f"❌ **No `{inputs.primary_metric}` on this branch**: did the pipeline run?"
     if primary.old is None:
@@ -266,6 +277,39 @@ def metric_diffs(
     return head + [found[name] for name in sorted(found)]
 
 
+def contract_change(base_raw: Any, contract: Contract) -> str | None:
+    """How the base's contract differs in what metrics depend on (task, target, features),
+    or None when the metrics compare (or the base has no contract file to tell)."""
+    if not isinstance(base_raw, dict):
+        return None
+    target = (base_raw.get("target") or {}).get("name")
+    features = [
+        item.get("name") for item in base_raw.get("features") or [] if isinstance(item, dict)
+    ]
+    if base_raw.get("task") != contract.task or target != contract.target.name:
+        return f"{base_raw.get('task')} on `{target}` → {contract.task} on `{contract.target.name}`"
+    if features != contract.feature_names():
+        return "other features"
+    return None
+
+
+def _base_contract(base: str, path: Path) -> Any:
+    result = subprocess.run(
+        ["git", "show", f"{base}:{path.as_posix()}"], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        return None
+    try:
+        return yaml.safe_load(result.stdout)
+    except yaml.YAMLError:
+        return None
+
+
+def _not_compared(metrics: list[MetricDiff]) -> list[MetricDiff]:
+    """This branch's metrics alone: the base's measured another problem."""
+    return [MetricDiff(m.name, None, m.new) for m in metrics if m.new is not None]
+
+
 def params_changes(diff: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {
         name: (values.get("old"), values.get("new"))
@@ -287,12 +331,13 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
     images = plots.render_images(params.paths, image_dir)
     current = _read_optional_json(params.paths.metrics) or {}
     beats = current.get("beats_baseline")
+    change = contract_change(_base_contract(base, params.data.contract), params.contract)
+    diffs = metric_diffs(metrics, params.paths.metrics, params.primary_metric, params.contract.task)
     return ReportInputs(
         base=base,
         primary_metric=params.primary_metric,
-        metrics=metric_diffs(
-            metrics, params.paths.metrics, params.primary_metric, params.contract.task
-        ),
+        metrics=diffs if change is None else _not_compared(diffs),
+        contract_change=change,
         params_changed=params_changes(params_diff),
         validation=_read_optional_json(params.paths.validation_report),
         validation_failure=_read_optional_json(params.paths.validation_failure),

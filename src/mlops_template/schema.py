@@ -102,6 +102,18 @@ class Contract:
         )
 
 
+def as_category(value: object, categories: tuple[str, ...]) -> str | None:
+    """`value` as one of `categories`, or None. Categories are text (the validate stage reads
+    every categorical column as text), so a JSON `true`, `1` or `2.5` names the category
+    `True`, `1` or `2.5`, the way the table's booleans and numbers became text."""
+    if isinstance(value, str):
+        return value if value in categories else None
+    if isinstance(value, bool | int | float):
+        text = str(value)
+        return text if text in categories else None
+    return None
+
+
 def _column(spec: ColumnSpec) -> pa.Column:
     import pandera.pandas as pa
 

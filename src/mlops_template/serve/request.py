@@ -17,10 +17,17 @@ from itertools import combinations
 from math import comb
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from mlops_template.schema import ColumnSpec, Contract
+from mlops_template.schema import ColumnSpec, Contract, as_category
 
 # Beyond this many alternatives the `anyOf` would bloat the OpenAPI (30 features, 3 required:
 # 4,060); the rule is then only enforced, and said in the description.
@@ -36,7 +43,16 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
             Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False),
         ]
     else:
-        annotation = Literal[spec.categories]  # type: ignore[valid-type]
+        categories = spec.categories
+
+        def text(value: object) -> object:
+            """JSON `true` or `1` for the category `True` or `1` (see schema.as_category)."""
+            return as_category(value, categories) or value
+
+        annotation = Annotated[
+            Literal[spec.categories],  # type: ignore[valid-type]
+            BeforeValidator(text),
+        ]
     if spec.nullable:
         return annotation | None, Field(default=None, description=spec.description)
     return annotation, Field(description=spec.description)
