@@ -30,7 +30,8 @@ def run_stages(workdir: Path, make_params: Callable[..., Params]) -> Callable[..
     def run(writer: Callable[[Path], None], name: str = "bad.csv") -> tuple[int, str]:
         source = workdir / name
         writer(source)
-        make_params(data={"source": str(source)})
+        # Unlabelled rows are dropped by default; here a missing target is bad data.
+        make_params(data={"source": str(source)}, validate={"unlabelled": "fail"})
         runner = CliRunner()
         for stage in ("ingest", "validate"):
             result = runner.invoke(app, [stage])

@@ -155,7 +155,7 @@ def test_preflight_records_a_broken_contract_as_a_validate_failure(
     contract = workdir / "contract.yaml"
     contract.write_text(
         "task: binary\n"
-        "target: {name: churned, kind: categorical, nullable: false, categories: [no, yes]}\n"
+        "target: {name: churned, kind: categorical, nullable: false, categories: ['no', 'yes']}\n"
         "features: [{name: age, kind: numeric}]\n"
     )
     params = make_params(data={"contract": str(contract)}, evaluate={"primary_metric": "auto"})
@@ -188,3 +188,20 @@ def test_preflight_names_a_table_swapped_without_its_contract(
     assert "the table has: rooms, price" in output
     assert f"mlops init-schema --data {table} --target COLUMN --force" in output
     assert failures.read(params.paths.stage_failure)["stage"] == "validate"
+
+
+def test_an_unquoted_yes_or_no_in_the_contract_is_named(
+    make_params: Callable[..., Params], workdir: Path
+) -> None:
+    """YAML reads yes/no as booleans: the contract says to quote them, instead of every row
+    failing its category check later."""
+    contract = workdir / "contract.yaml"
+    contract.write_text(
+        "task: binary\npositive: 'yes'\n"
+        "target: {name: churned, kind: categorical, nullable: false, categories: [no, yes]}\n"
+        "features: [{name: age, kind: numeric}]\n"
+    )
+    make_params(data={"contract": str(contract)}, evaluate={"primary_metric": "auto"})
+    code, output = invoke("preflight")
+    assert code == 1
+    assert "target (churned).categories: False is a YAML boolean; quote the category" in output

@@ -215,11 +215,13 @@ def test_a_single_class_target_cannot_be_learned(penguins: pd.DataFrame) -> None
         profile(penguins[penguins.species == "Adelie"], "species", name="p")
 
 
-def test_unlabelled_rows_are_noted_and_rejected_by_validation(penguins: pd.DataFrame) -> None:
+def test_unlabelled_rows_are_noted_and_rejected_by_the_schema(penguins: pd.DataFrame) -> None:
+    """The validate stage drops them first (validate.unlabelled: drop); the schema itself
+    requires a target."""
     frame = penguins.astype({"species": object})
     frame.loc[[5, 9], "species"] = None
     result = profile(frame, "species", name="p")
-    assert "2 row(s) have no species: validation will reject them" in result.notes
+    assert "2 row(s) have no species: validation drops them (validate.unlabelled)" in result.notes
     with pytest.raises(Exception, match="species"):
         result.contract.dataframe_schema().validate(frame, lazy=True)
 

@@ -281,3 +281,15 @@ def test_a_new_contract_is_not_compared_with_the_base(contract: Contract) -> Non
     inputs = _inputs(contract_change=change, metrics=[MetricDiff("f1_macro", None, 0.95)])
     assert verdict(inputs).startswith("🔀 **A new data contract** (binary on `churned`")
     assert "not compared" in verdict(inputs)
+
+
+def test_a_base_that_is_not_a_revision_is_refused_before_git_or_dvc_see_it() -> None:
+    """`--base=--output=/tmp/x` would be an option to git show and dvc."""
+    import pytest
+
+    from mlops_template.errors import PipelineError, check_revision
+
+    assert check_revision("origin/main") == "origin/main"
+    for bad in ("--output=/tmp/x", "", "main\nrm", "a b"):
+        with pytest.raises(PipelineError, match="is not a git revision"):
+            check_revision(bad)

@@ -132,6 +132,8 @@ def init_schema(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if margin < 0:
+            raise PipelineError(f"--margin must be 0 or more (a share of each range), got {margin}")
         if task is not None and task not in TASKS:
             raise PipelineError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
         if out is None:

@@ -7,7 +7,7 @@ Unknown keys and wrong types are errors that name the key (pydantic, `extra="for
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -109,6 +109,9 @@ class ValidateSettings(_Strict):
     are counted in the validation summary."""
 
     duplicates: Literal["drop", "fail"] = "drop"
+    # Rows without a target (labels not arrived yet): `drop` counts and drops them, `fail`
+    # makes them a violation of the target's not_nullable check.
+    unlabelled: Literal["drop", "fail"] = "drop"
 
 
 class SplitSettings(_Strict):
@@ -264,12 +267,13 @@ class Params(_Strict):
     registry: RegistrySettings = RegistrySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
-    @cached_property
+    @property
     def contract(self) -> Contract:
-        """The data contract `data.contract` names, read once (relative to the project root).
+        """The data contract `data.contract` names, read once per file version (relative to
+        the project root; a copy of these params with another path reads that path).
         Also checks what params.yaml asks of it: the primary metric, a model kind of its
         task and the number of features a request must give."""
-        contract = load_contract(self.data.contract)
+        contract = _read_contract(self.data.contract)
         self.evaluate.primary_for(contract.task)
         regression = contract.task == "regression"
         if isinstance(self.model, LogisticRegression if regression else Ridge):
@@ -289,6 +293,22 @@ class Params(_Strict):
     def primary_metric(self) -> str:
         """evaluate.primary_metric resolved for the contract's task."""
         return self.evaluate.primary_for(self.contract.task)
+
+
+def _read_contract(path: Path) -> Contract:
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = -1  # load_contract names the missing file
+    return _cached_contract(path.resolve(), stamp, path)
+
+
+@lru_cache(maxsize=16)
+def _cached_contract(resolved: Path, stamp: int, path: Path) -> Contract:
+    """Keyed by the file and its modification time: an edited file is read again. Errors
+    name `path` as params.yaml wrote it."""
+    del resolved, stamp
+    return load_contract(path)
 
 
 def _describe(error: ValidationError, source: Path) -> str:

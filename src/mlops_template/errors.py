@@ -6,3 +6,11 @@ class PipelineError(Exception):
 
     The message is shown as-is, so it must name what is wrong and where.
     """
+
+
+def check_revision(base: str) -> str:
+    """A git revision given on the command line, passed on to git and dvc: never an option
+    (`--output=...`) nor text with spaces or control characters."""
+    if not base or base.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in base):
+        raise PipelineError(f"--base: {base!r} is not a git revision")
+    return base

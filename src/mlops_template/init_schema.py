@@ -29,7 +29,15 @@ import yaml
 
 from mlops_template import io
 from mlops_template.errors import PipelineError
-from mlops_template.schema import ColumnSpec, Contract, Task, contract_dict, parse_contract
+from mlops_template.schema import (
+    ColumnSpec,
+    Contract,
+    Task,
+    category_text,
+    contract_dict,
+    parse_contract,
+    reserved_name,
+)
 
 MAX_CATEGORIES = 50  # a text column with more distinct values is not a categorical feature
 MAX_CLASSES = 50  # a target with more classes is regression or a mistake
@@ -70,7 +78,7 @@ def _is_numeric(values: pd.Series) -> bool:
 
 
 def _categories(values: pd.Series) -> tuple[str, ...]:
-    return tuple(sorted({str(value) for value in values.dropna()}))
+    return tuple(sorted({category_text(value) for value in values.dropna()}))
 
 
 def infer_task(target: pd.Series) -> Task:
@@ -102,6 +110,8 @@ def _describe(values: pd.Series) -> str:
 
 MIN_ID_VALUES = 5  # a column with this many values, every one distinct, may be an identifier
 DATE_SHARE = 0.9  # text that parses as dates this often is a date column
+# Dates written with digits: 2024-01-31, 31/01/2024, 2024.01.31, with an optional time.
+DATE_PATTERN = r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\S*)?"
 
 
 def _identifier(present: pd.Series) -> str | None:
@@ -124,6 +134,8 @@ def _dates(present: pd.Series) -> bool:
     if _is_numeric(present) or pd.api.types.is_bool_dtype(present):
         return False
     sample = present.astype(str).head(200)
+    if not sample.str.fullmatch(DATE_PATTERN).mean() >= DATE_SHARE:
+        return False  # month names, ordinals and codes are categories, not dates
     parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
     return bool(parsed.notna().mean() >= DATE_SHARE)
 
@@ -131,6 +143,8 @@ def _dates(present: pd.Series) -> bool:
 def _feature(values: pd.Series, margin: float, strict_nulls: bool) -> ColumnSpec | str:
     """A feature's spec, or why the column is left out."""
     present = values.dropna()
+    if reserved_name(str(values.name)):
+        return "its name starts with `_` or `model_` (rename it in the table to use it)"
     if present.empty:
         return "no values"
     if present.nunique() < 2:
@@ -184,7 +198,8 @@ def _example(frame: pd.DataFrame, features: tuple[ColumnSpec, ...]) -> dict[str,
         value = row[spec.name]
         if pd.isna(value):
             continue
-        example[spec.name] = float(f"{value:.6g}") if spec.kind == "numeric" else str(value)
+        numeric = spec.kind == "numeric"
+        example[spec.name] = float(f"{value:.6g}") if numeric else category_text(value)
     return example
 
 
@@ -209,13 +224,15 @@ def profile(
     labelled = frame[frame[target].notna()]
     unlabelled = len(frame) - len(labelled)
     if unlabelled:
-        notes.append(f"{unlabelled} row(s) have no {target}: validation will reject them")
+        notes.append(
+            f"{unlabelled} row(s) have no {target}: validation drops them (validate.unlabelled)"
+        )
     chosen = task or infer_task(labelled[target])
     if task is None:
         notes.append(f"task inferred from '{target}': {chosen} (pass --task to choose)")
     target_spec = _target(labelled[target], chosen, margin)
     if chosen != "regression":
-        counts = labelled[target].astype(str).value_counts()
+        counts = labelled[target].map(category_text).value_counts()
         lonely = sorted(counts[counts < 2].index)
         if lonely:
             notes.append(
@@ -229,7 +246,7 @@ def profile(
         )
     if chosen == "binary":
         if positive is None:
-            counts = labelled[target].astype(str).value_counts()
+            counts = labelled[target].map(category_text).value_counts()
             positive = str(counts.sort_values(kind="stable").index[0])
             notes.append(f"positive class: '{positive}', the rarer one (pass --positive)")
         elif str(positive) not in target_spec.categories:

@@ -20,6 +20,7 @@ from typing import Any
 
 from mlops_template import io, plots
 from mlops_template.config import Paths
+from mlops_template.errors import check_revision
 
 WORKSPACE = "workspace"
 
@@ -126,6 +127,8 @@ _STYLE = (
 
 def write_page(paths: Paths, out: Path, base: str | None = None) -> Path:
     """Write the page to `out`: the work tree's plots, and `base`'s beside them if given."""
+    if base is not None:
+        check_revision(base)
     revisions = []
     with tempfile.TemporaryDirectory(prefix="mlops-plots-base-") as scratch:
         base_paths = checkout_outputs(paths, base, Path(scratch)) if base else None

@@ -22,8 +22,8 @@ import yaml
 from mlops_template import io, tracking
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.metric_facts import HEADLINE, baseline_verdict, below_baseline, gain
-from mlops_template.stages.evaluate import baseline_metrics, compute_metrics
+from mlops_template.metric_facts import HEADLINE, baseline_verdict, gain
+from mlops_template.stages.evaluate import compute_metrics, with_baseline
 
 CHAMPION = "champion"
 LOCK = Path("dvc.lock")
@@ -232,15 +232,19 @@ def _score(name: str, version: str, params: Params) -> dict[str, Any]:
     import mlflow.sklearn
 
     model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-    contract, target = params.contract, params.contract.target.name
     test = io.read_parquet(params.paths.test)
     train = io.read_parquet(params.paths.train)
-    threshold = params.evaluate.threshold
-    metrics = compute_metrics(model, test, contract, threshold)
-    metrics["baseline"] = baseline_metrics(train[target], test[target], contract, threshold)
-    shortfalls = below_baseline(metrics, metrics["baseline"], params.primary_metric, contract.task)
-    metrics["beats_baseline"] = not shortfalls
-    return metrics
+    metrics = compute_metrics(model, test, params.contract, params.evaluate.threshold)
+    return with_baseline(metrics, train, test, params)
+
+
+def _score_champion(name: str, version: str, params: Params) -> dict[str, Any] | None:
+    """The champion's scores on the current test split; None when it was trained for another
+    contract (its features, classes or task no longer fit the data) and cannot be scored."""
+    try:
+        return _score(name, version, params)
+    except (ValueError, KeyError, AttributeError, TypeError, IndexError):
+        return None
 
 
 def _record(client: Any, name: str, version: str, event: str, detail: dict[str, Any]) -> None:
@@ -271,7 +275,19 @@ def promote(params: Params, version: str | None = None) -> Decision:
     elif str(current.version) == candidate:
         decision = Decision(False, f"version {candidate} is already the champion", {}, None)
     else:
-        decision = decide(candidate_scores, _score(name, str(current.version), params), params)
+        champion_scores = _score_champion(name, str(current.version), params)
+        if champion_scores is None and candidate_scores["beats_baseline"]:
+            reason = (
+                f"champion version {current.version} does not fit the current data contract"
+                " (another task, target, classes or features): not comparable; the candidate"
+                " beats its baseline"
+            )
+            decision = Decision(True, reason, candidate_scores, None)
+        elif champion_scores is None:
+            reason = baseline_verdict(candidate_scores, params.primary_metric, params.contract.task)
+            decision = Decision(False, reason, candidate_scores, None)
+        else:
+            decision = decide(candidate_scores, champion_scores, params)
     shown = HEADLINE[params.contract.task]
     headline = {k: v for k, v in decision.candidate.items() if k in shown}
     champion_headline = {k: v for k, v in (decision.champion or {}).items() if k in shown}

@@ -20,7 +20,7 @@ import yaml
 
 from mlops_template import io, plots
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
+from mlops_template.errors import PipelineError, check_revision
 from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER, TASK_METRICS, below_baseline
 from mlops_template.schema import Contract
 
@@ -357,6 +357,7 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
 
 
 def run(params: Params, base: str, out: Path) -> str:
+    check_revision(base)
     out = out.resolve()
     image_dir = out.parent / (out.stem + "_images")
     inputs = gather(params, base, image_dir, out.parent)

@@ -102,14 +102,25 @@ class Contract:
         )
 
 
+def category_text(value: object) -> str:
+    """A category as text, the same however the table stored it: `True` for a boolean, `1`
+    for the whole numbers 1 and 1.0 (a 0/1 column with a gap is read as floats), else
+    `str(value)`."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # NumPy scalars
+        return category_text(value.item())  # type: ignore[attr-defined]
+    return str(value)
+
+
 def as_category(value: object, categories: tuple[str, ...]) -> str | None:
     """`value` as one of `categories`, or None. Categories are text (the validate stage reads
-    every categorical column as text), so a JSON `true`, `1` or `2.5` names the category
-    `True`, `1` or `2.5`, the way the table's booleans and numbers became text."""
+    every categorical column as text, see category_text), so a JSON `true`, `1` or `2.5`
+    names the category `True`, `1` or `2.5`."""
     if isinstance(value, str):
         return value if value in categories else None
     if isinstance(value, bool | int | float):
-        text = str(value)
+        text = category_text(value)
         return text if text in categories else None
     return None
 
@@ -145,6 +156,24 @@ def _number(value: object, where: str) -> float | None:
     return float(value)
 
 
+def reserved_name(name: str) -> bool:
+    """Names pydantic does not allow as request fields."""
+    return name.startswith(("_", "model_"))
+
+
+def _category(value: object, where: str) -> str:
+    """A category written in the contract file. YAML reads yes, no, on, off, true and false
+    as booleans: a file that means the text must quote it."""
+    if isinstance(value, bool):
+        raise ContractError(
+            f"{where}: {value!r} is a YAML boolean; quote the category (for example 'yes' or"
+            " 'True') so it is text"
+        )
+    if not isinstance(value, str | int | float):
+        raise ContractError(f"{where}: {value!r} is not a category (text or a number)")
+    return category_text(value)
+
+
 def _spec(raw: object, where: str) -> ColumnSpec:
     if not isinstance(raw, dict):
         raise ContractError(f"{where}: expected a mapping, got {type(raw).__name__}")
@@ -152,6 +181,11 @@ def _spec(raw: object, where: str) -> ColumnSpec:
     if not isinstance(name, str) or not name:
         raise ContractError(f"{where}: `name` must be a non-empty string")
     where = f"{where} ({name})"
+    if reserved_name(name):
+        raise ContractError(
+            f"{where}: a column name may not start with `_` or `model_` (the service's request"
+            " fields cannot take it); rename the column in the table"
+        )
     known = {"name", "kind", "description", "nullable", "minimum", "maximum", "categories"}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -172,7 +206,7 @@ def _spec(raw: object, where: str) -> ColumnSpec:
             raise ContractError(f"{where}: a categorical column has no minimum or maximum")
         if not categories:
             raise ContractError(f"{where}: a categorical column needs `categories`")
-        names = [str(value) for value in categories]
+        names = [_category(value, f"{where}.categories") for value in categories]
         if len(set(names)) != len(names):
             raise ContractError(f"{where}: `categories` repeat a value")
     else:
@@ -207,11 +241,11 @@ def _example(raw: object, features: tuple[ColumnSpec, ...], where: str) -> dict[
                 raise ContractError(f"{where}: `example` lacks the required feature {name!r}")
             continue
         if spec.kind == "categorical":
-            if str(value) not in spec.categories:
+            if as_category(value, spec.categories) is None:
                 raise ContractError(
                     f"{where}: `example.{name}` = {value!r} is not one of its categories"
                 )
-            example[name] = str(value)
+            example[name] = as_category(value, spec.categories)
         else:
             number = _number(value, f"{where}: example.{name}")
             low = spec.minimum if spec.minimum is not None else float("-inf")
@@ -260,7 +294,9 @@ def parse_contract(raw: object, source: Path) -> Contract:
         raise ContractError(f"{where}: the target ({target.name}) must not be nullable")
     positive = raw.get("positive")
     if task == "binary":
-        if positive is None or str(positive) not in target.categories:
+        if positive is not None:
+            positive = _category(positive, f"{where}: positive")
+        if positive is None or positive not in target.categories:
             raise ContractError(
                 f"{where}: a binary task names its `positive` class, one of"
                 f" {list(target.categories)}; got {positive!r}"

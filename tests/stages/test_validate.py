@@ -1,4 +1,5 @@
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -34,9 +35,53 @@ def test_good_data_writes_validated_table_and_summary(
             "sex": 11,
         },
         "duplicates": {"policy": "drop", "rows": 0, "dropped": 0, "conflicting_labels": 0},
+        "unlabelled": {"policy": "drop", "dropped": 0},
         "violations": 0,
     }
     assert not params.paths.validation_failure.exists()
+
+
+def test_unlabelled_rows_are_dropped_and_counted_or_fail_by_policy(
+    make_params: Callable[..., Params], penguins: pd.DataFrame
+) -> None:
+    """Labels that have not arrived yet: dropped (counted) by default, a violation on request."""
+    holes = penguins.astype({"species": object})
+    holes.loc[[3, 7], "species"] = None
+    params = make_params()
+    _write_raw(params, holes)
+    validate.run(params)
+    report = io.read_json(params.paths.validation_report)
+    assert report["rows"] == 342
+    assert report["unlabelled"] == {"policy": "drop", "dropped": 2}
+    strict = make_params(validate={"unlabelled": "fail"})
+    with pytest.raises(validate.DataValidationError) as caught:
+        validate.run(strict)
+    assert [(v.column, v.check) for v in caught.value.violations] == [("species", "not_nullable")]
+
+
+def test_a_binary_target_read_as_floats_keeps_its_text_categories(
+    make_params: Callable[..., Params], workdir: Path
+) -> None:
+    """A 0/1 target with a gap is read as 0.0/1.0; its categories are still `0` and `1`."""
+    contract = workdir / "c.yaml"
+    contract.write_text(
+        "task: binary\npositive: 1\nmin_rows: 4\n"
+        "target: {name: y, kind: categorical, nullable: false, categories: [0, 1]}\n"
+        "features: [{name: paid, kind: categorical, categories: ['False', 'True']},"
+        " {name: x, kind: numeric}]\n"
+    )
+    frame = pd.DataFrame(
+        {
+            "y": [0.0, 1.0, None, 1.0, 0.0],
+            "paid": [True, False, True, None, False],
+            "x": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    params = make_params(data={"contract": str(contract)}, evaluate={"primary_metric": "auto"})
+    _write_raw(params, frame)
+    valid = validate.run(params)
+    assert valid["y"].tolist() == ["0", "1", "1", "0"]
+    assert valid["paid"].tolist()[:2] == ["True", "False"]
 
 
 def test_every_violation_is_collected(params: Params, penguins: pd.DataFrame) -> None:
@@ -155,7 +200,10 @@ def test_conflicting_labels_are_counted(params: Params, penguins: pd.DataFrame) 
     }
 
 
-def test_a_missing_target_value_is_a_violation(params: Params, penguins: pd.DataFrame) -> None:
+def test_a_missing_target_value_is_a_violation_under_the_fail_policy(
+    make_params: Callable[..., Params], penguins: pd.DataFrame
+) -> None:
+    params = make_params(validate={"unlabelled": "fail"})
     unlabelled = penguins.astype({"species": object})
     unlabelled.loc[7, "species"] = None
     _write_raw(params, unlabelled)

@@ -174,6 +174,17 @@ def baseline_metrics(
     return {key: value for key, value in metrics.items() if key not in {"test_rows", "per_class"}}
 
 
+def with_baseline(
+    metrics: dict[str, Any], train: pd.DataFrame, test: pd.DataFrame, params: Params
+) -> dict[str, Any]:
+    """`metrics` with the baseline's (fitted on `train`, scored on `test`) and whether the
+    model beats it (metric_facts.below_baseline)."""
+    contract, target = params.contract, params.contract.target.name
+    baseline = baseline_metrics(train[target], test[target], contract, params.evaluate.threshold)
+    shortfalls = below_baseline(metrics, baseline, params.primary_metric, contract.task)
+    return {**metrics, "baseline": baseline, "beats_baseline": not shortfalls}
+
+
 def _thin(points: list[dict[str, float]], limit: int = MAX_CURVE_POINTS) -> list[dict[str, float]]:
     """Keep at most `limit` evenly spaced points (first and last included)."""
     if len(points) <= limit:
@@ -358,10 +369,7 @@ def evaluate(
         predicted = model.predict(features)
         metrics = regression_metrics(actual_values, predicted)
         _write_regression_plots(params, actual_values, predicted)
-    target = contract.target.name
-    metrics["baseline"] = baseline_metrics(train[target], test[target], contract, threshold)
-    shortfalls = below_baseline(metrics, metrics["baseline"], params.primary_metric, contract.task)
-    metrics["beats_baseline"] = not shortfalls
+    metrics = with_baseline(metrics, train, test, params)
     importance = feature_importance(model, test, contract, params)
     io.write_json(paths.feature_importance, {"importance": importance})
     io.write_json(paths.metrics, metrics)

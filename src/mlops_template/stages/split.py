@@ -42,6 +42,7 @@ def _rows_of(groups: np.ndarray, drawn: np.ndarray) -> np.ndarray:
 
 
 REGRESSION_BINS = 10  # a numeric target is stratified by its deciles
+MIN_SIDE_ROWS = 2  # fewer, and metrics such as R² are undefined
 
 
 def _strata(labels: pd.Series, contract: Contract, test_size: float) -> pd.Series:
@@ -85,6 +86,11 @@ def split(
             " (%d group(s))",
             int(sizes[sizes > 1].sum()),
             int(np.count_nonzero(sizes > 1)),
+        )
+    if min(len(train_groups), len(test_groups)) < MIN_SIDE_ROWS:
+        raise PipelineError(
+            f"split.test_size={test_size}: {len(train_groups)} train and {len(test_groups)}"
+            f" test rows (distinct features); each side needs at least {MIN_SIDE_ROWS}"
         )
     train = frame.iloc[_rows_of(groups, train_groups)]
     test = frame.iloc[_rows_of(groups, test_groups)]

@@ -24,7 +24,7 @@ import pandera.pandas as pa
 from mlops_template import io
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.schema import Contract
+from mlops_template.schema import Contract, category_text
 
 MAX_EXAMPLES = 5
 DUPLICATE_CHECK = "no_duplicate_rows"
@@ -106,6 +106,28 @@ def duplicate_violation(frame: pd.DataFrame) -> Violation | None:
     return Violation("(table)", DUPLICATE_CHECK, int(copies.sum()), examples)
 
 
+def category_texts(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """Categorical columns as text the way the contract writes categories (schema.
+    category_text): a 0/1 column with a gap is read as 1.0, and must still be category `1`."""
+    out = frame.copy()
+    for spec in contract.columns:
+        if spec.kind == "categorical" and spec.name in out.columns:
+            column = out[spec.name]
+            if column.dropna().map(lambda value: isinstance(value, str)).all():
+                continue  # text already (the usual case): nothing to convert
+            out[spec.name] = column.astype(object).map(
+                lambda value: value if pd.isna(value) else category_text(value)
+            )
+    return out
+
+
+def unlabelled(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
+    """Rows whose target is missing (a label that has not arrived yet)."""
+    if contract.target.name not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[contract.target.name].isna().to_numpy()
+
+
 def check(
     frame: pd.DataFrame, contract: Contract, duplicates: DuplicatePolicy = "drop"
 ) -> pd.DataFrame:
@@ -116,6 +138,7 @@ def check(
     dropping them is the caller's business (see `run`)."""
     violations: list[Violation] = []
     valid: pd.DataFrame | None = None
+    frame = category_texts(frame, contract)
     try:
         valid = contract.dataframe_schema().validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
@@ -160,6 +183,10 @@ def summary(
 def run(params: Params) -> pd.DataFrame:
     frame = io.read_parquet(params.paths.raw)
     policy = params.validation.duplicates
+    no_label = unlabelled(frame, params.contract)
+    if params.validation.unlabelled == "drop" and no_label.any():
+        frame = frame[~no_label].reset_index(drop=True)
+        log.info("dropped %d row(s) without a %s", no_label.sum(), params.contract.target.name)
     try:
         valid = check(frame, params.contract, policy)
     except DataValidationError as failure:
@@ -184,6 +211,10 @@ def run(params: Params) -> pd.DataFrame:
             valid = valid[~copies].reset_index(drop=True)
             log.info("dropped %d exact duplicate row(s), kept the first of each", dropped)
     report = summary(valid, params.contract, policy, dropped)
+    report["unlabelled"] = {
+        "policy": params.validation.unlabelled,
+        "dropped": int(no_label.sum()) if params.validation.unlabelled == "drop" else 0,
+    }
     if report["duplicates"]["conflicting_labels"]:
         log.info(
             "%d row(s) share their features with a row of another label",
