@@ -31,6 +31,7 @@ from tests.fake_github import FakeGitHub, pull_request, workflow_run
 from tests.slow.conftest import (
     _mlflow_server,
     act,
+    adopt_test_project,
     copy_repo,
     dvc_remote_secrets,
     free_port,
@@ -276,6 +277,7 @@ def loop(
     sh(root, "git", "init", "-q", "--bare", "-b", "main", str(origin))
     # The fork's main as the template ships it: dvc.lock committed, outputs in the remote.
     template = copy_repo(root / "template")
+    adopt_test_project(template)
     sh(template, "dvc", "repro")
     sh(template, "dvc", "push", env=remote_env)
     sh(template, "git", "add", "-A")
@@ -387,7 +389,7 @@ def test_pr4_bad_data_gets_a_red_check_and_a_comment_listing_every_violation(
 
 def test_pr5_a_worse_model_is_refused_and_nothing_ships(loop: Loop) -> None:
     champion_digest, tags_before = loop.digest("champion"), loop.tags()
-    weak = lambda clone: set_params(clone, kind="logistic_regression", C=0.0001, max_iter=1000)  # noqa: E731
+    weak = lambda clone: set_params(clone, kind="logistic_regression", C=0.001, max_iter=1000)  # noqa: E731
     pr = loop.open_pr("weak-model", weak)
     code, output, report = loop.train(pr)
     assert code == 0, output[-6000:]

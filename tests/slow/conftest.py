@@ -93,6 +93,36 @@ def use_test_table(root: Path) -> None:
     sh(root, "git", "commit", "-q", "-am", "tests' own table")
 
 
+DEFAULT_FOREST = (
+    "model:\n  kind: random_forest\n  n_estimators: 100\n  max_depth: null\n"
+    "  min_samples_leaf: 1\n  max_samples: null\n  n_jobs: -1\n"
+)
+
+
+def adopt_test_project(root: Path) -> None:
+    """Make a repository copy the template as shipped: the tests' penguins table and contract
+    in data/ (where the image takes its contract from), the default forest and macro F1. For
+    the long sequences (the lifecycle) written for that table, whatever a fork configured."""
+    shutil.copy2(root / TEST_DATA, root / "data" / "penguins.csv")
+    shutil.copy2(root / TEST_CONTRACT, root / "data" / "contract.yaml")
+    params_file = root / "params.yaml"
+    text = params_file.read_text()
+    start, end = text.index("\nmodel:\n"), text.index("\nevaluate:\n")
+    text = text[: start + 1] + DEFAULT_FOREST + text[end:]
+    replaced = {
+        "  source:": "  source: data/penguins.csv\n",
+        "  contract:": "  contract: data/contract.yaml\n",
+        "  primary_metric:": "  primary_metric: f1_macro\n",
+    }
+    lines = [
+        next((new for key, new in replaced.items() if line.startswith(key)), line)
+        for line in text.splitlines(keepends=True)
+    ]
+    params_file.write_text("".join(lines))
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-q", "-m", "the template's penguins", check=False)
+
+
 def ran_stages(output: str) -> list[str]:
     return [stage for stage in STAGES if f"Running stage '{stage}'" in output]
 
