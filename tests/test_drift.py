@@ -276,9 +276,7 @@ def test_rotated_logs_are_read_and_a_half_written_last_line_is_ignored(
     ("line", "message"),
     [
         ("not json", "predictions.jsonl:2: not a JSON prediction record"),
-        ('{"features": {"island": "Dream"}, "prediction": "Adelie"}', "features lack bill_"),
-        ('{"features": {}, "prediction": 3}', "predictions.jsonl:2: features lack"),
-        ("[1, 2]", "must be a JSON object"),
+        ("[1, 2]", "predictions.jsonl:2: a prediction record must be a JSON object"),
     ],
 )
 def test_a_corrupt_log_line_is_an_error_naming_file_and_line(
@@ -294,6 +292,76 @@ def test_a_corrupt_log_line_is_an_error_naming_file_and_line(
     assert result.exit_code == 1
     assert message in result.output
     assert not params.paths.drift.exists()  # nothing half-written
+
+
+def _old_contract_records(population: pd.DataFrame, seed: int, rows: int) -> list[dict]:
+    """Records logged under earlier contracts: a feature since added is absent, a feature
+    since dropped is present, a column now categorical was numeric, a class since renamed."""
+    logged = records(sample(population, seed, rows))
+    for i, record in enumerate(logged):
+        change = i % 4
+        if change == 0:
+            del record["features"]["island"]
+        elif change == 1:
+            record["features"]["colony_id"] = 7
+        elif change == 2:
+            record["features"]["island"] = 3.0
+        else:
+            record["prediction"] = "Emperor"
+    return logged
+
+
+def test_records_that_do_not_fit_the_contract_are_skipped_counted_and_reported(
+    project: Callable[[list[dict[str, Any]]], Params],
+    population: pd.DataFrame,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    old = _old_contract_records(population, 12, 40)
+    params = project(records(sample(population, 8)))
+    path = params.serve.prediction_log
+    # The rotated log still holds traffic from before the contract changed.
+    path.with_name(path.name + ".1").write_text("".join(json.dumps(r) + "\n" for r in old))
+    with caplog.at_level("WARNING", logger="mlops_template.drift"):
+        result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == 0, result.output
+    assert "drift: no drift (500 predictions)" in result.output
+    summary = json.loads((params.paths.drift / "drift.json").read_text())
+    assert summary["window_rows"] == 500
+    assert summary["skipped_records"] == 40
+    assert summary["skipped_reasons"] == {
+        "features lack island": 10,
+        "features the contract does not name: colony_id": 10,
+        "island is not one of the contract's categories": 10,
+        "the prediction is not one of the contract's classes": 10,
+    }
+    assert "40 logged records were skipped" in (params.paths.drift / "drift.md").read_text()
+    assert "40 logged records were skipped" in (params.paths.drift / "drift.html").read_text()
+    assert "40 logged records were skipped" in caplog.text  # the command's output (stderr)
+
+
+def test_a_numeric_feature_logged_as_text_is_skipped(population: pd.DataFrame, tmp_path) -> None:
+    logged = records(sample(population, 13, 30))
+    logged[0]["features"]["bill_length_mm"] = "Dream"  # the column was categorical then
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in logged))
+    read = drift.read_traffic(path, 1000, CONTRACT)
+    assert len(read.champion) == 29
+    assert read.skipped == {"bill_length_mm is not a number (the contract's kind is numeric)": 1}
+
+
+def test_a_log_where_no_record_fits_the_contract_is_an_error_saying_why(
+    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+) -> None:
+    logged = records(sample(population, 14, 20))
+    for record in logged:
+        del record["features"]["island"]
+    params = project(logged)
+    result = CliRunner().invoke(app, ["drift"])
+    assert result.exit_code == 1
+    assert "none of the 20 logged records fits the data contract" in result.output
+    assert "features lack island (20)" in result.output
+    assert "predictions.jsonl:1" in result.output
+    assert not params.paths.drift.exists()
 
 
 def test_no_log_is_an_error_saying_how_to_get_one(params: Params) -> None:

@@ -21,6 +21,10 @@ them:
   absolute difference of the two) and, with labels, the accuracy (MAE) of both on the same
   requests (reported, never counted as drift).
 
+Logged records that do not fit the current contract (logged under an earlier one: a feature
+added or dropped, a column of another kind, other classes) are skipped and counted in the
+reports; only when none fits is that an error. A line that is not a JSON object is an error.
+
 A distribution test flags drift only when its p-value is below `alpha` divided by the number
 of tests (Bonferroni) AND its PSI reaches `psi_threshold`. Writes drift.json, drift.md (for
 pull requests) and drift.html (with plots) to `paths.drift`; the exit code is 3 on drift.
@@ -91,6 +95,7 @@ class Traffic:
     champion: list[dict[str, Any]]
     challenger: dict[str, dict[str, Any]]  # by prediction id
     files: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)  # records that do not fit, by reason
 
 
 @dataclass
@@ -101,6 +106,9 @@ class DriftReport:
     checks: list[Check]
     shadow: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    # Logged records skipped because they do not fit the contract (read_traffic), by reason.
+    skipped_records: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def drifted(self) -> bool:
@@ -124,7 +132,9 @@ def log_files(path: Path) -> list[Path]:
 Label = str | float  # a class, or a regression target's value
 
 
-def _records(path: Path, last_file: bool, contract: Contract) -> Iterator[dict[str, Any]]:
+def _records(path: Path, last_file: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The file's records with their line numbers. A line that is not a JSON object is an
+    error (the log is corrupt), except the last file's unfinished last line."""
     text = path.read_text(encoding="utf-8")
     lines = text.split("\n")
     for number, line in enumerate(lines, start=1):
@@ -138,34 +148,48 @@ def _records(path: Path, last_file: bool, contract: Contract) -> Iterator[dict[s
             raise PipelineError(
                 f"{path}:{number}: not a JSON prediction record ({error})"
             ) from None
-        problem = _record_problem(record, contract)
-        if problem:
-            raise PipelineError(f"{path}:{number}: {problem}")
-        yield record
+        if not isinstance(record, dict):
+            raise PipelineError(f"{path}:{number}: a prediction record must be a JSON object")
+        yield number, record
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _record_problem(record: object, contract: Contract) -> str | None:
-    if not isinstance(record, dict):
-        return "a prediction record must be a JSON object"
+def _record_problem(record: dict[str, Any], contract: Contract) -> str | None:
+    """Why a logged record does not fit the current contract (None if it fits): it was logged
+    under an earlier one (a feature added, dropped or of another kind, another class set).
+    The reason names columns, not values, so that records are counted by reason."""
     features = record.get("features")
     if not isinstance(features, dict):
-        return "missing the `features` object"
+        return "no `features` object"
     missing = [name for name in contract.feature_names() if name not in features]
     if missing:
         return f"features lack {', '.join(missing)}"
+    extra = sorted(map(str, set(features) - set(contract.feature_names())))
+    if extra:
+        return f"features the contract does not name: {', '.join(extra)}"
+    for spec in contract.features:
+        value = features[spec.name]
+        if value is None:
+            continue
+        if spec.kind == "numeric" and not _is_number(value):
+            return f"{spec.name} is not a number (the contract's kind is numeric)"
+        if spec.kind == "categorical" and as_category(value, spec.categories) is None:
+            return f"{spec.name} is not one of the contract's categories"
     prediction = record.get("prediction")
-    if contract.is_classification and not isinstance(prediction, str):
-        return "missing the `prediction` string (a class)"
+    if contract.is_classification and as_category(prediction, contract.classes) is None:
+        return "the prediction is not one of the contract's classes"
     if not contract.is_classification and not _is_number(prediction):
-        return "missing the `prediction` number (the task is regression)"
+        return "the prediction is not a number (the task is regression)"
     return None
 
 
 def read_traffic(path: Path, window_rows: int, contract: Contract) -> Traffic:
+    """The newest `window_rows` champion records that fit the contract, and the challenger's.
+    Records that do not fit (logged under an earlier contract; rotated logs keep them for
+    long) are skipped and counted by reason; if none fits, that is an error saying why."""
     files = log_files(path)
     if not files:
         raise PipelineError(
@@ -174,13 +198,33 @@ def read_traffic(path: Path, window_rows: int, contract: Contract) -> Traffic:
         )
     champion: deque[dict[str, Any]] = deque(maxlen=window_rows)
     challenger: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, int] = {}
+    fitting = 0
+    first_misfit = ""
     for index, file in enumerate(files):
-        for record in _records(file, index == len(files) - 1, contract):
+        for number, record in _records(file, index == len(files) - 1):
+            problem = _record_problem(record, contract)
+            if problem:
+                skipped[problem] = skipped.get(problem, 0) + 1
+                first_misfit = first_misfit or f"{file}:{number}"
+                continue
+            fitting += 1
             if record.get("role") == "challenger":
                 challenger[str(record.get("id"))] = record
             else:
                 champion.append(record)
-    return Traffic(list(champion), challenger, [str(file) for file in files])
+    if skipped and not fitting:
+        raise PipelineError(
+            f"{path}: none of the {sum(skipped.values())} logged records fits the data contract"
+            f" ({contract.name}; first at {first_misfit}): {_reasons(skipped)}. They were logged"
+            " under another contract; drift needs traffic served under this one"
+        )
+    return Traffic(list(champion), challenger, [str(file) for file in files], skipped)
+
+
+def _reasons(skipped: dict[str, int]) -> str:
+    ranked = sorted(skipped.items(), key=lambda item: -item[1])
+    return "; ".join(f"{reason} ({count})" for reason, count in ranked)
 
 
 def _label(value: object, contract: Contract) -> Label | None:
@@ -466,7 +510,13 @@ def compare(
     with_labels = baseline is not None and any(str(r.get("id")) in labels for r in traffic.champion)
     tests = len(contract.features) + 1 + int(with_labels)  # distribution tests + performance
     report = DriftReport(
-        "no drift", len(current), len(reference), [], settings=settings.model_dump(mode="json")
+        "no drift",
+        len(current),
+        len(reference),
+        [],
+        settings=settings.model_dump(mode="json"),
+        skipped_records=sum(traffic.skipped.values()),
+        skipped_reasons=dict(traffic.skipped),
     )
     if len(current) < settings.min_rows:
         report.verdict = "not enough traffic"
@@ -551,6 +601,16 @@ def _shadow_sentences(shadow: dict[str, Any]) -> list[str]:
     return sentences
 
 
+def skipped_sentence(report: DriftReport) -> str:
+    """The records left out because they do not fit the contract, or "" if none were."""
+    if not report.skipped_records:
+        return ""
+    return (
+        f"{report.skipped_records} logged records were skipped: they do not fit the current"
+        f" data contract (logged under an earlier one): {_reasons(report.skipped_reasons)}."
+    )
+
+
 def markdown(report: DriftReport) -> str:
     icon = {"drift": "🔴", "no drift": "🟢", "not enough traffic": "⚪"}[report.verdict]
     lines = [
@@ -560,6 +620,8 @@ def markdown(report: DriftReport) -> str:
         " training rows.",
         "",
     ]
+    if report.skipped_records:
+        lines += [f"⚠️ {skipped_sentence(report)}", ""]
     if report.checks:
         lines += [
             "| column | check | p-value | PSI | what changed | drift |",
@@ -639,6 +701,7 @@ def html_page(report: DriftReport, image: str | None) -> str:
         for c in report.checks
     )
     shadow = " ".join(_shadow_sentences(report.shadow)) if report.shadow else ""
+    skipped = f"<p>{html.escape(skipped_sentence(report))}</p>" if report.skipped_records else ""
     picture = f'<img alt="distributions" src="data:image/png;base64,{image}">' if image else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Drift report: {report.verdict}</title>
@@ -648,6 +711,7 @@ img{{max-width:100%}}</style>
 </head><body><h1>Drift report: {report.verdict}</h1>
 <p>{report.window_rows} logged predictions compared with {report.reference_rows} training rows.
 Drift needs p &lt; alpha / tests and PSI &ge; threshold; settings are in drift.json.</p>
+{skipped}
 {picture}
 <table><tr><th>column</th><th>check</th><th>p-value</th><th>PSI</th><th>what changed</th>
 <th>drift</th></tr>{rows}</table>
@@ -676,6 +740,8 @@ def run(params: Params, log_path: Path | None = None, feedback: Path | None = No
     io.write_json(out / "drift.json", _finite(payload))
     io.write_text(out / "drift.md", markdown(report))
     io.write_text(out / "drift.html", html_page(report, image))
+    if report.skipped_records:
+        log.warning("drift: %s", skipped_sentence(report))
     log.info("drift: %s (%d predictions); wrote %s", report.verdict, report.window_rows, out)
     return report
 

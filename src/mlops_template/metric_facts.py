@@ -79,3 +79,22 @@ def baseline_verdict(metrics: dict[str, Any], primary: str, task: str) -> str:
     if shortfalls:
         return f"does not beat its baseline on {', '.join(shortfalls)}: {shown}"
     return f"beats its baseline: {shown}"
+
+
+def decide(
+    proba: Any, classes: list[str] | tuple[str, ...], positive: str | None, threshold: float
+) -> Any:
+    """The decision rule, shared by the evaluate stage and the service: the index of the
+    chosen class in `classes`, for one row of class probabilities (an int) or for a matrix of
+    rows (an array of ints). With two classes and a `positive` one, the positive class
+    whenever its probability reaches `threshold`, the other class otherwise; else (multiclass,
+    or no positive class named) the most probable class."""
+    import numpy as np  # here, not at the top: this module is imported by light-weight code
+
+    scores = np.asarray(proba, dtype=float)
+    if positive is not None and len(classes) == 2:
+        chosen = list(classes).index(positive)
+        picked = np.where(scores[..., chosen] >= threshold, chosen, 1 - chosen)
+    else:
+        picked = scores.argmax(axis=-1)
+    return int(picked) if scores.ndim == 1 else picked.astype(int)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import hmac
+import html
+import json
+import re
+import shlex
 from collections.abc import Callable
 
 import pytest
 from starlette.testclient import TestClient
 
+from mlops_template.config import ServeSettings
+from mlops_template.errors import PipelineError
+from mlops_template.schema import contract_dict, load_contract, parse_contract
 from mlops_template.serve import app as app_module
+from mlops_template.serve.model import ServedModel
+from tests.conftest import DEFAULT_CONTRACT
 from tests.serve.conftest import GENTOO, wait_ready
 
 Client = Callable[..., TestClient]
@@ -91,3 +100,36 @@ def test_docs_work_offline(make_client: Client) -> None:
     assert "minimum 25.0" in html
     assert "&quot;Biscoe&quot;" in html  # the categories
     assert make_client().get("/redoc").status_code == 404  # also loads from a CDN
+
+
+HOSTILE = "x'; touch /tmp/pwned; echo '"  # a category that would end a single-quoted payload
+
+
+def test_docs_quote_the_contract_for_the_shell_and_escape_it_for_html(
+    settings: ServeSettings,
+) -> None:
+    raw = contract_dict(load_contract(DEFAULT_CONTRACT))
+    raw["name"] = "<b>penguins</b>"
+    raw["description"] = "<script>alert('description')</script>"
+    island = next(spec for spec in raw["features"] if spec["name"] == "island")
+    island["categories"] = [*island["categories"], HOSTILE, "</pre><script>x()</script>"]
+    island["description"] = "<img src=x onerror=alert(1)>"
+    raw["example"]["island"] = HOSTILE
+    contract = parse_contract(raw, DEFAULT_CONTRACT)
+
+    def no_model() -> ServedModel:
+        raise PipelineError("no model in this test")
+
+    with TestClient(app_module.create_app(settings, no_model, contract=contract)) as client:
+        page = client.get("/docs").text
+    for markup in ("<script", "<img", "<b>"):
+        assert markup not in page  # the contract's strings are text, not markup
+    assert "&lt;/pre&gt;&lt;script&gt;x()&lt;/script&gt;" in page
+    commands = re.findall(r"<pre>(curl .*?)</pre>", page)
+    assert len(commands) == 2  # /predict and /predict/batch
+    for command in commands:
+        words = shlex.split(html.unescape(command))
+        assert words[:-1] == ["curl", "-s", words[2], "-H", "content-type: application/json", "-d"]
+        payload = json.loads(words[-1])
+        record = payload["records"][0] if "records" in payload else payload
+        assert record["island"] == HOSTILE

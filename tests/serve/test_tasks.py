@@ -4,20 +4,25 @@ scikit-learn's embedded tables as a fork's would be."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
+from mlops_template.errors import PipelineError
+from mlops_template.metric_facts import decide
+from mlops_template.schema import ColumnSpec, Contract
 from mlops_template.serve.__main__ import main
 from mlops_template.serve.app import ServiceState
 from mlops_template.serve.model import ServedModel
 from tests.serve.conftest import service_params_file, wait_ready
-from tests.serve.tasks import TaskModel
+from tests.serve.tasks import TaskModel, save_model
 
 Client = Callable[..., TestClient]
 
@@ -192,3 +197,74 @@ def test_example_flag_prints_the_contract_example(
     )
     assert main(["--params", str(params), "--example"]) == 0
     assert json.loads(capsys.readouterr().out) == regression_task.contract.example
+
+
+def _with_kind(contract: Contract, name: str, kind: str) -> Contract:
+    """`contract` with feature `name` of another kind (a column re-profiled after a change)."""
+    features = tuple(
+        ColumnSpec(spec.name, kind, nullable=True, categories=("1", "2") * (kind != "numeric"))
+        if spec.name == name
+        else spec
+        for spec in contract.features
+    )
+    example = {key: value for key, value in contract.example.items() if key != name}
+    return dataclasses.replace(contract, features=features, example=example)
+
+
+@pytest.mark.parametrize(
+    ("column", "now", "before"),
+    [("island", "numeric", "categorical"), ("sex", "categorical", "numeric")],
+)
+def test_a_model_trained_with_a_feature_of_another_kind_never_becomes_ready(
+    make_client: Client,
+    penguin_task: TaskModel,
+    regression_task: TaskModel,
+    column: str,
+    now: str,
+    before: str,
+) -> None:
+    task = penguin_task if before == "categorical" else regression_task
+    contract = _with_kind(task.contract, column, now)
+    with pytest.raises(
+        PipelineError, match=f"{column} \\(trained as {before}, the contract says {now}\\)"
+    ):
+        ServedModel.load(task.model_path, contract=contract)
+    state = ServiceState()
+    client = make_client(
+        load=lambda: ServedModel.load(task.model_path, contract=contract), state=state
+    )
+    assert state.loaded.wait(10)
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert f"{column} (trained as {before}" in ready.json()["detail"]
+
+
+def test_a_pipeline_of_another_shape_skips_the_kinds_check(
+    tmp_path: Path, penguin_task: TaskModel
+) -> None:
+    from sklearn.dummy import DummyClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    contract = penguin_task.contract
+    frame = penguin_task.frame.dropna(subset=[contract.target.name])
+    pipeline = Pipeline([("identity", FunctionTransformer()), ("model", DummyClassifier())])
+    pipeline.fit(frame[contract.feature_names()], frame[contract.target.name].astype(str))
+    path = save_model(pipeline, tmp_path / "other-shape.joblib")
+    model = ServedModel.load(path, contract=contract)
+    assert set(model.classes) == set(contract.classes)
+
+
+def test_the_service_decides_as_the_evaluate_stage_does() -> None:
+    """ServedModel.decode applies metric_facts.decide, the rule the evaluate stage uses:
+    binary at the threshold (reaching it is enough), multiclass by the most probable class."""
+    binary = ServedModel(None, ("benign", "malignant"), "v", positive="malignant", threshold=0.3)
+    rows = np.array([[0.7, 0.3], [0.71, 0.29], [0.2, 0.8]])
+    assert [binary.decode(row)[0] for row in rows] == ["malignant", "benign", "malignant"]
+    assert decide(rows, binary.classes, "malignant", 0.3).tolist() == [1, 0, 1]
+    assert decide(rows, binary.classes, "benign", 0.705).tolist() == [1, 0, 1]
+    three = ServedModel(None, ("a", "b", "c"), "v")
+    matrix = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    assert [three.decode(row)[0] for row in matrix] == ["b", "a"]
+    assert decide(matrix, three.classes, None, 0.5).tolist() == [1, 0]
+    assert decide(matrix[0], three.classes, None, 0.5) == 1

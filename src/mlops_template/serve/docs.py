@@ -5,11 +5,14 @@ a strict egress policy) /docs is a blank page; no package on this project's regi
 the Swagger UI assets. This page needs nothing else: every route with its summary, request
 fields (type, range, categories, whether they may be null), example request and status codes,
 rendered on the server from the same OpenAPI document that /openapi.json serves. No scripts.
+Every string from the document (the contract's names, descriptions, categories and example)
+is HTML-escaped, and the example's curl command is shell-quoted.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from html import escape
 from typing import Any
 
@@ -67,6 +70,14 @@ def _fields(spec: dict[str, Any], schema: dict[str, Any]) -> str:
     )
 
 
+def curl(path: str, example: object) -> str:
+    """The shell command that sends `example` to `path`. Every word is shell-quoted: the
+    example comes from the data contract, and a category holding a `'` must not end the
+    quoted payload and run the rest as a command in the shell of whoever copies it."""
+    command = ["curl", "-s", path, "-H", "content-type: application/json"]
+    return shlex.join([*command, "-d", json.dumps(example)])
+
+
 def render(spec: dict[str, Any]) -> str:
     """The HTML page for an OpenAPI document."""
     info = spec.get("info", {})
@@ -88,11 +99,7 @@ def render(spec: dict[str, Any]) -> str:
                     parts.append(_fields(spec, records.get("items", {})))
                 example = schema.get("example")
                 if example is not None:
-                    parts.append(
-                        f"<p>Example request:</p><pre>curl -s {escape(path)} -H"
-                        " 'content-type: application/json' -d '"
-                        f"{escape(json.dumps(example))}'</pre>"
-                    )
+                    parts.append(f"<p>Example request:</p><pre>{escape(curl(path, example))}</pre>")
             codes = "".join(
                 f"<tr><td>{escape(code)}</td><td>{escape(answer.get('description', ''))}</td></tr>"
                 for code, answer in operation.get("responses", {}).items()

@@ -6,11 +6,13 @@ passes none falls back to the record beside the file. The file is read once and 
 bytes are hashed and deserialized.
 
 With the data contract, loading also checks that the model fits it (a classifier of the
-contract's classes, or a regressor; trained on the contract's features): a model from
-another contract is a load error that readiness reports, not a 500 at the first request.
+contract's classes, or a regressor; trained on the contract's features, each as the kind the
+contract gives it, numeric or categorical): a model from another contract is a load error
+that readiness reports, not a 500 at the first request.
 The answer for a row follows the task: regression returns the number; multiclass the most
 probable class; binary the positive class when its probability reaches `threshold`
-(evaluate.threshold), the other class otherwise.
+(evaluate.threshold), the other class otherwise (metric_facts.decide, the evaluate stage's
+rule too).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 
 from mlops_template import io
 from mlops_template.errors import PipelineError
+from mlops_template.metric_facts import decide
 from mlops_template.schema import Contract
 
 Answer = tuple[str | float, dict[str, float] | None]  # the prediction, the probabilities
@@ -47,6 +50,50 @@ def _check_fits(pipeline: Any, classes: tuple[str, ...], contract: Contract) -> 
             f"the model was trained on {sorted(map(str, trained))}; the contract's features"
             f" are {sorted(contract.feature_names())}"
         )
+    kinds = _trained_kinds(pipeline)
+    if kinds is None:
+        return
+    wanted = {
+        "numeric": set(contract.numeric_features()),
+        "categorical": set(contract.categorical_features()),
+    }
+    changed = [
+        f"{name} (trained as {kind}, the contract says {other})"
+        for kind, other in (("numeric", "categorical"), ("categorical", "numeric"))
+        for name in sorted(kinds[kind] & wanted[other])
+    ]
+    if changed or kinds != wanted:
+        detail = ", ".join(changed) or (
+            f"trained numeric {sorted(kinds['numeric'])} and categorical"
+            f" {sorted(kinds['categorical'])}; the contract's are {sorted(wanted['numeric'])}"
+            f" and {sorted(wanted['categorical'])}"
+        )
+        raise PipelineError(
+            f"the model treats features as another kind than the contract: {detail}"
+        )
+
+
+def _trained_kinds(pipeline: Any) -> dict[str, set[str]] | None:
+    """The columns the fitted preprocessing treats as numeric and as categorical (the
+    ColumnTransformer `preprocess` with transformers `numeric` and `categorical`, as
+    stages/train.py builds it); None for a pipeline of another shape."""
+    try:
+        preprocess = pipeline.named_steps["preprocess"]
+        transformers = getattr(preprocess, "transformers_", None) or preprocess.transformers
+        listed = {name: columns for name, _, columns in transformers}
+        kinds = {kind: listed[kind] for kind in ("numeric", "categorical")}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    out: dict[str, set[str]] = {}
+    for kind, columns in kinds.items():
+        if isinstance(columns, np.ndarray):
+            columns = columns.tolist()
+        if isinstance(columns, str) or not isinstance(columns, list | tuple):
+            return None  # a slice, a callable, a single column: not the shape train.py builds
+        if not all(isinstance(column, str) for column in columns):
+            return None
+        out[kind] = set(columns)
+    return out
 
 
 @dataclass(frozen=True)
@@ -120,8 +167,5 @@ class ServedModel:
         if not self.is_classifier:
             return float(row), None
         probabilities = {name: float(p) for name, p in zip(self.classes, row, strict=True)}
-        if self.positive is not None and len(self.classes) == 2:
-            other = next(name for name in self.classes if name != self.positive)
-            chosen = self.positive if probabilities[self.positive] >= self.threshold else other
-            return chosen, probabilities
-        return self.classes[int(np.argmax(row))], probabilities
+        chosen = decide(row, self.classes, self.positive, self.threshold)
+        return self.classes[chosen], probabilities
