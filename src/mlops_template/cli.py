@@ -371,8 +371,14 @@ def drift(
             log_path = loaded.monitoring.fetched / log_path.name
             feedback = loaded.monitoring.fetched / feedback.name
         report = module.run(loaded, log_path, feedback)
+        skipped = (
+            f", {report.skipped_records} skipped (they do not fit the contract)"
+            if report.skipped_records
+            else ""
+        )
         print(
-            f"drift: {report.verdict} ({report.window_rows} predictions); see {loaded.paths.drift}"
+            f"drift: {report.verdict} ({report.window_rows} predictions{skipped});"
+            f" see {loaded.paths.drift}"
         )
         if report.drifted:
             raise typer.Exit(code=module.DRIFT_EXIT_CODE)

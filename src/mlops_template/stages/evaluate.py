@@ -46,7 +46,12 @@ from sklearn.pipeline import Pipeline
 
 from mlops_template import io, plots, tracking
 from mlops_template.config import Params
-from mlops_template.metric_facts import LOWER_IS_BETTER, baseline_verdict, below_baseline
+from mlops_template.metric_facts import (
+    LOWER_IS_BETTER,
+    baseline_verdict,
+    below_baseline,
+    decide,
+)
 from mlops_template.schema import Contract
 
 log = logging.getLogger(__name__)
@@ -63,12 +68,9 @@ def _round(value: float) -> float:
 def predict_labels(
     proba: np.ndarray, classes: list[str], contract: Contract, threshold: float
 ) -> np.ndarray:
-    """Class codes: the most likely class, or for binary the positive class whenever its
-    probability reaches the threshold."""
-    if contract.task == "binary":
-        positive = classes.index(str(contract.positive))
-        return np.where(proba[:, positive] >= threshold, positive, 1 - positive)
-    return proba.argmax(axis=1)
+    """Class codes by the service's rule (metric_facts.decide): the most likely class, or for
+    binary the positive class whenever its probability reaches the threshold."""
+    return np.asarray(decide(proba, classes, contract.positive, threshold))
 
 
 def _per_class(truth: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict[str, Any]:
