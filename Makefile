@@ -86,9 +86,12 @@ diff: install ## Params, metrics and plots against BASE (default main; offline p
 plots: install ## The evaluate stage's plots and metrics on one page that works offline (dvc_plots/plots.html)
 	$(RUN) mlops plots --out dvc_plots/plots.html
 
-init-schema: install ## Profile a table into data.contract: make init-schema DATA=data/x.csv TARGET=y [TASK=..] [POSITIVE=..]
-	@$(RUN) mlops init-schema --data "$${DATA:?DATA=path/to/table.csv}" --target "$${TARGET:?TARGET=column}" \
-		$${TASK:+--task "$$TASK"} $${POSITIVE:+--positive "$$POSITIVE"} --force
+init-schema: install ## Profile a table into data.contract: make init-schema DATA=data/x.csv TARGET=y [TASK=..] [POSITIVE=..] [IGNORE="col1 col2"] [FORCE=1 replaces it]
+	@set -f; set --; for column in $${IGNORE:-}; do set -- "$$@" --ignore "$$column"; done; \
+	if [ "$${FORCE:-}" = 1 ]; then set -- "$$@" --force; fi; \
+	$(RUN) mlops init-schema --data "$${DATA:?DATA=path/to/table.csv}" --target "$${TARGET:?TARGET=column}" \
+		$${TASK:+--task "$$TASK"} $${POSITIVE:+--positive "$$POSITIVE"} "$$@" \
+	|| { status=$$?; [ "$${FORCE:-}" = 1 ] || echo "init-schema: if the contract exists, FORCE=1 replaces it" >&2; exit $$status; }
 
 mlflow-ui: install ## Browse the local MLflow runs (mlflow.db) on 127.0.0.1, port MLFLOW_UI_PORT (5000)
 	$(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
@@ -197,7 +200,8 @@ fetch-monitoring: install ## Mirror prediction logs and feedback from MONITORING
 	else echo "fetch-monitoring: no MONITORING_URI: using the local logs/"; fi
 
 traffic: install ## Send REQUESTS (200) records from data.source to `make serve`; SHIFT="feature=delta ..." shifts them
-	@$(RUN) mlops simulate-traffic --requests "$${REQUESTS:-200}" $$(for s in $${SHIFT:-}; do printf -- '--shift %s ' "$$s"; done)
+	@set -f; set --; for shift in $${SHIFT:-}; do set -- "$$@" --shift "$$shift"; done; \
+	$(RUN) mlops simulate-traffic --requests "$${REQUESTS:-200}" "$$@"
 
 drift: install ## Drift report on the logged traffic (exit 0: no drift, 3: drift, 1: error)
 	$(RUN) mlops drift $(if $(MONITORING_URI),--fetched)
