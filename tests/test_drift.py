@@ -324,7 +324,10 @@ def test_records_that_do_not_fit_the_contract_are_skipped_counted_and_reported(
     with caplog.at_level("WARNING", logger="mlops_template.drift"):
         result = CliRunner().invoke(app, ["drift"])
     assert result.exit_code == 0, result.output
-    assert "drift: no drift (500 predictions)" in result.output
+    assert (
+        "drift: no drift (500 predictions, 40 skipped (they do not fit the contract))"
+        in result.output
+    )
     summary = json.loads((params.paths.drift / "drift.json").read_text())
     assert summary["window_rows"] == 500
     assert summary["skipped_records"] == 40
