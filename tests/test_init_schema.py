@@ -15,6 +15,7 @@ from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.init_schema import ProfileError, profile, run
 from mlops_template.schema import Contract, load_contract
+from tests.tables import diabetes
 
 
 def breast_cancer(labels: bool = True) -> pd.DataFrame:
@@ -25,14 +26,6 @@ def breast_cancer(labels: bool = True) -> pd.DataFrame:
     frame = load_breast_cancer(as_frame=True).frame
     target = frame.pop("target")
     return frame.assign(diagnosis=target.map({0: "malignant", 1: "benign"}) if labels else target)
-
-
-def diabetes() -> pd.DataFrame:
-    """Regression: 442 patients, 10 numeric features (unscaled); `progression` a number."""
-    from sklearn.datasets import load_diabetes
-
-    frame = load_diabetes(as_frame=True, scaled=False).frame
-    return frame.rename(columns={"target": "progression"})
 
 
 def validates_its_table(contract: Contract, frame: pd.DataFrame) -> pd.DataFrame:

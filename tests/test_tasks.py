@@ -19,6 +19,7 @@ from mlops_template.errors import PipelineError
 from mlops_template.registry import decide
 from mlops_template.stages import evaluate, ingest, split, train, validate
 from tests.conftest import DEFAULT_CONTRACT, DEFAULT_DATA
+from tests.tables import breast_cancer, diabetes
 
 SMALL_FOREST = {"kind": "random_forest", "n_estimators": 20, "n_jobs": 1}
 FAST_EVALUATE = {"primary_metric": "auto", "importance_repeats": 1}
@@ -30,21 +31,6 @@ REGRESSION_METRICS = {"rmse", "mae", "r2"}
 CLASSIFICATION_PLOTS = ("confusion", "roc", "precision_recall", "feature_importance")
 REGRESSION_PLOTS = ("predicted_actual", "residuals", "feature_importance")
 ALL_PLOTS = {*CLASSIFICATION_PLOTS, *REGRESSION_PLOTS}
-
-
-def breast_cancer() -> pd.DataFrame:
-    from sklearn.datasets import load_breast_cancer
-
-    frame = load_breast_cancer(as_frame=True).frame
-    target = frame.pop("target").map({0: "malignant", 1: "benign"})
-    return frame.assign(diagnosis=target)
-
-
-def diabetes() -> pd.DataFrame:
-    from sklearn.datasets import load_diabetes
-
-    frame = load_diabetes(as_frame=True, scaled=False).frame
-    return frame.rename(columns={"target": "progression"})
 
 
 @pytest.fixture
