@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import os
 import re
 import subprocess
 import tomllib
@@ -265,9 +266,13 @@ def test_copier_yml_validators(tmp_path: Path, answers: dict[str, str], message:
 
 def make(*args: str) -> str:
     """A Makefile target with `mlops` replaced by printing its arguments, one a line."""
+    # Run from `make test-fast`, make's own MAKEFLAGS and MAKELEVEL would make this inner
+    # make print "Entering directory" lines: it must run as if called from a shell.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     done = subprocess.run(
-        ["make", "-s", "-o", "install", "-C", str(REPO_ROOT), "RUN=printf '%s\\n'", *args],
-        capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+        ["make", "-s", "--no-print-directory", "-o", "install", "-C", str(REPO_ROOT),
+         "RUN=printf '%s\\n'", *args],
+        capture_output=True, text=True, check=True, cwd=REPO_ROOT, env=env,
     )  # fmt: skip
     return done.stdout
 
