@@ -350,6 +350,13 @@ def _missing(spec: ColumnSpec, reference: pd.Series, current: pd.Series, limit: 
     )
 
 
+def _labelled(champion: list[dict[str, Any]], labels: dict[str, Label]) -> list[tuple[Any, Label]]:
+    """(prediction, true label) of the logged predictions whose label arrived as feedback."""
+    return [
+        (r["prediction"], labels[str(r.get("id"))]) for r in champion if str(r.get("id")) in labels
+    ]
+
+
 def _performance(
     champion: list[dict[str, Any]],
     labels: dict[str, Label],
@@ -361,9 +368,7 @@ def _performance(
     one-sided binomial test."""
     from scipy import stats
 
-    pairs = [
-        (r["prediction"], labels[str(r.get("id"))]) for r in champion if str(r.get("id")) in labels
-    ]
+    pairs = _labelled(champion, labels)
     if len(pairs) < settings.min_labelled_rows:
         return None
     correct = sum(predicted == actual for predicted, actual in pairs)
@@ -397,11 +402,7 @@ def _error_rise(
     from scipy import stats
 
     errors = np.array(
-        [
-            float(r["prediction"]) - float(labels[str(r.get("id"))])
-            for r in champion
-            if str(r.get("id")) in labels
-        ]
+        [float(predicted) - float(actual) for predicted, actual in _labelled(champion, labels)]
     )
     if len(errors) < settings.min_labelled_rows:
         return None
