@@ -41,6 +41,13 @@ class Paths(_Strict):
     plots: Path  # the evaluate stage's plot data, one file per plot the task has (below)
     reference: Path
     drift: Path
+    parity: Path  # the train stage's ONNX parity check (reports/parity.json)
+
+    @property
+    def onnx_model(self) -> Path:
+        """The model compiled to ONNX, beside the scikit-learn one: what the service loads
+        (serve.runtime onnx)."""
+        return self.model.with_suffix(".onnx")
 
     # Plot data files in `plots`. Classification: confusion, roc, precision_recall;
     # regression: predicted_actual, residuals; every task: feature_importance.
@@ -220,6 +227,13 @@ class ServeSettings(_Strict):
     docs: Literal["public", "internal", "off"] = "public"
     internal_host: str = "127.0.0.1"
     internal_port: Annotated[int, Field(ge=1, le=65535)] = 9000
+    # onnx: the train stage compiles the model (paths.onnx_model) and the service runs it in
+    # onnxruntime, without scikit-learn or pandas. sklearn: no compilation; the service loads
+    # paths.model (install the `sklearn` extra), for a model skl2onnx cannot convert.
+    runtime: Literal["onnx", "sklearn"] = "onnx"
+    # The compiled model must agree with scikit-learn on the test split: probabilities (or
+    # regression predictions, relative to max(1, |prediction|)) within this, same labels.
+    parity_tolerance: Annotated[float, Field(gt=0.0, le=0.01)] = 1e-4
 
 
 class MonitoringSettings(_Strict):

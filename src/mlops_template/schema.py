@@ -102,6 +102,12 @@ class Contract:
         )
 
 
+# How a missing category reaches the model (train, evaluate, the ONNX feed): the empty string,
+# not NaN. skl2onnx compiles an imputer of text only for a text missing-value marker, so a
+# contract's category is never empty text (_category refuses it).
+MISSING_CATEGORY = ""
+
+
 def category_text(value: object) -> str:
     """A category as text, the same however the table stored it: `True` for a boolean, `1`
     for the whole numbers 1 and 1.0 (a 0/1 column with a gap is read as floats), else
@@ -171,7 +177,10 @@ def _category(value: object, where: str) -> str:
         )
     if not isinstance(value, str | int | float):
         raise ContractError(f"{where}: {value!r} is not a category (text or a number)")
-    return category_text(value)
+    text = category_text(value)
+    if text.strip() == MISSING_CATEGORY:
+        raise ContractError(f"{where}: an empty category; a missing value is written null")
+    return text
 
 
 def _spec(raw: object, where: str) -> ColumnSpec:
