@@ -41,13 +41,8 @@ class Paths(_Strict):
     plots: Path  # the evaluate stage's plot data, one file per plot the task has (below)
     reference: Path
     drift: Path
-    parity: Path  # the train stage's ONNX parity check (reports/parity.json)
-
-    @property
-    def onnx_model(self) -> Path:
-        """The model compiled to ONNX, beside the scikit-learn one: what the service loads
-        (serve.runtime onnx)."""
-        return self.model.with_suffix(".onnx")
+    onnx_model: Path  # the model compiled to ONNX: what the service runs (serve.runtime onnx)
+    parity: Path  # the train stage's check of the compiled model against scikit-learn
 
     # Plot data files in `plots`. Classification: confusion, roc, precision_recall;
     # regression: predicted_actual, residuals; every task: feature_importance.

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from mlops_template import io, tracking
+from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import HEADLINE, baseline_verdict, gain
@@ -169,7 +170,7 @@ def register(params: Params) -> tuple[str, bool]:
     model = io.load_verified_model(params.paths.model)
     champion = _champion(client, name)
     previous = json.loads(champion.tags["metrics"]) if champion else None
-    example = io.read_parquet(params.paths.test)[params.contract.feature_names()].head(5)
+    example = model_input(io.read_parquet(params.paths.test).head(5), params.contract)
     mlflow.set_experiment(params.tracking.experiment)
     with mlflow.start_run(run_name="register"):
         mlflow.set_tags({tracking.MODEL_SHA_TAG: tags[tracking.MODEL_SHA_TAG]})

@@ -45,6 +45,7 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 
 from mlops_template import io, plots, tracking
+from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.metric_facts import (
     LOWER_IS_BETTER,
@@ -142,7 +143,7 @@ def compute_metrics(
     model: Pipeline, test: pd.DataFrame, contract: Contract, threshold: float = 0.5
 ) -> dict[str, Any]:
     """The task's metrics of `model` on `test` (also the registry's re-scoring)."""
-    features = test[contract.feature_names()]
+    features = model_input(test, contract)
     if contract.is_classification:
         classes = [str(name) for name in model.classes_]
         actual = test[contract.target.name].astype(str)
@@ -224,7 +225,7 @@ def metric_value(
 ) -> float:
     """One of the task's metrics of `model` on `frame`: the same numbers as compute_metrics,
     without computing the others (permutation importance calls this hundreds of times)."""
-    features = frame[contract.feature_names()]
+    features = model_input(frame, contract)
     if not contract.is_classification:
         actual = frame[contract.target.name].to_numpy(float)
         return float(regression_metrics(actual, model.predict(features))[metric])
@@ -278,7 +279,7 @@ def feature_importance(
         sample = test.sample(n=settings.importance_max_rows, random_state=params.seed)
     result = permutation_importance(
         model,
-        sample[contract.feature_names()],
+        model_input(sample, contract),
         sample[contract.target.name],
         scoring=_scorer(contract, params.primary_metric, settings.threshold),
         n_repeats=settings.importance_repeats,
@@ -356,7 +357,7 @@ def evaluate(
     contract, paths = params.contract, params.paths
     for stale in paths.plot_files():  # a previous run (or task) may have left other plots
         stale.unlink(missing_ok=True)
-    features = test[contract.feature_names()]
+    features = model_input(test, contract)
     threshold = params.evaluate.threshold
     if contract.is_classification:
         classes = [str(name) for name in model.classes_]

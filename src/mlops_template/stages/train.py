@@ -6,6 +6,9 @@ Also writes the training reference (`paths.reference`): the missing rate of each
 the target's class shares (or, for regression, its mean, spread and deciles) in the training
 split. The service ships it beside the model and compares its
 live traffic with it (the drift gauges on /metrics).
+With `serve.runtime: onnx` (the default) it also compiles the model to ONNX
+(`paths.onnx_model`, with its sha256 beside it; compile.py), what the service runs, and fails
+unless the compiled model agrees with scikit-learn on the test split (`paths.parity`).
 Wall-clock training time is not reproducible, so it goes to MLflow and to an untracked side
 file (`paths.train_timing`), never into a DVC output.
 """
@@ -31,9 +34,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_template import config, io, tracking
+from mlops_template.compile import Parity, check_parity, model_input, to_onnx
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.schema import Contract
+from mlops_template.schema import MISSING_CATEGORY, Contract
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,7 @@ def build_pipeline(settings: config.ModelSettings, contract: Contract, seed: int
             (
                 "categorical",
                 make_pipeline(
-                    SimpleImputer(strategy="most_frequent"),
+                    SimpleImputer(missing_values=MISSING_CATEGORY, strategy="most_frequent"),
                     OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                 ),
                 contract.categorical_features(),
@@ -90,7 +94,7 @@ def fit(train: pd.DataFrame, params: Params) -> Pipeline:
     pipeline = build_pipeline(params.model, contract, params.seed)
     target = train[contract.target.name]
     pipeline.fit(
-        train[contract.feature_names()], target.astype(str if contract.is_classification else float)
+        model_input(train, contract), target.astype(str if contract.is_classification else float)
     )
     return pipeline
 
@@ -128,6 +132,16 @@ def serialize(model: Pipeline) -> bytes:
     return buffer.getvalue()
 
 
+def compile_served(model: Pipeline, sha256: str, params: Params) -> tuple[bytes, Parity]:
+    """The model the service runs: compiled to ONNX and checked on the test split; with
+    serve.runtime sklearn, nothing (a zero-byte file keeps the stage's outputs whole)."""
+    if params.serve.runtime == "sklearn":
+        return b"", Parity(runtime="sklearn", compiled=False)
+    blob = to_onnx(model, params.contract, sha256)
+    test = io.read_parquet(params.paths.test)
+    return blob, check_parity(model, blob, test, params.contract, params.serve.parity_tolerance)
+
+
 def run(params: Params) -> Pipeline:
     train = io.read_parquet(params.paths.train)
     with tracking.tracker(params.tracking, run_name="train") as tracker:
@@ -137,6 +151,14 @@ def run(params: Params) -> Pipeline:
         blob = serialize(model)
         sha256 = io.sha256_bytes(blob)
         log.info("trained %s on %d rows in %.2f s", params.model.kind, len(train), seconds)
+        onnx_blob, parity = compile_served(model, sha256, params)
+        if parity.compiled:
+            log.info(
+                "compiled to ONNX (%d bytes); parity on %d test rows: max difference %.2g",
+                len(onnx_blob),
+                parity.rows,
+                parity.max_abs_diff,
+            )
 
         tracker.set_tags({tracking.MODEL_SHA_TAG: sha256, "model_kind": params.model.kind})
         tracker.log_params(
@@ -150,12 +172,12 @@ def run(params: Params) -> Pipeline:
         tracker.log_metrics(
             {"train_seconds": seconds, "train_rows": len(train), "model_bytes": len(blob)}
         )
-        tracker.log_model(model, train[params.contract.feature_names()].head(5))
+        tracker.log_model(model, model_input(train.head(5), params.contract))
 
-        io.write_bytes(params.paths.model, blob)
-        io.write_text(
-            io.sha256_sidecar(params.paths.model), f"{sha256}  {params.paths.model.name}\n"
-        )
+        for path, data in ((params.paths.model, blob), (params.paths.onnx_model, onnx_blob)):
+            io.write_bytes(path, data)
+            io.write_text(io.sha256_sidecar(path), f"{io.sha256_bytes(data)}  {path.name}\n")
+        io.write_json(params.paths.parity, parity.as_dict())
         io.write_json(params.paths.reference, reference_profile(train, params.contract))
         io.write_json(
             params.paths.train_timing,
