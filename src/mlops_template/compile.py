@@ -6,8 +6,10 @@ of ~10 ms, and an image without scikit-learn, SciPy or pandas. The train stage c
 gives the same labels and probabilities within `serve.parity_tolerance` on the test split.
 
 The compiled model's interface (the service relies on it; serve/model.py):
-- one input per contract feature, named as the feature, shape [None, 1]: numeric features as
-  float32 (NaN for missing), categorical ones as text (`schema.MISSING_CATEGORY` for missing);
+- one input per contract feature, in the contract's order, shape [None, 1]: numeric features
+  as float32 (NaN for missing), categorical ones as text (`schema.MISSING_CATEGORY` for
+  missing). skl2onnx names each input after its feature with anything but letters, digits
+  and `_` replaced ("mean radius" becomes `mean_radius`): match them by position;
 - a classifier's outputs `label` and `probabilities` (columns in the order of `classes`); a
   regressor's output `variable`;
 - metadata: `task`, `classes` (JSON), `features` (JSON [name, kind] pairs) and
@@ -58,16 +60,16 @@ def model_input(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def onnx_feed(frame: pd.DataFrame, contract: Contract) -> dict[str, np.ndarray]:
-    """`model_input` rows as the compiled model's inputs (the service builds the same feed
-    from JSON records, without pandas)."""
+def onnx_feed(frame: pd.DataFrame, contract: Contract, inputs: list[str]) -> dict[str, np.ndarray]:
+    """`model_input` rows as the compiled model's `inputs` (its input names, one per feature
+    in the contract's order). The service builds the same feed from JSON, without pandas."""
     features = model_input(frame, contract)
     numeric = set(contract.numeric_features())
     return {
-        name: features[name]
+        input_name: features[name]
         .to_numpy(dtype=np.float32 if name in numeric else object)
         .reshape(-1, 1)
-        for name in contract.feature_names()
+        for input_name, name in zip(inputs, contract.feature_names(), strict=True)
     }
 
 
@@ -103,8 +105,9 @@ def to_onnx(pipeline: Any, contract: Contract, source_sha256: str) -> bytes:
     try:
         model = convert(pipeline, initial_types=inputs, options=options)
     except Exception as error:  # skl2onnx raises many kinds for what it cannot convert
+        reason = (str(error).strip().splitlines() or [""])[0]  # the rest is skl2onnx's advice
         raise PipelineError(
-            f"the model cannot be compiled to ONNX ({type(error).__name__}: {error}); choose"
+            f"the model cannot be compiled to ONNX ({type(error).__name__}: {reason}); choose"
             " another model.kind, or serve it with scikit-learn: serve.runtime: sklearn"
         ) from error
     # The probabilities' columns follow the fitted classifier's classes (sorted), which may
@@ -141,7 +144,9 @@ def check_parity(
 ) -> Parity:
     """Score `frame` with both models; raise naming the worst rows unless they agree."""
     features = model_input(frame, contract)
-    outputs = _session(blob).run(None, onnx_feed(frame, contract))
+    session = _session(blob)
+    inputs = [entry.name for entry in session.get_inputs()]
+    outputs = session.run(None, onnx_feed(frame, contract, inputs))
     if contract.is_classification:
         expected = np.asarray(pipeline.predict_proba(features), dtype=float)
         got = np.asarray(outputs[1], dtype=float)

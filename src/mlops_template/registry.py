@@ -55,9 +55,13 @@ def lineage(params: Params) -> dict[str, str]:
     pipeline_params = params.model_dump(
         mode="json", include={"seed", "data", "validation", "split", "model"}
     )
+    served = {}
+    if params.serve.runtime == "onnx":
+        served[tracking.ONNX_SHA_TAG] = io.read_recorded_sha256(params.paths.onnx_model)
     return {
         "git_commit": _git_commit(),
         tracking.MODEL_SHA_TAG: model_sha,
+        **served,
         "dvc_model_md5": _lock_md5(lock, "train", params.paths.model),
         "dvc_data_md5": _lock_md5(lock, "ingest", params.paths.raw),
         "params_sha256": hashlib.sha256(
@@ -66,6 +70,19 @@ def lineage(params: Params) -> dict[str, str]:
         "metrics": json.dumps(io.read_json(params.paths.metrics), sort_keys=True),
         "validation": json.dumps(io.read_json(params.paths.validation_report), sort_keys=True),
     }
+
+
+def _serving_line(params: Params, tags: dict[str, str]) -> list[str]:
+    """How the image serves it: the compiled model and how close it is to scikit-learn."""
+    if tracking.ONNX_SHA_TAG not in tags:
+        return ["Served by scikit-learn (serve.runtime: sklearn)."]
+    parity = io.read_json(params.paths.parity) if params.paths.parity.is_file() else {}
+    agreement = (
+        f", within {parity['max_abs_diff']:.1e} of scikit-learn on {parity['rows']} test rows"
+        if parity.get("compiled")
+        else ""
+    )
+    return [f"Served compiled to ONNX, sha256 `{tags[tracking.ONNX_SHA_TAG]}`{agreement}."]
 
 
 def _metric_rows(metrics: dict[str, Any], names: tuple[str, ...]) -> list[str]:
@@ -106,6 +123,7 @@ def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | 
         f"`{params.model.kind}` with {params.model.model_dump(exclude={'kind'})},"
         f" seed {params.seed}, commit `{tags['git_commit']}`, model sha256"
         f" `{tags['model_sha256']}`.",
+        *_serving_line(params, tags),
         "",
         f"## Metrics (test split, {metrics['test_rows']} rows)",
         f"On {params.primary_metric}, the primary metric, the model {verdict}.",
@@ -172,12 +190,32 @@ def register(params: Params) -> tuple[str, bool]:
     previous = json.loads(champion.tags["metrics"]) if champion else None
     example = model_input(io.read_parquet(params.paths.test).head(5), params.contract)
     mlflow.set_experiment(params.tracking.experiment)
+    compiled = served_onnx(params, tags[tracking.MODEL_SHA_TAG])
     with mlflow.start_run(run_name="register"):
         mlflow.set_tags({tracking.MODEL_SHA_TAG: tags[tracking.MODEL_SHA_TAG]})
         logged = tracking.log_model(model, example)
+        if compiled is not None:
+            tracking.log_onnx_model(compiled, tags[tracking.MODEL_SHA_TAG])
     version = mlflow.register_model(logged.model_uri, name, tags=tags).version
     client.update_model_version(name, version, description=model_card(params, tags, previous))
     return str(version), True
+
+
+def served_onnx(params: Params, model_sha: str) -> bytes | None:
+    """The compiled model the image serves (serve.runtime onnx), verified by its recorded
+    sha256 and compiled from this very scikit-learn model; None with serve.runtime sklearn."""
+    if params.serve.runtime != "onnx":
+        return None
+    import onnx
+
+    blob = io.read_verified_bytes(params.paths.onnx_model)
+    source = {entry.key: entry.value for entry in onnx.load_from_string(blob).metadata_props}
+    if source.get("source_sha256") != model_sha:
+        raise PipelineError(
+            f"{params.paths.onnx_model} was compiled from another model"
+            f" ({source.get('source_sha256')}, not {model_sha}): run the pipeline again"
+        )
+    return blob
 
 
 def _champion(client: Any, name: str) -> Any | None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_SHA_TAG = "model_sha256"
+ONNX_SHA_TAG = "onnx_sha256"  # the compiled model the image serves (compile.py)
 # MLflow stores sklearn models with skops, which refuses types it cannot vouch for. These are
 # the ones our three estimator kinds need (found with skops.io.get_untrusted_types); a model
 # that needs anything else fails to log rather than silently trusting it.
@@ -123,6 +124,22 @@ def log_model(model: Pipeline, example: pd.DataFrame) -> Any:
         input_example=example,
         pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
+    )
+
+
+def log_onnx_model(blob: bytes, source_sha256: str) -> Any:
+    """Log the compiled model (MLflow's onnx flavor) beside the scikit-learn one, in the same
+    run: one registered version, both artefacts, one lineage."""
+    import mlflow
+    import onnx
+    import onnxruntime
+
+    return mlflow.onnx.log_model(
+        onnx.load_from_string(blob),
+        name="onnx",
+        pip_requirements=[f"onnxruntime=={onnxruntime.__version__}"],
+        save_as_external_data=False,
+        metadata={"source_sha256": source_sha256},
     )
 
 
