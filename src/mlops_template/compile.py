@@ -152,9 +152,13 @@ def check_parity(
         got = np.asarray(outputs[1], dtype=float)
         classes = [str(name) for name in pipeline.classes_]
         labels_expected = np.asarray(classes)[expected.argmax(axis=1)]
-        labels_got = np.asarray(outputs[0]).astype(str).ravel()
+        labels_got = np.asarray(classes)[got.argmax(axis=1)]
         diff = np.abs(got - expected).max(axis=1)
-        wrong = labels_got != labels_expected
+        # A row whose two likeliest classes are tied within the tolerance may go either way
+        # (a forest of 20 trees gives many exact 0.5s); only a clear winner must agree.
+        top_two = np.sort(expected, axis=1)[:, -2:] if expected.shape[1] > 1 else expected
+        clear = (top_two[:, -1] - top_two[:, 0]) > tolerance
+        wrong = (labels_got != labels_expected) & clear
     else:
         expected = np.asarray(pipeline.predict(features), dtype=float).ravel()
         got = np.asarray(outputs[0], dtype=float).ravel()
@@ -165,7 +169,7 @@ def check_parity(
         order = np.argsort(-(diff + wrong))[:WORST_ROWS]
         rows = ", ".join(
             f"row {frame.index[i]!r} (difference {diff[i]:.3g}"
-            + (f", label {labels_got[i]!r} against {labels_expected[i]!r})" if wrong[i] else ")")
+            + (f", class {labels_got[i]} against {labels_expected[i]})" if wrong[i] else ")")
             for i in order
             if diff[i] > tolerance or wrong[i]
         )
