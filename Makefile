@@ -218,5 +218,5 @@ schedule-note: ## In retrain.yml: on a run started by hand, note in the job summ
 	.ci/schedule-note
 
 clean: ## Remove pipeline outputs and local tracking data (not the DVC cache)
-	rm -rf data/*.parquet models/model.joblib reports/train_timing.json reports/validation_failure.json \
+	rm -rf data/*.parquet models/model.joblib models/model.onnx reports/train_timing.json reports/validation_failure.json \
 		reports/stage_failure.json mlflow.db mlruns dvc_plots $(REPORT_DIR)

@@ -46,6 +46,8 @@ TEMPLATE_OUTPUTS = (
     "reports/validation.json",
     "reports/plots",
     "models/model.joblib.sha256",
+    "models/model.onnx.sha256",
+    "reports/parity.json",
     "models/reference.json",
 )
 # A whole name only (not inside another, such as a package `mlops_template_fraud`), so that

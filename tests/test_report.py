@@ -293,3 +293,14 @@ def test_a_base_that_is_not_a_revision_is_refused_before_git_or_dvc_see_it() -> 
     for bad in ("--output=/tmp/x", "", "main\nrm", "a b"):
         with pytest.raises(PipelineError, match="is not a git revision"):
             check_revision(bad)
+
+
+def test_the_report_says_how_the_model_will_be_served() -> None:
+    compiled = {"runtime": "onnx", "compiled": True, "rows": 86, "max_abs_diff": 6.6e-07}
+    text = render(_inputs(parity={**compiled, "labels_identical": True, "tolerance": 0.0001}))
+    assert "Served compiled to ONNX: within 6.6e-07 of scikit-learn on 86 test rows" in text
+    assert "(tolerance 0.0001), same decisions." in text
+
+    sklearn = {"runtime": "sklearn", "compiled": False}
+    assert "Served by scikit-learn (`serve.runtime: sklearn`)" in render(_inputs(parity=sklearn))
+    assert "Served" not in render(_inputs())  # a failed run writes no parity

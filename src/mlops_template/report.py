@@ -52,6 +52,7 @@ class ReportInputs:
     stage_failure: dict[str, Any] | None = None
     train_seconds: float | None = None
     model_bytes: int | None = None
+    parity: dict[str, Any] | None = None  # the compiled model against scikit-learn (train)
     images: dict[str, str] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)  # this branch's, by metric
     beats_baseline: bool | None = None
@@ -213,7 +214,20 @@ def _duplicates_line(duplicates: dict[str, Any]) -> str | None:
 def _training_section(inputs: ReportInputs) -> list[str]:
     seconds = "not re-run" if inputs.train_seconds is None else f"{inputs.train_seconds:.2f} s"
     size = "—" if inputs.model_bytes is None else f"{inputs.model_bytes / 1024:,.1f} KiB"
-    return [f"Training time: {seconds} · model size: {size}"]
+    return [f"Training time: {seconds} · model size: {size}", *_serving_line(inputs.parity)]
+
+
+def _serving_line(parity: dict[str, Any] | None) -> list[str]:
+    """How the service will run this model: compiled, and how close to scikit-learn."""
+    if not parity:
+        return []
+    if not parity.get("compiled"):
+        return ["", "Served by scikit-learn (`serve.runtime: sklearn`): not compiled."]
+    return [
+        "",
+        f"Served compiled to ONNX: within {parity['max_abs_diff']:.1e} of scikit-learn on"
+        f" {parity['rows']} test rows (tolerance {parity['tolerance']:g}), same decisions.",
+    ]
 
 
 def _failure_section(failure: dict[str, Any]) -> list[str]:
@@ -344,6 +358,7 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
         stage_failure=_read_optional_json(params.paths.stage_failure),
         train_seconds=None if timing is None else float(timing["train_seconds"]),
         model_bytes=model.stat().st_size if model.is_file() else None,
+        parity=_read_optional_json(params.paths.parity),
         images={
             title: path.relative_to(report_dir).as_posix()
             if path.is_relative_to(report_dir)
