@@ -6,10 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from mlops_template import io
+from mlops_template.compile import to_onnx
 from mlops_template.config import Params
-from mlops_template.registry import Release, decide, publish_release
+from mlops_template.errors import PipelineError
+from mlops_template.registry import Release, decide, publish_release, served_onnx
+from mlops_template.stages import train
 
 CHAMPION = {"accuracy": 0.95, "f1_macro": 0.94, "log_loss": 0.20, "roc_auc_ovr": 0.99}
 
@@ -144,3 +149,29 @@ def test_the_outcome_reaches_the_workflow(
 def test_outside_github_the_outcome_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     publish_release(Release("refused", "4", "worse"), {})
     assert capsys.readouterr().out == "release: refused: version 4: worse\n"
+
+
+def test_the_registered_onnx_model_must_come_from_the_registered_model(
+    params: Params, penguins: pd.DataFrame
+) -> None:
+    """The release logs the compiled model beside the scikit-learn one only if it is the
+    compilation of that very model (its recorded source sha256) and its own bytes verify."""
+    frame = penguins.dropna(subset=[params.contract.target.name])
+    model = train.fit(frame, params)
+    sha = "a" * 64
+    blob = to_onnx(model, params.contract, sha)
+    onnx_path = params.paths.onnx_model
+    io.write_bytes(onnx_path, blob)
+    io.write_text(io.sha256_sidecar(onnx_path), f"{io.sha256_bytes(blob)}  {onnx_path.name}\n")
+
+    assert served_onnx(params, sha) == blob
+    with pytest.raises(PipelineError, match="was compiled from another model"):
+        served_onnx(params, "b" * 64)
+    io.write_bytes(onnx_path, blob + b"\0")  # tampered after the sha256 was recorded
+    with pytest.raises(PipelineError, match="does not match the recorded"):
+        served_onnx(params, sha)
+
+    sklearn = params.model_copy(
+        update={"serve": params.serve.model_copy(update={"runtime": "sklearn"})}
+    )
+    assert served_onnx(sklearn, sha) is None
