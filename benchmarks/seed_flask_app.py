@@ -3,7 +3,11 @@
 Kept as close to the seed as possible: load a joblib file at import, one route, parse JSON
 with force=True, predict, jsonify. The one change: our model is a scikit-learn Pipeline over
 named columns, so the record becomes a one-row DataFrame instead of a bare list. Served by
-Flask's development server (`python seed_flask_app.py PORT MODEL`), or by gunicorn.
+Flask's development server (`SEED_MODEL=MODEL python seed_flask_app.py PORT`), or by gunicorn.
+
+The app scores the model as it finds it. `make bench-serve` gives it (SEED_MODEL) the same
+copy of models/model.joblib with every `n_jobs` set to 1 that every scikit-learn server gets
+(fairness.py): not the thread pool params.yaml's `n_jobs: -1` would start for each row.
 """
 
 import os
