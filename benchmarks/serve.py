@@ -53,7 +53,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,7 @@ class Server:
     env: dict[str, str]
     model: str  # what it loads: "onnx", "sklearn copy (n_jobs=1)", "none (fixed answer)"
     answer: Callable[[Any], Any] | None  # its prediction in its answer (None: the ceiling)
+    other_paths: tuple[str, ...] = ()  # tried in turn while `path` answers 404
 
 
 @dataclass
@@ -223,11 +224,12 @@ def servers(
             "v2",
             "ours, Open Inference Protocol",
             ours_cmd,
-            f"/v2/models/{params.registry.model_name}/infer",
+            f"/v2/models/{params.contract.name}/infer",
             v2_body(record, numeric),
             {},
             ours_model,
             _v2_answer,
+            (f"/v2/models/{params.registry.model_name}/infer", "/v2/models/model/infer"),
         ),
         Server(
             "shadow",
@@ -339,7 +341,7 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
-        return error.code, None
+        return error.code, error.read()[:300].decode(errors="replace")
 
 
 def rss_mb(pid: int) -> float:
@@ -361,9 +363,10 @@ class NotServedError(RuntimeError):
     """The server does not have this route (the V2 protocol on an older service)."""
 
 
-def start(server: Server, port: int, log: Path) -> tuple[subprocess.Popen[bytes], float, Any]:
-    """Start a server; return it, its cold start (seconds to the first good answer) and that
-    answer."""
+def start(server: Server, port: int, log: Path) -> tuple[subprocess.Popen[bytes], float, Any, str]:
+    """Start a server; return it, its cold start (seconds to the first good answer), that
+    answer and the path that gave it. 503 is a server still loading its model; any other
+    error status stops the benchmark of this server."""
     with log.open("ab") as sink:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -380,21 +383,27 @@ def start(server: Server, port: int, log: Path) -> tuple[subprocess.Popen[bytes]
             start_new_session=True,
         )
     deadline = started + 120
-    url = f"http://127.0.0.1:{port}{server.path}"
+    paths = [server.path, *server.other_paths]
     while time.perf_counter() < deadline:
         if process.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
             raise RuntimeError(f"{server.name} exited with {process.returncode}: {tail}")
         try:
-            status, answer = post(url, server.body)
+            status, answer = post(f"http://127.0.0.1:{port}{paths[0]}", server.body)
         except OSError:
             time.sleep(0.01)
             continue
         if status == 200:
-            return process, time.perf_counter() - started, answer
+            return process, time.perf_counter() - started, answer, paths[0]
         if status in (404, 405):
+            if len(paths) > 1:
+                paths.pop(0)
+                continue
             stop(process)
-            raise NotServedError(f"{server.path}: {status}")
+            raise NotServedError(f"{' or '.join([server.path, *server.other_paths])}: {status}")
+        if status != 503:
+            stop(process)
+            raise RuntimeError(f"{server.name} {paths[0]}: {status} {answer}")
         time.sleep(0.01)  # 503 while the model loads
     stop(process)
     raise RuntimeError(f"{server.name} did not answer within 120 s")
@@ -600,7 +609,7 @@ def markdown(report: dict[str, Any]) -> str:
         f" Python {m['python']}; "
         + ", ".join(f"{name} {v[name]}" for name in PACKAGES if name in v)
         + ". Cold start: median of"
-        f" {report['cold_starts']} starts, process start to the first good answer.",
+        f" {report['cold_starts']} start(s), process start to the first good answer.",
     ]
     lines += ["", *fairness_lines(report)]
     floors_ = report.get("floors", {})
@@ -620,12 +629,18 @@ def markdown(report: dict[str, Any]) -> str:
 def fairness_lines(report: dict[str, Any]) -> list[str]:
     f = report["models"]
     source_n_jobs = ", ".join(f"{k}={v}" for k, v in f["source_n_jobs"].items())
+    sklearn_peers = [s for s in report["servers"].values() if s["model"].startswith("sklearn")]
     lines = [
         f"Same model for all: models/model.joblib (sha256 {f['source_sha256'][:12]}, trained"
-        f" with {source_n_jobs}). The scikit-learn servers load one copy with every n_jobs=1"
-        f" (its fitted state checked equal to the source's"
-        + (", also as mlflow loads it" if report.get("mlflow_check") else "")
-        + ")."
+        f" with {source_n_jobs})."
+        + (
+            " The scikit-learn servers load one copy of it with every n_jobs=1 (its fitted"
+            " state checked equal to the source's"
+            + (", also as mlflow loads it" if report.get("mlflow_check") else "")
+            + ")."
+            if sklearn_peers
+            else ""
+        )
     ]
     if f["onnx"]:
         parity = report.get("parity") or {}
@@ -713,7 +728,8 @@ def bench_server(
     colds: list[float] = []
     for attempt in range(args.cold_starts):
         port = free_port()
-        process, cold, answer = start(server, port, log)
+        process, cold, answer, path = start(server, port, log)
+        server = replace(server, path=path, other_paths=())
         colds.append(cold)
         if attempt < args.cold_starts - 1:
             stop(process)
