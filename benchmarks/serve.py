@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -131,6 +132,8 @@ class Case:
     errors: int
     error_detail: dict[str, int] = field(default_factory=dict)
     warmup_errors: int = 0
+    server_cpu: float = 0.0  # CPU cores the server's process tree used while measured
+    client_cpu: float = 0.0  # ... and wrk
 
 
 # ----------------------------------------------------------------------------- the requests
@@ -344,19 +347,48 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
         return error.code, error.read()[:300].decode(errors="replace")
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (gunicorn forks workers)."""
-    total, pending = 0, [pid]
+def tree(pid: int) -> list[int]:
+    """A process and all its descendants (gunicorn and mlflow fork workers)."""
+    found, pending = [], [pid]
     while pending:
         current = pending.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        pending += [int(child) for child in children]
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a server's process tree."""
+    total = 0
+    for current in tree(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
             total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-            pending += [int(child) for child in children]
-        except (FileNotFoundError, AttributeError, ProcessLookupError):
+        except (OSError, AttributeError):
             continue
     return total / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a server's process tree has used so far."""
+    total = 0
+    for current in tree(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu_seconds() -> float:
+    """CPU time of this process's finished children: wrk's, once it has exited."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class NotServedError(RuntimeError):
@@ -586,8 +618,8 @@ def markdown(report: dict[str, Any]) -> str:
     servers_ = report["servers"]
     lines = [
         "| server | model | conns | req/s | p50 ms | p99 ms | errors | vs gunicorn"
-        " | of ceiling | cold start s | RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " | of ceiling | server CPU | cold start s | RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cases:
         info = servers_[c.key]
@@ -597,7 +629,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {c.server} | {info['model']} | {c.connections} | {c.rps:,.0f} |"
             f" {c.p50_ms:.2f} | {c.p99_ms:.2f} | {c.errors} |"
             f" {f'{vs_gunicorn:.2f}x' if vs_gunicorn else '-'} |"
-            f" {f'{of_ceiling:.0%}' if of_ceiling else '-'} |"
+            f" {f'{of_ceiling:.0%}' if of_ceiling else '-'} | {c.server_cpu:.2f} |"
             f" {info['cold_start_s']:.2f} | {info['rss_mb']:.0f} |"
         )
     m = report["machine"]
@@ -609,7 +641,9 @@ def markdown(report: dict[str, Any]) -> str:
         f" Python {m['python']}; "
         + ", ".join(f"{name} {v[name]}" for name in PACKAGES if name in v)
         + ". Cold start: median of"
-        f" {report['cold_starts']} start(s), process start to the first good answer.",
+        f" {report['cold_starts']} start(s), process start to the first good answer. Server"
+        " CPU: cores the server's processes used while measured (wrk, on the same machine:"
+        f" {min(c.client_cpu for c in cases):.2f}-{max(c.client_cpu for c in cases):.2f}).",
     ]
     lines += ["", *fairness_lines(report)]
     floors_ = report.get("floors", {})
@@ -744,14 +778,18 @@ def bench_server(
             progress.say(server, connections, f"warm-up {args.warmup} s")
             warm = case(server, run_wrk(url, connections, args.warmup, script), connections)
             progress.say(server, connections, f"measuring {args.duration} s")
+            server_before, client_before = cpu_seconds(process.pid), client_cpu_seconds()
             result = case(server, run_wrk(url, connections, args.duration, script), connections)
+            result.server_cpu = (cpu_seconds(process.pid) - server_before) / result.duration_s
+            result.client_cpu = (client_cpu_seconds() - client_before) / result.duration_s
             result.warmup_errors = warm.errors
             cases.append(result)
             progress.say(
                 server,
                 connections,
                 f"{result.rps:,.0f} req/s  p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms"
-                f"  errors {result.errors} {result.error_detail or ''}",
+                f"  errors {result.errors} {result.error_detail or ''}"
+                f"  CPU: server {result.server_cpu:.2f}, wrk {result.client_cpu:.2f} cores",
             )
         rss = rss_mb(process.pid)
     finally:

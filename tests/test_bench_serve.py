@@ -199,6 +199,7 @@ def test_the_table_gives_ours_against_gunicorn_and_the_ceiling(bench: ModuleType
         return dict(
             server=key, key=key, connections=connections, duration_s=10.0, requests=int(rps * 10),
             rps=rps, p50_ms=1.0, p90_ms=2.0, p99_ms=3.0, p999_ms=4.0, max_ms=5.0, errors=0,
+            server_cpu=1.0, client_cpu=0.25,
         )  # fmt: skip
 
     info = {"model": "m", "path": "/predict", "cold_start_s": 0.5, "rss_mb": 100.0}
@@ -225,7 +226,7 @@ def test_the_table_gives_ours_against_gunicorn_and_the_ceiling(bench: ModuleType
         },
     }
     text = bench.markdown(json.loads(json.dumps(report)))
-    assert "| ours | m | 16 | 3,000 | 1.00 | 3.00 | 0 | 15.00x | 75% | 0.50 | 100 |" in text
+    assert "| ours | m | 16 | 3,000 | 1.00 | 3.00 | 0 | 15.00x | 75% | 1.00 | 0.50 | 100 |" in text
     assert "| c16 vs gunicorn -w 2 | >= 12x | 15.0x | met |" in text
     assert "| c16 req/s | >= 2,500 | 3,000 | met |" in text
     assert "Every server answered the request with 'Gentoo'." in text
