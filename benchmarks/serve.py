@@ -14,9 +14,9 @@ Every server holds the same fitted model (fairness.py checks it before anything 
 - `mlflow models serve` (1 worker) on the same pipeline saved as an MLflow model.
 
 The scikit-learn servers all load one copy of models/model.joblib with every `n_jobs` set to
-1 (ours sets n_jobs=1 itself on the sklearn runtime): a thread pool per single-row call is
-slower here, and the issue this benchmark was rewritten for (13) found the old baselines
-paying for one. Opt in to `shadow` to measure ours with a challenger scored in shadow (the
+1, and run with OMP_NUM_THREADS=1: one thread, as onnxruntime runs in ours (and as ours sets
+n_jobs=1 on its sklearn runtime). A thread pool per single-row call is slower here; the old
+baselines paid for one (issue 13). Opt in to `shadow` to measure ours with a challenger scored in shadow (the
 served model again).
 
 Each server answers the same record (the data contract's example; each in its own envelope)
@@ -213,7 +213,10 @@ def servers(
     served_sha = models.onnx_sha256 if models.onnx is not None else models.source_sha256
     ours_model = f"{runtime} ({served.name})"
     numeric = set(params.contract.numeric_features())
-    seed_env = {"SEED_MODEL": str(models.sklearn_copy), "PYTHONPATH": str(HERE)}
+    # One thread for the scikit-learn servers' OpenMP too (HistGradientBoosting predicts
+    # with it; a forest does not), as onnxruntime runs in ours.
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    seed_env = {"SEED_MODEL": str(models.sklearn_copy), "PYTHONPATH": str(HERE), **one_thread}
     sklearn_model = "sklearn copy (n_jobs=1)"
 
     def label(answer: Any) -> Any:
@@ -303,7 +306,7 @@ def servers(
             ],
             "/invocations",
             {"dataframe_records": [record]},
-            {},
+            one_thread,
             sklearn_model,
             lambda answer: answer["predictions"][0],
         ),

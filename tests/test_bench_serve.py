@@ -112,6 +112,7 @@ def test_the_seed_app_loads_the_copy_single_threaded(
 ) -> None:  # fmt: skip
     server = wiring[key]
     assert server.env["SEED_MODEL"] == str(models.sklearn_copy)
+    assert server.env["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("SEED_MODEL", server.env["SEED_MODEL"])
     seed = _module(f"seed_flask_app_{key}", BENCH / "seed_flask_app.py")  # as the server does
     fairness.check_sklearn(seed.model, models.digest, f"{key}'s model")
@@ -123,6 +124,7 @@ def test_mlflow_serves_the_copy_single_threaded(
     pytest.importorskip("mlflow")
     mlflow_model = _module("bench_mlflow_model", BENCH / "mlflow_model.py")
     server = wiring["mlflow"]
+    assert server.env["OMP_NUM_THREADS"] == "1"
     target = Path(server.command[server.command.index("--model-uri") + 1])
     mlflow_model.save(models.sklearn_copy, target, trained["task"].record(0))
     fairness.check_sklearn(mlflow_model.loaded(target), models.digest, "mlflow's model")
