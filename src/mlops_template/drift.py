@@ -52,24 +52,16 @@ import numpy as np
 import pandas as pd
 
 from mlops_template import io
+from mlops_template.compile import model_input
 from mlops_template.config import MonitoringSettings, Params
 from mlops_template.errors import PipelineError
 from mlops_template.schema import ColumnSpec, Contract, as_category
 from mlops_template.serve.logsink import rotated_index
+from mlops_template.stats import psi
 
 log = logging.getLogger(__name__)
 
 DRIFT_EXIT_CODE = 3
-PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
-
-
-def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
-    """Population stability index between two share vectors over the same bins."""
-    total = 0.0
-    for reference, current in zip(expected, actual, strict=True):
-        reference, current = max(reference, PSI_FLOOR), max(current, PSI_FLOOR)
-        total += (current - reference) * math.log(current / reference)
-    return float(total)
 
 
 @dataclass(frozen=True)
@@ -773,7 +765,7 @@ def _test_predictions(params: Params, contract: Contract) -> pd.Series:
             f"the model and the test split are the reference of regression predictions"
             f" (run the pipeline, or `dvc pull`): {error}"
         ) from None
-    return pd.Series(model.predict(test[contract.feature_names()]), dtype=float)
+    return pd.Series(model.predict(model_input(test, contract)), dtype=float)
 
 
 def _finite(value: Any) -> Any:

@@ -2,6 +2,10 @@
 
 A stage that fails must leave nothing half-written for DVC to cache, so every file is written
 to a temporary sibling and moved into place with `os.replace` (atomic on POSIX).
+
+The prediction service uses the hashing and JSON helpers here; pandas (and joblib, pyarrow)
+are imported inside the functions that need them, so importing this module does not load
+them (the service's image has none of them).
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mlops_template.errors import PipelineError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _CHUNK = 1 << 20
 
@@ -75,6 +80,8 @@ def write_parquet(target: Path, frame: pd.DataFrame) -> None:
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.exists():
         raise PipelineError(f"{path}: not found (did the previous stage run?)")
     return pd.read_parquet(path, engine="pyarrow")
@@ -105,18 +112,10 @@ def read_recorded_sha256(path: Path) -> str:
         raise PipelineError(f"{sidecar}: missing or empty; cannot verify {path}") from None
 
 
-def load_verified_model(path: Path, expected: str | None = None) -> Any:
-    """Load a joblib model only if its bytes match `expected` (by default the sha256 recorded
-    beside it).
-
-    A pickle runs code when loaded, so the hash is checked first: a tampered or truncated
-    file is refused before it is deserialized. The file is read once; the bytes that were
-    hashed are the bytes deserialized (no window to swap the file in between).
-    """
-    import io as _io
-
-    import joblib
-
+def read_verified_bytes(path: Path, expected: str | None = None) -> bytes:
+    """The bytes of a model file, only if they match `expected` (by default the sha256
+    recorded beside it). The file is read once: the bytes hashed are the bytes returned, so
+    whoever deserializes them has no window in which the file could be swapped."""
     expected = expected if expected is not None else read_recorded_sha256(path)
     try:
         data = path.read_bytes()
@@ -127,11 +126,26 @@ def load_verified_model(path: Path, expected: str | None = None) -> Any:
         raise PipelineError(
             f"{path}: sha256 {actual} does not match the recorded {expected}; refusing to load"
         )
-    return joblib.load(_io.BytesIO(data))
+    return data
+
+
+def load_verified_model(path: Path, expected: str | None = None) -> Any:
+    """Load a joblib model only if its bytes match `expected` (by default the sha256 recorded
+    beside it).
+
+    A pickle runs code when loaded, so the hash is checked first: a tampered or truncated
+    file is refused before it is deserialized (read_verified_bytes).
+    """
+    import io as _io
+
+    import joblib
+
+    return joblib.load(_io.BytesIO(read_verified_bytes(path, expected)))
 
 
 def read_table(path: Path) -> pd.DataFrame:
     """Read a user-supplied CSV or Parquet file, turning every failure into a clear error."""
+    import pandas as pd
     import pyarrow as pa  # here, not at the top: the serving image does without it
 
     if not path.is_file():
@@ -159,6 +173,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def table_columns(path: Path) -> list[str]:
     """The column names of a CSV or Parquet file, read from its header alone."""
+    import pandas as pd
+
     if path.suffix.lower() == ".csv":
         try:
             return [str(name) for name in pd.read_csv(path, nrows=0).columns]

@@ -1,4 +1,6 @@
-"""Small real models on disk (one per task), and the service built around them."""
+"""Small real models on disk (one per task), and the service built around them. The service
+runs each model compiled to ONNX (serve.runtime onnx, the default); tests of the scikit-learn
+runtime load the pipeline (`TaskModel.model_path`)."""
 
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ def penguin_task(tmp_path_factory: pytest.TempPathFactory, penguins: pd.DataFram
 
 @pytest.fixture(scope="session")
 def model_path(penguin_task: TaskModel) -> Path:
-    return penguin_task.model_path
+    """The penguins model as the service runs it: compiled to ONNX."""
+    return penguin_task.onnx_path
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +89,7 @@ def make_client(
         chosen = task or penguin_task
 
         def load_chosen() -> ServedModel:
-            return ServedModel.load(
-                chosen.model_path, contract=chosen.contract, threshold=threshold
-            )
+            return ServedModel.load(chosen.onnx_path, contract=chosen.contract, threshold=threshold)
 
         app = create_app(
             settings.model_copy(update=overrides),
@@ -154,18 +155,22 @@ def service_params_file(
     tmp_path: Path, model_path: Path, contract: Path = DEFAULT_CONTRACT, **serve: object
 ) -> tuple[Path, int]:
     """A params.yaml in `tmp_path` serving a copy of `model_path` (trained for `contract`, the
-    tests' penguins by default) on a free port."""
+    tests' penguins by default) on a free port: a .onnx model as models/model.onnx
+    (serve.runtime onnx), a .joblib one as models/model.joblib (serve.runtime sklearn)."""
     models = tmp_path / "models"
     models.mkdir()
-    shutil.copy(model_path, models / "model.joblib")
-    shutil.copy(io.sha256_sidecar(model_path), models / "model.joblib.sha256")
+    served = models / f"model{model_path.suffix}"
+    shutil.copy(model_path, served)
+    shutil.copy(io.sha256_sidecar(model_path), io.sha256_sidecar(served))
     port = free_port()
     raw = repo_params_dict()
     raw["paths"]["model"] = str(models / "model.joblib")
+    raw["paths"]["onnx_model"] = str(models / "model.onnx")
     raw["paths"]["reference"] = str(models / "reference.json")  # none: gauges without it
     raw["data"] = {**raw.get("data", {}), "contract": str(contract)}
     raw["serve"] = {
         **raw["serve"],
+        "runtime": "onnx" if model_path.suffix == ".onnx" else "sklearn",
         "port": port,
         "prediction_log": str(tmp_path / "predictions.jsonl"),
         **serve,

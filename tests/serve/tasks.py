@@ -2,7 +2,9 @@
 scikit-learn's embedded breast cancer (binary) and diabetes (regression) tables.
 
 The contracts of the two scikit-learn tables come from `init_schema.profile`, as a fork's
-would; the models are small random forests (20 trees) trained by the train stage's `fit`.
+would; the models are small random forests (20 trees) trained by the train stage's `fit`,
+saved as the train stage saves them: the pipeline (`model_path`, .joblib) and its compilation
+to ONNX (`onnx_path`, what the service runs by default).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 import yaml
 
 from mlops_template import io
+from mlops_template.compile import to_onnx
 from mlops_template.config import Params, parse_params
 from mlops_template.init_schema import profile
 from mlops_template.schema import Contract, contract_dict
@@ -26,8 +29,9 @@ from tests.conftest import DEFAULT_CONTRACT, DEFAULT_DATA, repo_params_dict
 class TaskModel:
     contract: Contract
     contract_path: Path
-    model_path: Path
+    model_path: Path  # the scikit-learn pipeline (serve.runtime sklearn)
     frame: pd.DataFrame  # the table the model was trained on, target included
+    onnx_path: Path  # the same model compiled to ONNX (serve.runtime onnx)
 
     def record(self, index: int) -> dict[str, Any]:
         """Row `index` of the table as a request record (missing values left out)."""
@@ -57,6 +61,16 @@ def save_model(pipeline: Any, path: Path) -> Path:
     return path
 
 
+def save_onnx(pipeline: Any, contract: Contract, source: Path) -> Path:
+    """The pipeline saved at `source`, compiled to ONNX beside it (`.onnx`), with its sha256
+    record, as the train stage writes them."""
+    blob = to_onnx(pipeline, contract, io.read_recorded_sha256(source))
+    path = source.with_suffix(".onnx")
+    io.write_bytes(path, blob)
+    io.write_text(io.sha256_sidecar(path), f"{io.sha256_bytes(blob)}  {path.name}\n")
+    return path
+
+
 def write_contract(contract: Contract, path: Path) -> Path:
     path.write_text(yaml.safe_dump(contract_dict(contract), sort_keys=False))
     return path
@@ -66,7 +80,8 @@ def train_task(directory: Path, frame: pd.DataFrame, contract_path: Path) -> Tas
     params = task_params(contract_path)
     pipeline = fit(frame, params)
     model = save_model(pipeline, directory / f"{params.contract.name}.joblib")
-    return TaskModel(params.contract, contract_path, model, frame)
+    compiled = save_onnx(pipeline, params.contract, model)
+    return TaskModel(params.contract, contract_path, model, frame, compiled)
 
 
 def penguin_task(directory: Path, penguins: pd.DataFrame) -> TaskModel:

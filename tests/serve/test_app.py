@@ -124,7 +124,7 @@ def test_ready_is_503_until_the_model_is_loaded(
 
     def slow_load() -> ServedModel:
         gate.wait(10)
-        return ServedModel.load(penguin_task.model_path, contract=penguin_task.contract)
+        return ServedModel.load(penguin_task.onnx_path, contract=penguin_task.contract)
 
     client = make_client(load=slow_load)
     assert client.get("/health/live").status_code == 200
@@ -151,7 +151,7 @@ def test_ready_is_503_while_draining(make_client: Client) -> None:
 def test_tampered_model_never_becomes_ready(
     make_client: Client, model_path: Path, tmp_path: Path
 ) -> None:
-    tampered = tmp_path / "model.joblib"
+    tampered = tmp_path / model_path.name
     tampered.write_bytes(model_path.read_bytes() + b"\0")
     io.sha256_sidecar(tampered).write_text(io.sha256_sidecar(model_path).read_text())
     state = ServiceState()

@@ -33,7 +33,7 @@ def test_fuzzing_the_openapi_finds_no_server_errors(
 ) -> None:
     """For each task: the response models differ (a class and probabilities, or a number)."""
     chosen: TaskModel = request.getfixturevalue(task)
-    params, port = service_params_file(tmp_path, chosen.model_path, chosen.contract_path)
+    params, port = service_params_file(tmp_path, chosen.onnx_path, chosen.contract_path)
     url = f"http://127.0.0.1:{port}"
     process = _serve(params)
     try:

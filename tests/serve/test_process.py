@@ -50,7 +50,7 @@ def test_serving_imports_neither_mlflow_nor_dvc() -> None:
 
 def test_tampered_model_refuses_to_start(tmp_path: Path, model_path: Path) -> None:
     params, _ = service_params_file(tmp_path, model_path)
-    with (tmp_path / "models" / "model.joblib").open("ab") as handle:
+    with (tmp_path / "models" / "model.onnx").open("ab") as handle:
         handle.write(b"\0")
     result = subprocess.run(
         [sys.executable, "-m", "mlops_template.serve", "--params", str(params)],

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import onnxruntime
 import pytest
 
 from mlops_template import io
@@ -19,18 +20,39 @@ from mlops_template.errors import PipelineError
 from mlops_template.serve.__main__ import challenger_of, pinned_sha256
 from mlops_template.serve.model import ServedModel
 from tests.serve.conftest import service_params_file
+from tests.serve.tasks import TaskModel
 
 
 def _tamper(model: Path) -> None:
     """Change the model and rewrite the record beside it to match: it vouches for itself."""
     with model.open("ab") as handle:
         handle.write(b"\0")
-    io.sha256_sidecar(model).write_text(f"{io.sha256_file(model)}  model.joblib\n")
+    io.sha256_sidecar(model).write_text(f"{io.sha256_file(model)}  {model.name}\n")
 
 
 def test_the_hashed_bytes_are_the_deserialized_bytes(
     model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """onnxruntime is given the bytes that were hashed, not the file's path."""
+    loaded: list[Any] = []
+    real_session = onnxruntime.InferenceSession
+
+    def spy(source: Any, *args: Any, **kwargs: Any) -> Any:
+        loaded.append(source)
+        return real_session(source, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
+    expected = io.read_recorded_sha256(model_path)
+    ServedModel.load(model_path, expected)
+    (source,) = loaded
+    assert isinstance(source, bytes), "onnxruntime opened the file again"
+    assert io.sha256_bytes(source) == expected
+
+
+def test_the_hashed_bytes_are_the_unpickled_bytes(
+    penguin_task: TaskModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scikit-learn runtime: joblib unpickles the bytes that were hashed."""
     loaded: list[Any] = []
     real_load = joblib.load
 
@@ -39,8 +61,8 @@ def test_the_hashed_bytes_are_the_deserialized_bytes(
         return real_load(source)
 
     monkeypatch.setattr(joblib, "load", spy)
-    expected = io.read_recorded_sha256(model_path)
-    ServedModel.load(model_path, expected)
+    expected = io.read_recorded_sha256(penguin_task.model_path)
+    ServedModel.load(penguin_task.model_path, expected)
     (source,) = loaded
     assert isinstance(source, stdio.BytesIO), "joblib.load opened the file again"
     assert io.sha256_bytes(source.getvalue()) == expected
@@ -50,7 +72,7 @@ def test_a_model_matching_its_own_record_but_not_the_pin_is_refused(
     model_path: Path, tmp_path: Path
 ) -> None:
     pinned = io.read_recorded_sha256(model_path)
-    copy = tmp_path / "model.joblib"
+    copy = tmp_path / model_path.name
     copy.write_bytes(model_path.read_bytes())
     io.sha256_sidecar(copy).write_text(io.sha256_sidecar(model_path).read_text())
     _tamper(copy)
@@ -104,9 +126,9 @@ def test_the_service_refuses_a_model_that_vouches_for_itself(
 ) -> None:
     params, _ = service_params_file(tmp_path, model_path)
     pinned = io.read_recorded_sha256(model_path)
-    _tamper(tmp_path / "models" / "model.joblib")
+    _tamper(tmp_path / "models" / "model.onnx")
     pin = tmp_path / "pinned.sha256"  # e.g. baked into the image, outside models/
-    pin.write_text(f"{pinned}  model.joblib\n")
+    pin.write_text(f"{pinned}  model.onnx\n")
     result = _start(params, **{how: pinned if how == "MLOPS_MODEL_SHA256" else str(pin)})
     assert result is not None, "the service started on a model that does not match the pin"
     assert result.returncode == 1
@@ -117,7 +139,7 @@ def test_the_service_refuses_a_challenger_without_its_hash(
     tmp_path: Path, model_path: Path
 ) -> None:
     params, _ = service_params_file(tmp_path, model_path)
-    result = _start(params, MLOPS_CHALLENGER_MODEL=str(tmp_path / "models" / "model.joblib"))
+    result = _start(params, MLOPS_CHALLENGER_MODEL=str(tmp_path / "models" / "model.onnx"))
     assert result is not None, "the service started with an unpinned challenger"
     assert result.returncode == 1
     assert "MLOPS_CHALLENGER_SHA256" in result.stderr

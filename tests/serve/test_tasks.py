@@ -47,7 +47,7 @@ def test_binary_answers_a_class_and_both_probabilities(
 def test_binary_honours_the_threshold_on_the_positive_class(
     make_client: Client, binary_task: TaskModel
 ) -> None:
-    model = ServedModel.load(binary_task.model_path, contract=binary_task.contract)
+    model = ServedModel.load(binary_task.onnx_path, contract=binary_task.contract)
     # A record the model is unsure about: its malignant probability strictly between 0 and 1.
     for index in range(len(binary_task.frame)):
         record = binary_task.record(index)
@@ -160,7 +160,7 @@ def test_regression_shadow_exports_the_mean_difference(
     make_client: Client, regression_task: TaskModel
 ) -> None:
     def challenger() -> ServedModel:
-        return ServedModel.load(regression_task.model_path, contract=regression_task.contract)
+        return ServedModel.load(regression_task.onnx_path, contract=regression_task.contract)
 
     client = make_client(task=regression_task, challenger=challenger)
     wait_ready(client)
@@ -180,7 +180,7 @@ def test_a_model_for_another_contract_never_becomes_ready(
 ) -> None:
     state = ServiceState()
     client = make_client(
-        load=lambda: ServedModel.load(regression_task.model_path, contract=penguin_task.contract),
+        load=lambda: ServedModel.load(regression_task.onnx_path, contract=penguin_task.contract),
         state=state,
     )
     assert state.loaded.wait(10)
@@ -193,7 +193,7 @@ def test_example_flag_prints_the_contract_example(
     tmp_path: Path, regression_task: TaskModel, capsys: pytest.CaptureFixture[str]
 ) -> None:
     params, _ = service_params_file(
-        tmp_path, regression_task.model_path, regression_task.contract_path
+        tmp_path, regression_task.onnx_path, regression_task.contract_path
     )
     assert main(["--params", str(params), "--example"]) == 0
     assert json.loads(capsys.readouterr().out) == regression_task.contract.example
@@ -228,10 +228,10 @@ def test_a_model_trained_with_a_feature_of_another_kind_never_becomes_ready(
     with pytest.raises(
         PipelineError, match=f"{column} \\(trained as {before}, the contract says {now}\\)"
     ):
-        ServedModel.load(task.model_path, contract=contract)
+        ServedModel.load(task.onnx_path, contract=contract)
     state = ServiceState()
     client = make_client(
-        load=lambda: ServedModel.load(task.model_path, contract=contract), state=state
+        load=lambda: ServedModel.load(task.onnx_path, contract=contract), state=state
     )
     assert state.loaded.wait(10)
     ready = client.get("/health/ready")

@@ -1,5 +1,6 @@
 """Run the service: `python -m mlops_template.serve [--params params.yaml] [--host] [--port]`.
-Host and port may also come from MLOPS_SERVE_HOST / MLOPS_SERVE_PORT (the image sets them).
+Host and port may also come from MLOPS_SERVE_HOST / MLOPS_SERVE_PORT, and serve.runtime from
+MLOPS_SERVE_RUNTIME (the image sets them).
 The request and response models follow the data contract that params.yaml's data.contract
 names (the image carries it). `--example` prints the contract's example record as JSON and
 exits: the release smoke test sends it, so it works for any project's data.
@@ -14,13 +15,17 @@ shuts down gracefully, finishing the requests in flight (at most `request_timeou
 + 1 s), and the log and shadow threads get a bounded time to finish. A watchdog ends the
 process if all that has not happened WATCHDOG_SLACK_SECONDS later.
 
-The model is verified against a hash that comes from the reviewed commit, not from a file
-beside the model: MLOPS_MODEL_SHA256 (the digest), or MLOPS_MODEL_SHA256_FILE (a file in
-`sha256sum` format; the image bakes one at build time from the committed
-models/model.joblib.sha256, outside models/). Without either (a development checkout,
+The served file follows `serve.runtime`: paths.onnx_model (onnx, the default: the model
+compiled by the train stage, run by onnxruntime) or paths.model (sklearn: the scikit-learn
+pipeline, which needs the optional extra `sklearn`). The model is verified against a hash
+that comes from the reviewed commit, not from a file beside the model: MLOPS_MODEL_SHA256
+(the digest), or MLOPS_MODEL_SHA256_FILE (a file in `sha256sum` format; the image bakes one
+at build time from the committed models/model.onnx.sha256, or models/model.joblib.sha256,
+outside models/). Without either (a development checkout,
 `make serve`), the record beside the model is used and a warning says the model is not
 pinned. A challenger (MLOPS_CHALLENGER_MODEL / serve.challenger_model) needs its digest
-given explicitly: MLOPS_CHALLENGER_SHA256 / serve.challenger_sha256.
+given explicitly: MLOPS_CHALLENGER_SHA256 / serve.challenger_sha256; its file's suffix
+(.onnx or .joblib) picks its runtime.
 
 MLOPS_API_KEY, when set and not empty, is required on the predict routes as
 `Authorization: Bearer <key>`. `serve.metrics` / `serve.docs` set to `internal` move /metrics
@@ -48,7 +53,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mlops_template import io
-from mlops_template.config import DEFAULT_PARAMS, ServeSettings, load_params
+from mlops_template.config import DEFAULT_PARAMS, Params, ServeSettings, load_params
 from mlops_template.errors import PipelineError
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.model import ServedModel
@@ -56,6 +61,7 @@ from mlops_template.serve.model import ServedModel
 log = logging.getLogger("mlops_template.serve")
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
+RUNTIMES = ("onnx", "sklearn")  # serve.runtime
 WATCHDOG_SLACK_SECONDS = 4.0  # beyond drain + graceful shutdown, for the bounded closes
 
 
@@ -174,6 +180,10 @@ def _overrides(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str
         update["internal_host"] = environ["MLOPS_INTERNAL_HOST"]
     if environ.get("MLOPS_INTERNAL_PORT"):
         update["internal_port"] = int(environ["MLOPS_INTERNAL_PORT"])
+    if environ.get("MLOPS_SERVE_RUNTIME"):  # the image's RUNTIME build argument
+        if environ["MLOPS_SERVE_RUNTIME"] not in RUNTIMES:
+            raise PipelineError(f"MLOPS_SERVE_RUNTIME: one of {', '.join(RUNTIMES)}")
+        update["runtime"] = environ["MLOPS_SERVE_RUNTIME"]
     return update
 
 
@@ -184,6 +194,27 @@ def _reference(path: Path) -> dict | None:
     except (OSError, ValueError) as error:
         log.warning("%s: no training reference (%s); drift gauges without reference", path, error)
         return None
+
+
+def served_model_path(params: Params, settings: ServeSettings) -> Path:
+    """The file `serve.runtime` serves: the compiled model (onnx) or the pipeline (sklearn)."""
+    return params.paths.onnx_model if settings.runtime == "onnx" else params.paths.model
+
+
+def check_served_file(model_path: Path, expected: str) -> None:
+    """Refuse to start on a missing model, one whose bytes do not match the expected hash, or
+    an empty model.onnx (what the train stage writes when serve.runtime is sklearn)."""
+    if not model_path.is_file() or io.sha256_file(model_path) != expected:
+        raise PipelineError(
+            f"{model_path}: missing, or its sha256 does not match the expected {expected};"
+            " refusing to start"
+        )
+    if model_path.suffix == ".onnx" and model_path.stat().st_size == 0:
+        raise PipelineError(
+            f"{model_path}: empty: the model was trained with serve.runtime: sklearn (not"
+            " compiled to ONNX). Serve it with serve.runtime: sklearn (and the extra `sklearn`;"
+            " the image: --build-arg RUNTIME=sklearn), or retrain with serve.runtime: onnx"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,15 +243,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(dict(contract.example)))
             return 0
         settings = params.serve.model_copy(update=_overrides(args, os.environ))
-        model_path = params.paths.model
+        model_path = served_model_path(params, settings)
         # Refuse to start on a model whose bytes do not match the expected hash; the
         # (slower) deserialization then happens in the background, on bytes hashed again.
         expected, pinned = pinned_sha256(model_path, os.environ)
-        if not model_path.is_file() or io.sha256_file(model_path) != expected:
-            raise PipelineError(
-                f"{model_path}: missing, or its sha256 does not match the expected {expected};"
-                " refusing to start"
-            )
+        check_served_file(model_path, expected)
         challenger = challenger_of(settings, os.environ)
         internal = "internal" in (settings.metrics, settings.docs)
         if internal and (settings.internal_host, settings.internal_port) == (

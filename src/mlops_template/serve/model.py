@@ -5,8 +5,17 @@ baked into the image; __main__.py), not read from beside the model; only a calle
 passes none falls back to the record beside the file. The file is read once and the same
 bytes are hashed and deserialized.
 
+Two runtimes, chosen by the file (`serve.runtime` chooses the file, __main__.py):
+
+- `.onnx` (the default): the pipeline compiled by the train stage (compile.py), run by
+  onnxruntime in one thread. The request path is validated records -> NumPy arrays, one per
+  feature (numeric: float32, NaN for missing; categorical: the category's text,
+  schema.MISSING_CATEGORY for missing) -> the session: no pandas, no scikit-learn.
+- `.joblib`: the scikit-learn pipeline itself (needs scikit-learn and pandas, the optional
+  extra `sklearn`; imported only then), for a model that cannot be compiled.
+
 With the data contract, loading also checks that the model fits it (a classifier of the
-contract's classes, or a regressor; trained on the contract's features, each as the kind the
+contract's classes, or a regressor; taking the contract's features, each as the kind the
 contract gives it, numeric or categorical): a model from another contract is a load error
 that readiness reports, not a 500 at the first request.
 The answer for a row follows the task: regression returns the number; multiclass the most
@@ -17,24 +26,43 @@ rule too).
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from mlops_template import io
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import decide
-from mlops_template.schema import Contract
+from mlops_template.schema import MISSING_CATEGORY, Contract
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Answer = tuple[str | float, dict[str, float] | None]  # the prediction, the probabilities
 
+RUNTIMES = {".onnx": "onnx", ".joblib": "sklearn"}  # the file's suffix -> the runtime
+ONNX_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
+PROBABILITIES, VARIABLE = "probabilities", "variable"  # the compiled model's outputs
+Features = tuple[tuple[str, str, str], ...]  # (feature, numeric | categorical, input name)
 
-def _check_fits(pipeline: Any, classes: tuple[str, ...], contract: Contract) -> None:
-    """Refuse a model that does not answer the contract's question."""
+
+def runtime_of(path: Path) -> str:
+    """The runtime that serves `path`: onnx for a .onnx file, sklearn for a .joblib one."""
+    try:
+        return RUNTIMES[path.suffix]
+    except KeyError:
+        raise PipelineError(
+            f"{path}: a served model is a .onnx file (serve.runtime: onnx) or a .joblib file"
+            " (serve.runtime: sklearn)"
+        ) from None
+
+
+def _check_task(classes: tuple[str, ...], contract: Contract) -> None:
     if contract.is_classification and not classes:
         raise PipelineError(f"the model is a regressor; the contract's task is {contract.task}")
     if not contract.is_classification and classes:
@@ -44,15 +72,10 @@ def _check_fits(pipeline: Any, classes: tuple[str, ...], contract: Contract) -> 
             f"the model predicts {list(classes)}; the contract's classes are"
             f" {list(contract.classes)}"
         )
-    trained = getattr(pipeline, "feature_names_in_", None)
-    if trained is not None and set(map(str, trained)) != set(contract.feature_names()):
-        raise PipelineError(
-            f"the model was trained on {sorted(map(str, trained))}; the contract's features"
-            f" are {sorted(contract.feature_names())}"
-        )
-    kinds = _trained_kinds(pipeline)
-    if kinds is None:
-        return
+
+
+def _check_kinds(kinds: dict[str, set[str]], contract: Contract) -> None:
+    """Refuse a model whose numeric and categorical features are not the contract's."""
     wanted = {
         "numeric": set(contract.numeric_features()),
         "categorical": set(contract.categorical_features()),
@@ -71,6 +94,20 @@ def _check_fits(pipeline: Any, classes: tuple[str, ...], contract: Contract) -> 
         raise PipelineError(
             f"the model treats features as another kind than the contract: {detail}"
         )
+
+
+def _check_fits(pipeline: Any, classes: tuple[str, ...], contract: Contract) -> None:
+    """Refuse a scikit-learn model that does not answer the contract's question."""
+    _check_task(classes, contract)
+    trained = getattr(pipeline, "feature_names_in_", None)
+    if trained is not None and set(map(str, trained)) != set(contract.feature_names()):
+        raise PipelineError(
+            f"the model was trained on {sorted(map(str, trained))}; the contract's features"
+            f" are {sorted(contract.feature_names())}"
+        )
+    kinds = _trained_kinds(pipeline)
+    if kinds is not None:
+        _check_kinds(kinds, contract)
 
 
 def _trained_kinds(pipeline: Any) -> dict[str, set[str]] | None:
@@ -96,15 +133,90 @@ def _trained_kinds(pipeline: Any) -> dict[str, set[str]] | None:
     return out
 
 
+def _onnx_session(data: bytes) -> Any:
+    """An onnxruntime session over the verified bytes: CPU, one thread, sequential (a request
+    is a few rows; thread pools cost more than they save, and the other core is the event
+    loop's)."""
+    # onnxruntime (1.32) sends usage telemetry to Microsoft unless told not to, read when its
+    # environment is created: off unless the operator set it.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort  # here: `--example` and the sklearn runtime do without it
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: no warnings about unused initializers
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise PipelineError(f"not a model onnxruntime can run: {error}") from None
+
+
+def _onnx_interface(session: Any, path: Path) -> tuple[str, tuple[str, ...], Features]:
+    """The compiled model's task, classes and features (metadata written by compile.py), each
+    feature with the input that takes it. skl2onnx renames inputs ("mean radius" becomes
+    `mean_radius`), so features and inputs are matched by position, and each input's type
+    must be its feature's kind."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    try:
+        task = metadata["task"]
+        classes = json.loads(metadata["classes"])
+        listed = json.loads(metadata["features"])
+    except (KeyError, ValueError):
+        raise PipelineError(
+            f"{path}: no `task`, `classes` and `features` in the model's metadata; compile it"
+            " with the train stage (mlops_template.compile)"
+        ) from None
+    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+        raise PipelineError(f"{path}: the metadata's `classes` is not a list of text")
+    inputs = session.get_inputs()
+    if not isinstance(listed, list) or len(listed) != len(inputs):
+        raise PipelineError(f"{path}: the metadata's `features` do not match the model's inputs")
+    features: list[tuple[str, str, str]] = []
+    for entry, node in zip(listed, inputs, strict=True):
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[1] in ONNX_TYPES):
+            raise PipelineError(f"{path}: the metadata's `features` are not [name, kind] pairs")
+        name, kind = str(entry[0]), str(entry[1])
+        if node.type != ONNX_TYPES[kind]:
+            raise PipelineError(
+                f"{path}: input {node.name} ({name}, {kind}) is {node.type}, not {ONNX_TYPES[kind]}"
+            )
+        features.append((name, kind, node.name))
+    return task, tuple(classes), tuple(features)
+
+
+def _check_onnx_fits(
+    task: str, classes: tuple[str, ...], features: Features, contract: Contract
+) -> None:
+    """Refuse a compiled model that does not answer the contract's question or does not take
+    the contract's features as the kinds it gives them."""
+    _check_task(classes, contract)
+    if task != contract.task:
+        raise PipelineError(f"the model's task is {task}; the contract's is {contract.task}")
+    names = [name for name, _, _ in features]
+    if set(names) != set(contract.feature_names()):
+        raise PipelineError(
+            f"the model takes {sorted(names)}; the contract's features are"
+            f" {sorted(contract.feature_names())}"
+        )
+    kinds: dict[str, set[str]] = {"numeric": set(), "categorical": set()}
+    for name, kind, _ in features:
+        kinds[kind].add(name)
+    _check_kinds(kinds, contract)
+
+
 @dataclass(frozen=True)
 class ServedModel:
-    pipeline: Any
-    classes: tuple[str, ...]  # empty for a regressor
+    pipeline: Any  # the onnxruntime session (onnx), or the scikit-learn Pipeline (sklearn)
+    classes: tuple[str, ...]  # empty for a regressor; the order of `score`'s columns
     version: str  # the first 12 hex digits of the model file's sha256
     columns: tuple[str, ...] = ()  # the features, in the contract's order
     numeric: frozenset[str] = frozenset()
     positive: str | None = None  # binary: the class `threshold` applies to
     threshold: float = 0.5
+    runtime: str = "sklearn"  # onnx | sklearn
+    inputs: tuple[str, ...] = ()  # onnx: the model's input for each of `columns`
 
     @classmethod
     def load(
@@ -114,10 +226,60 @@ class ServedModel:
         contract: Contract | None = None,
         threshold: float = 0.5,
     ) -> ServedModel:
-        """Without a contract (a quick look at a model file) the columns come from the model
-        and their kinds from the values scored; the binary threshold is then not applied."""
+        """The file's suffix picks the runtime (runtime_of). Without a contract (a quick look
+        at a model file) the columns and their kinds come from the model (an ONNX model's
+        inputs; for scikit-learn, from the values scored); the binary threshold is then not
+        applied."""
+        runtime = runtime_of(path)
         expected = expected_sha256 or io.read_recorded_sha256(path)
-        pipeline = io.load_verified_model(path, expected)
+        if runtime == "onnx":
+            return cls._load_onnx(path, expected, contract, threshold)
+        return cls._load_sklearn(path, expected, contract, threshold)
+
+    @classmethod
+    def _load_onnx(
+        cls, path: Path, expected: str, contract: Contract | None, threshold: float
+    ) -> ServedModel:
+        data = io.read_verified_bytes(path, expected)
+        if not data:
+            raise PipelineError(
+                f"{path}: empty. The train stage writes it empty when params.yaml has"
+                " serve.runtime: sklearn (the model could not, or was chosen not to, be"
+                " compiled); serve model.joblib with serve.runtime: sklearn (the image: --build-arg"
+                " RUNTIME=sklearn), or retrain with serve.runtime: onnx"
+            )
+        session = _onnx_session(data)
+        task, classes, features = _onnx_interface(session, path)
+        outputs = {node.name for node in session.get_outputs()}
+        wanted = PROBABILITIES if classes else VARIABLE
+        if wanted not in outputs:
+            raise PipelineError(f"{path}: no output `{wanted}` (outputs {sorted(outputs)})")
+        if contract is not None:
+            _check_onnx_fits(task, classes, features, contract)
+        positive = contract.positive if contract is not None and contract.task == "binary" else None
+        return cls(
+            session,
+            classes,
+            expected[:12],
+            tuple(name for name, _, _ in features),  # in the model's order
+            frozenset(name for name, kind, _ in features if kind == "numeric"),
+            positive,
+            threshold,
+            runtime="onnx",
+            inputs=tuple(node for _, _, node in features),
+        )
+
+    @classmethod
+    def _load_sklearn(
+        cls, path: Path, expected: str, contract: Contract | None, threshold: float
+    ) -> ServedModel:
+        try:
+            pipeline = io.load_verified_model(path, expected)
+        except ModuleNotFoundError as error:
+            raise PipelineError(
+                f"{path}: serving a scikit-learn model needs {error.name}, which is not installed"
+                " (the optional extra `sklearn`: the image's --build-arg RUNTIME=sklearn)"
+            ) from None
         # One request is a few rows: thread pools cost more than they save. Scoring in a
         # single thread also leaves the other core to the event loop.
         if "model__n_jobs" in pipeline.get_params():
@@ -142,30 +304,71 @@ class ServedModel:
     def is_classifier(self) -> bool:
         return bool(self.classes)
 
+    def feed(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Records already validated against the request model, as the ONNX model's inputs:
+        one (rows, 1) array per feature, under the name of the input that takes it."""
+        rows = len(records)
+        feed: dict[str, np.ndarray] = {}
+        for name, node in zip(self.columns, self.inputs, strict=True):
+            if name in self.numeric:
+                values = [record.get(name) for record in records]
+                column = np.array(
+                    [np.nan if value is None else value for value in values], dtype=np.float32
+                )
+            else:
+                column = np.empty(rows, dtype=object)
+                column[:] = [
+                    MISSING_CATEGORY if (value := record.get(name)) is None else str(value)
+                    for record in records
+                ]
+            feed[node] = column.reshape(rows, 1)
+        return feed
+
     def frame(self, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-        """Records already validated against the request model, as the pipeline's input."""
+        """Records already validated against the request model, as the scikit-learn
+        pipeline's input (missing categories as schema.MISSING_CATEGORY, as it was trained)."""
+        import pandas as pd
+
         columns = list(self.columns) or None
         frame = pd.DataFrame.from_records(list(records), columns=columns)
         for name in frame.columns:
             numeric = name in self.numeric or (
                 not self.numeric and pd.api.types.is_numeric_dtype(frame[name])
             )
-            frame[name] = frame[name].astype("float64" if numeric else object)
+            if numeric:
+                frame[name] = frame[name].astype("float64")
+            else:
+                column = frame[name].astype(object)
+                frame[name] = column.where(column.notna(), MISSING_CATEGORY)
         return frame
 
     def score(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Class probabilities (rows x classes) of a classifier; a regressor's predictions."""
+        if self.runtime == "onnx":
+            output = PROBABILITIES if self.is_classifier else VARIABLE
+            (scores,) = self.pipeline.run([output], self.feed(records))
+            return scores if self.is_classifier else scores.reshape(-1)  # float32
         if self.is_classifier:
             return self.predict_proba(records)
         return np.asarray(self.pipeline.predict(self.frame(records)), dtype=float)
 
     def predict_proba(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        if self.runtime == "onnx":
+            return self.score(records)
         return self.pipeline.predict_proba(self.frame(records))
 
     def decode(self, row: Any) -> Answer:
         """One row of `score`: the prediction and, for a classifier, each class's probability."""
         if not self.is_classifier:
-            return float(row), None
-        probabilities = {name: float(p) for name, p in zip(self.classes, row, strict=True)}
+            return _number(row), None
+        probabilities = {name: _number(p) for name, p in zip(self.classes, row, strict=True)}
         chosen = decide(row, self.classes, self.positive, self.threshold)
         return self.classes[chosen], probabilities
+
+
+def _number(value: Any) -> float:
+    """A score as a Python float; an ONNX model's float32 as the shortest decimal that is that
+    float32 (0.07, not 0.07000000029802322 as float64 would print it)."""
+    if isinstance(value, np.float32):
+        return float(str(value))
+    return float(value)
