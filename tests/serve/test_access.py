@@ -16,6 +16,7 @@ from mlops_template.config import ServeSettings
 from mlops_template.errors import PipelineError
 from mlops_template.schema import contract_dict, load_contract, parse_contract
 from mlops_template.serve import app as app_module
+from mlops_template.serve import guard
 from mlops_template.serve.model import ServedModel
 from tests.conftest import DEFAULT_CONTRACT
 from tests.serve.conftest import GENTOO, wait_ready
@@ -34,7 +35,7 @@ def test_with_an_api_key_the_predict_routes_need_it(
         compared.append((a, b))
         return original(a, b)
 
-    monkeypatch.setattr(app_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(guard.hmac, "compare_digest", spy)
     client = make_client(api_key="s3cret-key")
     wait_ready(client)
     missing = client.post("/predict", json=GENTOO)

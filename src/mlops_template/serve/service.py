@@ -1,0 +1,220 @@
+"""The service behind the routes: the model and its challenger, loading and readiness, scoring,
+and what every answer leaves behind (metrics, the prediction log, the live monitor).
+
+Routes (routes.py, v2.py) only translate between HTTP and these methods, so our routes and the
+Open Inference Protocol's score, log and count the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from prometheus_client import generate_latest
+
+from mlops_template.config import ServeSettings
+from mlops_template.schema import Contract
+from mlops_template.serve.batcher import MicroBatcher
+from mlops_template.serve.logsink import PredictionLog
+from mlops_template.serve.metrics import ServiceMetrics
+from mlops_template.serve.model import ServedModel
+from mlops_template.serve.monitor import LiveMonitor
+from mlops_template.serve.shadow import ShadowScorer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Record = dict[str, Any]
+Answer = dict[str, Any]  # prediction, probabilities (classification), model_version, prediction_id
+
+
+@dataclass
+class ServiceState:
+    """What the health endpoints report; `draining` is set by the SIGTERM handler."""
+
+    model: ServedModel | None = None
+    load_error: str | None = None
+    shadow: ShadowScorer | None = None
+    draining: bool = False
+    inflight: int = 0
+    loaded: threading.Event = field(default_factory=threading.Event)
+    log_health: Callable[[], str | None] = lambda: None  # the prediction log's (logsink.py)
+
+    def not_ready_reason(self) -> str | None:
+        if self.load_error is not None:
+            return f"model failed to load: {self.load_error}"
+        if self.draining:
+            return "draining: shutting down"
+        if self.model is None:
+            return "loading the model"
+        return self.log_health()
+
+
+class NotReadyError(Exception):
+    """No model to score with (loading, or it failed to load): the routes answer 503."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Service:
+    """One model served for one contract. The model loads in a background thread after
+    start-up (start), so the liveness probe answers at once and readiness says why not until
+    the model is there."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        contract: Contract,
+        load_model: Callable[[], ServedModel],
+        state: ServiceState | None = None,
+        load_challenger: Callable[[], ServedModel] | None = None,
+        reference: Mapping[str, Any] | None = None,
+    ):
+        self.settings = settings
+        self.contract = contract
+        self.state = state or ServiceState()
+        self.metrics = ServiceMetrics(regression=not contract.is_classification)
+        self.prediction_log = PredictionLog(
+            settings.prediction_log,
+            settings.prediction_log_max_bytes,
+            settings.prediction_log_backups,
+        )
+        self.state.log_health = self.prediction_log.health
+        # Large bodies are validated here, two at a time, beside the scoring threads.
+        self.validation = ThreadPoolExecutor(max_workers=2, thread_name_prefix="validate")
+        self.monitor = LiveMonitor(settings.monitor_window, contract, reference, self.metrics)
+        self.batcher = MicroBatcher(
+            lambda rows: self.state.model.score(rows),  # type: ignore[union-attr]
+            settings.micro_batch_max_rows,
+            on_batch=self.metrics.batch_rows.observe,
+        )
+        self._load_model = load_model
+        self._load_challenger = load_challenger
+
+    # Life cycle
+
+    async def start(self) -> None:
+        self.batcher.start()
+        threading.Thread(target=self.load, name="load-model", daemon=True).start()
+
+    async def stop(self) -> None:
+        """Every step is bounded: shutdown never waits on a stuck disk or challenger."""
+        self.state.draining = True
+        await self.batcher.stop()
+        if self.state.shadow is not None:
+            self.state.shadow.close(timeout=1.0)
+        self.prediction_log.close(timeout=2.0)
+        self.validation.shutdown(wait=False, cancel_futures=True)
+
+    def load(self) -> None:
+        """Load the champion, then the challenger; a failure is reported by readiness."""
+        try:
+            model = self._load_model()
+        except Exception as error:  # reported by /health/ready and the log
+            self.state.load_error = str(error)
+            log.error("model failed to load: %s", error)
+        else:
+            self.state.model = model
+            self.metrics.model_info.labels(model.version).set(1)
+            log.info("model %s loaded; ready", model.version)
+        finally:
+            self.state.loaded.set()
+        if self._load_challenger is not None and self.state.model is not None:
+            self._load_shadow(self._load_challenger)
+
+    def _load_shadow(self, load_challenger: Callable[[], ServedModel]) -> None:
+        """The champion is already serving; a challenger that fails to load is logged and
+        skipped, never a reason to stop serving."""
+        try:
+            challenger = load_challenger()
+        except Exception as error:
+            log.error("challenger failed to load; no shadow scoring: %s", error)
+            return
+        self.state.shadow = ShadowScorer(
+            challenger,
+            self.prediction_log,
+            self.settings.monitor_window,
+            self.settings.micro_batch_max_rows,
+        )
+        self.metrics.shadow_model_info.labels(challenger.version).set(1)
+        log.info("challenger %s loaded; scoring in shadow", challenger.version)
+
+    # Answers
+
+    def not_ready_reason(self) -> str | None:
+        """Why the service should get no traffic now (None: ready)."""
+        return self.state.not_ready_reason()
+
+    async def in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` on the validation threads: a large body is parsed and validated
+        there, so the event loop keeps answering."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.validation, work, *args)
+
+    async def predict(self, records: list[Record]) -> list[Answer]:
+        """Score validated records (request.features_model): one answer per record, logged,
+        counted and shadow-scored. Raises NotReadyError while there is no model (draining still
+        serves)."""
+        model = self.state.model
+        if model is None:
+            raise NotReadyError(self.state.not_ready_reason() or "loading the model")
+        scores = await self.batcher.score(records)
+        return self._answers(records, scores, model)
+
+    def _answers(self, records: list[Record], scores: Any, model: ServedModel) -> list[Answer]:
+        answers = []
+        now = time.time()
+        for record, row in zip(records, scores, strict=True):
+            predicted, probabilities = model.decode(row)
+            prediction_id = uuid.uuid4().hex
+            self.metrics.count(predicted)
+            self.monitor.observe(record, predicted)
+            answer: Answer = {"prediction": predicted}
+            if probabilities is not None:  # a classifier's; a regressor returns the number
+                answer["probabilities"] = probabilities
+            self.prediction_log.write(
+                {
+                    "ts": now,
+                    "id": prediction_id,
+                    "role": "champion",
+                    "model_version": model.version,
+                    "features": record,
+                    **answer,
+                }
+            )
+            answer |= {"model_version": model.version, "prediction_id": prediction_id}
+            answers.append(answer)
+        if self.state.shadow is not None:
+            self.state.shadow.submit(
+                [
+                    (answer["prediction_id"], record, answer["prediction"])
+                    for record, answer in zip(records, answers, strict=True)
+                ]
+            )
+        return answers
+
+    def metrics_text(self) -> bytes:
+        """/metrics: the gauges that are read rather than counted are set first."""
+        metrics = self.metrics
+        metrics.log_dropped.set(self.prediction_log.dropped)
+        metrics.log_healthy.set(self.prediction_log.health() is None)
+        self.monitor.export()
+        shadow = self.state.shadow
+        if shadow is not None:
+            rows, agreement = shadow.agreement.snapshot()
+            metrics.shadow_window_rows.set(rows)
+            if self.contract.is_classification:
+                metrics.shadow_agreement.set(agreement)
+            else:
+                metrics.shadow_difference.set(agreement)
+            metrics.shadow_dropped.set(shadow.dropped)
+        return generate_latest(metrics.registry)
