@@ -24,6 +24,7 @@ from mlops_template.serve.limits import RequestChecker, body_limits
 from mlops_template.serve.model import ServedModel
 from mlops_template.serve.routes import create_api, schemas
 from mlops_template.serve.service import Service, ServiceState
+from mlops_template.serve.v2 import add_v2_routes
 
 __all__ = ["Guard", "ServiceState", "create_app"]
 
@@ -55,6 +56,7 @@ def create_app(
         models.features, settings.max_batch_rows, settings.max_validation_errors
     )
     api = create_api(service, models, api_key)
+    add_v2_routes(api, service, checker, model_name)
     limits = body_limits(settings, contract.features)
     return Guard(
         api,

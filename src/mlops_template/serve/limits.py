@@ -47,12 +47,17 @@ def max_record_bytes(features: Iterable[ColumnSpec]) -> int:
 
 
 def body_limits(settings: ServeSettings, features: Iterable[ColumnSpec]) -> dict[str, int]:
-    """The largest body each route reads (bytes); "" is every other route."""
+    """The largest body each route reads (bytes); "" is every other route. An Open Inference
+    Protocol request (/v2/models/{name}/infer, v2.py) holds up to `serve.max_batch_rows`
+    records as one tensor per feature: no keys per record, but an envelope per feature."""
+    features = tuple(features)
     record = HEADROOM * max_record_bytes(features)
+    rows = settings.max_batch_rows * (record + 1)
     return {
         "/predict": min(settings.max_body_bytes, ENVELOPE_BYTES + record),
-        "/predict/batch": min(
-            settings.max_body_bytes, ENVELOPE_BYTES + settings.max_batch_rows * (record + 1)
+        "/predict/batch": min(settings.max_body_bytes, ENVELOPE_BYTES + rows),
+        "/v2/models/{name}/infer": min(
+            settings.max_body_bytes, ENVELOPE_BYTES * (1 + len(features)) + rows
         ),
         "": min(settings.max_body_bytes, ENVELOPE_BYTES),
     }
@@ -168,6 +173,20 @@ class RequestChecker:
                 problems.add([*loc, _short(key)], message, "extra_forbidden")
             problems.total += unknown - len(named)
         return unknown
+
+    def validate_records(self, records: Sequence[Any]) -> tuple[list[dict[str, Any]], Problems]:
+        """Records built from another request shape (v2.py's tensors), validated one by one
+        as /predict/batch validates its records: the valid ones as the routes' models dump
+        them (None for a missing nullable feature), and the problems, located [row, field]."""
+        problems = Problems(self.max_errors)
+        valid: list[dict[str, Any]] = []
+        for index, record in enumerate(records):
+            try:
+                valid.append(self.record.model_validate(record).model_dump())
+            except ValidationError as error:
+                for item in error.errors(include_input=False, include_url=False):
+                    problems.add([index, *item["loc"]], item["msg"], item["type"])
+        return valid, problems
 
     def _record(self, record: Any, loc: list[Any], problems: Problems) -> None:
         if isinstance(record, dict) and self._unknown(record, self.fields, loc, problems):
