@@ -166,28 +166,38 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="session")
-def image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The repository's Dockerfile, built for real, in a copy where `dvc repro` made the model."""
+def image_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository where `dvc repro` made the model (model.joblib, and
+    model.onnx compiled from it) and its card."""
     project = copy_repo(tmp_path_factory.mktemp("image-context"))
     sh(project, "dvc", "repro", "train")
     sh(project, "mlops", "model-card")
-    tag = "mlops-template:test"
+    return project
+
+
+def build_image(engine: Engine, context: Path, tag: str, *build_args: str) -> str:
+    """The repository's Dockerfile built for real in `context`, on the local base image;
+    `build_args` as NAME=value."""
     secret = ["--secret", f"id=ca_bundle,src={CA_BUNDLE}"] if CA_BUNDLE.is_file() else []
+    arguments = [f"BASE_REPO={BASE_REPO}", f"BASE_TAG={BASE_TAG}", *build_args]
     engine.run(
         "build",
         "--network",
         "host",
         *secret,
-        "--build-arg",
-        f"BASE_REPO={BASE_REPO}",
-        "--build-arg",
-        f"BASE_TAG={BASE_TAG}",
+        *(word for argument in arguments for word in ("--build-arg", argument)),
         "-t",
         tag,
-        str(project),
+        str(context),
         timeout=1200,
     )
     return tag
+
+
+@pytest.fixture(scope="session")
+def image(engine: Engine, image_context: Path) -> str:
+    """The image as released: the model compiled to ONNX, no scikit-learn."""
+    return build_image(engine, image_context, "mlops-template:test")
 
 
 @pytest.fixture(scope="session")

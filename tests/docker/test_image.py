@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from mlops_template.config import load_params
 from mlops_template.schema import Contract, load_contract
 from tests.conftest import REPO_ROOT
-from tests.docker.conftest import DOCKER, Engine
+from tests.docker.conftest import DOCKER, Engine, build_image
 from tests.slow.conftest import free_port
 
 pytestmark = pytest.mark.docker
@@ -38,7 +39,10 @@ def invalid(contract: Contract) -> dict[str, object]:
     return {**contract.example, spec.name: wrong}
 
 
-MAX_IMAGE_MB = 450  # measured 410 MB; the 300 MB target is missed (docs/serving.md)
+# Measured 238 MB on the local Debian base (124 MB): the ONNX runtime without scikit-learn,
+# SciPy or pandas (410 MB with them).
+MAX_IMAGE_MB = 250
+PIPELINE_ONLY = ("sklearn", "scipy", "pandas", "joblib", "mlflow", "dvc", "pandera", "pyarrow")
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +153,7 @@ def test_healthcheck_reports_healthy(engine: Engine, container: tuple[str, str])
 
 
 def test_image_holds_runtime_dependencies_only(engine: Engine, image: str) -> None:
-    absent = ("mlflow", "dvc", "pandera", "pyarrow", "pytest", "pip")
+    absent = (*PIPELINE_ONLY, "pytest", "pip")
     code = f"import importlib.util as u; print([m for m in {absent!r} if u.find_spec(m)])"
     assert engine.run("run", "--rm", "--network", "none", image, "python3", "-c", code) == "[]"
     card = engine.run(
@@ -194,10 +198,8 @@ def test_the_image_refuses_a_model_that_vouches_for_itself(
     models = tmp_path / "models"
     models.mkdir()
     fake = b"not the reviewed model"
-    (models / "model.joblib").write_bytes(fake)
-    (models / "model.joblib.sha256").write_text(
-        f"{hashlib.sha256(fake).hexdigest()}  model.joblib\n"
-    )
+    (models / "model.onnx").write_bytes(fake)
+    (models / "model.onnx.sha256").write_text(f"{hashlib.sha256(fake).hexdigest()}  model.onnx\n")
     models.chmod(0o755)
     for path in models.iterdir():
         path.chmod(0o644)
@@ -219,3 +221,71 @@ def test_the_image_refuses_a_model_that_vouches_for_itself(
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "does not match the expected" in result.stderr
+
+
+def _predict_in(engine: Engine, image: str) -> dict[str, object]:
+    """Start `image`, wait until ready, post the contract's example; its answer."""
+    port = free_port()
+    name = f"mlops-template-runtime-{port}"
+    engine.run(
+        "run", "--detach", "--name", name, "--network", "host", "--read-only",
+        "--tmpfs", "/app/logs:uid=10001,gid=10001", "--cap-drop", "ALL",
+        "--env", "MLOPS_SERVE_HOST=127.0.0.1", "--env", f"MLOPS_SERVE_PORT={port}", image,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError(engine.run("logs", name, check=False))
+        response = httpx.post(f"{url}/predict", json=dict(project_contract().example), timeout=5)
+        assert response.status_code == 200, response.text
+        return response.json()
+    finally:
+        engine.run("rm", "--force", name, check=False)
+
+
+def test_the_sklearn_runtime_image_serves_the_pipeline(
+    engine: Engine, image: str, image_context: Path
+) -> None:
+    """--build-arg RUNTIME=sklearn: the extra `sklearn` installed, model.joblib served (and
+    pinned), the same answer as the ONNX image's."""
+    sklearn_image = build_image(engine, image_context, "mlops-template:sklearn", "RUNTIME=sklearn")
+    code = "import sklearn, pandas, joblib; print('ok')"
+    assert engine.run("run", "--rm", "--network", "none", sklearn_image, "python3", "-c", code)
+    pin = engine.run(
+        "run", "--rm", "--network", "none", sklearn_image, "cat", "/etc/mlops-template/model.sha256"
+    )
+    assert pin.endswith("  models/model.joblib")
+    ours, theirs = _predict_in(engine, image), _predict_in(engine, sklearn_image)
+    assert ours["prediction"] == theirs["prediction"]
+    assert ours["model_version"] != theirs["model_version"]  # model.onnx vs model.joblib
+
+
+def test_an_uncompiled_model_fails_the_build_naming_the_runtime(
+    engine: Engine, image_context: Path, tmp_path: Path
+) -> None:
+    """A model trained with serve.runtime: sklearn leaves model.onnx empty: the default build
+    refuses it and says to build with RUNTIME=sklearn."""
+    context = tmp_path / "context"
+    (context / "data").mkdir(parents=True)
+    for name in ("pyproject.toml", "uv.lock", "README.md", "params.yaml", "Dockerfile"):
+        shutil.copy(image_context / name, context / name)
+    shutil.copy(image_context / ".dockerignore", context / ".dockerignore")
+    shutil.copytree(image_context / "src", context / "src")
+    shutil.copy(image_context / "data" / "contract.yaml", context / "data" / "contract.yaml")
+    shutil.copytree(image_context / "models", context / "models")
+    empty = context / "models" / "model.onnx"
+    empty.write_bytes(b"")
+    (context / "models" / "model.onnx.sha256").write_text(
+        f"{hashlib.sha256(b'').hexdigest()}  model.onnx\n"
+    )
+    with pytest.raises(AssertionError, match="RUNTIME=sklearn") as failure:
+        build_image(engine, context, "mlops-template:uncompiled")
+    assert "models/model.onnx is empty" in str(failure.value)
