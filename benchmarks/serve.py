@@ -16,15 +16,18 @@ Every server holds the same fitted model (fairness.py checks it before anything 
 The scikit-learn servers all load one copy of models/model.joblib with every `n_jobs` set to
 1, and run with OMP_NUM_THREADS=1: one thread, as onnxruntime runs in ours (and as ours sets
 n_jobs=1 on its sklearn runtime). A thread pool per single-row call is slower here; the old
-baselines paid for one (issue 13). Opt in to `shadow` to measure ours with a challenger scored in shadow (the
-served model again).
+baselines paid for one (issue 13). Opt in to `shadow` to measure ours with a challenger
+scored in shadow (the served model again).
 
 Each server answers the same record (the data contract's example; each in its own envelope)
 on 127.0.0.1. Its cold start is the median of `--cold-starts` starts (process start to the
 first good answer); all servers must give the same prediction. Then for 1 and 16
 connections wrk (1 thread) warms up for `--warmup` s and measures for `--duration` s; wrk's
 own summary (a Lua `done` hook: request count, every error class, latency percentiles in
-microseconds) is what is recorded. RSS is the server's process tree after the load.
+microseconds) is what is recorded. RSS is the server's process tree after the load; CPU is
+what the server's processes, wrk and everything else used while measured. The machine is
+shared: before each server and case the script waits until other processes use fewer than
+`--quiet-below` cores.
 
     make bench-serve                                 # 10 s per case, all default servers
     python benchmarks/serve.py --duration 3          # a quick check of the harness
@@ -134,6 +137,7 @@ class Case:
     warmup_errors: int = 0
     server_cpu: float = 0.0  # CPU cores the server's process tree used while measured
     client_cpu: float = 0.0  # ... and wrk
+    other_cpu: float = 0.0  # ... and everything else on the machine
 
 
 # ----------------------------------------------------------------------------- the requests
@@ -149,13 +153,14 @@ def project(params_path: Path = REPO / "params.yaml") -> tuple[Any, dict[str, An
 
 
 def v2_body(record: dict[str, Any], numeric: set[str]) -> dict[str, Any]:
-    """The record as an Open Inference Protocol request: one tensor per feature."""
+    """The record as an Open Inference Protocol request: one tensor per feature, as the
+    model's metadata gives them (FP32 or BYTES, shape [rows, 1])."""
     return {
         "inputs": [
             {
                 "name": name,
-                "shape": [1],
-                "datatype": "FP64" if name in numeric else "BYTES",
+                "shape": [1, 1],
+                "datatype": "FP32" if name in numeric else "BYTES",
                 "data": [value],
             }
             for name, value in record.items()
@@ -230,12 +235,12 @@ def servers(
             "v2",
             "ours, Open Inference Protocol",
             ours_cmd,
-            f"/v2/models/{params.contract.name}/infer",
+            f"/v2/models/{params.registry.model_name}/infer",
             v2_body(record, numeric),
             {},
             ours_model,
             _v2_answer,
-            (f"/v2/models/{params.registry.model_name}/infer", "/v2/models/model/infer"),
+            (f"/v2/models/{params.contract.name}/infer",),
         ),
         Server(
             "shadow",
@@ -386,6 +391,28 @@ def cpu_seconds(pid: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent not idle (/proc/stat), all cores together."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is in user
+
+
+def wait_quiet(below: float, patience: float = 600.0) -> float:
+    """Wait until the machine's other work uses less than `below` cores (over 1 s), at most
+    `patience` seconds; return the last reading. The servers and wrk share its 2 cores with
+    whatever else runs: a test suite in the background halves a result."""
+    deadline = time.monotonic() + patience
+    while True:
+        began = busy_cpu_seconds()
+        time.sleep(1.0)
+        busy = busy_cpu_seconds() - began
+        if below <= 0 or busy < below or time.monotonic() > deadline:
+            return busy
+        say(f"waiting: other processes use {busy:.2f} cores (--quiet-below {below})")
+        time.sleep(4.0)
 
 
 def client_cpu_seconds() -> float:
@@ -648,6 +675,11 @@ def markdown(report: dict[str, Any]) -> str:
         " CPU: cores the server's processes used while measured (wrk, on the same machine:"
         f" {min(c.client_cpu for c in cases):.2f}-{max(c.client_cpu for c in cases):.2f}).",
     ]
+    lines[-1] += (
+        " Everything else on the machine (this script, other processes) used"
+        f" {min(c.other_cpu for c in cases):.2f}-{max(c.other_cpu for c in cases):.2f} cores"
+        " while measured."
+    )
     lines += ["", *fairness_lines(report)]
     floors_ = report.get("floors", {})
     if floors_:
@@ -758,8 +790,8 @@ def bench_server(
     server: Server, args: argparse.Namespace, workdir: Path, progress: Progress, prefix: str
 ) -> tuple[dict[str, Any], list[Case]]:
     """Cold starts, then each concurrency (warm-up, measure) on the last start, then its RSS."""
-    load = Path("/proc/loadavg").read_text().split()[0]
-    say(f"{prefix} {server.name}: {args.cold_starts} cold start(s) (load average {load})")
+    idle = wait_quiet(args.quiet_below)
+    say(f"{prefix} {server.name}: {args.cold_starts} cold start(s) (others use {idle:.2f} cores)")
     script = wrk_script(server.body, workdir / f"{server.key}.lua")
     log = workdir / f"{server.key}.log"
     colds: list[float] = []
@@ -778,13 +810,20 @@ def bench_server(
     try:
         for connections in CONCURRENCY:
             progress.step += 1
+            wait_quiet(args.quiet_below)
             progress.say(server, connections, f"warm-up {args.warmup} s")
             warm = case(server, run_wrk(url, connections, args.warmup, script), connections)
             progress.say(server, connections, f"measuring {args.duration} s")
-            server_before, client_before = cpu_seconds(process.pid), client_cpu_seconds()
+            before = cpu_seconds(process.pid), client_cpu_seconds(), busy_cpu_seconds()
             result = case(server, run_wrk(url, connections, args.duration, script), connections)
-            result.server_cpu = (cpu_seconds(process.pid) - server_before) / result.duration_s
-            result.client_cpu = (client_cpu_seconds() - client_before) / result.duration_s
+            used = (
+                cpu_seconds(process.pid) - before[0],
+                client_cpu_seconds() - before[1],
+                busy_cpu_seconds() - before[2],
+            )
+            result.server_cpu = used[0] / result.duration_s
+            result.client_cpu = used[1] / result.duration_s
+            result.other_cpu = max(0.0, used[2] - used[0] - used[1]) / result.duration_s
             result.warmup_errors = warm.errors
             cases.append(result)
             progress.say(
@@ -792,7 +831,8 @@ def bench_server(
                 connections,
                 f"{result.rps:,.0f} req/s  p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms"
                 f"  errors {result.errors} {result.error_detail or ''}"
-                f"  CPU: server {result.server_cpu:.2f}, wrk {result.client_cpu:.2f} cores",
+                f"  CPU: server {result.server_cpu:.2f}, wrk {result.client_cpu:.2f},"
+                f" other {result.other_cpu:.2f} cores",
             )
         rss = rss_mb(process.pid)
     finally:
@@ -805,7 +845,6 @@ def bench_server(
         "cold_starts_s": colds,
         "rss_mb": rss,
         "answer": prediction,
-        "load_average_before": float(load),
     }
     return info, cases
 
@@ -822,6 +861,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "cold_starts": args.cold_starts,
+        "quiet_below": args.quiet_below,
         "record": record,
         "machine": machine(),
         "servers": {},
@@ -875,6 +915,13 @@ def main() -> None:
         default="",
         help=f"comma-separated, of: {', '.join(ALL_SERVERS)}"
         f" (default: {', '.join(DEFAULT_SERVERS)})",
+    )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.3,
+        help="before each server and case, wait (up to 10 min) until other processes use"
+        " fewer cores than this (0: do not wait)",
     )
     parser.add_argument("--json", type=Path, default=OUT / "serve.json", help="the results")
     parser.add_argument("--out", type=Path, default=OUT / "serve.md", help="the Markdown table")
