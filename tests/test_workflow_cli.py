@@ -352,3 +352,52 @@ def test_cml_is_pinned_and_never_installed_without_its_lockfile() -> None:
         )
         assert result.returncode != 0
         assert "package-lock.json is not committed" in result.stderr
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "sklearn"])
+def test_push_image_tags_the_version_the_service_answers_with(tmp_path: Path, runtime: str) -> None:
+    """`model-<12 hex>` is the served file's sha256 (model_version in every answer): the ONNX
+    model's, or the scikit-learn model's when serve.runtime sklearn left model.onnx empty."""
+    onnx_sha = hashlib.sha256(b"" if runtime == "sklearn" else b"onnx").hexdigest()
+    joblib_sha = hashlib.sha256(b"joblib").hexdigest()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.onnx.sha256").write_text(f"{onnx_sha}  model.onnx\n")
+    (tmp_path / "models" / "model.joblib.sha256").write_text(f"{joblib_sha}  model.joblib\n")
+    (tmp_path / "image.tar").write_bytes(b"image")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+        cwd=tmp_path,
+        check=True,
+    )
+    docker = tmp_path / "docker"
+    docker.write_text(
+        "#!/bin/sh\n"
+        'echo "$@" >> calls\n'
+        'case "$1" in load) echo "Loaded image: local:x";;'
+        ' push) echo "x: digest: sha256:' + "d" * 64 + ' size: 1";; esac\n'
+    )
+    docker.chmod(0o755)
+    result = subprocess.run(
+        [REPO_ROOT / ".ci" / "push-image", "image.tar", "registry.example/x"],
+        cwd=tmp_path,
+        env={**os.environ, "DOCKER": str(docker), "IMAGE_SHA256": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    served = joblib_sha if runtime == "sklearn" else onnx_sha
+    assert f"model-{served[:12]}, champion" in result.stdout
+    assert f"tag local:x registry.example/x:model-{served[:12]}" in (tmp_path / "calls").read_text()
