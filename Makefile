@@ -32,6 +32,9 @@ DOCKER ?= docker
 IMAGE ?= mlops-template:local
 IMAGE_TAR ?= image.tar
 BUILD_ARGS ?=
+# The image serves what params.yaml's serve.runtime says: onnx (models/model.onnx, no
+# scikit-learn in the image) or sklearn (models/model.joblib, the extra `sklearn`).
+SERVE_RUNTIME ?= $(shell awk '/^serve:/ {s = 1; next} /^[^ #]/ {s = 0} s && $$1 == "runtime:" {print $$2; exit}' params.yaml)
 SMOKE_PORT ?= 8000
 CML_VERSION ?= 0.20.6
 # Trivy, checksum-pinned (sha256 of trivy_$(TRIVY_VERSION)_Linux-64bit.tar.gz, the release's
@@ -126,7 +129,7 @@ check-lock: install ## Fail unless dvc.lock matches this commit's code, params a
 
 image: install ## Build the serving image IMAGE (needs models/ from `make run` or `make pull`)
 	$(RUN) mlops model-card --out models/model_card.md
-	DOCKER_BUILDKIT=1 $(DOCKER) build $(BUILD_ARGS) -t "$(IMAGE)" .
+	DOCKER_BUILDKIT=1 $(DOCKER) build --build-arg RUNTIME=$(or $(SERVE_RUNTIME),onnx) $(BUILD_ARGS) -t "$(IMAGE)" .
 
 smoke: ## Run IMAGE and check ready, predict, metrics and a non-root user
 	DOCKER="$(DOCKER)" .ci/smoke-test "$(IMAGE)" "$(SMOKE_PORT)"
