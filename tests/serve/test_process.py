@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.serve.conftest import GENTOO, service_params_file
 from tests.slow.conftest import free_port
@@ -66,12 +67,18 @@ def test_tampered_model_refuses_to_start(tmp_path: Path, model_path: Path) -> No
 @pytest.mark.slow
 def test_sigterm_drains_then_exits(tmp_path: Path, model_path: Path) -> None:
     params, port = service_params_file(tmp_path, model_path, drain_seconds=1.5)
+    raw = yaml.safe_load(params.read_text())
+    raw["registry"]["model_name"] = "penguin-species"
+    params.write_text(yaml.safe_dump(raw))
     url = f"http://127.0.0.1:{port}"
     process = _serve(params)
     try:
         _wait_ready(url, process)
         with httpx.Client(base_url=url, timeout=5) as client:
             assert client.post("/predict", json=GENTOO).status_code == 200
+            # The Open Inference Protocol names the model as the registry does.
+            assert client.get("/v2/models/penguin-species").json()["name"] == "penguin-species"
+            assert client.get("/v2/models/mlops-template").status_code == 404
             process.send_signal(signal.SIGTERM)
             time.sleep(0.2)
             ready = client.get("/health/ready")

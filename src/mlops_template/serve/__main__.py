@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         reference=_reference(params.paths.reference),
         api_key=os.environ.get("MLOPS_API_KEY") or None,
+        model_name=params.registry.model_name,  # the Open Inference Protocol's /v2/models/{name}
     )
     graceful = int(settings.request_timeout_seconds) + 1
     config = uvicorn.Config(

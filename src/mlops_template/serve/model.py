@@ -361,7 +361,10 @@ class ServedModel:
         """One row of `score`: the prediction and, for a classifier, each class's probability."""
         if not self.is_classifier:
             return _number(row), None
-        probabilities = {name: _number(p) for name, p in zip(self.classes, row, strict=True)}
+        # float32 arithmetic can give 1.0000001; a probability is never shown outside [0, 1].
+        probabilities = {
+            name: min(1.0, max(0.0, _number(p))) for name, p in zip(self.classes, row, strict=True)
+        }
         chosen = decide(row, self.classes, self.positive, self.threshold)
         return self.classes[chosen], probabilities
 
