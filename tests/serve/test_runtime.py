@@ -164,3 +164,20 @@ def test_the_runtime_override_must_be_known(tmp_path: Path, penguin_task: TaskMo
     result = _serve(params, MLOPS_SERVE_RUNTIME="sklearn")
     assert result.returncode == 1
     assert "model.joblib.sha256: missing" in result.stderr
+
+
+def test_the_objects_made_at_start_are_out_of_the_collectors_sight() -> None:
+    """A full collection walking every import's objects was the slowest answers' delay."""
+    import gc
+
+    from mlops_template.serve.__main__ import GC_YOUNG_THRESHOLD, settle_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > 10_000  # FastAPI, pydantic, the app: frozen
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+        assert gc.isenabled()  # cycles made later are still collected
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
