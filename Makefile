@@ -195,7 +195,7 @@ scan-image: ## Scan IMAGE_TAR with Trivy (fresh DB cache; fails on fixable HIGH/
 bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M rows
 	$(RUN) python benchmarks/pipeline.py
 
-bench-serve: install ## Our service vs the seed Flask app, gunicorn and mlflow serve (needs wrk)
+bench-serve: install ## Our service (ONNX) vs the seed Flask app, gunicorn and mlflow serve (same model, one thread each) and a FastAPI ceiling (needs wrk)
 	$(RUN) python benchmarks/serve.py
 
 fetch-monitoring: install ## Mirror prediction logs and feedback from MONITORING_URI (monitoring.fetched)
