@@ -61,7 +61,7 @@ MLFLOW_UI_PORT ?= 5000
 # passwordless sudo, keeping the environment; PATH explicitly, since sudo resets it.
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH")
 
-.PHONY: help install run diff plots init-schema traffic mlflow-ui serve test test-fast ci lint lint-workflows lint-container check-lock \
+.PHONY: help install run diff plots init-schema traffic mlflow-ui serve test test-fast ci lint lint-workflows lint-container lint-k8s k8s-config check-lock \
 	image smoke save-image push-image register promote rollback release-registry \
 	bench-pipeline bench-serve report pull publish \
 	install-cml post-report collect-outputs publish-outputs retrain-outputs install-trivy scan-image \
@@ -122,6 +122,15 @@ lint-workflows: install ## zizmor (regular, pedantic, auditor), actionlint, chec
 
 lint-container: install ## hadolint and checkov on the Dockerfile
 	UV="$(UV)" .ci/lint-container
+
+lint-k8s: install ## Render each deploy/k8s overlay: kubernetes-validate --strict and checkov (zero findings)
+	UV="$(UV)" .ci/lint-k8s
+
+k8s-config: ## Copy params.yaml's serve section to deploy/k8s/base/serve.yaml (the pods' ConfigMap)
+	@{ echo "# params.yaml's serve section, copied by \`make k8s-config\`: edit params.yaml, then run it"; \
+	  echo "# (tests/deploy/test_k8s.py fails while they differ). The pods' ConfigMap: base/kustomization.yaml."; \
+	  awk '/^serve:/ {s = 1} /^[^ #]/ && !/^serve:/ {s = 0} s && NF' params.yaml; } > deploy/k8s/base/serve.yaml
+	@echo "k8s-config: deploy/k8s/base/serve.yaml"
 
 check-lock: install ## Fail unless dvc.lock matches this commit's code, params and outputs
 	$(RUN) mlops preflight
