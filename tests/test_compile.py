@@ -5,6 +5,9 @@ cannot be compiled, fails the train stage with the rows or the reason named."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,3 +189,35 @@ def test_the_sklearn_runtime_compiles_nothing_and_says_so(
         "tolerance": 0.0,
     }
     assert params.paths.model.stat().st_size > 0
+
+
+def test_the_same_pipeline_compiles_to_the_same_bytes_whatever_the_hash_seed(
+    prepared: Callable[..., Params], workdir: Path
+) -> None:
+    """dvc.lock records the compiled model's hash: a fresh run must reproduce it."""
+    params = prepared("multiclass")
+    model = train.fit(io.read_parquet(params.paths.train), params)
+    saved = workdir / "model.joblib"
+    io.write_bytes(saved, train.serialize(model))
+    code = "\n".join(
+        [
+            "import hashlib, joblib",
+            "from pathlib import Path",
+            "from mlops_template.compile import to_onnx",
+            "from mlops_template.schema import load_contract",
+            f"model = joblib.load({str(saved)!r})",
+            f"contract = load_contract(Path({str(DEFAULT_CONTRACT)!r}))",
+            "print(hashlib.sha256(to_onnx(model, contract, '0' * 64)).hexdigest())",
+        ]
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("1", "2", "3", "4", "5", "6")
+    }
+    assert len(digests) == 1

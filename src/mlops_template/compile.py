@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_template.errors import PipelineError
+from mlops_template.metric_facts import FLOAT32_SLACK, decide
 from mlops_template.schema import MISSING_CATEGORY, Contract
 
 WORST_ROWS = 5  # rows named when the compiled model disagrees
@@ -127,6 +128,13 @@ def to_onnx(pipeline: Any, contract: Contract, source_sha256: str) -> bytes:
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+    # skl2onnx lists the operator sets in the order of a Python set, which changes with the
+    # interpreter's hash seed: sorted, the same pipeline compiles to the same bytes (dvc.lock).
+    imports = sorted((entry.domain, entry.version) for entry in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in imports:
+        entry = model.opset_import.add()
+        entry.domain, entry.version = domain, version
     return model.SerializeToString()
 
 
@@ -139,10 +147,34 @@ def _session(blob: bytes) -> Any:
     return onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
 
 
+def _clear(
+    scores: np.ndarray,
+    classes: list[str],
+    positive: str | None,
+    threshold: float,
+    tolerance: float,
+) -> np.ndarray:
+    """Rows whose decision is not a tie within the tolerance: the positive class's probability
+    away from the threshold (binary), or the two likeliest classes apart (multiclass). A tie
+    may go either way (a 20-tree forest gives many exact 0.5s); only a clear decision must
+    agree."""
+    if positive is not None and len(classes) == 2:
+        return np.abs(scores[:, classes.index(positive)] - threshold) > tolerance
+    top_two = np.sort(scores, axis=1)[:, -2:] if scores.shape[1] > 1 else scores
+    return (top_two[:, -1] - top_two[:, 0]) > tolerance
+
+
 def check_parity(
-    pipeline: Any, blob: bytes, frame: pd.DataFrame, contract: Contract, tolerance: float
+    pipeline: Any,
+    blob: bytes,
+    frame: pd.DataFrame,
+    contract: Contract,
+    tolerance: float,
+    threshold: float = 0.5,
 ) -> Parity:
-    """Score `frame` with both models; raise naming the worst rows unless they agree."""
+    """Score `frame` with both models; raise naming the worst rows unless they agree: on the
+    probabilities (or predictions), and on the decisions the service makes from them
+    (metric_facts.decide, with a binary contract's `threshold`)."""
     features = model_input(frame, contract)
     session = _session(blob)
     inputs = [entry.name for entry in session.get_inputs()]
@@ -151,14 +183,14 @@ def check_parity(
         expected = np.asarray(pipeline.predict_proba(features), dtype=float)
         got = np.asarray(outputs[1], dtype=float)
         classes = [str(name) for name in pipeline.classes_]
-        labels_expected = np.asarray(classes)[expected.argmax(axis=1)]
-        labels_got = np.asarray(classes)[got.argmax(axis=1)]
+        positive = contract.positive if contract.task == "binary" else None
+        decided = decide(expected, classes, positive, threshold)
+        labels_expected = np.asarray(classes)[decided]
+        labels_got = np.asarray(classes)[decide(got, classes, positive, threshold, FLOAT32_SLACK)]
         diff = np.abs(got - expected).max(axis=1)
-        # A row whose two likeliest classes are tied within the tolerance may go either way
-        # (a forest of 20 trees gives many exact 0.5s); only a clear winner must agree.
-        top_two = np.sort(expected, axis=1)[:, -2:] if expected.shape[1] > 1 else expected
-        clear = (top_two[:, -1] - top_two[:, 0]) > tolerance
-        wrong = (labels_got != labels_expected) & clear
+        wrong = (labels_got != labels_expected) & _clear(
+            expected, classes, positive, threshold, tolerance
+        )
     else:
         expected = np.asarray(pipeline.predict(features), dtype=float).ravel()
         got = np.asarray(outputs[0], dtype=float).ravel()

@@ -81,20 +81,30 @@ def baseline_verdict(metrics: dict[str, Any], primary: str, task: str) -> str:
     return f"beats its baseline: {shown}"
 
 
+# A compiled (ONNX) model computes in float32: a forest's exact 0.5 comes back as 0.49999994.
+# Its probabilities reach the threshold within this much (float32 carries ~7 digits).
+FLOAT32_SLACK = 1e-6
+
+
 def decide(
-    proba: Any, classes: list[str] | tuple[str, ...], positive: str | None, threshold: float
+    proba: Any,
+    classes: list[str] | tuple[str, ...],
+    positive: str | None,
+    threshold: float,
+    slack: float = 0.0,
 ) -> Any:
     """The decision rule, shared by the evaluate stage and the service: the index of the
     chosen class in `classes`, for one row of class probabilities (an int) or for a matrix of
     rows (an array of ints). With two classes and a `positive` one, the positive class
     whenever its probability reaches `threshold`, the other class otherwise; else (multiclass,
-    or no positive class named) the most probable class."""
+    or no positive class named) the most probable class. `slack`: how far below the threshold
+    a probability may be and still reach it (FLOAT32_SLACK for a compiled model's scores)."""
     import numpy as np  # here, not at the top: this module is imported by light-weight code
 
     scores = np.asarray(proba, dtype=float)
     if positive is not None and len(classes) == 2:
         chosen = list(classes).index(positive)
-        picked = np.where(scores[..., chosen] >= threshold, chosen, 1 - chosen)
+        picked = np.where(scores[..., chosen] >= threshold - slack, chosen, 1 - chosen)
     else:
         picked = scores.argmax(axis=-1)
     return int(picked) if scores.ndim == 1 else picked.astype(int)

@@ -124,6 +124,7 @@ class FakeModel:
 
     classes = PENGUIN_CLASSES
     version = "fake00000000"
+    runtime = "sklearn"  # scores in float64: decisions without the float32 slack
     is_classifier = True
     positive: str | None = None
     threshold = 0.5

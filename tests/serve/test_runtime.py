@@ -181,3 +181,79 @@ def test_the_objects_made_at_start_are_out_of_the_collectors_sight() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_binary_decisions_at_the_threshold_are_scikit_learns(
+    binary_task: TaskModel, make_client: Client
+) -> None:
+    """A 20-tree forest gives many exact 0.5s, which float32 returns as 0.49999994: the served
+    decision must still be the one the evaluate stage scored (positive at >= threshold)."""
+    from mlops_template.metric_facts import decide
+
+    served = ServedModel.load(binary_task.onnx_path, contract=binary_task.contract)
+    reference = ServedModel.load(binary_task.model_path, contract=binary_task.contract)
+    records = [binary_task.record(index) for index in range(len(binary_task.frame))]
+    probabilities = reference.score(records)
+    positive = binary_task.contract.positive
+    expected = [
+        reference.classes[i] for i in decide(probabilities, reference.classes, positive, 0.5)
+    ]
+    assert [served.decode(row)[0] for row in served.score(records)] == expected
+    # An exact 0.5 as onnxruntime returns it (float32): still the positive class.
+    tie = np.zeros(2, dtype=np.float32)
+    tie[served.classes.index(positive)] = np.float32(0.5) - np.float32(6e-8)
+    tie[1 - served.classes.index(positive)] = np.float32(0.5) + np.float32(6e-8)
+    assert tie[served.classes.index(positive)] < 0.5
+    assert served.decode(tie)[0] == positive
+
+
+def test_numbers_beyond_float32_are_refused_and_an_infinite_answer_is_a_4xx(
+    tmp_path: Path, make_client: Client
+) -> None:
+    """A feature without a maximum, a linear model: 1e39 cannot reach a float32 model (422),
+    and 3e38 times the slope is beyond float32 (422 on /predict, 400 on /v2), never a 500."""
+    import pandas as pd
+    import yaml
+
+    from mlops_template.config import parse_params
+    from mlops_template.stages.train import fit
+    from tests.conftest import repo_params_dict, small_contract
+    from tests.serve.tasks import save_model, save_onnx
+
+    raw_contract = small_contract("regression")
+    del raw_contract["features"][0]["maximum"]
+    contract_path = tmp_path / "contract.yaml"
+    contract_path.write_text(yaml.safe_dump(raw_contract))
+    raw = repo_params_dict()
+    raw["data"] = {"source": "unused.csv", "contract": str(contract_path)}
+    raw["model"] = {"kind": "ridge"}
+    raw["evaluate"] = {**raw["evaluate"], "primary_metric": "auto"}
+    params = parse_params(raw)
+    x = np.linspace(0, 10, 60)
+    frame = pd.DataFrame({"x": x, "colour": ["blue", "red"] * 30, "y": 1000 * x})
+    pipeline = fit(frame, params)
+    model_path = save_model(pipeline, tmp_path / "ridge.joblib")
+    task = TaskModel(
+        params.contract,
+        contract_path,
+        model_path,
+        frame,
+        save_onnx(pipeline, params.contract, model_path),
+    )
+    client = make_client(task=task)
+    wait_ready(client)
+
+    assert client.post("/predict", json={"x": 1e39, "colour": "red"}).status_code == 422
+    answer = client.post("/predict", json={"x": 3e38, "colour": "red"})
+    assert answer.status_code == 422
+    assert "not a finite number" in answer.json()["detail"][0]["msg"]
+    infer = {
+        "inputs": [
+            {"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [3e38]},
+            {"name": "colour", "shape": [1, 1], "datatype": "BYTES", "data": ["red"]},
+        ]
+    }
+    v2 = client.post("/v2/models/mlops-template/infer", json=infer)
+    assert v2.status_code == 400
+    assert "not a finite number" in v2.json()["error"]
+    assert client.post("/predict", json={"x": 3.0, "colour": "red"}).json()["prediction"] > 2900

@@ -37,7 +37,7 @@ import numpy as np
 
 from mlops_template import io
 from mlops_template.errors import PipelineError
-from mlops_template.metric_facts import decide
+from mlops_template.metric_facts import FLOAT32_SLACK, decide
 from mlops_template.schema import MISSING_CATEGORY, Contract
 
 if TYPE_CHECKING:
@@ -365,7 +365,8 @@ class ServedModel:
         probabilities = {
             name: min(1.0, max(0.0, _number(p))) for name, p in zip(self.classes, row, strict=True)
         }
-        chosen = decide(row, self.classes, self.positive, self.threshold)
+        slack = FLOAT32_SLACK if self.runtime == "onnx" else 0.0
+        chosen = decide(row, self.classes, self.positive, self.threshold, slack)
         return self.classes[chosen], probabilities
 
 

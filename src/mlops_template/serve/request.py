@@ -36,12 +36,16 @@ EXAMPLE_VERSION = "3f1c0a9e2b7d"
 EXAMPLE_ID = "9b2f4c1e0d8a4f6b8c3e2a1d0f9e8d7c"
 
 
+# The largest float32: a compiled model reads numbers as float32, so a larger one would reach
+# it as infinity. Every numeric field is bounded by it, whatever the contract's range.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _field(spec: ColumnSpec) -> tuple[Any, Any]:
     if spec.kind == "numeric":
-        annotation: Any = Annotated[
-            float,
-            Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False),
-        ]
+        low = -FLOAT32_MAX if spec.minimum is None else max(spec.minimum, -FLOAT32_MAX)
+        high = FLOAT32_MAX if spec.maximum is None else min(spec.maximum, FLOAT32_MAX)
+        annotation: Any = Annotated[float, Field(ge=low, le=high, allow_inf_nan=False)]
     else:
         categories = spec.categories
 

@@ -31,7 +31,7 @@ from mlops_template.serve.request import (
     features_model,
     prediction_model,
 )
-from mlops_template.serve.service import NotReadyError, Service
+from mlops_template.serve.service import NotReadyError, Service, UnscorableError
 
 NOT_READY = {503: {"description": "Not ready, overloaded or timed out"}}
 
@@ -126,6 +126,14 @@ def _add_error_handlers(api: FastAPI, settings: ServeSettings) -> None:
             }
             return JSONResponse({"detail": [problem]}, status_code=422)
         return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
+
+    @api.exception_handler(UnscorableError)
+    async def unscorable(request: Request, error: UnscorableError) -> JSONResponse:
+        """A record the model cannot give a finite answer for: the record's fault, a 4xx."""
+        if request.url.path.startswith("/v2"):
+            return JSONResponse({"error": str(error)}, status_code=400)
+        problem = {"loc": ["body"], "msg": str(error), "type": "unscorable"}
+        return JSONResponse({"detail": [problem]}, status_code=422)
 
     @api.exception_handler(NotReadyError)
     async def not_ready(request: Request, error: NotReadyError) -> JSONResponse:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 from prometheus_client import generate_latest
 
 from mlops_template.config import ServeSettings
@@ -66,6 +67,17 @@ class NotReadyError(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class UnscorableError(Exception):
+    """The model's answer for a record is not a finite number (inputs at the edge of what it
+    computes in): the client's record, answered 422 (400 under /v2), never a 500."""
+
+
+def _unscorable(scores: Any, rows: int) -> list[int]:
+    """The records whose scores are not all finite."""
+    values = np.asarray(scores, dtype=float).reshape(rows, -1)
+    return np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist()
 
 
 class Service:
@@ -178,6 +190,11 @@ class Service:
         if model is None:
             raise NotReadyError(self.state.not_ready_reason() or "loading the model")
         scores = await self.batcher.score(records)
+        if bad := _unscorable(scores, len(records)):
+            raise UnscorableError(
+                f"the model's answer for record {bad[0]} is not a finite number ({len(bad)}"
+                " record(s) in all): its values are too extreme for the model"
+            )
         return self._answers(records, scores, model)
 
     def _answers(self, records: list[Record], scores: Any, model: ServedModel) -> list[Answer]:

@@ -139,7 +139,8 @@ def compile_served(model: Pipeline, sha256: str, params: Params) -> tuple[bytes,
         return b"", Parity(runtime="sklearn", compiled=False)
     blob = to_onnx(model, params.contract, sha256)
     test = io.read_parquet(params.paths.test)
-    return blob, check_parity(model, blob, test, params.contract, params.serve.parity_tolerance)
+    tolerance, threshold = params.serve.parity_tolerance, params.evaluate.threshold
+    return blob, check_parity(model, blob, test, params.contract, tolerance, threshold)
 
 
 def run(params: Params) -> Pipeline:
