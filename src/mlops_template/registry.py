@@ -195,7 +195,10 @@ def register(params: Params) -> tuple[str, bool]:
         mlflow.set_tags({tracking.MODEL_SHA_TAG: tags[tracking.MODEL_SHA_TAG]})
         logged = tracking.log_model(model, example)
         if compiled is not None:
-            tracking.log_onnx_model(compiled, tags[tracking.MODEL_SHA_TAG])
+            onnx = tracking.log_onnx_model(compiled, tags[tracking.MODEL_SHA_TAG])
+            # The version is the scikit-learn model (what evaluate scored); the image serves
+            # its compilation, logged in the same run and named here: one version, both.
+            tags = {**tags, tracking.ONNX_URI_TAG: onnx.model_uri}
     version = mlflow.register_model(logged.model_uri, name, tags=tags).version
     client.update_model_version(name, version, description=model_card(params, tags, previous))
     return str(version), True

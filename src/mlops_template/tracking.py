@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MODEL_SHA_TAG = "model_sha256"
 ONNX_SHA_TAG = "onnx_sha256"  # the compiled model the image serves (compile.py)
+ONNX_URI_TAG = "onnx_model_uri"  # where the registry's run logged it (mlflow.onnx.load_model)
 # MLflow stores sklearn models with skops, which refuses types it cannot vouch for. These are
 # the ones our three estimator kinds need (found with skops.io.get_untrusted_types); a model
 # that needs anything else fails to log rather than silently trusting it.
@@ -129,7 +130,8 @@ def log_model(model: Pipeline, example: pd.DataFrame) -> Any:
 
 def log_onnx_model(blob: bytes, source_sha256: str) -> Any:
     """Log the compiled model (MLflow's onnx flavor) beside the scikit-learn one, in the same
-    run: one registered version, both artefacts, one lineage."""
+    run. The registered version points at the scikit-learn model; its `onnx_model_uri` tag
+    (registry.register) at this one."""
     import mlflow
     import onnx
     import onnxruntime

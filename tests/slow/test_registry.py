@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import mlflow.onnx
 import pandas as pd
 import pytest
 import yaml
@@ -140,6 +141,16 @@ def test_register_promote_refuse_rollback(
     assert champion.tags["git_commit"] == sh(project, "git", "rev-parse", "HEAD").stdout.strip()
     assert json.loads(champion.tags["metrics"]) == io.read_json(project / "reports/metrics.json")
     assert len(champion.tags["params_sha256"]) == 64
+    # The compiled model the image serves is in the same run, named by the version.
+    served = (project / "models/model.onnx").read_bytes()
+    assert champion.tags["onnx_sha256"] == io.sha256_bytes(served)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(mlflow_server)
+    try:
+        logged = mlflow.onnx.load_model(champion.tags["onnx_model_uri"])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert logged.SerializeToString() == served
     assert champion.description.startswith("# Model card: mlops-template")
     assert "## Compared with the previous champion" in champion.description
 
