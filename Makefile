@@ -65,7 +65,7 @@ AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH
 	image smoke save-image push-image register promote rollback release-registry \
 	bench-pipeline bench-serve report pull publish \
 	install-cml post-report collect-outputs publish-outputs retrain-outputs install-trivy scan-image \
-	fetch-monitoring drift retrain retrain-pr schedule-note clean
+	fetch-monitoring drift retrain retrain-pr deploy-bump deploy-pr release-record schedule-note clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -225,6 +225,22 @@ retrain: install ## Re-read the data source (forced ingest), then re-run what ch
 
 retrain-pr: install ## Commit the retrained outputs (INCOMING, if set) to a new branch and open a pull request
 	$(RUN) mlops open-pr $(if $(INCOMING),--incoming "$(INCOMING)") --report "$(REPORT_DIR)/report.md"
+
+# The GitOps deploy (see .github/workflows/deploy.yml): ENV, IMAGE, DIGEST and MODEL_VERSION
+# (or RELEASE, release.yml's record) arrive from workflow inputs: the recipes pass them to
+# `mlops` from the environment ("$$NAME"), never through make, and `mlops` checks their shape.
+deploy-bump: install ## Set overlay ENV's image (IMAGE, DIGEST) and MODEL_VERSION in deploy/k8s/overlays
+	$(RUN) mlops deploy-bump --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
+		--model-version "$${MODEL_VERSION:-}"
+
+deploy-pr: install ## deploy-bump on branch deploy/ENV, push it, open or update its pull request
+	@if [ -n "$${RELEASE:-}" ]; then set -x; $(RUN) mlops deploy-pr --env "$${ENV:-}" --release "$$RELEASE"; \
+	else set -x; $(RUN) mlops deploy-pr --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
+		--model-version "$${MODEL_VERSION:-}"; fi
+
+release-record: install ## In release.yml: write release/release.json (IMAGE, DIGEST, MODEL_VERSION pushed, or none)
+	$(RUN) mlops release-record --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
+		--model-version "$${MODEL_VERSION:-}"
 
 schedule-note: ## In retrain.yml: on a run started by hand, note in the job summary how to re-enable the schedule
 	.ci/schedule-note

@@ -156,6 +156,12 @@ class FakeGitHub:
                     == query["head"]
                 ]
             return (200, *self._page(path, query, listed))
+        if method == "PATCH" and (found := re.fullmatch(r"pulls/(\d+)", rest)):
+            pr = self.pulls.get(int(found.group(1)))
+            if pr is None:
+                return 404, {"message": "Not Found"}, ""
+            pr.update({key: body[key] for key in ("title", "body") if key in body})
+            return 200, pr, ""
         if method == "POST" and rest == "pulls":
             number = self.created_number
             html_url = f"https://github.com/{self.repository}/pull/{number}"

@@ -392,7 +392,12 @@ def test_push_image_tags_the_version_the_service_answers_with(tmp_path: Path, ru
     result = subprocess.run(
         [REPO_ROOT / ".ci" / "push-image", "image.tar", "registry.example/x"],
         cwd=tmp_path,
-        env={**os.environ, "DOCKER": str(docker), "IMAGE_SHA256": ""},
+        env={
+            **os.environ,
+            "DOCKER": str(docker),
+            "IMAGE_SHA256": "",
+            "GITHUB_OUTPUT": str(tmp_path / "output"),
+        },
         capture_output=True,
         text=True,
         check=False,
@@ -401,3 +406,7 @@ def test_push_image_tags_the_version_the_service_answers_with(tmp_path: Path, ru
     served = joblib_sha if runtime == "sklearn" else onnx_sha
     assert f"model-{served[:12]}, champion" in result.stdout
     assert f"tag local:x registry.example/x:model-{served[:12]}" in (tmp_path / "calls").read_text()
+    # release.yml's record for deploy.yml (make release-record) reads these three.
+    assert (tmp_path / "output").read_text() == (
+        f"image=registry.example/x\ndigest=sha256:{'d' * 64}\nmodel_version={served[:12]}\n"
+    )
