@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from mlops_template.errors import PipelineError
+from mlops_template.github import dig
 
 ENVIRONMENTS = ("staging", "production")
 OVERLAYS = Path("deploy/k8s/overlays")
@@ -233,25 +234,17 @@ def pr_body(result: Bump, run_url: str, paths: list[str]) -> str:
     )
 
 
-def _dig(item: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(item, dict):
-            return None
-        item = item.get(key)
-    return item
-
-
 def find_open_deploy_pr(gh: Any, branch: str, base: str = "main") -> int | None:
     """The open pull request from `branch` of this very repository into `base`, or None."""
     owner = gh.repository.split("/", 1)[0]
     head = urllib.parse.quote(f"{owner}:{branch}", safe="")
     for pr in gh.paginate(gh.repo_path(f"pulls?state=open&head={head}&per_page=100")):
         if (
-            _dig(pr, "head", "repo", "full_name") == gh.repository
-            and _dig(pr, "head", "ref") == branch
-            and _dig(pr, "base", "ref") == base
+            dig(pr, "head", "repo", "full_name") == gh.repository
+            and dig(pr, "head", "ref") == branch
+            and dig(pr, "base", "ref") == base
         ):
-            return int(_dig(pr, "number"))
+            return int(dig(pr, "number"))
     return None
 
 
@@ -264,9 +257,9 @@ def open_or_update_pr(
     if number is not None:
         answer = gh.request("PATCH", gh.repo_path(f"pulls/{number}"),
                             {"title": title, "body": body})  # fmt: skip
-        return "updated", number, str(_dig(answer, "html_url") or "")
+        return "updated", number, str(dig(answer, "html_url") or "")
     answer = gh.request(
         "POST", gh.repo_path("pulls"),
         {"title": title, "head": branch, "base": base, "body": body}, expect=(201,),
     )  # fmt: skip
-    return "created", int(_dig(answer, "number")), str(_dig(answer, "html_url") or "")
+    return "created", int(dig(answer, "number")), str(dig(answer, "html_url") or "")

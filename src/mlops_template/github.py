@@ -153,7 +153,8 @@ class GitHub:
             raise GitHubError(f"GET {path}: more than {MAX_PAGES} pages")
 
 
-def _dig(item: Any, *keys: str) -> Any:
+def dig(item: Any, *keys: str) -> Any:
+    """`item[k1][k2]...` of a JSON answer, or None where a level is missing or not an object."""
     for key in keys:
         if not isinstance(item, dict):
             return None
@@ -191,22 +192,22 @@ def verify_report_target(gh: GitHub, run_id: int, claimed: int) -> ReportTarget:
     and checked. Only the head repository's owner can have PRs that match, so an artifact that
     names anyone else's pull request fails here."""
     run = gh.request("GET", gh.repo_path(f"actions/runs/{run_id}"))
-    if _dig(run, "event") != "pull_request":
+    if dig(run, "event") != "pull_request":
         raise GitHubError(f"run {run_id} was not started by a pull request")
-    head_sha = str(_dig(run, "head_sha") or "")
-    head_repo = str(_dig(run, "head_repository", "full_name") or "")
-    head_branch = str(_dig(run, "head_branch") or "")
+    head_sha = str(dig(run, "head_sha") or "")
+    head_repo = str(dig(run, "head_repository", "full_name") or "")
+    head_branch = str(dig(run, "head_branch") or "")
     if not re.fullmatch(r"[0-9a-f]{40}", head_sha) or not head_repo:
         raise GitHubError(f"run {run_id}: no head commit or head repository")
-    run_url = str(_dig(run, "html_url") or "")
+    run_url = str(dig(run, "html_url") or "")
 
     def matches(pr: Any) -> bool:
         return (
-            _dig(pr, "base", "repo", "full_name") == gh.repository
-            and _dig(pr, "head", "repo", "full_name") == head_repo
+            dig(pr, "base", "repo", "full_name") == gh.repository
+            and dig(pr, "head", "repo", "full_name") == head_repo
             and (
-                _dig(pr, "head", "sha") == head_sha
-                or (bool(head_branch) and _dig(pr, "head", "ref") == head_branch)
+                dig(pr, "head", "sha") == head_sha
+                or (bool(head_branch) and dig(pr, "head", "ref") == head_branch)
             )
         )
 
@@ -215,18 +216,18 @@ def verify_report_target(gh: GitHub, run_id: int, claimed: int) -> ReportTarget:
     def derived() -> list[int]:
         return sorted(number for number, pr in found.items() if matches(pr))
 
-    for listed in _dig(run, "pull_requests") or []:
-        number = _dig(listed, "number")
+    for listed in dig(run, "pull_requests") or []:
+        number = dig(listed, "number")
         if isinstance(number, int) and number not in found:
             found[number] = gh.request("GET", gh.repo_path(f"pulls/{number}"))
     if not derived():
         for pr in gh.paginate(gh.repo_path(f"commits/{head_sha}/pulls?per_page=100")):
-            found.setdefault(_dig(pr, "number"), pr)
+            found.setdefault(dig(pr, "number"), pr)
     if not derived() and head_branch:
         owner = head_repo.split("/", 1)[0]
         head = urllib.parse.quote(f"{owner}:{head_branch}", safe="")
         for pr in gh.paginate(gh.repo_path(f"pulls?state=open&head={head}&per_page=100")):
-            found.setdefault(_dig(pr, "number"), pr)
+            found.setdefault(dig(pr, "number"), pr)
 
     numbers = derived()
     if claimed in numbers:
@@ -244,10 +245,10 @@ def upsert_comment(gh: GitHub, number: int, body: str, author: str = ACTIONS_BOT
     if len(body) > MAX_BODY:
         raise GitHubError(f"comment body is {len(body)} characters, over GitHub's {MAX_BODY}")
     for comment in gh.paginate(gh.repo_path(f"issues/{number}/comments?per_page=100")):
-        if REPORT_MARKER in str(_dig(comment, "body") or "") and (
-            _dig(comment, "user", "login") == author
+        if REPORT_MARKER in str(dig(comment, "body") or "") and (
+            dig(comment, "user", "login") == author
         ):
-            comment_id = int(_dig(comment, "id"))
+            comment_id = int(dig(comment, "id"))
             gh.request("PATCH", gh.repo_path(f"issues/comments/{comment_id}"), {"body": body})
             return "updated"
     gh.request("POST", gh.repo_path(f"issues/{number}/comments"), {"body": body}, expect=(201,))
@@ -264,7 +265,7 @@ def token_login(gh: GitHub) -> str:
     """The login the token acts as (GET /user). GitHub App installation tokens cannot ask:
     name the app's `<slug>[bot]` login in RETRAIN_PR_AUTHOR instead."""
     try:
-        login = _dig(gh.request("GET", "user"), "login")
+        login = dig(gh.request("GET", "user"), "login")
     except GitHubError as error:
         raise GitHubError(
             f"could not tell which account RETRAIN_PR_TOKEN belongs to ({error}); set the"
@@ -279,10 +280,10 @@ def token_login(gh: GitHub) -> str:
 def is_retraining_pr(pr: Any, repository: str, author: str, base: str = "main") -> bool:
     """Opened by the bot, from a retrain/ branch of this very repository, into `base`."""
     return (
-        _dig(pr, "head", "repo", "full_name") == repository
-        and str(_dig(pr, "head", "ref") or "").startswith(RETRAIN_PREFIX)
-        and _dig(pr, "user", "login") == author
-        and _dig(pr, "base", "ref") == base
+        dig(pr, "head", "repo", "full_name") == repository
+        and str(dig(pr, "head", "ref") or "").startswith(RETRAIN_PREFIX)
+        and dig(pr, "user", "login") == author
+        and dig(pr, "base", "ref") == base
     )
 
 
@@ -290,5 +291,5 @@ def find_open_retraining_pr(gh: GitHub, author: str, base: str = "main") -> int 
     """The newest open retraining PR (every page of the open PRs is read), or None."""
     for pr in gh.paginate(gh.repo_path("pulls?state=open&per_page=100")):
         if is_retraining_pr(pr, gh.repository, author, base):
-            return int(_dig(pr, "number"))
+            return int(dig(pr, "number"))
     return None
