@@ -397,6 +397,7 @@ def test_push_image_tags_the_version_the_service_answers_with(tmp_path: Path, ru
             "DOCKER": str(docker),
             "IMAGE_SHA256": "",
             "GITHUB_OUTPUT": str(tmp_path / "output"),
+            "GITHUB_ACTIONS": "",  # as outside Actions (this suite also runs under act)
         },
         capture_output=True,
         text=True,

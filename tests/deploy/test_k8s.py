@@ -327,22 +327,23 @@ def test_lint_k8s_is_a_pre_commit_hook_on_the_manifests() -> None:
 
 
 def uv() -> str:
-    return shutil.which("uv") or str(REPO_ROOT / ".tools" / "bin" / "uv")
+    """uv on PATH, else the pinned one beside the environment running the tests (a fork's
+    copy under test has no .tools of its own)."""
+    return shutil.which("uv") or str(VENV_BIN.parents[1] / ".tools" / "bin" / "uv")
 
 
 def lint_copy(tmp_path: Path) -> Path:
-    """.ci/lint-k8s and deploy/k8s in a scratch tree sharing the repository's .venv."""
+    """.ci/lint-k8s and deploy/k8s in a scratch tree (its tools: run_lint's MLOPS_VENV_BIN)."""
     (tmp_path / ".ci").mkdir()
     shutil.copy(REPO_ROOT / ".ci" / "lint-k8s", tmp_path / ".ci")
     shutil.copytree(K8S, tmp_path / "deploy" / "k8s")
-    (tmp_path / ".venv").symlink_to(REPO_ROOT / ".venv")
     return tmp_path
 
 
 def run_lint(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(root / ".ci" / "lint-k8s")], capture_output=True, text=True,
-        env={**os.environ, "UV": uv()}, timeout=300,
+        env={**os.environ, "UV": uv(), "MLOPS_VENV_BIN": str(VENV_BIN)}, timeout=300,
     )  # fmt: skip
 
 
