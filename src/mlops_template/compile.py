@@ -47,6 +47,17 @@ class Parity:
         return asdict(self)
 
 
+def serving_sentence(parity: dict[str, Any]) -> str:
+    """How the service runs the model, from the train stage's parity record: one sentence,
+    the same in the pull-request report and the registry's model card."""
+    if not parity.get("compiled"):
+        return "Served by scikit-learn (`serve.runtime: sklearn`): not compiled."
+    return (
+        f"Served compiled to ONNX: within {parity['max_abs_diff']:.1e} of scikit-learn on"
+        f" {parity['rows']} test rows (tolerance {parity['tolerance']:g}), same decisions."
+    )
+
+
 def model_input(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     """The contract's features of `frame` as every model here takes them: numbers as float64,
     categories as text with MISSING_CATEGORY for a missing value (not NaN: see schema.py)."""

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from mlops_template import io, tracking
-from mlops_template.compile import model_input
+from mlops_template.compile import model_input, serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import HEADLINE, baseline_verdict, gain
@@ -73,16 +73,13 @@ def lineage(params: Params) -> dict[str, str]:
 
 
 def _serving_line(params: Params, tags: dict[str, str]) -> list[str]:
-    """How the image serves it: the compiled model and how close it is to scikit-learn."""
+    """How the image serves it (as the PR report says it), and the compiled model's sha256."""
     if tracking.ONNX_SHA_TAG not in tags:
-        return ["Served by scikit-learn (serve.runtime: sklearn)."]
-    parity = io.read_json(params.paths.parity) if params.paths.parity.is_file() else {}
-    agreement = (
-        f", within {parity['max_abs_diff']:.1e} of scikit-learn on {parity['rows']} test rows"
-        if parity.get("compiled")
-        else ""
-    )
-    return [f"Served compiled to ONNX, sha256 `{tags[tracking.ONNX_SHA_TAG]}`{agreement}."]
+        return [serving_sentence({"compiled": False})]
+    sha = f"ONNX sha256 `{tags[tracking.ONNX_SHA_TAG]}`."
+    if not params.paths.parity.is_file():
+        return [f"Served compiled to ONNX; {sha}"]
+    return [f"{serving_sentence(io.read_json(params.paths.parity))} {sha}"]
 
 
 def _metric_rows(metrics: dict[str, Any], names: tuple[str, ...]) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from mlops_template import io, plots
+from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError, check_revision
 from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER, TASK_METRICS, below_baseline
@@ -218,16 +219,8 @@ def _training_section(inputs: ReportInputs) -> list[str]:
 
 
 def _serving_line(parity: dict[str, Any] | None) -> list[str]:
-    """How the service will run this model: compiled, and how close to scikit-learn."""
-    if not parity:
-        return []
-    if not parity.get("compiled"):
-        return ["", "Served by scikit-learn (`serve.runtime: sklearn`): not compiled."]
-    return [
-        "",
-        f"Served compiled to ONNX: within {parity['max_abs_diff']:.1e} of scikit-learn on"
-        f" {parity['rows']} test rows (tolerance {parity['tolerance']:g}), same decisions.",
-    ]
+    """How the service will run this model (none for a run that wrote no parity record)."""
+    return ["", serving_sentence(parity)] if parity else []
 
 
 def _failure_section(failure: dict[str, Any]) -> list[str]:
