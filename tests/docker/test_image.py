@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -45,30 +46,18 @@ MAX_IMAGE_MB = 250
 PIPELINE_ONLY = ("sklearn", "scipy", "pandas", "joblib", "mlflow", "dvc", "pandera", "pyarrow")
 
 
-@pytest.fixture(scope="module")
-def container(engine: Engine, image: str) -> Iterator[tuple[str, str]]:
+@contextmanager
+def running(engine: Engine, image: str) -> Iterator[tuple[str, str]]:
+    """`image` started as production runs it (read-only, no capabilities, no new privileges,
+    a tmpfs for the log) until it is ready; its container name and URL. Removed after."""
     port = free_port()
     name = f"mlops-template-test-{port}"
     engine.run(
-        "run",
-        "--detach",
-        "--name",
-        name,
-        "--network",
-        "host",
-        "--env",
-        "MLOPS_SERVE_HOST=127.0.0.1",
-        "--env",
-        f"MLOPS_SERVE_PORT={port}",
-        "--read-only",
-        "--tmpfs",
-        "/app/logs:uid=10001,gid=10001",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-        image,
-    )
+        "run", "--detach", "--name", name, "--network", "host",
+        "--env", "MLOPS_SERVE_HOST=127.0.0.1", "--env", f"MLOPS_SERVE_PORT={port}",
+        "--read-only", "--tmpfs", "/app/logs:uid=10001,gid=10001",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", image,
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -84,6 +73,12 @@ def container(engine: Engine, image: str) -> Iterator[tuple[str, str]]:
         yield name, url
     finally:
         engine.run("rm", "--force", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def container(engine: Engine, image: str) -> Iterator[tuple[str, str]]:
+    with running(engine, image) as started:
+        yield started
 
 
 def test_container_serves_predictions_health_and_metrics(container: tuple[str, str]) -> None:
@@ -225,30 +220,10 @@ def test_the_image_refuses_a_model_that_vouches_for_itself(
 
 def _predict_in(engine: Engine, image: str) -> dict[str, object]:
     """Start `image`, wait until ready, post the contract's example; its answer."""
-    port = free_port()
-    name = f"mlops-template-runtime-{port}"
-    engine.run(
-        "run", "--detach", "--name", name, "--network", "host", "--read-only",
-        "--tmpfs", "/app/logs:uid=10001,gid=10001", "--cap-drop", "ALL",
-        "--env", "MLOPS_SERVE_HOST=127.0.0.1", "--env", f"MLOPS_SERVE_PORT={port}", image,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError(engine.run("logs", name, check=False))
+    with running(engine, image) as (_, url):
         response = httpx.post(f"{url}/predict", json=dict(project_contract().example), timeout=5)
         assert response.status_code == 200, response.text
         return response.json()
-    finally:
-        engine.run("rm", "--force", name, check=False)
 
 
 def test_the_sklearn_runtime_image_serves_the_pipeline(
