@@ -77,7 +77,7 @@ class FakeGitHub:
     commit_pulls: dict[str, list[int]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     user: str | None = "retrain-bot"
-    created_number: int = 8
+    created_number: int = 8  # the number the next pull request opened gets
     calls: list[ApiCall] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -148,6 +148,8 @@ class FakeGitHub:
             return (200, pr, "") if pr else (404, {"message": "Not Found"}, "")
         if method == "GET" and rest == "pulls":
             listed = [pr for _, pr in sorted(self.pulls.items(), reverse=True)]
+            if query.get("state") == "open":  # a test closes one by setting its state
+                listed = [pr for pr in listed if pr.get("state", "open") == "open"]
             if "head" in query:
                 listed = [
                     pr
@@ -163,9 +165,19 @@ class FakeGitHub:
             pr.update({key: body[key] for key in ("title", "body") if key in body})
             return 200, pr, ""
         if method == "POST" and rest == "pulls":
+            # Listed as open from now on, as GitHub does: a later run finds it (and updates
+            # it rather than opening another).
             number = self.created_number
-            html_url = f"https://github.com/{self.repository}/pull/{number}"
-            return 201, {"number": number, "html_url": html_url}, ""
+            pr = pull_request(
+                number,
+                body["head"],
+                head_repo=self.repository,
+                base_repo=self.repository,
+                base_ref=body["base"],
+            )
+            self.pulls[number] = {**pr, "title": body["title"], "body": body["body"]}
+            self.created_number += 1
+            return 201, self.pulls[number], ""
         if method == "GET" and (found := re.fullmatch(r"commits/([0-9a-f]{40})/pulls", rest)):
             listed = [self.pulls[n] for n in self.commit_pulls.get(found.group(1), [])]
             return (200, *self._page(path, query, listed))
