@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from mlops_template import io
 from mlops_template.errors import PipelineError
 from mlops_template.github import dig
 
@@ -131,7 +132,9 @@ def _first_image_block(text: str, path: Path) -> tuple[int, int]:
     return begin, end.start() if end else len(text)
 
 
-def _current(kustomization: str, release: str, folder: Path) -> Release:
+def parse_overlay(kustomization: str, release: str, folder: Path) -> Release:
+    """The values an overlay's two files hold (unchecked: a placeholder reads as itself);
+    `folder` only names them in errors. history.py reads past commits' files with it."""
     begin, end = _first_image_block(kustomization, folder / KUSTOMIZATION)
     block = kustomization[begin:end]
     image = _one(_NEW_NAME, block, "newName:", folder / KUSTOMIZATION).group(2)
@@ -164,7 +167,7 @@ def bump(overlays: Path, env: str, new: Release, write: bool = True) -> Bump:
     folder = overlay_dir(overlays, env)
     kpath, rpath = folder / KUSTOMIZATION, folder / RELEASE
     kustomization, release = kpath.read_text(encoding="utf-8"), rpath.read_text(encoding="utf-8")
-    old = _current(kustomization, release, folder)
+    old = parse_overlay(kustomization, release, folder)
     if old == new:
         return Bump(env, old, new, "")
     begin, end = _first_image_block(kustomization, kpath)
@@ -189,20 +192,44 @@ def bump(overlays: Path, env: str, new: Release, write: bool = True) -> Bump:
         )
     )
     if write:
-        kpath.write_text(new_k, encoding="utf-8")
-        rpath.write_text(new_r, encoding="utf-8")
+        _write_both((kpath, kustomization, new_k), (rpath, release, new_r))
     return Bump(env, old, new, diff)
+
+
+def _write_both(*edits: tuple[Path, str, str]) -> None:
+    """Both files or neither: each is replaced atomically (io.write_text), and if a later one
+    fails, the ones already replaced get their old text back before the error is raised."""
+    done: list[tuple[Path, str]] = []
+    try:
+        for path, old, new in edits:
+            io.write_text(path, new)
+            done.append((path, old))
+    except OSError as error:
+        for path, old in done:
+            io.write_text(path, old)
+        raise DeployError(f"{path}: not written ({error}); the overlay is unchanged") from None
+
+
+def read_overlay(overlays: Path, env: str) -> Release:
+    """What `env`'s overlay holds in the working tree."""
+    folder = overlay_dir(overlays, env)
+    kustomization = (folder / KUSTOMIZATION).read_text(encoding="utf-8")
+    return parse_overlay(kustomization, (folder / RELEASE).read_text(encoding="utf-8"), folder)
 
 
 # --- the deploy pull request -------------------------------------------------------------
 
 
-def pr_title(result: Bump) -> str:
+def pr_title(result: Bump, rollback: bool = False) -> str:
     new = result.new
+    if rollback:
+        return f"Roll back {result.env} to model {new.model_version} ({new.short_digest})"
     return f"Deploy model {new.model_version} to {result.env} ({new.short_digest})"
 
 
-def pr_body(result: Bump, run_url: str, paths: list[str]) -> str:
+def pr_body(result: Bump, run_url: str, paths: list[str], note: str = "") -> str:
+    """The deploy pull request's body; `note` (a rollback's: which registry versions) goes
+    first."""
     old, new, env = result.old, result.new, result.env
     was = (
         "nothing released yet (the placeholder digest)"
@@ -225,8 +252,9 @@ def pr_body(result: Bump, run_url: str, paths: list[str]) -> str:
             " (or revert this pull request's commit)."
         )
     files = "\n".join(f"- `{path}`" for path in paths)
+    intro = f"{note}\n\n" if note else ""
     return (
-        f"## Deploy to `{env}`\n\n"
+        f"## Deploy to `{env}`\n\n{intro}"
         f"Merging this pull request is the deploy: the `{env}` overlay then runs\n\n"
         f"- image `{new.reference}`\n- model version `{new.model_version}`\n\n"
         f"It serves {was} now.\n\n```diff\n{result.diff}```\n\nFiles:\n{files}\n\n"
