@@ -293,14 +293,6 @@ def release(params: ParamsOption = DEFAULT_PARAMS) -> None:
     _run(lambda loaded: registry.publish_release(registry.release(loaded)), params)
 
 
-@app.command()
-def rollback(params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Move `champion` back to the version it replaced."""
-    from mlops_template import registry
-
-    _run(lambda loaded: print(f"champion is version {registry.rollback(loaded)}"), params)
-
-
 @app.command("simulate-traffic")
 def simulate_traffic(
     params: ParamsOption = DEFAULT_PARAMS,
@@ -386,10 +378,13 @@ def drift(
     _run(check, params)
 
 
-# check-report, post-report, collect-outputs, publish-outputs, open-pr: the workflows' steps.
+# check-report, post-report, collect-outputs, publish-outputs, open-pr: the workflows' steps;
+# deploy-bump, deploy-pr, release-record, record-image, rollback, history: the deploy's.
+from mlops_template.deploy_cli import register as _register_deploy_commands  # noqa: E402
 from mlops_template.workflow_cli import register as _register_workflow_commands  # noqa: E402
 
 _register_workflow_commands(app)
+_register_deploy_commands(app)
 
 
 if __name__ == "__main__":

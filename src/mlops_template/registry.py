@@ -1,5 +1,5 @@
 """The MLflow Model Registry: register the pipeline's model with its lineage, gate promotion
-to `champion`, and roll back.
+to `champion` (the rollback, and which image serves each version: releases.py).
 
 git (dvc.lock) stays the source of truth for what is built; the registry records which
 version is in production, where each version came from, and every promotion decision.
@@ -287,13 +287,16 @@ def _score_champion(name: str, version: str, params: Params) -> dict[str, Any] |
 
 
 def _record(client: Any, name: str, version: str, event: str, detail: dict[str, Any]) -> None:
-    """Audit trail on the version: when, by which commit and actor, what and why."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    """Audit trail on the version: when, by which commit and actor, what and why. The tag's
+    name has microseconds: two events of a kind in one second keep both records."""
+    now = datetime.now(UTC)
     actor = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"
     value = json.dumps(
-        {"at": stamp, "actor": actor, "commit": _git_commit(), **detail}, sort_keys=True
+        {"at": now.strftime("%Y%m%dT%H%M%SZ"), "actor": actor, "commit": _git_commit(), **detail},
+        sort_keys=True,
     )
-    client.set_model_version_tag(name, version, f"{event}.{stamp}", value[:5000])
+    key = f"{event}.{now.strftime('%Y%m%dT%H%M%S.%fZ')}"
+    client.set_model_version_tag(name, version, key, value[:5000])
 
 
 def promote(params: Params, version: str | None = None) -> Decision:
@@ -417,17 +420,3 @@ def publish_release(result: Release, environ: Mapping[str, str] = os.environ) ->
                 f"## Release: model {result.outcome}\n\n"
                 f"Registry version {result.version}: {result.reason}.\n\n{shipped.capitalize()}.\n"
             )
-
-
-def rollback(params: Params) -> str:
-    """Move `champion` back to the version it replaced; returns that version."""
-    client = _client()
-    name = params.registry.model_name
-    current = _champion(client, name)
-    if current is None or "previous_champion" not in current.tags:
-        raise PipelineError(f"{name}: no previous champion to roll back to")
-    previous = current.tags["previous_champion"]
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    for version in (str(current.version), previous):
-        _record(client, name, version, "rollback", {"from": current.version, "to": previous})
-    return previous

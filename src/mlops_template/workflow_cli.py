@@ -1,9 +1,9 @@
 """The `mlops` subcommands the workflows' privileged steps run (registered in cli.py).
 
 check-report and post-report (pr-comment.yml), collect-outputs and publish-outputs (train.yml,
-retrain.yml), open-pr (retrain.yml), release-record (release.yml), deploy-bump and deploy-pr
-(deploy.yml). Each checks what an untrusted run handed over before it
-uses any of it; see github.py, report_check.py and handoff.py.
+retrain.yml), open-pr (retrain.yml); the deploy's (release.yml, deploy.yml) are in
+deploy_cli.py. Each checks what an untrusted run handed over before it uses any of it; see
+github.py, report_check.py and handoff.py.
 """
 
 from __future__ import annotations
@@ -233,149 +233,6 @@ def register(app: typer.Typer) -> None:
         The open one is a PR from a retrain/ branch of this repository, opened by the bot
         (RETRAIN_PR_AUTHOR, else the login of RETRAIN_PR_TOKEN), read from every page."""
         _guarded(lambda: _open_pr(incoming, report, drift_dir, base))
-
-    @app.command("deploy-bump")
-    def deploy_bump(
-        env: Annotated[str, typer.Option(help="staging or production.")],
-        image: Annotated[str, typer.Option(help="The repository, e.g. ghcr.io/acme/penguins.")],
-        digest: Annotated[str, typer.Option(help="The pushed image's sha256:<64 hex>.")],
-        model_version: Annotated[str, typer.Option(help="12 hex digits (model-<version>).")],
-        overlays: Annotated[Path, typer.Option(help="The overlays folder.")] = Path(
-            "deploy/k8s/overlays"
-        ),
-    ) -> None:
-        """Set ENV's overlay to IMAGE@DIGEST and MODEL_VERSION (nothing else in the files)."""
-        _guarded(lambda: _deploy_bump(overlays, env, image, digest, model_version))
-
-    @app.command("deploy-pr")
-    def deploy_pr(
-        env: Annotated[str, typer.Option(help="staging or production.")],
-        image: Annotated[str, typer.Option(help="The repository (or --release).")] = "",
-        digest: Annotated[str, typer.Option(help="sha256:<64 hex> (or --release).")] = "",
-        model_version: Annotated[str, typer.Option(help="12 hex digits (or --release).")] = "",
-        release: Annotated[
-            Path | None, typer.Option(help="release.yml's record (release.json) instead.")
-        ] = None,
-        overlays: Annotated[Path, typer.Option(help="The overlays folder.")] = Path(
-            "deploy/k8s/overlays"
-        ),
-        base: Annotated[str, typer.Option(help="The branch to propose to.")] = "main",
-    ) -> None:
-        """deploy.yml: bump ENV's overlay on branch deploy/ENV, push it and open (or update)
-        its pull request. Merging it is the deploy."""
-        _guarded(lambda: _deploy_pr(env, image, digest, model_version, release, overlays, base))
-
-    @app.command("release-record")
-    def release_record(
-        out: Annotated[Path, typer.Option(help="The record to write (JSON).")] = Path(
-            "release/release.json"
-        ),
-        image: Annotated[str, typer.Option(help="The pushed repository.")] = "",
-        digest: Annotated[str, typer.Option(help="The pushed digest.")] = "",
-        model_version: Annotated[str, typer.Option(help="The model version.")] = "",
-    ) -> None:
-        """release.yml: record what was pushed (all three values) or that nothing was (none),
-        for deploy.yml."""
-        _guarded(lambda: _release_record(out, image, digest, model_version))
-
-
-def _deploy_bump(overlays: Path, env: str, image: str, digest: str, model_version: str) -> None:
-    from mlops_template import deploy
-
-    result = deploy.bump(overlays, env, deploy.validate_release(image, digest, model_version))
-    if not result.changed:
-        print(
-            f"deploy-bump: {env} already serves {result.new.reference} (model"
-            f" {result.new.model_version}): nothing changed"
-        )
-        return
-    print(
-        f"deploy-bump: {env}: {result.old.reference} (model {result.old.model_version})"
-        f" -> {result.new.reference} (model {result.new.model_version})"
-    )
-    print(result.diff, end="")
-
-
-def _read_release(path: Path) -> tuple[str, str, str] | None:
-    """release.yml's record: None if it pushed nothing, else its three values (unchecked)."""
-    import json
-
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise PipelineError(f"{path}: not a release record ({error})") from None
-    if not isinstance(record, dict) or set(record) not in ({"pushed"}, {
-        "pushed", "image", "digest", "model_version"}):  # fmt: skip
-        raise PipelineError(f"{path}: not a release record (unexpected keys)")
-    if record["pushed"] is not True:
-        return None
-    values = record["image"], record["digest"], record["model_version"]
-    if not all(isinstance(value, str) for value in values):
-        raise PipelineError(f"{path}: not a release record (values are not strings)")
-    return values
-
-
-def _release_record(out: Path, image: str, digest: str, model_version: str) -> None:
-    import json
-
-    from mlops_template import deploy
-
-    if not (image or digest or model_version):
-        record: dict[str, object] = {"pushed": False}
-        print("release-record: nothing was pushed: nothing to deploy")
-    else:
-        checked = deploy.validate_release(image, digest, model_version)
-        record = {"pushed": True, "image": checked.image, "digest": checked.digest,
-                  "model_version": checked.model_version}  # fmt: skip
-        print(f"release-record: {checked.reference} (model {checked.model_version})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-
-
-def _deploy_pr(
-    env: str,
-    image: str,
-    digest: str,
-    model_version: str,
-    release: Path | None,
-    overlays: Path,
-    base: str,
-) -> None:
-    from mlops_template import deploy, github
-
-    deploy.validate_env(env)
-    if release is not None:
-        values = _read_release(release)
-        if values is None:
-            print(f"deploy-pr: {release}: the release pushed no image: nothing to deploy")
-            return
-        image, digest, model_version = values
-    new = deploy.validate_release(image, digest, model_version)
-    result = deploy.bump(overlays, env, new)
-    if not result.changed:
-        print(f"deploy-pr: {env} already serves {new.reference} on this checkout: no pull request")
-        return
-    print(result.diff, end="")
-    branch = github.validate_branch(f"{deploy.BRANCH_PREFIX}{env}")
-    folder = overlays / env
-    paths = [(folder / deploy.KUSTOMIZATION).as_posix(), (folder / deploy.RELEASE).as_posix()]
-    title = deploy.pr_title(result)
-    run_url = _run_url()
-    _git("switch", "--quiet", "--force-create", branch)
-    _git("add", "--", *paths)
-    _git(
-        "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
-        "commit", "--quiet", "-m", title, "-m", f"Run: {run_url}", "--", *paths,
-    )  # fmt: skip
-    # The branch is the workflow's own, rebuilt from the base each time: force is expected.
-    _git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}", env=_push_env())
-    print(f"deploy-pr: pushed {branch}")
-    token = "DEPLOY_PR_TOKEN" if os.environ.get("DEPLOY_PR_TOKEN") else "GITHUB_TOKEN"
-    gh = github.GitHub.from_env(token)
-    body = deploy.pr_body(result, run_url, paths)
-    outcome, number, url = deploy.open_or_update_pr(gh, branch, title, body, base)
-    print(f"deploy-pr: {outcome} pull request #{number} {url} ({branch} into {base})")
-    _summary(f"Deploy pull request #{number} {outcome}: {title}")
 
 
 def _open_pr(incoming: Path | None, report: Path, drift_dir: Path, base: str) -> None:

@@ -196,8 +196,16 @@ def test_register_promote_refuse_rollback(
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 4
     assert client.get_model_version_by_alias(NAME, "champion").version == "3"
 
-    # Rollback moves the champion back to the version it replaced.
-    assert "champion is version 2" in mlops("rollback")
+    # Rollback moves the champion back to the version it replaced. These versions were never
+    # pushed (no release recorded their image): the overlay cannot be prepared, so a plain
+    # rollback refuses, and --alias-only moves the alias alone, saying so. (The rollback of a
+    # released image: tests/slow/test_rollback.py.)
+    refused = mlops("rollback", "--no-pr", check=False)
+    assert "version 2, the previous champion, records no image" in refused
+    assert client.get_model_version_by_alias(NAME, "champion").version == "3"
+    rolled = mlops("rollback", "--alias-only")
+    assert "champion is version 2 (was 3)" in rolled
+    assert "the alias alone moved" in rolled
     assert client.get_model_version_by_alias(NAME, "champion").version == "2"
 
 

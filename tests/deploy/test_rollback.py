@@ -1,0 +1,357 @@
+"""The registry learns which image serves each version (`mlops record-image`, release.yml),
+and a rollback moves `champion` back and sets an overlay to the previous champion's recorded
+image, all or nothing, refusing any recorded value that is not a release's. Against a
+stand-in for MlflowClient here; tests/slow/test_rollback.py runs the same against a real
+MLflow server, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.exceptions import MlflowException
+
+from mlops_template import deploy, releases
+from tests.conftest import REPO_ROOT
+from tests.deploy import test_k8s
+from tests.deploy.test_bump import (
+    DIGEST,
+    IMAGE,
+    OTHER_DIGEST,
+    OTHER_VERSION,
+    VERSION,
+    files,
+    mlops,
+    workflow,
+)
+
+NAME = "mlops-template"
+A = deploy.Release(IMAGE, DIGEST, VERSION)
+B = deploy.Release(IMAGE, OTHER_DIGEST, OTHER_VERSION)
+
+
+@dataclass
+class Version:
+    version: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Registry:
+    """The MlflowClient methods releases.py and history.py call, on dicts."""
+
+    versions: dict[str, Version] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    fail_alias: bool = False
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> Version:
+        if alias not in self.aliases:
+            raise MlflowException(f"no alias {alias}")
+        return self.versions[self.aliases[alias]]
+
+    def get_model_version(self, name: str, version: str) -> Version:
+        if version not in self.versions:
+            raise MlflowException(f"no version {version}")
+        return self.versions[version]
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        if self.fail_alias:
+            raise MlflowException("the server refused")
+        self.aliases[alias] = version
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self.versions[version].tags[key] = value
+
+    def search_model_versions(self, query: str) -> list[Version]:
+        return list(self.versions.values())
+
+    def records(self, version: str, event: str) -> list[dict[str, Any]]:
+        tags = self.versions[version].tags
+        return [json.loads(value) for key, value in sorted(tags.items())
+                if key.startswith(f"{event}.")]  # fmt: skip
+
+
+def released(a: deploy.Release = A, b: deploy.Release = B) -> Registry:
+    """Version 1 released with image `a`, then version 2 promoted over it with image `b`."""
+    registry = Registry()
+    for number in ("1", "2"):
+        registry.versions[number] = Version(number)
+    releases.record_image(registry, NAME, "1", a)
+    releases.record_image(registry, NAME, "2", b)
+    registry.versions["2"].tags[releases.PREVIOUS_TAG] = "1"
+    registry.aliases["champion"] = "2"
+    return registry
+
+
+@pytest.fixture
+def k8s(tmp_path: Path) -> Path:
+    """A copy of deploy/k8s (base and overlays)."""
+    shutil.copytree(test_k8s.K8S, tmp_path / "k8s")
+    return tmp_path / "k8s"
+
+
+def serving(k8s: Path, env: str, release: deploy.Release) -> None:
+    deploy.bump(k8s / "overlays", env, release)
+
+
+# --- the registry learns what shipped ------------------------------------------------------
+
+
+def test_the_released_version_records_its_newest_image_and_every_change() -> None:
+    registry = Registry({"1": Version("1")})
+    assert releases.record_image(registry, NAME, "1", A) is True
+    tag = json.loads(registry.versions["1"].tags["image"])
+    assert tag == {"image": IMAGE, "digest": DIGEST, "model_version": VERSION}
+    assert releases.recorded_image(registry.versions["1"]) == A
+    # A re-run release records nothing twice.
+    assert releases.record_image(registry, NAME, "1", A) is False
+    assert len(registry.records("1", "image")) == 1
+    # The same model shipping new code: the tag names the newest image, the audit both.
+    newer = deploy.Release(IMAGE, "sha256:" + "ef" * 32, VERSION)
+    assert releases.record_image(registry, NAME, "1", newer) is True
+    assert releases.recorded_image(registry.versions["1"]) == newer
+    first, second = registry.records("1", "image")
+    assert first["replaces"] is None
+    assert second["replaces"] == A.reference
+    assert second["digest"] == newer.digest
+    assert {"at", "actor", "commit"} <= set(second)
+
+
+def test_record_image_checks_every_value_before_the_registry_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlops_template import deploy_cli
+
+    # Nothing listens on port 9: a value that got as far as the registry would fail otherwise.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    params = REPO_ROOT / "params.yaml"
+    with pytest.raises(deploy.DeployError, match="digest"):
+        deploy_cli._record_image(params, "1", IMAGE, DIGEST + "\nx: y", VERSION)
+    for version in ("", "-", "1; true", "0", "../1", "1\n"):
+        with pytest.raises(deploy.DeployError, match="registry version"):
+            deploy_cli._record_image(params, version, IMAGE, DIGEST, VERSION)
+    # The command: exit 1 with the reason; nothing pushed, or no registry: nothing to do.
+    refused = mlops("record-image", "--version", "1", "--image", IMAGE, "--digest", "x",
+                    "--model-version", VERSION, cwd=REPO_ROOT)  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: digest 'x' refused")
+    nothing = mlops("record-image", "--version", "-", cwd=REPO_ROOT)
+    assert nothing.returncode == 0, nothing.stderr
+    assert "nothing was pushed" in nothing.stdout
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    deploy_cli._record_image(params, "-", IMAGE, DIGEST, VERSION)  # no registry: no error
+
+
+# --- the rollback ------------------------------------------------------------------------------
+
+
+def test_rollback_moves_the_alias_and_sets_the_overlay_to_the_previous_image(
+    k8s: Path,
+) -> None:
+    registry = released()
+    serving(k8s, "production", B)
+    serving(k8s, "staging", B)
+    before = files(k8s)
+    done = releases.rollback(registry, NAME, "production", k8s / "overlays")
+    assert (done.from_version, done.to_version) == ("2", "1")
+    assert registry.aliases["champion"] == "1"
+    assert deploy.read_overlay(k8s / "overlays", "production") == A
+    assert deploy.read_overlay(k8s / "overlays", "staging") == B  # only the one named
+    after = files(k8s)
+    assert {name for name in before if before[name] != after[name]} == {
+        "overlays/production/kustomization.yaml", "overlays/production/release.yaml"}  # fmt: skip
+    assert done.bump is not None
+    assert f"+    digest: {DIGEST}" in done.bump.diff
+    for version in ("1", "2"):
+        (record,) = registry.records(version, "rollback")
+        assert record["from"] == "2"
+        assert record["to"] == "1"
+        assert record["env"] == "production"
+        assert record["image"] == A.reference
+        assert record["model_version"] == VERSION
+    # Rolled back once: version 1 replaced nothing, so there is no second step back.
+    with pytest.raises(Exception, match="no previous champion"):
+        releases.rollback(registry, NAME, "production", k8s / "overlays")
+
+
+def test_an_overlay_already_serving_the_previous_image_is_left_as_it_is(
+    k8s: Path,
+) -> None:
+    registry = released()
+    serving(k8s, "production", A)  # version 2's pull request was never merged
+    before = files(k8s)
+    done = releases.rollback(registry, NAME, "production", k8s / "overlays")
+    assert done.bump is not None
+    assert not done.bump.changed
+    assert files(k8s) == before
+    assert registry.aliases["champion"] == "1"
+
+
+HOSTILE_IMAGES = [
+    json.dumps({"image": IMAGE, "digest": DIGEST + "\nimages: []", "model_version": VERSION}),
+    json.dumps({"image": IMAGE.upper(), "digest": DIGEST, "model_version": VERSION}),
+    json.dumps({"image": IMAGE, "digest": deploy.PLACEHOLDER_DIGEST, "model_version": VERSION}),
+    json.dumps({"image": IMAGE, "digest": DIGEST, "model_version": "$(touch pwned)"}),
+    json.dumps({"image": IMAGE, "digest": DIGEST, "model_version": VERSION, "extra": "x"}),
+    json.dumps({"image": IMAGE, "digest": DIGEST, "model_version": 12}),
+    json.dumps([IMAGE, DIGEST, VERSION]),
+    f"{IMAGE}@{DIGEST}",
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE_IMAGES)
+def test_a_recorded_image_that_is_no_release_is_refused_and_nothing_changes(
+    k8s: Path,
+    raw: str,
+) -> None:
+    registry = released()
+    registry.versions["1"].tags["image"] = raw
+    serving(k8s, "production", B)
+    before = files(k8s)
+    with pytest.raises(deploy.DeployError, match="registry version 1: the recorded image"):
+        releases.rollback(registry, NAME, "production", k8s / "overlays")
+    assert files(k8s) == before
+    assert registry.aliases["champion"] == "2"
+    assert registry.records("1", "rollback") == []
+
+
+@pytest.mark.parametrize("previous", ["1\n", "../1", "-1", "1 2", "v1"])
+def test_a_hostile_previous_champion_tag_is_refused(
+    k8s: Path,
+    previous: str,
+) -> None:
+    registry = released()
+    registry.versions["2"].tags[releases.PREVIOUS_TAG] = previous
+    before = files(k8s)
+    with pytest.raises(deploy.DeployError, match="previous_champion"):
+        releases.rollback(registry, NAME, "production", k8s / "overlays")
+    assert files(k8s) == before
+    assert registry.aliases["champion"] == "2"
+
+
+def test_nothing_to_roll_back_to_says_why(k8s: Path) -> None:
+    registry = Registry({"1": Version("1")})
+    with pytest.raises(Exception, match="no champion in the registry"):
+        releases.rollback(registry, NAME, "production", k8s / "overlays")
+    registry.aliases["champion"] = "1"
+    with pytest.raises(Exception, match="no previous champion to roll back to"):
+        releases.rollback(registry, NAME, "production", k8s / "overlays")
+
+
+def test_a_previous_champion_without_an_image_needs_alias_only(k8s: Path) -> None:
+    registry = released()
+    del registry.versions["1"].tags["image"]
+    before = files(k8s)
+    with pytest.raises(deploy.DeployError, match=r"records no image.*--alias-only"):
+        releases.rollback(registry, NAME, "production", k8s / "overlays")
+    assert registry.aliases["champion"] == "2"
+    done = releases.rollback(registry, NAME, "production", k8s / "overlays", alias_only=True)
+    assert done.bump is None
+    assert registry.aliases["champion"] == "1"
+    assert files(k8s) == before
+    (record,) = registry.records("1", "rollback")
+    assert record["image"] is None
+
+
+def test_an_overlay_that_cannot_be_prepared_moves_no_alias(k8s: Path) -> None:
+    registry = released()
+    kustomization = k8s / "overlays" / "production" / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text().replace("    digest: sha256", "    digest:  sha256")
+    )
+    before = files(k8s)
+    with pytest.raises(deploy.DeployError, match="expected one `digest:` line"):
+        releases.rollback(registry, NAME, "production", k8s / "overlays")
+    assert files(k8s) == before
+    assert registry.aliases["champion"] == "2"
+    with pytest.raises(deploy.DeployError, match="environment 'prod' refused"):
+        releases.rollback(registry, NAME, "prod", k8s / "overlays")
+
+
+def test_a_failed_alias_move_puts_the_overlay_back(k8s: Path) -> None:
+    registry = released()
+    registry.fail_alias = True
+    serving(k8s, "production", B)
+    before = files(k8s)
+    with pytest.raises(MlflowException, match="the server refused"):
+        releases.rollback(registry, NAME, "production", k8s / "overlays")
+    assert files(k8s) == before
+    assert registry.aliases["champion"] == "2"
+
+
+def test_the_bump_writes_both_files_or_neither(
+    k8s: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlops_template import io
+
+    write_text = io.write_text
+
+    def failing(path: Path, text: str) -> None:
+        if path.name == deploy.RELEASE and "0123456789ab" in text:
+            raise OSError(28, "No space left on device")
+        write_text(path, text)
+
+    monkeypatch.setattr(io, "write_text", failing)
+    before = files(k8s)
+    with pytest.raises(deploy.DeployError, match=r"not written.*the overlay is unchanged"):
+        deploy.bump(k8s / "overlays", "production", A)
+    assert files(k8s) == before
+
+
+# --- make and the release workflow -------------------------------------------------------------
+
+
+def test_the_makefile_passes_rollback_history_and_record_image_values_as_data(
+    tmp_path: Path,
+) -> None:
+    hostile = f"x$(shell touch {tmp_path}/make)`touch {tmp_path}/tick`$(touch {tmp_path}/dollar)"
+    env = {**os.environ, "ENV": hostile, "IMAGE": hostile, "DIGEST": hostile,
+           "MODEL_VERSION": hostile, "REGISTRY_VERSION": hostile, "FORMAT": hostile,
+           "ALIAS_ONLY": "1", "OPEN_PR": "1"}  # fmt: skip
+    for target, expected in (
+        ("rollback", f"--env {hostile} --alias-only --pr"),
+        ("history", f"--env {hostile} --format {hostile}"),
+        ("record-image", f"--version {hostile} --image {hostile}"),
+    ):
+        result = subprocess.run(
+            ["make", "--no-print-directory", "-C", str(REPO_ROOT), target, "UV=/bin/true",
+             "RUN=echo"], env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stdout, result.stdout
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+    default = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO_ROOT), "rollback", "UV=/bin/true",
+         "RUN=echo"], env={**os.environ, "ENV": "", "ALIAS_ONLY": "0", "OPEN_PR": ""},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert default.stdout.splitlines()[-1] == "mlops rollback --env production"
+
+
+def test_release_records_the_pushed_image_on_the_gates_version() -> None:
+    steps = workflow("release.yml")["jobs"]["publish"]["steps"]
+    names = [step.get("id") or step.get("run") or step.get("uses", "") for step in steps]
+    (record,) = [i for i, step in enumerate(steps) if step.get("run") == "make record-image"]
+    signed = next(i for i, step in enumerate(steps) if "cosign sign" in step.get("run", ""))
+    assert names.index("push") < signed < record < names.index("make release-record")
+    step = steps[record]
+    assert step["if"] == "steps.gate.outputs.deploy == 'true'"
+    assert step["env"] == {
+        "REGISTRY_VERSION": "${{ steps.gate.outputs.version }}",
+        "IMAGE": "${{ steps.push.outputs.image }}",
+        "DIGEST": "${{ steps.push.outputs.digest }}",
+        "MODEL_VERSION": "${{ steps.push.outputs.model_version }}",
+        "MLFLOW_TRACKING_URI": "${{ secrets.MLFLOW_TRACKING_URI }}",
+        "MLFLOW_TRACKING_USERNAME": "${{ secrets.MLFLOW_TRACKING_USERNAME }}",
+        "MLFLOW_TRACKING_PASSWORD": "${{ secrets.MLFLOW_TRACKING_PASSWORD }}",
+    }
+    # The registry's credentials only where the registry is written: the gate and this step.
+    holders = [i for i, step in enumerate(steps) if "secrets.MLFLOW" in json.dumps(step)]
+    assert holders == [names.index("gate"), record]
