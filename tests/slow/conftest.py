@@ -384,8 +384,10 @@ def act(
     secrets: dict[str, str],
     env: dict[str, str],
     variables: dict[str, str] | None = None,
+    runners: tuple[str, ...] = ("ubuntu-latest",),
 ) -> subprocess.CompletedProcess[str]:
-    """Run one workflow with act; the job runs on this host in a copy of `workdir`."""
+    """Run one workflow with act; the job runs on this host in a copy of `workdir`. `runners`:
+    the `runs-on` labels act may run here (a job whose labels name none of them is skipped)."""
     event_file = workdir.parent / f"{workdir.name}-{event}.json"
     event_file.write_text(json.dumps(payload))
     secrets_file = workdir.parent / f"{workdir.name}.secrets"
@@ -409,8 +411,7 @@ def act(
         event,
         "--workflows",
         f".github/workflows/{workflow}",
-        "--platform",
-        "ubuntu-latest=-self-hosted",
+        *(word for label in runners for word in ("--platform", f"{label}=-self-hosted")),
         "--eventpath",
         str(event_file),
         "--env-file",

@@ -63,6 +63,10 @@ def branch_with_fewer_trees(forge: Forge, name: str) -> Path:
     return clone
 
 
+# TRAIN_RUNS_ON as a team sets it: a self-hosted runner's labels (act offers `mlops-train`).
+TRAIN_RUNNER = '["self-hosted", "mlops-train"]'
+
+
 @pytest.fixture(scope="module")
 def same_repo_run(forge: Forge) -> tuple[Path, str]:
     """train.yml on a same-repo pull request that changes a parameter, with the secrets."""
@@ -77,6 +81,9 @@ def same_repo_run(forge: Forge) -> tuple[Path, str]:
         event,
         secrets=dvc_remote_secrets(),
         env={"ACT_STUB_ARTIFACTS": str(artifacts)},
+        # The team's larger runner for training (README "From one laptop to a cluster").
+        variables={"TRAIN_RUNS_ON": TRAIN_RUNNER},
+        runners=("ubuntu-latest", "mlops-train"),
     )
     (artifacts / "head-sha").write_text(event["pull_request"]["head"]["sha"])
     return artifacts, succeeded(result)
@@ -88,6 +95,29 @@ def test_pull_request_retrains_only_the_changed_stages(same_repo_run: tuple[Path
     for stage in ("ingest", "validate", "split"):
         assert f"Stage '{stage}' didn't change, skipping" in output
     assert "files fetched" in output  # main's outputs came from the S3 remote
+
+
+def test_a_same_repo_pull_request_trains_on_the_runner_train_runs_on_names(
+    forge: Forge,
+) -> None:
+    """With TRAIN_RUNS_ON naming a runner this host does not offer, act skips the training job
+    for want of it (and the publishing job after it): the labels come from the variable.
+    (same_repo_run trains on it when it is offered.)"""
+    clone = forge.root / "runner-choice"
+    sh(forge.root, "git", "clone", "-q", str(forge.origin), clone.name)
+    result = act(
+        clone,
+        "pull_request",
+        "train.yml",
+        pr_event(clone, "main", REPOSITORY),
+        secrets={},
+        env={},
+        variables={"TRAIN_RUNS_ON": '["self-hosted", "gpu-box"]'},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Skipping unsupported platform -- Try running with `-P gpu-box=" in output
+    assert "Job succeeded" not in output
 
 
 def test_report_is_the_artifact_for_the_comment(same_repo_run: tuple[Path, str]) -> None:
@@ -236,6 +266,9 @@ def test_fork_pull_request_trains_and_reports_without_secrets(forge: Forge) -> N
         pr_event(clone, "main", "someone/penguins"),
         secrets={},
         env={"ACT_STUB_ARTIFACTS": str(artifacts)},
+        # The team's runner is set but not offered here: a fork's code must never reach it, so
+        # the job runs only if it asked for GitHub's hosted runner.
+        variables={"TRAIN_RUNS_ON": TRAIN_RUNNER},
     )
     output = succeeded(result)
     assert "pull: no DVC remote credentials" in output
@@ -258,9 +291,14 @@ def test_ci_workflow_lints_and_tests(forge: Forge) -> None:
         "ci.yml",
         {"ref": "refs/heads/main", "repository": {"full_name": "acme/penguins"}},
         secrets={},
-        # `make ci` as on GitHub, but the suite inside the job deselects the slow and docker
-        # tests: the slow ones are what is running it, and both would take most of an hour.
-        env={"PYTEST_ADDOPTS": "-m 'not slow and not docker' -p no:cacheprovider"},
+        # `make ci` as on GitHub, but the suite inside the job is two of the fast modules: the
+        # slow and docker tests are what is running it (most of an hour), and the whole fast
+        # suite runs on this same tree in the run around this one. What is checked here is the
+        # job's wiring: provision, lint, then pytest under MLOPS_FAIL_ON_SKIP.
+        env={
+            "PYTEST_ADDOPTS": "-m 'not slow and not docker' -p no:cacheprovider"
+            " tests/test_config.py tests/stages/test_train.py"
+        },
     )
     output = succeeded(result)
     assert "provision: " in output
