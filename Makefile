@@ -207,6 +207,17 @@ bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M ro
 bench-serve: install ## Our service (ONNX) vs the seed Flask app, gunicorn and mlflow serve (same model, one thread each) and a FastAPI ceiling (needs wrk)
 	$(RUN) python benchmarks/serve.py
 
+# Hyperparameter search: params.yaml's tune section (docs/tuning.md). It reads the split stage's
+# training split, so `dvc repro split` runs first (nothing to do when it is up to date).
+# APPLY=1 writes the best values into params.yaml's model section: `git diff params.yaml`.
+.PHONY: tune bench-tune
+tune: install ## Seeded, bounded search over tune.space, cross-validated on the training split only; APPLY=1 writes the best into params.yaml
+	$(RUN) dvc repro split
+	@set --; if [ "$${APPLY:-}" = 1 ]; then set -- --apply; fi; set -x; $(RUN) mlops tune "$$@"
+
+bench-tune: install ## The same search with tune.n_jobs 1, 2 and one per core: seconds, trials, best score (docs/tuning.md)
+	$(RUN) python benchmarks/tune.py
+
 fetch-monitoring: install ## Mirror prediction logs and feedback from MONITORING_URI (monitoring.fetched)
 	@if [ -n "$(MONITORING_URI)" ]; then $(RUN) mlops fetch-monitoring --source "$(MONITORING_URI)"; \
 	else echo "fetch-monitoring: no MONITORING_URI: using the local logs/"; fi

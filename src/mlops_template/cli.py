@@ -201,6 +201,20 @@ def evaluate(params: ParamsOption = DEFAULT_PARAMS) -> None:
 
 
 @app.command()
+def tune(
+    params: ParamsOption = DEFAULT_PARAMS,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write the best values into params.yaml's model:.")
+    ] = False,
+) -> None:
+    """Hyperparameter search over params.yaml's tune section, cross-validated on the training
+    split only: reports in paths.tune, an MLflow run per trial, DVC experiments tune-<N>."""
+    from mlops_template import tune as module
+
+    _run(lambda loaded: module.run(loaded, params, apply=apply), params)
+
+
+@app.command()
 def report(
     params: ParamsOption = DEFAULT_PARAMS,
     base: Annotated[str, typer.Option(help="Git revision to compare with.")] = "main",

@@ -7,12 +7,23 @@ Unknown keys and wrong types are errors that name the key (pydantic, `extra="for
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import DEFAULT_PRIMARY, TASK_METRICS
@@ -43,6 +54,7 @@ class Paths(_Strict):
     drift: Path
     onnx_model: Path  # the model compiled to ONNX: what the service runs (serve.runtime onnx)
     parity: Path  # the train stage's check of the compiled model against scikit-learn
+    tune: Path = Path("reports/tune")  # `mlops tune`: trials, best params, plots (no stage's)
 
     # Plot data files in `plots`. Classification: confusion, roc, precision_recall;
     # regression: predicted_actual, residuals; every task: feature_importance.
@@ -262,6 +274,163 @@ class RegistrySettings(_Strict):
     tolerance: Annotated[float, Field(ge=0.0)] = 0.01
 
 
+# --- The hyperparameter search (`mlops tune`, tune.py): not a pipeline stage -------------
+
+MODEL_KINDS: dict[str, type[_Strict]] = {
+    "random_forest": RandomForest,
+    "hist_gradient_boosting": HistGradientBoosting,
+    "logistic_regression": LogisticRegression,
+    "ridge": Ridge,
+}
+# Settings that do not change the fitted model, so there is nothing to search: the search
+# runs every forest with one thread itself and parallelises over fits (tune.n_jobs).
+NOT_SEARCHED = frozenset({"kind", "n_jobs"})
+
+
+class Range(_Strict):
+    """A distribution for `tune.method: random`: uniform over [low, high], or log-uniform with
+    `log: true` (for a scale: 0.01 to 0.1 as likely as 0.1 to 1). Whole numbers, both ends
+    included, for an integer hyperparameter."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low above 0, got {self.low:g}")
+        return self
+
+
+Choices = tuple[Any, ...] | Range  # the values to try (grid or random), or a distribution
+
+
+def searchable(kind: str) -> list[str]:
+    """The hyperparameters of model kind `kind` a search may vary, in config order."""
+    return [name for name in MODEL_KINDS[kind].model_fields if name not in NOT_SEARCHED]
+
+
+def number_type(kind: str, name: str) -> type | None:
+    """int or float: the type of a numeric hyperparameter (None when it is not a number)."""
+    pending: list[Any] = [MODEL_KINDS[kind].model_fields[name].annotation]
+    while pending:
+        annotation = pending.pop(0)
+        if annotation in (int, float):
+            return annotation
+        pending.extend(get_args(annotation))  # Optional[...], Annotated[int, ...]
+    return None
+
+
+def _checked_value(kind: str, name: str, value: Any) -> Any:
+    """`value` as model.<name> of `kind` would hold it (max_samples 1 becomes 1.0: an int
+    there would mean one sample to scikit-learn), or an error naming the constraint."""
+    try:
+        settings = MODEL_KINDS[kind].model_validate({"kind": kind, name: value})
+    except ValidationError as error:
+        raise ValueError(f"{name}: {value!r}: {error.errors()[0]['msg']}") from None
+    return getattr(settings, name)
+
+
+def _checked_range(kind: str, name: str, raw: dict[str, Any]) -> Range:
+    try:
+        spec = Range.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            ".".join(map(str, item["loc"])) + f": {item['msg']}"
+            if item["loc"]
+            else item["msg"].removeprefix("Value error, ")
+            for item in error.errors()
+        )
+        raise ValueError(f"{name}: {problems}") from None
+    numeric = number_type(kind, name)
+    if numeric is None:
+        raise ValueError(f"{name} is not a number: give a list of values")
+    if numeric is int and not (spec.low.is_integer() and spec.high.is_integer()):
+        raise ValueError(f"{name} is an integer: low and high must be whole numbers")
+    for bound in (spec.low, spec.high):
+        _checked_value(kind, name, numeric(bound))
+    return spec
+
+
+def check_space(kind: str, raw: object) -> dict[str, Choices]:
+    """One model kind's search space: each hyperparameter to vary, with a list of values (each
+    checked as params.yaml's model section would check it) or a Range."""
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError("give each hyperparameter to search a list of values or {low, high}")
+    known = searchable(kind)
+    space: dict[str, Choices] = {}
+    for name, choices in raw.items():
+        if name not in known:
+            why = " (it does not change the model: tune.n_jobs sets it)" * (name == "n_jobs")
+            raise ValueError(
+                f"{name} is not a {kind} hyperparameter the search can vary{why};"
+                f" choose from {', '.join(known)}"
+            )
+        if isinstance(choices, list) and choices:
+            space[name] = tuple(_checked_value(kind, name, value) for value in choices)
+        elif isinstance(choices, dict):
+            space[name] = _checked_range(kind, name, choices)
+        else:
+            raise ValueError(
+                f"{name}: {choices!r}: give a non-empty list of values or {{low, high, log}}"
+            )
+    return space
+
+
+class TuneSpace(_Strict):
+    """`tune.space`: per model kind, what to search (only `model.kind`'s is used)."""
+
+    random_forest: dict[str, Choices] | None = None
+    hist_gradient_boosting: dict[str, Choices] | None = None
+    logistic_regression: dict[str, Choices] | None = None
+    ridge: dict[str, Choices] | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _known_hyperparameters(cls, raw: object, info: ValidationInfo) -> object:
+        return None if raw is None else check_space(str(info.field_name), raw)
+
+    def of(self, kind: str) -> dict[str, Choices] | None:
+        return getattr(self, kind)
+
+
+class TuneSettings(_Strict):
+    """`mlops tune` (make tune): a seeded search bounded by `n_trials` and `max_seconds`, each
+    candidate scored by cross-validation on the training split only."""
+
+    method: Literal["grid", "random"] = "random"
+    n_trials: Annotated[int, Field(ge=1, le=1000)] = 20  # grid: the grid may not be larger
+    max_seconds: Annotated[float, Field(gt=0.0)] = 900.0  # then stop: finished trials count
+    cv_folds: Annotated[int, Field(ge=2, le=20)] = 5
+    scoring: PrimaryMetric = "auto"  # auto: evaluate.primary_metric, as evaluate resolves it
+    n_jobs: int = 1  # fits in parallel processes; -1: one per core
+    dvc_experiments: Annotated[int, Field(ge=0, le=100)] = 25  # best trials saved in DVC
+    space: TuneSpace = TuneSpace()
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _some_jobs(cls, n_jobs: int) -> int:
+        if n_jobs == 0:
+            raise ValueError("0 runs nothing: give 1 or more, or -1 for one per core")
+        return n_jobs
+
+    @model_validator(mode="after")
+    def _grid_of_lists(self) -> TuneSettings:
+        if self.method != "grid":
+            return self
+        for kind in MODEL_KINDS:
+            for name, choices in (self.space.of(kind) or {}).items():
+                if isinstance(choices, Range):
+                    raise ValueError(
+                        f"space.{kind}.{name}: method grid needs a list of values;"
+                        " a {low, high} range needs method random"
+                    )
+        return self
+
+
 class Params(_Strict):
     seed: int = 42
     paths: Paths
@@ -275,6 +444,7 @@ class Params(_Strict):
     serve: ServeSettings = ServeSettings()
     registry: RegistrySettings = RegistrySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    tune: TuneSettings = TuneSettings()
 
     @property
     def contract(self) -> Contract:
@@ -351,3 +521,70 @@ def load_params(path: Path = DEFAULT_PARAMS) -> Params:
     except yaml.YAMLError as error:
         raise PipelineError(f"{path}: not valid YAML: {error}") from None
     return parse_params(raw, path)
+
+
+# --- Writing model values back (`mlops tune --apply`): the one edit code makes to params.yaml.
+# Text, not a YAML round trip: comments, order and spacing are the reviewer's, and the pull
+# request's diff must show the changed values and nothing else.
+
+_MODEL_SECTION = re.compile(r"model:[ \t]*(#.*)?\r?\n?")
+
+
+def _scalar(value: Any) -> str:
+    """A value as YAML reads it back (1e-05 is a string to YAML 1.1: it is written 1.0e-05)."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
+def set_model_values(text: str, values: Mapping[str, Any]) -> str:
+    """params.yaml's text with `model.<name>: value` for each value, every other byte kept:
+    a value is replaced in place (its comment kept) or, when absent, added to the section."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if _MODEL_SECTION.fullmatch(line)), None)
+    if start is None:
+        raise PipelineError("params.yaml: no block `model:` section to write the values into")
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"[^\s#]", lines[i])), None)
+    block = lines[start + 1 : end]
+    keys = [i for i, line in enumerate(block) if re.match(r"[ \t]+[A-Za-z_]", line)]
+    found_indent = re.match(r"[ \t]+", block[keys[0]]) if keys else None
+    indent = found_indent.group() if found_indent else "  "
+    for name, value in values.items():
+        pattern = re.compile(
+            rf"({indent}{re.escape(name)}:[ \t]*)[^#\r\n]*?([ \t]*#[^\r\n]*)?(\r?\n)?"
+        )
+        matched = next(filter(None, (pattern.fullmatch(line) for line in block)), None)
+        if matched is not None:
+            head, comment, newline = matched.groups()
+            block[block.index(matched.string)] = (
+                f"{head}{_scalar(value)}{comment or ''}{newline or ''}"
+            )
+            continue
+        after = keys[-1] + 1 if keys else 0
+        if after and not block[after - 1].endswith("\n"):
+            block[after - 1] += "\n"
+        block.insert(after, f"{indent}{name}: {_scalar(value)}\n")
+        keys.append(after)
+    return "".join([*lines[: start + 1], *block, *(lines[end:] if end is not None else [])])
+
+
+def write_model_values(path: Path, values: Mapping[str, Any]) -> str:
+    """Set `model.<name>` in the params file to these values, check the result reads back as
+    exactly that change and validates, write it; returns the unified diff ("" if unchanged)."""
+    from mlops_template import io
+
+    before = path.read_text(encoding="utf-8")
+    after = set_model_values(before, values)
+    expected = yaml.safe_load(before)
+    expected["model"] = {**expected["model"], **values}
+    model = parse_params(yaml.safe_load(after), path).model
+    if yaml.safe_load(after) != expected or any(
+        getattr(model, name) != value for name, value in values.items()
+    ):
+        raise PipelineError(
+            f"{path}: could not write {values} into its model section safely; set them by hand"
+        )
+    if after != before:
+        io.write_text(path, after)
+    diff = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), str(path), str(path)
+    )
+    return "".join(diff)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -72,6 +73,9 @@ class NullTracker:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
     def log_figure(self, figure: Figure, name: str) -> None: ...
     def log_model(self, model: Pipeline, example: pd.DataFrame) -> Any: ...
+    def log_child(
+        self, run_name: str, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> None: ...
 
 
 class Tracker(NullTracker):
@@ -107,6 +111,30 @@ class Tracker(NullTracker):
 
     def log_model(self, model: Pipeline, example: pd.DataFrame) -> Any:
         return log_model(model, example)
+
+    def log_child(
+        self, run_name: str, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> None:
+        """A finished child run of the active run (one search trial): its params and
+        metrics in one request, so a long search does not wait on the server per value."""
+        import mlflow
+        from mlflow.entities import Metric, Param, RunStatus
+
+        client = mlflow.MlflowClient()
+        active = mlflow.active_run()
+        assert active is not None, "log_child needs the parent run open"
+        child = client.create_run(
+            active.info.experiment_id,
+            run_name=run_name,
+            tags={"mlflow.parentRunId": active.info.run_id},
+        )
+        now = int(time.time() * 1000)
+        client.log_batch(
+            child.info.run_id,
+            metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+            params=[Param(key, str(value)) for key, value in params.items()],
+        )
+        client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
 
 def log_model(model: Pipeline, example: pd.DataFrame) -> Any:

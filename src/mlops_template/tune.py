@@ -1,0 +1,397 @@
+"""`mlops tune` (make tune): a bounded, seeded hyperparameter search on the training split.
+
+Why it is built this way (more in docs/tuning.md):
+- Candidates come from scikit-learn's ParameterGrid / ParameterSampler, which GridSearchCV and
+  RandomizedSearchCV draw from, seeded with `seed`. Optuna's TPE did no better here (measured).
+- A candidate is a `model:` section, validated by config.py, fitted by the train stage's `fit`
+  and scored by evaluate's `metric_value`: what `make run` trains after `make tune APPLY=1`.
+  Trial 0 is the current section, so APPLY never writes values that cross-validate worse.
+- Only `paths.train` is read. Folds keep identical feature rows together, as the split does.
+- The loop is ours for what GridSearchCV lacks: a time bound, a line per trial, an MLflow child
+  run per trial as it finishes. Inside, the same fit-and-score per fold (the tests compare the
+  scores with GridSearchCV's) and the same joblib parallelism over (candidate, fold) pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn import model_selection
+from sklearn.utils import check_random_state
+
+from mlops_template import config, io, tracking
+from mlops_template.config import Choices, Params, Range
+from mlops_template.errors import PipelineError
+from mlops_template.metric_facts import LOWER_IS_BETTER, TASK_METRICS
+from mlops_template.schema import Contract
+from mlops_template.stages import train as train_stage
+from mlops_template.stages.evaluate import metric_value
+from mlops_template.stages.split import feature_groups
+
+log = logging.getLogger(__name__)
+
+Fold = tuple[np.ndarray, np.ndarray]  # rows to fit on, rows to score
+REPORTS = ("trials.csv", "best.json", "trials.png", "params.png")
+
+
+@dataclass(frozen=True)
+class Trial:
+    number: int  # 0: the current model section; then in the order drawn
+    values: dict[str, Any]  # model.<name>: value, for each searched hyperparameter
+    scores: tuple[float, ...]  # one per fold
+    seconds: float  # fitting and scoring, summed over the folds
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores))
+
+
+@dataclass(frozen=True)
+class Search:
+    metric: str
+    trials: tuple[Trial, ...]
+    planned: int  # trials planned (the current section included)
+    seconds: float
+    stopped: str  # why it stopped before every planned trial ran; "" when none
+
+    def ranked(self) -> list[Trial]:
+        """Best first; a tie goes to the earlier trial (the current section first)."""
+        sign = 1.0 if self.metric in LOWER_IS_BETTER else -1.0
+        return sorted(self.trials, key=lambda trial: (sign * trial.mean, trial.number))
+
+    @property
+    def best(self) -> Trial:
+        return self.ranked()[0]
+
+
+def scoring_metric(params: Params) -> str:
+    """tune.scoring, `auto` being evaluate.primary_metric as evaluate resolves it."""
+    task, scoring = params.contract.task, params.tune.scoring
+    if scoring != "auto" and scoring not in TASK_METRICS[task]:
+        raise PipelineError(
+            f"tune.scoring: {scoring!r} is not a {task} metric; choose auto"
+            f" ({params.primary_metric}) or one of {', '.join(TASK_METRICS[task])}"
+        )
+    return params.primary_metric if scoring == "auto" else scoring
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """A Range as ParameterSampler draws from it (`rvs`). Floats keep 3 significant digits,
+    finer than CV noise: the value evaluated is the value a params.yaml diff shows."""
+
+    spec: Range
+    integer: bool
+
+    def rvs(self, random_state: Any = None) -> int | float:
+        rng = check_random_state(random_state)
+        low, high = self.spec.low, self.spec.high + self.integer  # integers: [low, high + 1)
+        if self.spec.log:
+            value = math.exp(rng.uniform(math.log(low), math.log(high)))
+        else:
+            value = rng.uniform(low, high)
+        if self.integer:
+            return min(math.floor(value), int(self.spec.high))
+        return float(f"{value:.3g}")
+
+
+def candidates(
+    settings: config.TuneSettings, kind: str, space: dict[str, Choices], seed: int
+) -> list[dict[str, Any]]:
+    """The values to try, in the order drawn: at most tune.n_trials of them."""
+    if settings.method == "random":
+        dists = {
+            name: _Draw(choices, config.number_type(kind, name) is int)
+            if isinstance(choices, Range)
+            else choices
+            for name, choices in space.items()
+        }
+        with warnings.catch_warnings():  # a small all-list space: every combination, once
+            warnings.simplefilter("ignore", UserWarning)
+            sampler = model_selection.ParameterSampler(dists, settings.n_trials, random_state=seed)
+            return list(sampler)
+    grid = list(model_selection.ParameterGrid(space))
+    if len(grid) > settings.n_trials:
+        raise PipelineError(
+            f"tune.n_trials: the grid in tune.space.{kind} has {len(grid)} combinations, more"
+            f" than n_trials ({settings.n_trials}): raise n_trials, shorten the lists, or use"
+            " method: random"
+        )
+    return grid
+
+
+def trial_params(params: Params, values: Mapping[str, Any]) -> Params:
+    """params with these model values, validated as params.yaml's `model:` would be. Forests
+    run on one thread: the search parallelises over fits instead (tune.n_jobs)."""
+    model = {**params.model.model_dump(), **values}
+    if "n_jobs" in model:
+        model["n_jobs"] = 1
+    return params.model_copy(update={"model": type(params.model).model_validate(model)})
+
+
+def folds(train: pd.DataFrame, contract: Contract, k: int, seed: int) -> list[Fold]:
+    """k seeded folds of the training split; identical feature rows stay in one fold."""
+    groups = feature_groups(train, contract.feature_names())
+    distinct = int(groups.max()) + 1 if len(groups) else 0
+    if distinct < k:
+        raise PipelineError(
+            f"tune.cv_folds: {k} folds need {k} distinct feature rows; the training split"
+            f" has {distinct}"
+        )
+    if contract.is_classification:
+        labels = train[contract.target.name].astype(str)
+        stratified = model_selection.StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+        return list(stratified.split(train, labels, groups))
+    grouped = model_selection.GroupKFold(k, shuffle=True, random_state=seed)
+    return list(grouped.split(train, groups=groups))
+
+
+def score_fold(trial: Params, train: pd.DataFrame, fold: Fold, metric: str) -> tuple[float, float]:
+    """Fit as the train stage does on one side of the fold, score as evaluate does the other."""
+    fit_rows, score_rows = fold
+    started = time.perf_counter()
+    model = train_stage.fit(train.iloc[fit_rows], trial)
+    threshold = trial.evaluate.threshold
+    score = metric_value(metric, model, train.iloc[score_rows], trial.contract, threshold)
+    return score, time.perf_counter() - started
+
+
+def plan(params: Params) -> list[dict[str, Any]]:
+    """The current model section's values (trial 0), then the candidates."""
+    kind, settings = params.model.kind, params.tune
+    space = settings.space.of(kind)
+    if not space:
+        raise PipelineError(f"tune.space has no {kind} entry (model.kind): nothing to search")
+    current = {name: getattr(params.model, name) for name in space}
+    unique = {repr(current): current}  # in the space's order, each combination once
+    for values in candidates(settings, kind, space, params.seed):
+        ordered = {name: values[name] for name in space}
+        unique.setdefault(repr(ordered), ordered)
+    return list(unique.values())
+
+
+def search(params: Params, train: pd.DataFrame, on_trial: Callable[[Search], None]) -> Search:
+    """Cross-validate every planned trial, stopping at tune.max_seconds; `on_trial(the search
+    so far)` as each one finishes, in order."""
+    settings, metric = params.tune, scoring_metric(params)
+    trials_values = plan(params)
+    splits = folds(train, params.contract, settings.cv_folds, params.seed)
+    tasks = (
+        delayed(score_fold)(trial_params(params, values), train, fold, metric)
+        for values in trials_values
+        for fold in splits
+    )
+    started, done, pending, stopped = time.perf_counter(), [], [], ""
+    results = Parallel(n_jobs=settings.n_jobs, return_as="generator")(tasks)
+    try:
+        for result in results:
+            pending.append(result)
+            elapsed = time.perf_counter() - started
+            if len(pending) == len(splits):
+                scores, seconds = zip(*pending, strict=True)
+                done.append(Trial(len(done), trials_values[len(done)], scores, sum(seconds)))
+                pending = []
+                on_trial(Search(metric, tuple(done), len(trials_values), elapsed, ""))
+            if len(done) < len(trials_values) and elapsed > settings.max_seconds:
+                stopped = f"tune.max_seconds ({settings.max_seconds:g} s) reached"
+                break
+    finally:
+        results.close()  # cancels what is queued when stopped early
+    if not done:
+        raise PipelineError(f"no trial finished within tune.max_seconds ({settings.max_seconds:g})")
+    seconds = time.perf_counter() - started
+    return Search(metric, tuple(done), len(trials_values), seconds, stopped)
+
+
+# --- what a search leaves: reports/tune/, an MLflow run, DVC experiments, params.yaml ----
+
+
+def _shown(values: Mapping[str, Any]) -> str:
+    return " ".join(f"{name}={value}" for name, value in values.items())
+
+
+def progress_line(progress: Search) -> str:
+    """One line for the trial that just finished: its score, the best so far, its values."""
+    trial, best, total = progress.trials[-1], progress.best, progress.planned - 1
+    return (
+        f"tune: trial {trial.number:>{len(str(total))}}/{total}"
+        f"{' (current)' if trial.number == 0 else ''}  {progress.metric} {trial.mean:.4f}"
+        f" ± {trial.std:.4f}  best {best.mean:.4f} (trial {best.number})"
+        f"  {_shown(trial.values)}  {trial.seconds:.1f} s  [{progress.seconds:.0f} s]"
+    )
+
+
+def trials_table(search: Search) -> pd.DataFrame:
+    rank = {trial.number: place for place, trial in enumerate(search.ranked(), start=1)}
+    metric = search.metric
+    return pd.DataFrame(  # object columns: max_depth 8 stays 8 beside a None
+        (
+            {
+                "trial": trial.number,
+                "rank": rank[trial.number],
+                **trial.values,
+                f"cv_{metric}": round(trial.mean, 6),
+                f"cv_{metric}_std": round(trial.std, 6),
+                **{f"fold_{i}": round(score, 6) for i, score in enumerate(trial.scores, start=1)},
+                "seconds": round(trial.seconds, 3),
+            }
+            for trial in search.trials
+        ),
+        dtype=object,
+    )
+
+
+def _scored(trial: Trial) -> dict[str, Any]:
+    return {"values": trial.values, "cv_mean": round(trial.mean, 6), "cv_std": round(trial.std, 6)}
+
+
+def summary(search: Search, params: Params, rows: int) -> dict[str, Any]:
+    """best.json: the best values, the current ones (trial 0), and how the search ran."""
+    return {
+        "metric": search.metric,
+        "lower_is_better": search.metric in LOWER_IS_BETTER,
+        "best": {"trial": search.best.number, **_scored(search.best)},
+        "current": _scored(search.trials[0]),
+        "trials": len(search.trials),
+        "planned": search.planned,
+        "stopped": search.stopped,
+        "seconds": round(search.seconds, 3),
+        "settings": {**settings(params, search.metric), "train": str(params.paths.train)},
+        "rows": rows,
+    }
+
+
+def write_reports(search: Search, params: Params, rows: int) -> list[Path]:
+    """trials.csv, best.json and the plots (plots.py) in paths.tune."""
+    from mlops_template import plots
+
+    out = params.paths.tune
+    io.write_text(out / "trials.csv", trials_table(search).to_csv(index=False))
+    io.write_json(out / "best.json", summary(search, params, rows))
+    space = params.tune.space.of(params.model.kind) or {}
+    return [out / "trials.csv", out / "best.json", *plots.write_tune_figures(search, space, out)]
+
+
+def settings(params: Params, metric: str) -> dict[str, Any]:
+    """How the search ran: the seed, the model kind, the tune section with scoring resolved."""
+    tune = params.tune.model_dump(exclude={"space", "scoring", "dvc_experiments"})
+    return {
+        "seed": params.seed,
+        "model.kind": params.model.kind,
+        "tune.scoring": metric,
+        "tune.space": params.tune.space.model_dump()[params.model.kind],
+        **{f"tune.{key}": value for key, value in tune.items()},
+    }
+
+
+def record_experiments(search: Search, params_path: Path, out: Path, limit: int) -> list[str]:
+    """The best `limit` trials as DVC experiments tune-<trial> (`dvc exp save`): the workspace
+    with the trial's values in params.yaml and its CV score as a metric declared in
+    out/experiment/dvc.yaml, which only the experiment commits hold. Nothing is trained and
+    dvc.lock is untouched (why not `dvc exp run`: docs/tuning.md). The workspace is restored."""
+    if limit == 0:
+        return []
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        repo = Repo(".")
+    except DvcException as error:
+        log.warning("trials not saved as DVC experiments: %s", error)
+        return []
+    if not Path(repo.root_dir).resolve() == Path.cwd().resolve() == params_path.resolve().parent:
+        log.warning("trials not saved as DVC experiments: run from the DVC project's root")
+        repo.close()
+        return []
+    original, folder, names = params_path.read_bytes(), out / "experiment", []
+    metric, dvc_log = f"cv_{search.metric}", logging.getLogger("dvc")
+    level = dvc_log.level
+    dvc_log.setLevel(logging.ERROR)  # it warns of every untracked file while saving: noise
+    try:
+        for rank, trial in enumerate(search.ranked()[:limit], start=1):
+            text = config.set_model_values(original.decode(), trial.values)
+            io.write_text(params_path, text)
+            score = {metric: round(trial.mean, 6), f"{metric}_std": round(trial.std, 6)}
+            io.write_json(folder / "cv.json", {**score, "rank": rank})
+            io.write_text(folder / "dvc.yaml", "metrics:\n  - cv.json\n")
+            repo.experiments.save(
+                targets=[str(folder / "dvc.yaml")],  # no stage: nothing cached, dvc.lock kept
+                name=f"tune-{trial.number}",
+                force=True,  # a new search replaces the last one's trial of that number
+                include_untracked=[str(folder)],
+                message=f"mlops tune: trial {trial.number}, {metric} {trial.mean:.4f}",
+            )
+            names.append(f"tune-{trial.number}")
+    except DvcException as error:
+        log.warning("saving DVC experiments stopped: %s", error)
+    finally:
+        dvc_log.setLevel(level)
+        io.write_bytes(params_path, original)
+        shutil.rmtree(folder, ignore_errors=True)
+        repo.close()
+    return names
+
+
+def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool = False) -> Search:
+    """Search, then write reports/tune/, an MLflow run with a child run per trial and the DVC
+    experiments; with `apply`, the best values into params_path's `model:` section."""
+    if not params.paths.train.is_file():  # io.read_parquet's message blames the previous stage
+        raise PipelineError(f"{params.paths.train} not found: `make tune` runs `dvc repro split`")
+    train, metric = io.read_parquet(params.paths.train), scoring_metric(params)
+    direction = "lower" if metric in LOWER_IS_BETTER else "higher"
+    print(
+        f"tune: {params.tune.method} search over {params.model.kind}, {params.tune.cv_folds}-fold"
+        f" CV on the {len(train)} rows of {params.paths.train}; {metric}, {direction} is better",
+        file=sys.stderr,
+    )
+    with tracking.tracker(params.tracking, run_name="tune") as tracker:
+        logged = settings(params, metric)
+        tracker.log_params({**logged, "tune.space": json.dumps(logged["tune.space"])})
+
+        def on_trial(progress: Search) -> None:
+            print(progress_line(progress), file=sys.stderr, flush=True)
+            trial = progress.trials[-1]
+            scores = {f"cv_{metric}": trial.mean, f"cv_{metric}_std": trial.std}
+            values = {f"model.{name}": value for name, value in trial.values.items()}
+            tracker.log_child(f"trial-{trial.number}", values, {**scores, "seconds": trial.seconds})
+
+        result = search(params, train, on_trial)
+        best = result.best
+        tracker.log_metrics({f"best_cv_{metric}": best.mean, "trials": len(result.trials)})
+        tracker.set_tags({"best_trial": str(best.number)})
+        for path in write_reports(result, params, len(train)):
+            tracker.log_artifact(path, "tune")
+    names = record_experiments(result, params_path, params.paths.tune, params.tune.dvc_experiments)
+    print(_outcome(result, params, names))
+    if apply:
+        diff = config.write_model_values(params_path, best.values)
+        print(diff or f"{params_path} already holds the best values: nothing to change")
+    return result
+
+
+def _outcome(result: Search, params: Params, names: list[str]) -> str:
+    best, current = result.best, result.trials[0]
+    return (
+        f"tune: best trial {best.number} of {len(result.trials)}: {result.metric}"
+        f" {best.mean:.4f} ± {best.std:.4f} ({_shown(best.values)}), current {current.mean:.4f}"
+        + (f"; stopped early: {result.stopped}" if result.stopped else "")
+        + f"\ntune: wrote {', '.join(REPORTS)} in {params.paths.tune}"
+        + (f"\ntune: DVC experiments {', '.join(names)}: dvc exp show --only-changed" * bool(names))
+    )
