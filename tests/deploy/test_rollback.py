@@ -27,9 +27,11 @@ from tests.deploy.test_bump import (
     OTHER_VERSION,
     VERSION,
     files,
+    git,
     mlops,
     workflow,
 )
+from tests.fake_github import REPOSITORY, FakeGitHub
 
 NAME = "mlops-template"
 A = deploy.Release(IMAGE, DIGEST, VERSION)
@@ -303,6 +305,46 @@ def test_the_bump_writes_both_files_or_neither(
     with pytest.raises(deploy.DeployError, match=r"not written.*the overlay is unchanged"):
         deploy.bump(k8s / "overlays", "production", A)
     assert files(k8s) == before
+
+
+def test_rollback_with_pr_proposes_it_as_the_environments_deploy_pull_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mlops rollback --pr`: the prepared overlay goes to deploy/production, whose pull
+    request says it is a rollback and from which registry version."""
+    from mlops_template import deploy_cli, registry
+
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    shutil.copytree(test_k8s.K8S, work / "deploy" / "k8s")
+    shutil.copy(REPO_ROOT / "params.yaml", work / "params.yaml")
+    git(work, "init", "-q", "-b", "main")
+    deploy.bump(work / deploy.OVERLAYS, "production", B)
+    git(work, "add", "deploy")
+    git(work, "commit", "-qm", "main serves B")
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "-q", "origin", "main")
+    fake = released()
+    monkeypatch.setattr(registry, "_client", lambda: fake)
+    monkeypatch.chdir(work)
+    with FakeGitHub() as api:
+        for name, value in {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPOSITORY,
+                            "GITHUB_TOKEN": "workflow-token", "DEPLOY_PR_TOKEN": "",
+                            "GITHUB_RUN_ID": "9", "GITHUB_STEP_SUMMARY": ""}.items():  # fmt: skip
+            monkeypatch.setenv(name, value)
+        deploy_cli._rollback(Path("params.yaml"), "production", False, True,
+                             deploy.OVERLAYS, "main")  # fmt: skip
+    assert fake.aliases["champion"] == "1"
+    opened = api.writes()[-1]
+    assert opened.body["head"] == "deploy/production"
+    assert opened.body["title"] == f"Roll back production to model {VERSION} (sha256:{'ab' * 6})"
+    body = opened.body["body"]
+    assert "moved from version 2 back to version 1" in body
+    assert f"image `{A.reference}`" in body
+    assert f"It serves `{B.reference}`, model `{OTHER_VERSION}` now." in body
+    changed = git(origin, "diff", "--name-only", "main", "deploy/production").split()
+    assert changed == ["deploy/k8s/overlays/production/kustomization.yaml",
+                       "deploy/k8s/overlays/production/release.yaml"]  # fmt: skip
 
 
 # --- make and the release workflow -------------------------------------------------------------
