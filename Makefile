@@ -62,10 +62,10 @@ MLFLOW_UI_PORT ?= 5000
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH")
 
 .PHONY: help install run diff plots init-schema traffic mlflow-ui serve test test-fast ci lint lint-workflows lint-container lint-k8s k8s-config check-lock \
-	image smoke save-image push-image register promote rollback release-registry \
+	image smoke save-image push-image register promote rollback history release-registry \
 	bench-pipeline bench-serve report pull publish \
 	install-cml post-report collect-outputs publish-outputs retrain-outputs install-trivy scan-image \
-	fetch-monitoring drift retrain retrain-pr deploy-bump deploy-pr release-record schedule-note clean
+	fetch-monitoring drift retrain retrain-pr deploy-bump deploy-pr release-record record-image schedule-note clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -155,8 +155,14 @@ register: install ## Register the model dvc.lock describes in the MLflow Model R
 promote: install ## Champion/challenger gate: promote the newest version only if it is better
 	$(RUN) mlops promote
 
-rollback: install ## Move the champion alias back to the version it replaced
-	$(RUN) mlops rollback
+# ENV (default production) is passed to `mlops` as data, as for the deploy targets below.
+rollback: install ## Roll ENV (production) back: champion to the version it replaced, ENV's overlay to its recorded image; OPEN_PR=1 proposes it, ALIAS_ONLY=1 moves the alias alone
+	@set --; if [ "$${ALIAS_ONLY:-}" = 1 ]; then set -- "$$@" --alias-only; fi; \
+	if [ "$${OPEN_PR:-}" = 1 ]; then set -- "$$@" --pr; fi; \
+	set -x; $(RUN) mlops rollback --env "$${ENV:-production}" "$$@"
+
+history: install ## Every deployment per environment, newest first (ENV=one, FORMAT=json); PRs and approvers with GITHUB_TOKEN, registry versions with MLFLOW_TRACKING_URI
+	$(RUN) mlops history $${ENV:+--env "$$ENV"} --format "$${FORMAT:-table}"
 
 release-registry: install ## Release gate: register unless unchanged, promote or refuse (deploy=true|false)
 	$(RUN) mlops release
@@ -252,6 +258,10 @@ deploy-pr: install ## deploy-bump on branch deploy/ENV, push it, open or update 
 release-record: install ## In release.yml: write release/release.json (IMAGE, DIGEST, MODEL_VERSION pushed, or none)
 	$(RUN) mlops release-record --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
 		--model-version "$${MODEL_VERSION:-}"
+
+record-image: install ## In release.yml: tag registry version REGISTRY_VERSION with the pushed IMAGE, DIGEST, MODEL_VERSION
+	$(RUN) mlops record-image --version "$${REGISTRY_VERSION:-}" --image "$${IMAGE:-}" \
+		--digest "$${DIGEST:-}" --model-version "$${MODEL_VERSION:-}"
 
 schedule-note: ## In retrain.yml: on a run started by hand, note in the job summary how to re-enable the schedule
 	.ci/schedule-note
