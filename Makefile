@@ -109,10 +109,13 @@ test: install ## Run the whole test suite; tests whose services are not installe
 ci: install ## What CI runs (ci.yml, .ci/run): install the services, lint, every test; a skip fails
 	.ci/provision
 	$(MAKE) --no-print-directory lint
-	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest
+	@# The unit tests on every core, then the real-service ones in one process: those share
+	@# one image build, one server and one pipeline run per session, which workers would not.
+	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest -m "not slow and not docker" -n auto
+	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest -m "slow or docker"
 
-test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or Docker)
-	$(RUN) pytest -m "not slow and not docker"
+test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or Docker), on every core
+	$(RUN) pytest -m "not slow and not docker" -n auto
 
 lint: install ## pre-commit on every file: ruff lint + format, hygiene hooks
 	$(RUN) pre-commit run --all-files --show-diff-on-failure

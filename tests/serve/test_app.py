@@ -169,7 +169,7 @@ def test_too_many_requests_in_flight_is_503(make_client: Client) -> None:
     wait_ready(client)
     first = threading.Thread(target=client.post, args=("/predict",), kwargs={"json": GENTOO})
     first.start()
-    assert model.entered.wait(5)
+    assert model.entered.wait(30)
     response = client.post("/predict", json=GENTOO)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"

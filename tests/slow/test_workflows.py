@@ -291,19 +291,21 @@ def test_ci_workflow_lints_and_tests(forge: Forge) -> None:
         "ci.yml",
         {"ref": "refs/heads/main", "repository": {"full_name": "acme/penguins"}},
         secrets={},
-        # `make ci` as on GitHub, but the suite inside the job is two of the fast modules: the
-        # slow and docker tests are what is running it (most of an hour), and the whole fast
-        # suite runs on this same tree in the run around this one. What is checked here is the
-        # job's wiring: provision, lint, then pytest under MLOPS_FAIL_ON_SKIP.
+        # `make ci` as on GitHub, but each of its two pytest runs gets a few tests (the unit
+        # run a module, the real-service run promtool's check): the slow and docker tests are
+        # what is running this one (most of an hour), and the whole suite runs on this same
+        # tree around it. What is checked here is the job's wiring: provision, lint, then both
+        # pytest runs under MLOPS_FAIL_ON_SKIP.
         env={
-            "PYTEST_ADDOPTS": "-m 'not slow and not docker' -p no:cacheprovider"
-            " tests/test_config.py tests/stages/test_train.py"
+            "PYTEST_ADDOPTS": "-p no:cacheprovider --color=no tests/test_config.py"
+            " tests/slow/test_prometheus.py::test_promtool_accepts_the_config_and_the_rules"
         },
     )
     output = succeeded(result)
     assert "provision: " in output
     assert "ruff check" in output
-    assert re.search(r"\d+ passed", output)
+    assert len(re.findall(r"=+ \d+ passed", output)) == 2  # two pytest runs, both green
+    assert re.search(r"=+ 1 passed, \d+ deselected", output)  # the real-service run's one
     assert "MLOPS_FAIL_ON_SKIP=1" in output  # a skip would have failed the job
 
 
