@@ -572,6 +572,9 @@ def write_model_values(path: Path, values: Mapping[str, Any]) -> str:
     from mlops_template import io
 
     before = path.read_text(encoding="utf-8")
+    current = parse_params(yaml.safe_load(before), path).model
+    # Only what differs, defaults included: the best being the current values is no change.
+    values = {name: value for name, value in values.items() if getattr(current, name) != value}
     after = set_model_values(before, values)
     expected = yaml.safe_load(before)
     expected["model"] = {**expected["model"], **values}
