@@ -241,9 +241,12 @@ def _propose(result: deploy.Bump, overlays: Path, base: str, title: str, note: s
         "commit", "--quiet", "-m", title, "-m", f"Run: {run_url}", "--", *paths,
     )  # fmt: skip
     # The branch is the workflow's own, rebuilt from the base each time: force is expected.
-    _git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}", env=_push_env())
-    print(f"deploy-pr: pushed {branch}")
+    # Pushed with DEPLOY_PR_TOKEN too when it is set: a push made with the workflow's token
+    # starts no workflow, so an open pull request's checks would never run on the new commit.
     token = "DEPLOY_PR_TOKEN" if os.environ.get("DEPLOY_PR_TOKEN") else "GITHUB_TOKEN"
+    push_env = _push_env(token)
+    _git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}", env=push_env)
+    print(f"deploy-pr: pushed {branch}")
     gh = github.GitHub.from_env(token)
     body = deploy.pr_body(result, run_url, paths, note)
     outcome, number, url = deploy.open_or_update_pr(gh, branch, title, body, base)

@@ -73,11 +73,11 @@ def _truncate(body: str, limit: int, footer: str = "") -> str:
     return body[: limit - len(footer) - len(note)] + note + footer
 
 
-def _push_env() -> dict[str, str]:
-    """The workflow token for `git push` to github.com, through git's environment config
-    (never on a command line)."""
+def _push_env(variable: str = "GITHUB_TOKEN") -> dict[str, str]:
+    """The token in environment variable `variable` (the workflow's, by default) for `git
+    push` to github.com, through git's environment config (never on a command line)."""
     env = dict(os.environ)
-    token = os.environ.get("GITHUB_TOKEN", "")
+    token = os.environ.get(variable, "")
     origin = subprocess.run(
         ["git", "remote", "get-url", "origin"], capture_output=True, text=True, check=False
     ).stdout.strip()

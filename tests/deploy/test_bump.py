@@ -359,6 +359,45 @@ def test_deploy_pr_from_the_release_record(
     assert api.writes()[-1].body["head"] == "deploy/staging"
 
 
+@pytest.mark.parametrize(("pr_token", "used"), [("pr-token", "pr-token"), ("", "workflow-token")])
+def test_the_branch_is_pushed_with_the_pr_token_when_set(
+    k8s: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pr_token: str, used: str
+) -> None:
+    """A push with the workflow's token starts no workflow: an updated deploy pull request
+    would keep its old commit's checks. With DEPLOY_PR_TOKEN the push is that account's."""
+    import base64
+
+    from mlops_template import deploy_cli
+
+    origin = tmp_path / "repo"
+    git(tmp_path, "init", "-q", str(origin))
+    git(origin, "remote", "add", "origin", "https://github.com/acme/penguins")
+    monkeypatch.chdir(origin)
+    monkeypatch.setenv("GITHUB_TOKEN", "workflow-token")
+    monkeypatch.setenv("DEPLOY_PR_TOKEN", pr_token)
+    pushes: list[dict[str, str]] = []
+
+    def fake_git(*args: str, env: dict[str, str] | None = None) -> None:
+        if args[0] == "push":
+            pushes.append(env or {})
+
+    class StopError(Exception):
+        pass
+
+    def no_api(token: str) -> None:
+        raise StopError(token)
+
+    monkeypatch.setattr(deploy_cli, "_git", fake_git)
+    monkeypatch.setattr("mlops_template.github.GitHub.from_env", no_api)
+    overlays = k8s / "overlays"
+    result = deploy.bump(overlays, "staging", deploy.validate_release(IMAGE, DIGEST, VERSION))
+    with pytest.raises(StopError):
+        deploy_cli._propose(result, overlays, "main", "t", "")
+    (push,) = pushes
+    header = push["GIT_CONFIG_VALUE_0"].removeprefix("AUTHORIZATION: basic ")
+    assert base64.b64decode(header).decode() == f"x-access-token:{used}"
+
+
 # --- the workflows -----------------------------------------------------------------------------
 
 
