@@ -63,16 +63,16 @@ class Run:
     scores: list[list[float]]  # every trial's fold scores: must not depend on n_jobs
 
 
-def scratch_params(n_jobs: int) -> Path:
+def scratch_params(n_jobs: int, scratch: Path = SCRATCH) -> Path:
     """params.yaml as the project has it, with the data by absolute path, tracking off, no
-    DVC experiments, this n_jobs and its own reports folder."""
+    DVC experiments, this n_jobs and its own reports folder: nothing else differs."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     for key in ("source", "contract"):
         raw["data"][key] = str((REPO / raw["data"][key]).resolve())
     raw["tracking"]["enabled"] = False
     raw["tune"].update(n_jobs=n_jobs, dvc_experiments=0)
     raw["paths"]["tune"] = f"reports/tune-n{n_jobs}"
-    path = SCRATCH / f"params-n{n_jobs}.yaml"
+    path = scratch / f"params-n{n_jobs}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
 
