@@ -15,7 +15,7 @@ import yaml
 from sklearn.model_selection import GridSearchCV
 from typer.testing import CliRunner
 
-from mlops_template import config, io, tune
+from mlops_template import config, init_schema, io, tune
 from mlops_template.cli import app
 from mlops_template.compile import model_input
 from mlops_template.config import Params
@@ -24,6 +24,7 @@ from mlops_template.stages import ingest, split, validate
 from mlops_template.stages.evaluate import metric_value
 from mlops_template.stages.train import build_pipeline
 from tests.conftest import REPO_ROOT, repo_params_dict
+from tests.tables import write_table
 
 SMALL_FOREST = {"kind": "random_forest", "n_estimators": 10, "n_jobs": -1}
 SMALL_SEARCH = {
@@ -42,10 +43,11 @@ def prepared(workdir: Path, make_params: Callable[..., Params]) -> Callable[...,
     """Params for the tests' penguins with the split written (train and test), ready to tune."""
 
     def build(**overrides: Any) -> Params:
-        make_params(model=overrides.pop("model", SMALL_FOREST))
+        tune_section = {**SMALL_SEARCH, **overrides.pop("tune", {})}
+        make_params(model=overrides.pop("model", SMALL_FOREST), **overrides)
         path = workdir / "params.yaml"  # the tune section as given, not merged with the repo's
         raw = yaml.safe_load(path.read_text())
-        raw["tune"] = {**SMALL_SEARCH, **overrides.pop("tune", {})}
+        raw["tune"] = tune_section
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
         params = config.load_params(path)
         ingest.run(params)
@@ -222,6 +224,28 @@ def test_a_lower_is_better_metric_is_minimised(prepared: Callable[..., Params]) 
                       tune={**settings, "scoring": "accuracy"})  # fmt: skip
     accuracy = _search(higher)
     assert accuracy.best.mean == max(t.mean for t in accuracy.trials)
+
+
+def test_a_regression_is_folded_by_groups_and_minimises_rmse(
+    workdir: Path, prepared: Callable[..., Params]
+) -> None:
+    """diabetes (regression): grouped folds without strata; rmse, lower is better, by default.
+    A ridge this stiff predicts about the mean: the worst of the three."""
+    data, target, _ = write_table("diabetes", workdir)
+    init_schema.run(data, target, workdir / "diabetes.yaml")
+    params = prepared(
+        data={"source": str(data), "contract": str(workdir / "diabetes.yaml")},
+        model={"kind": "ridge", "alpha": 1.0},
+        evaluate={"primary_metric": "auto"},
+        tune={"method": "grid", "space": {"ridge": {"alpha": [1e6, 0.1]}}},
+    )
+    result = _search(params)
+    assert result.metric == "rmse"
+    assert result.ranked()[-1].values == {"alpha": 1e6}
+    assert result.best.mean == min(t.mean for t in result.trials)
+    train = io.read_parquet(params.paths.train)
+    for fit_rows, score_rows in tune.folds(train, params.contract, 3, params.seed):
+        assert not set(fit_rows) & set(score_rows)
 
 
 def test_a_metric_of_another_task_is_named(prepared: Callable[..., Params]) -> None:
