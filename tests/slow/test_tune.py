@@ -1,6 +1,6 @@
 """`make tune APPLY=1` in a copy of the repository, as a user runs it: a tiny search (3 trials
 of 2 folds) after `dvc repro split`, its trials in `dvc exp show` and as MLflow child runs on
-a real MLflow server, and the params.yaml diff APPLY writes. One run, about 25 s (CI's time
+a real MLflow server, and the params.yaml diff APPLY writes. One run, 15 to 25 s (CI's time
 budget is tight): the experiments are recorded with the workspace's params.yaml restored,
 before APPLY writes, and tests/test_tune.py checks that without APPLY nothing is written."""
 
