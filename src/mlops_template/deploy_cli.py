@@ -261,7 +261,11 @@ def _rollback(
 
     name = load_params(params).registry.model_name
     done = releases.rollback(registry._client(), name, env, overlays, alias_only)
-    print(f"rollback: champion is version {done.to_version} (was {done.from_version})")
+    if done.to_version == done.from_version:
+        print(f"rollback: champion stays version {done.to_version}: a rollback made it champion,"
+              f" and a rollback does not go further back; {env} is set to its image")  # fmt: skip
+    else:
+        print(f"rollback: champion is version {done.to_version} (was {done.from_version})")
     if done.bump is None:
         print(
             f"rollback: the alias alone moved (--alias-only): no overlay changed, {env} serves"

@@ -299,6 +299,20 @@ def _record(client: Any, name: str, version: str, event: str, detail: dict[str, 
     client.set_model_version_tag(name, version, key, value[:5000])
 
 
+# Set by a rollback on the version it withdrew (releases.rollback): the gate refuses it.
+WITHDRAWN_TAG = "withdrawn"
+
+
+def _withdrawn_reason(version: str, raw: str) -> str:
+    """Why a withdrawn version is refused: main may still hold its model after a rollback, and
+    every later release would otherwise promote it again, undoing the rollback."""
+    return (
+        f"version {version} was withdrawn by a rollback ({raw[:200]}): a release does not bring"
+        f" it back. Change the model (a new version), or delete its tag `{WITHDRAWN_TAG}` to"
+        " allow it again"
+    )
+
+
 def promote(params: Params, version: str | None = None) -> Decision:
     """Move `champion` to the candidate (default: the newest version) if it passes the gate."""
     client = _client()
@@ -308,8 +322,11 @@ def promote(params: Params, version: str | None = None) -> Decision:
         raise PipelineError(f"{name}: no registered version to promote; run `make register`")
     candidate = version or str(max(versions))
     current = _champion(client, name)
+    withdrawn = client.get_model_version(name, candidate).tags.get(WITHDRAWN_TAG)
     candidate_scores = _score(name, candidate, params)
-    if current is None and not candidate_scores["beats_baseline"]:
+    if withdrawn is not None:
+        decision = Decision(False, _withdrawn_reason(candidate, withdrawn), candidate_scores, None)
+    elif current is None and not candidate_scores["beats_baseline"]:
         reason = baseline_verdict(candidate_scores, params.primary_metric, params.contract.task)
         decision = Decision(False, reason, candidate_scores, None)
     elif current is None:

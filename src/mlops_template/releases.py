@@ -31,6 +31,10 @@ from mlops_template.errors import PipelineError
 IMAGE_TAG = "image"
 IMAGE_EVENT = "image"  # the audit records: image.<time>
 PREVIOUS_TAG = "previous_champion"
+# On the version a rollback made champion: the version it withdrew. A champion reached that
+# way is not rolled back past: another `make rollback` (say, for the other environment) sets
+# the overlay to this champion's image and leaves the alias where it is.
+ROLLED_BACK_FROM_TAG = "rolled_back_from"
 _FIELDS = ("image", "digest", "model_version")
 # A registry version as MLflow numbers them (also what the gate's `version` output holds).
 REGISTRY_VERSION = re.compile(r"[1-9][0-9]{0,9}")
@@ -121,6 +125,9 @@ def rollback_target(client: Any, name: str, alias_only: bool) -> tuple[str, str,
     current = registry._champion(client, name)
     if current is None:
         raise PipelineError(f"{name}: no champion in the registry: nothing to roll back")
+    if current.tags.get(ROLLED_BACK_FROM_TAG) and not alias_only:
+        # Already rolled back: this environment catches up with the champion, no step further.
+        return str(current.version), str(current.version), _required_image(client, name, current)
     previous = current.tags.get(PREVIOUS_TAG)
     if not previous:
         raise PipelineError(
@@ -130,15 +137,23 @@ def rollback_target(client: Any, name: str, alias_only: bool) -> tuple[str, str,
     previous = validate_version(previous, f"version {current.version}'s previous_champion")
     if alias_only:
         return str(current.version), previous, None
-    image = recorded_image(client.get_model_version(name, previous))
+    return (
+        str(current.version),
+        previous,
+        _required_image(client, name, client.get_model_version(name, previous)),
+    )
+
+
+def _required_image(client: Any, name: str, version: Any) -> deploy.Release:
+    image = recorded_image(version)
     if image is None:
         raise deploy.DeployError(
-            f"{name}: version {previous}, the previous champion, records no image (it was"
-            " released before the registry recorded images, or never pushed): the overlay"
-            " cannot be prepared. Pass --alias-only (ALIAS_ONLY=1) to move the alias alone,"
-            " and deploy its image by hand (make deploy-pr)"
+            f"{name}: version {version.version} records no image (it was released before the"
+            " registry recorded images, or never pushed): the overlay cannot be prepared. Pass"
+            " --alias-only (ALIAS_ONLY=1) to move the alias alone, and deploy its image by"
+            " hand (make deploy-pr)"
         )
-    return str(current.version), previous, image
+    return image
 
 
 def rollback(
@@ -164,13 +179,15 @@ def rollback(
             for path in (folder / deploy.KUSTOMIZATION, folder / deploy.RELEASE)
         ]
         bump = deploy.bump(overlays, env, image)
-    try:
-        client.set_registered_model_alias(name, registry.CHAMPION, previous)
-    except BaseException:
-        if bump is not None and bump.changed:
-            for path, text in saved:
-                io.write_text(path, text)
-        raise
+    if previous != current:
+        try:
+            client.set_registered_model_alias(name, registry.CHAMPION, previous)
+        except BaseException:
+            if bump is not None and bump.changed:
+                for path, text in saved:
+                    io.write_text(path, text)
+            raise
+        _mark(client, name, current, previous, env)
     detail = {
         "from": current,
         "to": previous,
@@ -178,6 +195,15 @@ def rollback(
         "image": None if image is None else image.reference,
         "model_version": None if image is None else image.model_version,
     }
-    for version in (current, previous):
+    for version in sorted({current, previous}):
         registry._record(client, name, version, "rollback", detail)
     return Rollback(env, current, previous, bump)
+
+
+def _mark(client: Any, name: str, withdrawn: str, champion: str, env: str) -> None:
+    """The withdrawn version is refused by the gate from now on (main may still hold its
+    model: the next release would otherwise promote it again), and the new champion says how
+    it became one (a later rollback stops there)."""
+    reason = json.dumps({"by_rollback_to": champion, "env": env}, sort_keys=True)
+    client.set_model_version_tag(name, withdrawn, registry.WITHDRAWN_TAG, reason)
+    client.set_model_version_tag(name, champion, ROLLED_BACK_FROM_TAG, withdrawn)

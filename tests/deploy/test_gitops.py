@@ -217,3 +217,23 @@ def test_the_flux_source_holds_deploy_k8s_and_nothing_else(flux, tmp_path: Path)
         input="\n".join(kept + left_out), capture_output=True, text=True,
     )  # fmt: skip
     assert sorted(result.stdout.split()) == sorted(left_out)
+
+
+def test_merging_a_deploy_pull_request_releases_nothing() -> None:
+    """A deploy pull request changes an overlay only. If its merge ran release.yml, the rebuilt
+    image (another digest, the same model) would become another deploy pull request, whose
+    merge would release again. Everything else on main still releases."""
+    import fnmatch
+
+    release = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "release.yml").read_text())
+    push = release[True]["push"]  # YAML 1.1 reads the key `on` as true
+    ignored = push["paths-ignore"]
+
+    def releases(changed: list[str]) -> bool:
+        return any(not any(fnmatch.fnmatch(path, glob) for glob in ignored) for path in changed)
+
+    overlay = [f"deploy/k8s/overlays/{env}/{name}" for env in ("staging", "production")
+               for name in ("kustomization.yaml", "release.yaml")]  # fmt: skip
+    assert not releases(overlay)
+    for other in ("dvc.lock", "params.yaml", "deploy/k8s/base/serve.yaml", "src/x.py"):
+        assert releases([*overlay, other])

@@ -18,6 +18,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from mlops_template import deploy, releases
+from mlops_template import registry as registry_module
 from tests.conftest import REPO_ROOT
 from tests.deploy import test_k8s
 from tests.deploy.test_bump import (
@@ -177,9 +178,34 @@ def test_rollback_moves_the_alias_and_sets_the_overlay_to_the_previous_image(
         assert record["env"] == "production"
         assert record["image"] == A.reference
         assert record["model_version"] == VERSION
-    # Rolled back once: version 1 replaced nothing, so there is no second step back.
-    with pytest.raises(Exception, match="no previous champion"):
-        releases.rollback(registry, NAME, "production", k8s / "overlays")
+    # The withdrawn version is marked for the gate; the champion says how it became one.
+    assert json.loads(registry.versions["2"].tags[registry_module.WITHDRAWN_TAG]) == {
+        "by_rollback_to": "1", "env": "production"}  # fmt: skip
+    assert registry.versions["1"].tags[releases.ROLLED_BACK_FROM_TAG] == "2"
+
+
+def test_a_second_rollback_catches_the_other_environment_up_and_goes_no_further_back(
+    k8s: Path,
+) -> None:
+    """Version 1 itself replaced a version 0: still, one rollback is one step. The second
+    (staging's, or production's again) sets the overlay to the champion's image; the alias
+    stays."""
+    registry = released()
+    registry.versions["0"] = Version("0", {"image": releases.image_value(B)})
+    registry.versions["1"].tags[releases.PREVIOUS_TAG] = "0"
+    serving(k8s, "production", B)
+    serving(k8s, "staging", B)
+    releases.rollback(registry, NAME, "production", k8s / "overlays")
+    staging = releases.rollback(registry, NAME, "staging", k8s / "overlays")
+    assert (staging.from_version, staging.to_version) == ("1", "1")
+    assert registry.aliases["champion"] == "1"
+    assert deploy.read_overlay(k8s / "overlays", "staging") == A
+    again = releases.rollback(registry, NAME, "production", k8s / "overlays")
+    assert again.bump is not None
+    assert not again.bump.changed
+    assert registry.aliases["champion"] == "1"
+    assert deploy.read_overlay(k8s / "overlays", "production") == A
+    assert registry_module.WITHDRAWN_TAG not in registry.versions["1"].tags
 
 
 def test_an_overlay_already_serving_the_previous_image_is_left_as_it_is(

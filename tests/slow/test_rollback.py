@@ -3,7 +3,8 @@ v1 (image digest A), release v2 (B), the same model again with new code (B2), ea
 on its registry version (`mlops record-image`, as release.yml runs it) and deployed to
 production (`mlops deploy-bump` and a commit, as a merged deploy pull request); then
 `mlops rollback` sets production's overlay back to A and `champion` back to v1, recorded on
-both versions, and `mlops history` lists A, B2, B, A with the registry's versions. A hostile
+both versions, and `mlops history` lists A, B2, B, A with the registry's versions; the next
+release refuses the withdrawn version 2, and a second rollback goes no further back. A hostile
 value in a recorded tag is refused with nothing changed."""
 
 from __future__ import annotations
@@ -142,7 +143,13 @@ def test_a_rollback_puts_the_previous_champions_image_back(
     assert rows[-1]["state"] == "placeholder"
     assert data["sources"]["registry"] == f"MLflow, model {NAME}: recorded images and promotions"
 
-    # Version 1 replaced nothing: there is no second step back.
-    again = site.mlops("rollback", "--no-pr", check=False)
-    assert "no previous champion to roll back to" in again
+    # main still holds version 2's model: the next merge's release must not promote it back.
+    refused = site.mlops("release")
+    assert "release: refused: version 2: version 2 was withdrawn by a rollback" in refused
+    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+
+    # One rollback is one step: again, the champion stays and production already serves it.
+    again = site.mlops("rollback", "--no-pr")
+    assert "champion stays version 1" in again
+    assert "production already serves" in again
     assert site.production() == first
