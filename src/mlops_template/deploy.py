@@ -1,12 +1,12 @@
 """GitOps deploy: what an environment serves is its overlay in deploy/k8s/overlays/<env>.
 
 `bump` sets the overlay's image (repository and digest, `images[0]` of kustomization.yaml)
-and the pods' model version (`mlops-template/model-version` in release.yaml) by editing
-those values in the text, so every other byte of both files (comments included) stays as
-it was; the result is parsed back and must differ from the original in exactly those
-values. Every value is checked against a strict shape first: they arrive from a workflow's
-inputs or a release artifact, and only a repository name, a sha256 digest and 12 hex digits
-can ever reach the files.
+and the pods' model version (`mlops-template/model-version` in release.yaml, double-quoted:
+a string even when all 12 digits are decimal) by editing those values in the text, so
+every other byte of both files (comments included) stays as it was; the result is parsed
+back and must differ from the original in exactly those values. Every value is checked
+against a strict shape first: they arrive from a workflow's inputs or a release artifact,
+and only a repository name, a sha256 digest and 12 hex digits can ever reach the files.
 
 `open_or_update_pr` proposes the change as a pull request from the branch `deploy/<env>`
 (merging it is the deploy), updating the open one rather than opening another.
@@ -47,7 +47,20 @@ MAX_REPOSITORY = 255
 
 _NEW_NAME = re.compile(r"^(    newName: )(\S+)$", re.M)
 _DIGEST_LINE = re.compile(r"^(    digest: )(\S+)$", re.M)
-_VERSION_LINE = re.compile(rf"^(        {re.escape(ANNOTATION)}: )(\S+)$", re.M)
+# The model version is written double-quoted ("0123456789ab"): unquoted, an all-digit one
+# (about 1 release in 280) reads as a YAML number, and an annotation must be a string.
+# Read quoted or not (overlays committed before the quotes), never with quotes inside.
+_VERSION_LINE = re.compile(
+    rf"""^(        {re.escape(ANNOTATION)}: )("[^"'\s\\]*"|'[^"'\s\\]*'|[^"'\s\\]+)$""", re.M
+)
+
+
+def _unquoted(value: str) -> str:
+    return value[1:-1] if value[:1] in {'"', "'"} else value
+
+
+def _quoted(value: str) -> str:
+    return f'"{value}"'
 
 
 class DeployError(PipelineError):
@@ -140,7 +153,7 @@ def parse_overlay(kustomization: str, release: str, folder: Path) -> Release:
     image = _one(_NEW_NAME, block, "newName:", folder / KUSTOMIZATION).group(2)
     digest = _one(_DIGEST_LINE, block, "digest:", folder / KUSTOMIZATION).group(2)
     version = _one(_VERSION_LINE, release, ANNOTATION, folder / RELEASE).group(2)
-    return Release(image, digest, version)
+    return Release(image, digest, _unquoted(version))
 
 
 def _replace(text: str, match: re.Match[str], value: str, offset: int = 0) -> str:
@@ -175,7 +188,8 @@ def bump(overlays: Path, env: str, new: Release, write: bool = True) -> Bump:
                      new.digest, begin)  # fmt: skip
     begin, end = _first_image_block(new_k, kpath)
     new_k = _replace(new_k, _one(_NEW_NAME, new_k[begin:end], "", kpath), new.image, begin)
-    new_r = _replace(release, _one(_VERSION_LINE, release, ANNOTATION, rpath), new.model_version)
+    new_r = _replace(release, _one(_VERSION_LINE, release, ANNOTATION, rpath),
+                     _quoted(new.model_version))  # fmt: skip
     _check(kustomization, new_k, kpath,
            {"images|0|newName": new.image, "images|0|digest": new.digest})  # fmt: skip
     _check(release, new_r, rpath,

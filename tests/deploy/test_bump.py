@@ -75,8 +75,8 @@ def test_the_bump_sets_the_three_values_and_keeps_every_other_byte(k8s: Path) ->
             f"    digest: {deploy.PLACEHOLDER_DIGEST}": f"    digest: {DIGEST}",
         },
         "overlays/staging/release.yaml": {
-            "        mlops-template/model-version: unreleased":
-                f"        mlops-template/model-version: {VERSION}",
+            '        mlops-template/model-version: "unreleased"':
+                f'        mlops-template/model-version: "{VERSION}"',  # quoted: a string
         },
     }  # fmt: skip
     for name, replaced in expected_lines.items():
@@ -93,7 +93,7 @@ def test_the_bump_sets_the_three_values_and_keeps_every_other_byte(k8s: Path) ->
     assert f"staging: ghcr.io/your-org/mlops-template@{deploy.PLACEHOLDER_DIGEST}" in result.stdout
     assert f"-> {IMAGE}@{DIGEST} (model {VERSION})" in result.stdout
     assert f"+    digest: {DIGEST}" in result.stdout  # the diff
-    assert f"+        mlops-template/model-version: {VERSION}" in result.stdout
+    assert f'+        mlops-template/model-version: "{VERSION}"' in result.stdout
 
 
 def test_the_same_values_again_change_nothing_and_say_so(k8s: Path) -> None:
@@ -202,6 +202,50 @@ def test_a_bumped_overlay_renders_and_passes_the_k8s_checks(k8s: Path) -> None:
             f"{IMAGE}@{DIGEST}"}  # fmt: skip
         template = test_k8s.the(objects, "Deployment")["spec"]["template"]
         assert template["metadata"]["annotations"][deploy.ANNOTATION] == VERSION
+
+
+@pytest.mark.parametrize("version", ["123456789012", "012345678901"])
+def test_an_all_digit_model_version_stays_a_string(k8s: Path, version: str) -> None:
+    """About 1 release in 280 has 12 decimal digits: unquoted, YAML reads 123456789012 as a
+    number (the parse-back check refused it) and kustomize renders 012345678901 as the
+    number 12345678901, which no annotation may be. Written quoted, it is the string."""
+    result = bump_cli(k8s, version=version)
+    assert result.returncode == 0, result.stderr
+    release = k8s / "overlays" / "staging" / "release.yaml"
+    assert f'        mlops-template/model-version: "{version}"\n' in release.read_text()
+    assert deploy.read_overlay(k8s / "overlays", "staging").model_version == version
+    again = bump_cli(k8s, version=version)
+    assert again.returncode == 0, again.stderr
+    assert "nothing changed" in again.stdout
+    text = test_k8s.render(k8s / "overlays" / "staging")
+    objects = list(yaml.safe_load_all(text))
+    test_k8s.test_validates_against_the_kubernetes_schemas_strictly(("staging", text, objects))
+    test_k8s.test_the_image_is_pinned_by_digest_with_a_model_version(("staging", text, objects))
+    template = test_k8s.the(objects, "Deployment")["spec"]["template"]
+    assert template["metadata"]["annotations"][deploy.ANNOTATION] == version  # the string
+    other = bump_cli(k8s, digest=OTHER_DIGEST, version=OTHER_VERSION)  # and from it, onwards
+    assert other.returncode == 0, other.stderr
+    assert f"(model {version}) -> {IMAGE}@{OTHER_DIGEST} (model {OTHER_VERSION})" in other.stdout
+
+
+@pytest.mark.parametrize(
+    "written", ["0123456789ab", "123456789012", "'0123456789ab'", "unreleased"]
+)
+def test_an_overlay_with_the_version_unquoted_still_reads_and_bumps(
+    k8s: Path, written: str
+) -> None:
+    """Overlays committed before the quotes (a fork's) hold the value bare."""
+    release = k8s / "overlays" / "staging" / "release.yaml"
+    text = release.read_text()
+    line = f'        {deploy.ANNOTATION}: "unreleased"\n'
+    assert text.endswith(line)
+    release.write_text(text.replace(line, f"        {deploy.ANNOTATION}: {written}\n"))
+    assert deploy.read_overlay(k8s / "overlays", "staging").model_version == written.strip("'")
+    result = bump_cli(k8s, version=OTHER_VERSION)
+    assert result.returncode == 0, result.stderr
+    assert release.read_text() == text.replace(
+        line, f'        {deploy.ANNOTATION}: "{OTHER_VERSION}"\n'
+    )
 
 
 # --- the release record ----------------------------------------------------------------------

@@ -161,6 +161,7 @@ def test_the_image_is_pinned_by_digest_with_a_model_version(rendered) -> None:
     assert DIGEST_IMAGE.fullmatch(image), image
     annotations = the(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     version = annotations["mlops-template/model-version"]
+    assert isinstance(version, str), version  # quoted in release.yaml: 123456789012 too
     # `unreleased` with the placeholder digest, else the model's sha256[:12] (.ci/push-image)
     assert version == "unreleased" or re.fullmatch(r"[0-9a-f]{12}", version)
     assert (version == "unreleased") == image.endswith("@sha256:" + "0" * 64)

@@ -217,8 +217,8 @@ def expected_diff(
         "   template:\n"
         "     metadata:\n"
         "       annotations:\n"
-        f"-        mlops-template/model-version: {old[2]}\n"
-        f"+        mlops-template/model-version: {new[2]}\n"
+        f'-        mlops-template/model-version: "{old[2]}"\n'
+        f'+        mlops-template/model-version: "{new[2]}"\n'
     )
 
 
