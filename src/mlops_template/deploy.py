@@ -241,9 +241,11 @@ def pr_title(result: Bump, rollback: bool = False) -> str:
     return f"Deploy model {new.model_version} to {result.env} ({new.short_digest})"
 
 
-def pr_body(result: Bump, run_url: str, paths: list[str], note: str = "") -> str:
+def pr_body(
+    result: Bump, run_url: str, paths: list[str], note: str = "", local: str = "make deploy-pr"
+) -> str:
     """The deploy pull request's body; `note` (a rollback's: which registry versions) goes
-    first."""
+    first. Without `run_url` (no workflow run), it says `local` opened it."""
     old, new, env = result.old, result.new, result.env
     was = (
         "nothing released yet (the placeholder digest)"
@@ -265,6 +267,8 @@ def pr_body(result: Bump, run_url: str, paths: list[str], note: str = "") -> str
             f" `{old.image}`, digest `{old.digest}` and model version `{old.model_version}`"
             " (or revert this pull request's commit)."
         )
+    opened = (f"Opened by the deploy workflow: {run_url}" if run_url
+              else f"Opened by `{local}` (local)")  # fmt: skip
     files = "\n".join(f"- `{path}`" for path in paths)
     intro = f"{note}\n\n" if note else ""
     return (
@@ -272,7 +276,7 @@ def pr_body(result: Bump, run_url: str, paths: list[str], note: str = "") -> str
         f"Merging this pull request is the deploy: the `{env}` overlay then runs\n\n"
         f"- image `{new.reference}`\n- model version `{new.model_version}`\n\n"
         f"It serves {was} now.\n\n```diff\n{result.diff}```\n\nFiles:\n{files}\n\n"
-        f"## Roll back\n\n{rollback}\n\n---\nOpened by the deploy workflow: {run_url}\n"
+        f"## Roll back\n\n{rollback}\n\n---\n{opened}\n"
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -216,39 +217,113 @@ def _deploy_pr(
             return
         image, digest, model_version = values
     new = deploy.validate_release(image, digest, model_version)
+    check_proposable(overlays, env, base, "deploy-pr")
     result = deploy.bump(overlays, env, new)
     if not result.changed:
-        print(f"deploy-pr: {env} already serves {new.reference} on this checkout: no pull request")
+        print(f"deploy-pr: {env} already serves {new.reference} on {base}: no pull request")
         return
     print(result.diff, end="")
     _propose(result, overlays, base, deploy.pr_title(result), "")
 
 
-def _propose(result: deploy.Bump, overlays: Path, base: str, title: str, note: str) -> None:
+def _pr_token_variable() -> str:
+    return "DEPLOY_PR_TOKEN" if os.environ.get("DEPLOY_PR_TOKEN") else "GITHUB_TOKEN"
+
+
+def _git_out(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise PipelineError(f"git {args[0]} failed: {done.stderr.strip()[:300]}")
+    return done.stdout.strip()
+
+
+def check_proposable(overlays: Path, env: str, base: str, command: str) -> None:
+    """Before anything is written (the overlay, a commit, a branch, the registry's alias):
+    deploy/<env> is rebuilt from this checkout's HEAD, so HEAD must be `base`'s tip on
+    origin (fetched now) and `env`'s overlay files unmodified; and GITHUB_REPOSITORY and a
+    token (DEPLOY_PR_TOKEN or GITHUB_TOKEN) must be set to push and open the pull request.
+    Run from a feature branch or a stale checkout, the pushed branch would carry its commits
+    or undo main's newer ones."""
+    from mlops_template import github
+
+    deploy.validate_env(env)
+    github.validate_branch(base)
+    if not os.environ.get("GITHUB_REPOSITORY"):
+        raise PipelineError(
+            f"{command}: GITHUB_REPOSITORY is not set: export it (owner/name, e.g."
+            " acme/penguins) to name the repository the pull request is opened in;"
+            " nothing was changed"
+        )
+    if not (os.environ.get("DEPLOY_PR_TOKEN") or os.environ.get("GITHUB_TOKEN")):
+        raise PipelineError(
+            f"{command}: neither DEPLOY_PR_TOKEN nor GITHUB_TOKEN is set: export a token"
+            " that may push branches and open pull requests (contents and pull-requests"
+            " write); nothing was changed"
+        )
+    try:
+        _git("fetch", "--quiet", "--no-tags", "origin", f"refs/heads/{base}",
+             env=_push_env(_pr_token_variable()))  # fmt: skip
+    except PipelineError:
+        raise PipelineError(
+            f"{command}: could not fetch {base} from origin (see above) to check that this"
+            f" checkout is its tip; nothing was changed"
+        ) from None
+    head = _git_out("rev-parse", "--verify", "HEAD^{commit}")
+    tip = _git_out("rev-parse", "--verify", "FETCH_HEAD^{commit}")
+    if head != tip:
+        where = _git_out("rev-parse", "--abbrev-ref", "HEAD")
+        named = "a detached HEAD" if where == "HEAD" else f"branch {where}"
+        raise PipelineError(
+            f"{command}: HEAD ({named}, {head[:12]}) is not origin/{base} ({tip[:12]}):"
+            f" deploy/{env} is built from this checkout, so it would carry whatever differs."
+            f" Run `git switch {base} && git pull` (commit or stash your work first) and try"
+            " again; nothing was changed"
+        )
+    folder = overlays / env
+    paths = [(folder / deploy.KUSTOMIZATION).as_posix(), (folder / deploy.RELEASE).as_posix()]
+    modified = _git_out("status", "--porcelain", "--", *paths)
+    if modified:
+        raise PipelineError(
+            f"{command}: {folder}'s files differ from {base}'s ({modified.splitlines()[0]}"
+            f"...): restore them (git restore {' '.join(paths)}) and try again; nothing was"
+            " changed"
+        )
+
+
+def _in_actions_run() -> bool:
+    return bool(os.environ.get("GITHUB_RUN_ID") and os.environ.get("GITHUB_SERVER_URL"))
+
+
+def _propose(
+    result: deploy.Bump, overlays: Path, base: str, title: str, note: str,
+    local: str = "make deploy-pr",
+) -> None:  # fmt: skip
     """Commit the bumped overlay on branch deploy/<env>, push it and open (or update) its
-    pull request."""
+    pull request. The callers ran check_proposable before anything was bumped; `local`
+    names the command in the body when this is no workflow run."""
     from mlops_template import github
 
     env = result.env
     branch = github.validate_branch(f"{deploy.BRANCH_PREFIX}{env}")
     folder = overlays / env
     paths = [(folder / deploy.KUSTOMIZATION).as_posix(), (folder / deploy.RELEASE).as_posix()]
-    run_url = _run_url()
+    run_url = _run_url() if _in_actions_run() else ""
+    origin = f"Run: {run_url}" if run_url else f"Opened by `{local}` (local)"
     _git("switch", "--quiet", "--force-create", branch)
     _git("add", "--", *paths)
     _git(
         "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
-        "commit", "--quiet", "-m", title, "-m", f"Run: {run_url}", "--", *paths,
+        "commit", "--quiet", "-m", title, "-m", origin, "--", *paths,
     )  # fmt: skip
     # The branch is the workflow's own, rebuilt from the base each time: force is expected.
     # Pushed with DEPLOY_PR_TOKEN too when it is set: a push made with the workflow's token
     # starts no workflow, so an open pull request's checks would never run on the new commit.
-    token = "DEPLOY_PR_TOKEN" if os.environ.get("DEPLOY_PR_TOKEN") else "GITHUB_TOKEN"
+    token = _pr_token_variable()
     push_env = _push_env(token)
     _git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}", env=push_env)
     print(f"deploy-pr: pushed {branch}")
     gh = github.GitHub.from_env(token)
-    body = deploy.pr_body(result, run_url, paths, note)
+    body = deploy.pr_body(result, run_url, paths, note, local)
     outcome, number, url = deploy.open_or_update_pr(gh, branch, title, body, base)
     print(f"deploy-pr: {outcome} pull request #{number} {url} ({branch} into {base})")
     _summary(f"Deploy pull request #{number} {outcome}: {title}")
@@ -260,6 +335,11 @@ def _rollback(
     from mlops_template import registry, releases
 
     name = load_params(params).registry.model_name
+    if pr is None:
+        token = os.environ.get("DEPLOY_PR_TOKEN") or os.environ.get("GITHUB_TOKEN")
+        pr = os.environ.get("GITHUB_ACTIONS") == "true" and bool(token)
+    if pr and not alias_only:  # before the alias moves: a refusal then changes nothing
+        check_proposable(overlays, env, base, "rollback --pr")
     done = releases.rollback(registry._client(), name, env, overlays, alias_only)
     if done.to_version == done.from_version:
         print(f"rollback: champion stays version {done.to_version}: a rollback made it champion,"
@@ -282,9 +362,6 @@ def _rollback(
     print(done.bump.diff, end="")
     by_hand = (f"make deploy-pr ENV={env} IMAGE={new.image} DIGEST={new.digest}"
                f" MODEL_VERSION={new.model_version}")  # fmt: skip
-    if pr is None:
-        token = os.environ.get("DEPLOY_PR_TOKEN") or os.environ.get("GITHUB_TOKEN")
-        pr = os.environ.get("GITHUB_ACTIONS") == "true" and bool(token)
     if not pr:
         print(
             f"rollback: the overlay is changed in this working tree only; merging it is the"
@@ -295,7 +372,8 @@ def _rollback(
     note = (f"Rollback: registry `champion` moved from version {done.from_version} back to"
             f" version {done.to_version}, whose recorded image this is.")  # fmt: skip
     try:
-        _propose(done.bump, overlays, base, deploy.pr_title(done.bump, rollback=True), note)
+        _propose(done.bump, overlays, base, deploy.pr_title(done.bump, rollback=True), note,
+                 "mlops rollback --pr")  # fmt: skip
     except PipelineError as error:
         raise PipelineError(
             f"{error}. The alias moved and the overlay is prepared in the working tree;"

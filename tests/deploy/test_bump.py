@@ -302,9 +302,10 @@ def deploy_pr(
 ) -> subprocess.CompletedProcess[str]:
     return mlops(
         "deploy-pr", "--env", "staging", *args, cwd=work,
-        GITHUB_API_URL=api.url, GITHUB_REPOSITORY=REPOSITORY,
-        GITHUB_SERVER_URL="https://github.com", GITHUB_RUN_ID="77", GITHUB_TOKEN="workflow-token",
-        GITHUB_STEP_SUMMARY="", GITHUB_OUTPUT="", **{"DEPLOY_PR_TOKEN": "", **env},
+        **{"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPOSITORY,
+           "GITHUB_SERVER_URL": "https://github.com", "GITHUB_RUN_ID": "77",
+           "GITHUB_TOKEN": "workflow-token", "GITHUB_STEP_SUMMARY": "", "GITHUB_OUTPUT": "",
+           "DEPLOY_PR_TOKEN": "", **env},
     )  # fmt: skip
 
 
@@ -373,6 +374,7 @@ def test_deploy_pr_with_what_main_serves_proposes_nothing(
     deploy.bump(work / "deploy" / "k8s" / "overlays", "staging",
                 deploy.Release(IMAGE, DIGEST, VERSION))  # fmt: skip
     git(work, "commit", "-qam", "deployed")
+    git(work, "push", "-q", "origin", "main")
     result = deploy_pr(api, work, *values())
     assert result.returncode == 0, result.stderr
     assert "already serves" in result.stdout
@@ -401,6 +403,100 @@ def test_deploy_pr_from_the_release_record(
     result = deploy_pr(api, work, "--release", str(record))
     assert result.returncode == 0, result.stderr
     assert api.writes()[-1].body["head"] == "deploy/staging"
+
+
+def refused_and_untouched(
+    api: FakeGitHub, work: Path, origin: Path, result: subprocess.CompletedProcess[str]
+) -> None:
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: deploy-pr: ")
+    assert "nothing was changed" in result.stderr
+    assert api.calls == []
+    assert "deploy/staging" not in git(origin, "branch", "--list")
+    assert git(work, "status", "--porcelain", "--", "deploy") == ""  # the overlay untouched
+
+
+def test_deploy_pr_from_a_feature_branch_is_refused(
+    api: FakeGitHub, checkout: tuple[Path, Path]
+) -> None:
+    """deploy/<env> is built from HEAD: from a feature branch it would carry the WIP."""
+    work, origin = checkout
+    git(work, "switch", "-q", "-c", "wip")
+    (work / "wip.txt").write_text("work in progress\n")
+    git(work, "add", "wip.txt")
+    git(work, "commit", "-qm", "wip")
+    head = git(work, "rev-parse", "HEAD").strip()
+    main = git(origin, "rev-parse", "main").strip()
+    result = deploy_pr(api, work, *values())
+    refused_and_untouched(api, work, origin, result)
+    assert f"HEAD (branch wip, {head[:12]}) is not origin/main ({main[:12]})" in result.stderr
+    assert "git switch main && git pull" in result.stderr
+    assert git(work, "branch", "--show-current").strip() == "wip"
+
+
+def test_deploy_pr_from_a_stale_checkout_is_refused(
+    api: FakeGitHub, checkout: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """origin/main moved on (another merge): the branch would undo it."""
+    work, origin = checkout
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(origin), str(other))
+    (other / "newer.txt").write_text("merged meanwhile\n")
+    git(other, "add", "newer.txt")
+    git(other, "commit", "-qm", "newer")
+    git(other, "push", "-q", "origin", "main")
+    result = deploy_pr(api, work, *values())
+    refused_and_untouched(api, work, origin, result)
+    assert "is not origin/main" in result.stderr
+    git(work, "pull", "-q", "origin", "main")  # as told: then it goes through
+    result = deploy_pr(api, work, *values())
+    assert result.returncode == 0, result.stderr
+    assert git(origin, "rev-parse", "deploy/staging^") == git(origin, "rev-parse", "main")
+
+
+def test_deploy_pr_with_the_overlay_edited_is_refused(
+    api: FakeGitHub, checkout: tuple[Path, Path]
+) -> None:
+    work, origin = checkout
+    release = work / "deploy" / "k8s" / "overlays" / "staging" / "release.yaml"
+    release.write_text(release.read_text() + "# edited by hand\n")
+    result = deploy_pr(api, work, *values())
+    assert result.returncode == 1
+    assert "differ from main's" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert release.read_text().endswith("# edited by hand\n")
+    assert api.calls == []
+    assert "deploy/staging" not in git(origin, "branch", "--list")
+
+
+@pytest.mark.parametrize(
+    ("unset", "message"),
+    [
+        (("GITHUB_REPOSITORY",), "GITHUB_REPOSITORY is not set"),
+        (("GITHUB_TOKEN", "DEPLOY_PR_TOKEN"), "neither DEPLOY_PR_TOKEN nor GITHUB_TOKEN"),
+    ],
+)
+def test_deploy_pr_without_a_repository_or_token_is_refused_before_any_write(
+    api: FakeGitHub, checkout: tuple[Path, Path], unset: tuple[str, ...], message: str
+) -> None:
+    work, origin = checkout
+    result = deploy_pr(api, work, *values(), **dict.fromkeys(unset, ""))
+    refused_and_untouched(api, work, origin, result)
+    assert message in result.stderr
+
+
+def test_deploy_pr_outside_actions_names_no_run(
+    api: FakeGitHub, checkout: tuple[Path, Path]
+) -> None:
+    work, origin = checkout
+    result = deploy_pr(api, work, *values(), GITHUB_RUN_ID="", GITHUB_SERVER_URL="")
+    assert result.returncode == 0, result.stderr
+    body = api.writes()[-1].body["body"]
+    assert "Opened by `make deploy-pr` (local)" in body
+    assert "/actions/runs/" not in body
+    message = git(origin, "log", "-1", "--format=%B", "deploy/staging")
+    assert "Opened by `make deploy-pr` (local)" in message
+    assert "/actions/runs/" not in message
 
 
 @pytest.mark.parametrize(("pr_token", "used"), [("pr-token", "pr-token"), ("", "workflow-token")])

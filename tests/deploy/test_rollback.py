@@ -373,6 +373,43 @@ def test_rollback_with_pr_proposes_it_as_the_environments_deploy_pull_request(
                        "deploy/k8s/overlays/production/release.yaml"]  # fmt: skip
 
 
+def test_rollback_with_pr_from_a_feature_branch_moves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkout is checked before the alias moves: refused, the registry and the overlay
+    are as they were, nothing pushed, no API call."""
+    from mlops_template import deploy_cli, errors, registry
+
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    shutil.copytree(test_k8s.K8S, work / "deploy" / "k8s")
+    shutil.copy(REPO_ROOT / "params.yaml", work / "params.yaml")
+    git(work, "init", "-q", "-b", "main")
+    deploy.bump(work / deploy.OVERLAYS, "production", B)
+    git(work, "add", "deploy")
+    git(work, "commit", "-qm", "main serves B")
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "-q", "origin", "main")
+    git(work, "switch", "-q", "-c", "wip")
+    git(work, "commit", "-q", "--allow-empty", "-m", "wip")
+    fake = released()
+    monkeypatch.setattr(registry, "_client", lambda: fake)
+    monkeypatch.chdir(work)
+    before = files(work / "deploy")
+    with FakeGitHub() as api:
+        for name, value in {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPOSITORY,
+                            "GITHUB_TOKEN": "workflow-token", "DEPLOY_PR_TOKEN": "",
+                            "GITHUB_STEP_SUMMARY": ""}.items():  # fmt: skip
+            monkeypatch.setenv(name, value)
+        with pytest.raises(errors.PipelineError, match=r"HEAD \(branch wip, .*not origin/main"):
+            deploy_cli._rollback(Path("params.yaml"), "production", False, True,
+                                 deploy.OVERLAYS, "main")  # fmt: skip
+        assert api.calls == []
+    assert fake.aliases["champion"] == "2"
+    assert files(work / "deploy") == before
+    assert git(origin, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
+
+
 # --- make and the release workflow -------------------------------------------------------------
 
 
