@@ -317,9 +317,16 @@ def history(
 ) -> History:
     """The deployments of `envs` from git, with GitHub's pull requests (`gh`) and the
     registry's versions (`registry`: a client and the model's name) when given."""
+    if is_shallow(repo):
+        # The log of a shallow clone ends at its boundary commit, which then reads as the
+        # deployment of whatever its overlay holds: a wrong answer, so none.
+        raise PipelineError(
+            f"{repo}: a shallow clone: the history of main is incomplete here, and its oldest"
+            " commit would read as a deployment. Fetch the whole history first: git fetch"
+            " --unshallow (in GitHub Actions: actions/checkout with fetch-depth: 0)"
+        )
     ref = resolve_ref(repo, ref)
-    shallow = " (a shallow clone: older commits are missing; git fetch --unshallow)"
-    sources = {"git": f"{ref}: the overlays' commits{shallow if is_shallow(repo) else ''}"}
+    sources = {"git": f"{ref}: the overlays' commits"}
     deployments = {env: overlay_history(repo, ref, overlays, env) for env in envs}
     sources["github"] = "not used (GITHUB_TOKEN and GITHUB_REPOSITORY not set)"
     sources["registry"] = "not used (MLFLOW_TRACKING_URI not set)"

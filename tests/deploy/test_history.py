@@ -242,3 +242,25 @@ def test_the_command_prints_a_table_or_json_and_names_its_sources(
         envs, output, ref, message = case
         with pytest.raises(PipelineError, match=re.escape(message)):
             deploy_cli._history(params, envs, output, ref, overlays)
+
+
+def test_a_shallow_clone_is_refused_before_anything_is_printed(repo: Repo, tmp_path: Path) -> None:
+    """Actions' default checkout holds one commit: its log would list that commit as a
+    deployment of whatever it serves, and nothing older. No answer rather than a wrong one."""
+    shallow = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", repo.root.as_uri(), str(shallow))
+    assert git(shallow, "rev-parse", "--is-shallow-repository") == "true"
+    env = {"GITHUB_TOKEN": "", "MLFLOW_TRACKING_URI": ""}
+    for output in ("table", "json"):
+        result = mlops("history", "--format", output, cwd=shallow, **env)
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert "shallow clone: the history of main is incomplete here" in result.stderr
+        assert "git fetch --unshallow" in result.stderr
+        assert "fetch-depth: 0" in result.stderr
+    git(shallow, "fetch", "-q", "--unshallow")  # as told: then it answers
+    result = mlops("history", "--env", "production", "--format", "json", cwd=shallow, **env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["environments"]["production"]
+    assert [row["digest"] for row in rows] == [A.digest, B.digest, A.digest,
+                                               deploy.PLACEHOLDER_DIGEST]  # fmt: skip
