@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,12 +59,22 @@ class ConstantModel(FakeModel):
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.scored = threading.Event()
+        self.rows = 0  # scored so far (by the one shadow thread)
 
     def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
         self.scored.set()
         if self.fail:
             raise RuntimeError("challenger is broken")
+        self.rows += len(records)
         return np.tile([0.9, 0.05, 0.05], (len(records), 1))
+
+    def wait_for(self, rows: int, seconds: float = 30) -> bool:
+        """Until `rows` are scored: shutdown waits only a second for the shadow queue, and a
+        busy machine (the unit tests share the cores) may take longer to score it."""
+        deadline = time.monotonic() + seconds
+        while self.rows < rows and time.monotonic() < deadline:
+            threading.Event().wait(0.02)
+        return self.rows >= rows
 
 
 def test_missing_rates_and_class_shares_cover_a_sliding_window(make_client: Client) -> None:
@@ -126,7 +137,7 @@ def test_a_challenger_is_scored_in_shadow_and_never_answers(
     wait_ready(client)
     answers = [client.post("/predict", json=GENTOO).json() for _ in range(5)]
     assert {answer["prediction"] for answer in answers} == {"Gentoo"}
-    assert challenger.scored.wait(30)
+    assert challenger.wait_for(len(answers))
     client.__exit__(None, None, None)  # drains the shadow queue and flushes the log
     logged = [json.loads(line) for line in settings.prediction_log.read_text().splitlines()]
     shadow = {r["id"]: r for r in logged if r["role"] == "challenger"}
@@ -141,7 +152,7 @@ def test_shadow_agreement_is_on_metrics(make_client: Client) -> None:
     wait_ready(client)
     client.post("/predict/batch", json={"records": [GENTOO] * 3 + [ADELIE]})
     text = ""
-    for _ in range(100):
+    for _ in range(1500):  # up to 30 s on a busy machine; milliseconds otherwise
         text = client.get("/metrics").text
         if gauge(text, "shadow_window_rows") == 4:
             break
@@ -153,9 +164,11 @@ def test_shadow_agreement_is_on_metrics(make_client: Client) -> None:
 def test_the_drift_report_compares_champion_and_challenger_on_the_served_traffic(
     make_client: Client, settings: ServeSettings, penguin_task: TaskModel
 ) -> None:
-    client = make_client(challenger=lambda: ConstantModel())
+    challenger = ConstantModel()
+    client = make_client(challenger=lambda: challenger)
     wait_ready(client)
     client.post("/predict/batch", json={"records": [GENTOO] * 30 + [ADELIE] * 10})
+    assert challenger.wait_for(40)
     client.__exit__(None, None, None)
     traffic = drift.read_traffic(settings.prediction_log, 1000, penguin_task.contract)
     labels = {record["id"]: record["prediction"] for record in traffic.champion}
