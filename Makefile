@@ -109,10 +109,10 @@ test: install ## Run the whole test suite; tests whose services are not installe
 ci: install ## What CI runs (ci.yml, .ci/run): install the services, lint, every test; a skip fails
 	.ci/provision
 	$(MAKE) --no-print-directory lint
-	@# The unit tests on every core, then the real-service ones in one process: those share
-	@# one image build, one server and one pipeline run per session, which workers would not.
+	@# The unit tests on every core, then the real-service ones on every core too, grouped
+	@# (tests/conftest.py): one worker takes every Docker test, so the image is built once.
 	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest -m "not slow and not docker" -n auto
-	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest -m "slow or docker"
+	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest -m "slow or docker" -n auto --dist loadfile
 
 test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or Docker), on every core
 	$(RUN) pytest -m "not slow and not docker" -n auto
