@@ -48,7 +48,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -189,10 +189,10 @@ def _overrides(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str
     return update
 
 
-def _reference(path: Path) -> dict | None:
+def _reference(path: Path) -> dict[str, Any] | None:
     """The training profile for the drift gauges; serving goes on without it."""
     try:
-        return io.read_json(path)
+        return cast(dict[str, Any], io.read_json(path))
     except (OSError, ValueError) as error:
         log.warning("%s: no training reference (%s); drift gauges without reference", path, error)
         return None

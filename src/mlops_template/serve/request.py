@@ -54,7 +54,7 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
             return as_category(value, categories) or value
 
         annotation = Annotated[
-            Literal[spec.categories],  # type: ignore[valid-type]
+            Literal[spec.categories],
             BeforeValidator(text),
         ]
     if spec.nullable:
@@ -130,7 +130,7 @@ def prediction_model(contract: Contract) -> type[BaseModel]:
     }
     fields: dict[str, Any] = {}
     if contract.is_classification:
-        label: Any = Literal[contract.classes]  # type: ignore[valid-type]
+        label: Any = Literal[contract.classes]
         fields["prediction"] = (label, Field(description=about))
         fields["probabilities"] = (
             dict[str, float],
@@ -147,7 +147,7 @@ def prediction_model(contract: Contract) -> type[BaseModel]:
             ' (`{"id": prediction_id, "label": ...}`) to measure it in production.'
         ),
     )
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         "Prediction", __config__=ConfigDict(json_schema_extra={"example": example}), **fields
     )
 

@@ -33,7 +33,8 @@ from mlops_template.serve.request import (
 )
 from mlops_template.serve.service import NotReadyError, Service, UnscorableError
 
-NOT_READY = {503: {"description": "Not ready, overloaded or timed out"}}
+Responses = dict[int | str, dict[str, Any]]  # FastAPI's `responses=`: status -> OpenAPI
+NOT_READY: Responses = {503: {"description": "Not ready, overloaded or timed out"}}
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def _add_predict_routes(
     BatchRequest = models.batch_request  # noqa: N806 (a class)
     # Documents the scheme in the OpenAPI; the Guard checks the key before reading the body.
     security = [Security(HTTPBearer(auto_error=False))] if api_key else []
-    guarded = {
+    guarded: Responses = {
         **NOT_READY,
         413: {"description": "Request body too large"},
         408: {"description": "Request body not received in time (the connection is closed)"},
