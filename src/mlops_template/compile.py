@@ -98,6 +98,7 @@ def _patch_skl2onnx() -> None:
         flag = int(nodes_missing_value_tracks_true)
         return original(*args, nodes_missing_value_tracks_true=flag, **kwargs)
 
+    # A marker on the function object, so the patch applies once; mypy types no such attributes.
     add_node.casts_missing_flag = True  # type: ignore[attr-defined]
     tree_ensemble.add_node = add_node
 

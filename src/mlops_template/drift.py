@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 import numpy as np
 import pandas as pd
@@ -145,7 +145,7 @@ def _records(path: Path, last_file: bool) -> Iterator[tuple[int, dict[str, Any]]
         yield number, record
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -229,7 +229,7 @@ def _label(value: object, contract: Contract) -> Label | None:
             value = float(value)
         except ValueError:
             return None
-    return float(value) if _is_number(value) else None  # type: ignore[arg-type]
+    return float(value) if _is_number(value) else None
 
 
 def read_feedback(path: Path, contract: Contract) -> dict[str, Label]:

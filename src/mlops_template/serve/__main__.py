@@ -119,6 +119,8 @@ def header_timeout_protocol(seconds: float) -> type[HttpToolsProtocol]:
             if not self.transport.is_closing():
                 self.transport.close()
 
+        # As uvicorn's own protocols declare it (with the same ignore): asyncio's base class
+        # takes a BaseTransport, the HTTP protocols a Transport.
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         access_log=False,
         limit_concurrency=settings.max_connections,
+        # uvicorn annotates it int, but only hands it to loop.call_later: fractions work.
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         timeout_graceful_shutdown=graceful,
         log_level="info",

@@ -96,6 +96,8 @@ def features_model(contract: Contract, min_present: int = 0) -> type[BaseModel]:
         "example": dict(contract.example),
         **_present_schema(contract.feature_names(), min_present),
     }
+    # pydantic types __validators__ as plain callables, but documents passing what
+    # model_validator() returns (a descriptor proxy), as here; no overload matches, so Any.
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Features",
         __config__=ConfigDict(extra="forbid", strict=True, json_schema_extra=extra),
@@ -161,10 +163,12 @@ def batch_request(
         __config__=ConfigDict(
             extra="forbid", json_schema_extra={"example": {"records": [example]}}
         ),
+        # A model class built at run time: mypy cannot take a variable as a type.
         records=(list[features], Field(min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
     )
 
 
 def batch_prediction(prediction: type[BaseModel]) -> type[BaseModel]:
     """`{"predictions": [...]}`, one per record, in order."""
+    # A model class built at run time: mypy cannot take a variable as a type.
     return create_model("BatchPrediction", predictions=(list[prediction], ...))  # type: ignore[valid-type]

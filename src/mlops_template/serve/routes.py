@@ -160,6 +160,8 @@ def _add_predict_routes(
     @api.post(
         "/predict", response_model=models.prediction, responses=guarded, dependencies=security
     )
+    # Features and BatchRequest are built from the contract at run time (request.py), which
+    # FastAPI reads from the annotations; mypy cannot take a variable as a type.
     async def predict(features: Features) -> Any:  # type: ignore[valid-type]
         """Predict one record."""
         answers = await service.predict([features.model_dump()])  # type: ignore[attr-defined]
@@ -190,6 +192,7 @@ def _add_service_routes(api: FastAPI, service: Service) -> None:
         reason = service.not_ready_reason()
         if reason is not None:
             return JSONResponse({"status": "not ready", "detail": reason}, status_code=503)
+        # not_ready_reason() is None only once the model is loaded (service.ServiceState).
         return {"status": "ready", "model_version": service.state.model.version}  # type: ignore[union-attr]
 
     @api.get("/metrics", response_class=Response)
