@@ -84,12 +84,12 @@ def preflight(params: ParamsOption = DEFAULT_PARAMS) -> None:
             failures.record(loaded.paths.stage_failure, "validate", error)
             raise
         if not loaded.data.source.is_file():
-            error = PipelineError(
+            missing = PipelineError(
                 f"data.source: {loaded.data.source} not found (a file tracked with `dvc add`"
                 " comes with `make pull`)"
             )
-            failures.record(loaded.paths.stage_failure, "ingest", error)
-            raise error
+            failures.record(loaded.paths.stage_failure, "ingest", missing)
+            raise missing
         try:
             _check_columns(loaded)
         except PipelineError as error:
@@ -145,7 +145,7 @@ def init_schema(
         if out.exists() and not force:
             raise PipelineError(f"{out} exists; pass --force to replace it (git keeps the old)")
         result = module.run(
-            data, target, out, task=task, positive=positive,  # type: ignore[arg-type]
+            data, target, out, task=task, positive=positive,
             margin=margin, strict_nulls=strict_nulls, ignore=tuple(ignore or ()),
         )  # fmt: skip
     except PipelineError as error:

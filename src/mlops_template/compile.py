@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -98,6 +98,7 @@ def _patch_skl2onnx() -> None:
         flag = int(nodes_missing_value_tracks_true)
         return original(*args, nodes_missing_value_tracks_true=flag, **kwargs)
 
+    # A marker on the function object, so the patch applies once; mypy types no such attributes.
     add_node.casts_missing_flag = True  # type: ignore[attr-defined]
     tree_ensemble.add_node = add_node
 
@@ -146,7 +147,7 @@ def to_onnx(pipeline: Any, contract: Contract, source_sha256: str) -> bytes:
     for domain, version in imports:
         entry = model.opset_import.add()
         entry.domain, entry.version = domain, version
-    return model.SerializeToString()
+    return cast(bytes, model.SerializeToString())  # skl2onnx is untyped: model is Any
 
 
 def _session(blob: bytes) -> Any:
@@ -170,9 +171,9 @@ def _clear(
     may go either way (a 20-tree forest gives many exact 0.5s); only a clear decision must
     agree."""
     if positive is not None and len(classes) == 2:
-        return np.abs(scores[:, classes.index(positive)] - threshold) > tolerance
+        return cast(np.ndarray, np.abs(scores[:, classes.index(positive)] - threshold) > tolerance)
     top_two = np.sort(scores, axis=1)[:, -2:] if scores.shape[1] > 1 else scores
-    return (top_two[:, -1] - top_two[:, 0]) > tolerance
+    return cast(np.ndarray, (top_two[:, -1] - top_two[:, 0]) > tolerance)
 
 
 def check_parity(

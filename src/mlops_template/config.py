@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 import yaml
 from pydantic import (
@@ -319,7 +319,7 @@ def number_type(kind: str, name: str) -> type | None:
     while pending:
         annotation = pending.pop(0)
         if annotation in (int, float):
-            return annotation
+            return cast(type, annotation)
         pending.extend(get_args(annotation))  # Optional[...], Annotated[int, ...]
     return None
 
@@ -394,7 +394,7 @@ class TuneSpace(_Strict):
         return None if raw is None else check_space(str(info.field_name), raw)
 
     def of(self, kind: str) -> dict[str, Choices] | None:
-        return getattr(self, kind)
+        return cast(dict[str, Choices] | None, getattr(self, kind))
 
 
 class TuneSettings(_Strict):

@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import numpy as np
 import pandas as pd
@@ -145,7 +145,7 @@ def _records(path: Path, last_file: bool) -> Iterator[tuple[int, dict[str, Any]]
         yield number, record
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -229,7 +229,7 @@ def _label(value: object, contract: Contract) -> Label | None:
             value = float(value)
         except ValueError:
             return None
-    return float(value) if _is_number(value) else None  # type: ignore[arg-type]
+    return float(value) if _is_number(value) else None
 
 
 def read_feedback(path: Path, contract: Contract) -> dict[str, Label]:
@@ -238,7 +238,7 @@ def read_feedback(path: Path, contract: Contract) -> dict[str, Label]:
         return {}
     if path.suffix == ".csv":
         frame = pd.read_csv(path, dtype=str)
-        rows: Iterable[dict[str, Any]] = frame.to_dict("records")
+        rows: Iterable[dict[str, Any]] = cast(list[dict[str, Any]], frame.to_dict("records"))
     else:
         rows = []
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -633,7 +633,9 @@ def markdown(report: DriftReport) -> str:
 def _figure_png(
     reference: pd.DataFrame, traffic: Traffic, report: DriftReport, contract: Contract
 ) -> str:
-    from mlops_template.plots import plt
+    import matplotlib.pyplot as plt
+
+    from mlops_template import plots  # noqa: F401 (sets matplotlib's Agg backend)
 
     current = _window(traffic, contract)
     verdicts = {(c.column, c.kind): c.drifted for c in report.checks}

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
@@ -23,13 +24,13 @@ from mlops_template.serve.logsink import rotated_index
 log = logging.getLogger(__name__)
 
 
-def _filesystem(source: str) -> tuple[object, str]:
+def _filesystem(source: str) -> tuple[Any, str]:  # fsspec is untyped
     import fsspec
 
     options: dict[str, object] = {}
     if source.startswith("s3://") and os.environ.get("AWS_ENDPOINT_URL"):
         options["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
-    return fsspec.core.url_to_fs(source, **options)
+    return cast(tuple[Any, str], fsspec.core.url_to_fs(source, **options))
 
 
 def run(params: Params, source: str) -> list[Path]:
@@ -39,7 +40,7 @@ def run(params: Params, source: str) -> list[Path]:
     fs, root = _filesystem(source)
     root = root.rstrip("/")
     try:
-        found = fs.glob(f"{root}/{log_name}*") + fs.glob(f"{root}/{feedback_name}")  # type: ignore[attr-defined]
+        found = fs.glob(f"{root}/{log_name}*") + fs.glob(f"{root}/{feedback_name}")
     except (OSError, ValueError) as error:
         raise PipelineError(f"{source}: cannot list it: {error}") from None
     names = [Path(str(path)).name for path in found]
@@ -51,7 +52,7 @@ def run(params: Params, source: str) -> list[Path]:
     try:
         for path, name in zip(found, names, strict=True):
             if name in logs or name == feedback_name:
-                fs.get(str(path), str(staging / name))  # type: ignore[attr-defined]
+                fs.get(str(path), str(staging / name))
         previous = target.with_name(target.name + ".previous")
         if target.exists():
             target.replace(previous)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +137,7 @@ def render_images(paths: Paths, image_dir: Path) -> dict[str, Path]:
     written = {}
     for title, figure in figures.items():
         target = image_dir / (title.lower().replace(" ", "_").replace("-", "_") + ".png")
-        io.write_with(target, lambda tmp, fig=figure: fig.savefig(tmp, format="png"))
+        io.write_with(target, partial(figure.savefig, format="png"))
         plt.close(figure)
         written[title] = target
     return written
@@ -213,7 +214,7 @@ def write_tune_figures(search: Search, space: Mapping[str, Any], out: Path) -> l
         ("trials.png", tune_trials_figure(search)),
         ("params.png", tune_params_figure(search, space)),
     ):
-        io.write_with(out / name, lambda tmp, fig=figure: fig.savefig(tmp, format="png"))
+        io.write_with(out / name, partial(figure.savefig, format="png"))
         plt.close(figure)
         written.append(out / name)
     return written

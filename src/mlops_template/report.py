@@ -14,7 +14,7 @@ import math
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -258,7 +258,7 @@ def _dvc_json(*args: str) -> dict[str, Any]:
     result = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise PipelineError(f"dvc {' '.join(args)} failed: {result.stderr.strip()}")
-    return json.loads(result.stdout or "{}")
+    return cast(dict[str, Any], json.loads(result.stdout or "{}"))
 
 
 def _as_float(value: Any) -> float | None:

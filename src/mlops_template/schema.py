@@ -115,7 +115,7 @@ def category_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if hasattr(value, "item") and not isinstance(value, str | bytes):  # NumPy scalars
-        return category_text(value.item())  # type: ignore[attr-defined]
+        return category_text(value.item())
     return str(value)
 
 

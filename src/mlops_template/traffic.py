@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,7 @@ def valid_pool(frame: pd.DataFrame, contract: Contract, seed: int) -> pd.DataFra
     for spec in contract.features:
         column = frame[spec.name] if spec.name in frame else pd.Series(np.nan, index=frame.index)
         if spec.kind == "numeric":
-            values = pd.to_numeric(column, errors="coerce").astype(float)
+            values: pd.Series[Any] = pd.to_numeric(column, errors="coerce").astype(float)
             values = values.where(np.isfinite(values))
             values = values.clip(lower=spec.minimum, upper=spec.maximum)
             if not spec.nullable:
@@ -129,7 +129,7 @@ def records(pool: pd.DataFrame, count: int, seed: int) -> list[Record]:
     rng = np.random.default_rng(seed + 2)
     rows = pool.iloc[rng.integers(0, len(pool), count)]
     drawn = []
-    for row in rows.to_dict(orient="records"):
+    for row in cast(list[Record], rows.to_dict(orient="records")):
         drawn.append({k: _plain(v) for k, v in row.items() if not _missing(v)})
     return drawn
 

@@ -198,15 +198,15 @@ def search(params: Params, train: pd.DataFrame, on_trial: Callable[[Search], Non
         for values in trials_values
         for fold in splits
     )
-    started, done, pending, stopped = time.perf_counter(), [], [], ""
+    started, done, pending, stopped = time.perf_counter(), list[Trial](), [], ""
     results = Parallel(n_jobs=settings.n_jobs, return_as="generator")(tasks)
     try:
         for result in results:
             pending.append(result)
             elapsed = time.perf_counter() - started
             if len(pending) == len(splits):
-                scores, seconds = zip(*pending, strict=True)
-                done.append(Trial(len(done), trials_values[len(done)], scores, sum(seconds)))
+                scores, fold_seconds = zip(*pending, strict=True)
+                done.append(Trial(len(done), trials_values[len(done)], scores, sum(fold_seconds)))
                 pending = []
                 on_trial(Search(metric, tuple(done), len(trials_values), elapsed, ""))
             if len(done) < len(trials_values) and elapsed > settings.max_seconds:

@@ -48,7 +48,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -119,6 +119,8 @@ def header_timeout_protocol(seconds: float) -> type[HttpToolsProtocol]:
             if not self.transport.is_closing():
                 self.transport.close()
 
+        # As uvicorn's own protocols declare it (with the same ignore): asyncio's base class
+        # takes a BaseTransport, the HTTP protocols a Transport.
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
@@ -189,10 +191,10 @@ def _overrides(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str
     return update
 
 
-def _reference(path: Path) -> dict | None:
+def _reference(path: Path) -> dict[str, Any] | None:
     """The training profile for the drift gauges; serving goes on without it."""
     try:
-        return io.read_json(path)
+        return cast(dict[str, Any], io.read_json(path))
     except (OSError, ValueError) as error:
         log.warning("%s: no training reference (%s); drift gauges without reference", path, error)
         return None
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         access_log=False,
         limit_concurrency=settings.max_connections,
+        # uvicorn annotates it int, but only hands it to loop.call_later: fractions work.
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         timeout_graceful_shutdown=graceful,
         log_level="info",

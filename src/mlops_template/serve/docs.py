@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 from html import escape
-from typing import Any
+from typing import Any, cast
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -29,7 +29,7 @@ def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref")
     if ref is None:
         return schema
-    return spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    return cast(dict[str, Any], spec["components"]["schemas"][ref.rsplit("/", 1)[-1]])
 
 
 def _describe(spec: dict[str, Any], schema: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +26,12 @@ from mlops_template.serve.metrics import ServiceMetrics
 if TYPE_CHECKING:
     from mlops_template.serve.service import ServiceState
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+Scope = MutableMapping[str, Any]  # as starlette.types has them
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 # The route tables. A v2 model route is named by its template, so the metrics' route label
 # and the body limits do not depend on the model name a client typed.
@@ -58,7 +59,7 @@ def route_of(path: str) -> str:
 
 
 async def reply(
-    send: Send, status: int, payload: dict[str, Any], headers: list | None = None
+    send: Send, status: int, payload: dict[str, Any], headers: Headers | None = None
 ) -> None:
     """A JSON answer sent straight to the client, without the app."""
     body = json.dumps(payload, separators=(",", ":")).encode()

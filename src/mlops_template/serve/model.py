@@ -31,7 +31,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -347,7 +347,7 @@ class ServedModel:
         if self.runtime == "onnx":
             output = PROBABILITIES if self.is_classifier else VARIABLE
             (scores,) = self.pipeline.run([output], self.feed(records))
-            return scores if self.is_classifier else scores.reshape(-1)  # float32
+            return cast(np.ndarray, scores if self.is_classifier else scores.reshape(-1))  # float32
         if self.is_classifier:
             return self.predict_proba(records)
         return np.asarray(self.pipeline.predict(self.frame(records)), dtype=float)
@@ -355,7 +355,7 @@ class ServedModel:
     def predict_proba(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         if self.runtime == "onnx":
             return self.score(records)
-        return self.pipeline.predict_proba(self.frame(records))
+        return cast(np.ndarray, self.pipeline.predict_proba(self.frame(records)))
 
     def decode(self, row: Any) -> Answer:
         """One row of `score`: the prediction and, for a classifier, each class's probability."""

@@ -54,7 +54,7 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
             return as_category(value, categories) or value
 
         annotation = Annotated[
-            Literal[spec.categories],  # type: ignore[valid-type]
+            Literal[spec.categories],
             BeforeValidator(text),
         ]
     if spec.nullable:
@@ -96,6 +96,8 @@ def features_model(contract: Contract, min_present: int = 0) -> type[BaseModel]:
         "example": dict(contract.example),
         **_present_schema(contract.feature_names(), min_present),
     }
+    # pydantic types __validators__ as plain callables, but documents passing what
+    # model_validator() returns (a descriptor proxy), as here; no overload matches, so Any.
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Features",
         __config__=ConfigDict(extra="forbid", strict=True, json_schema_extra=extra),
@@ -130,7 +132,7 @@ def prediction_model(contract: Contract) -> type[BaseModel]:
     }
     fields: dict[str, Any] = {}
     if contract.is_classification:
-        label: Any = Literal[contract.classes]  # type: ignore[valid-type]
+        label: Any = Literal[contract.classes]
         fields["prediction"] = (label, Field(description=about))
         fields["probabilities"] = (
             dict[str, float],
@@ -147,7 +149,7 @@ def prediction_model(contract: Contract) -> type[BaseModel]:
             ' (`{"id": prediction_id, "label": ...}`) to measure it in production.'
         ),
     )
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         "Prediction", __config__=ConfigDict(json_schema_extra={"example": example}), **fields
     )
 
@@ -161,10 +163,12 @@ def batch_request(
         __config__=ConfigDict(
             extra="forbid", json_schema_extra={"example": {"records": [example]}}
         ),
+        # A model class built at run time: mypy cannot take a variable as a type.
         records=(list[features], Field(min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
     )
 
 
 def batch_prediction(prediction: type[BaseModel]) -> type[BaseModel]:
     """`{"predictions": [...]}`, one per record, in order."""
+    # A model class built at run time: mypy cannot take a variable as a type.
     return create_model("BatchPrediction", predictions=(list[prediction], ...))  # type: ignore[valid-type]

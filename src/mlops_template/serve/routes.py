@@ -33,7 +33,8 @@ from mlops_template.serve.request import (
 )
 from mlops_template.serve.service import NotReadyError, Service, UnscorableError
 
-NOT_READY = {503: {"description": "Not ready, overloaded or timed out"}}
+Responses = dict[int | str, dict[str, Any]]  # FastAPI's `responses=`: status -> OpenAPI
+NOT_READY: Responses = {503: {"description": "Not ready, overloaded or timed out"}}
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def _add_predict_routes(
     BatchRequest = models.batch_request  # noqa: N806 (a class)
     # Documents the scheme in the OpenAPI; the Guard checks the key before reading the body.
     security = [Security(HTTPBearer(auto_error=False))] if api_key else []
-    guarded = {
+    guarded: Responses = {
         **NOT_READY,
         413: {"description": "Request body too large"},
         408: {"description": "Request body not received in time (the connection is closed)"},
@@ -159,6 +160,8 @@ def _add_predict_routes(
     @api.post(
         "/predict", response_model=models.prediction, responses=guarded, dependencies=security
     )
+    # Features and BatchRequest are built from the contract at run time (request.py), which
+    # FastAPI reads from the annotations; mypy cannot take a variable as a type.
     async def predict(features: Features) -> Any:  # type: ignore[valid-type]
         """Predict one record."""
         answers = await service.predict([features.model_dump()])  # type: ignore[attr-defined]
@@ -189,6 +192,7 @@ def _add_service_routes(api: FastAPI, service: Service) -> None:
         reason = service.not_ready_reason()
         if reason is not None:
             return JSONResponse({"status": "not ready", "detail": reason}, status_code=503)
+        # not_ready_reason() is None only once the model is loaded (service.ServiceState).
         return {"status": "ready", "model_version": service.state.model.version}  # type: ignore[union-attr]
 
     @api.get("/metrics", response_class=Response)

@@ -108,6 +108,7 @@ class Service:
         self.validation = ThreadPoolExecutor(max_workers=2, thread_name_prefix="validate")
         self.monitor = LiveMonitor(settings.monitor_window, contract, reference, self.metrics)
         self.batcher = MicroBatcher(
+            # predict() admits records only once a model is loaded, and none is unloaded.
             lambda rows: self.state.model.score(rows),  # type: ignore[union-attr]
             settings.micro_batch_max_rows,
             on_batch=self.metrics.batch_rows.observe,

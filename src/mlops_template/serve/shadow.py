@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from mlops_template.serve.logsink import PredictionLog
 from mlops_template.serve.model import ServedModel
@@ -74,7 +74,7 @@ class ShadowScorer:
         item = self._queue.get()
         deadline = time.monotonic() + LINGER_SECONDS
         while item is not _STOP:
-            batch.append(item)  # type: ignore[arg-type]
+            batch.append(cast(Item, item))  # submit() puts only Items; close() puts _STOP
             remaining = deadline - time.monotonic()
             if len(batch) >= self.max_batch_rows or remaining <= 0:
                 return batch, False

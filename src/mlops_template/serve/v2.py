@@ -29,7 +29,7 @@ from mlops_template.serve.service import Service
 from mlops_template.serve.tensors import TensorError
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "sklearn": "sklearn"}  # serve.runtime -> platform
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": 'A request the model cannot take: `{"error": ...}`'},
     404: {"description": "No model of that name"},
     503: {"description": "Not ready, overloaded or timed out"},
