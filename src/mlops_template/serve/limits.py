@@ -55,6 +55,7 @@ def body_limits(settings: ServeSettings, features: Iterable[ColumnSpec]) -> dict
     rows = settings.max_batch_rows * (record + 1)
     return {
         "/predict": min(settings.max_body_bytes, ENVELOPE_BYTES + record),
+        "/explain": min(settings.max_body_bytes, ENVELOPE_BYTES + record),
         "/predict/batch": min(settings.max_body_bytes, ENVELOPE_BYTES + rows),
         "/v2/models/{name}/infer": min(
             settings.max_body_bytes, ENVELOPE_BYTES * (1 + len(features)) + rows
