@@ -125,3 +125,20 @@ def test_logistic_regression_on_the_penguins_is_model_agnostic(
     assert result["explainer"] == "shapley.exact"
     assert result["output_space"] == "probability"
     assert np.isclose(sum(result["base_value"].values()), 1.0)
+
+
+def test_the_multiclass_image_shows_each_rows_predicted_class(contract: Any) -> None:
+    """The classes' probability values sum to zero per row: the image plots the predicted
+    class's, not an average that would be zero."""
+    values = np.zeros((2, 6, 3))
+    values[0, 0] = [0.3, -0.1, -0.2]  # row 0 leans to class 0
+    values[1, 1] = [-0.3, -0.1, 0.4]  # row 1 to class 2
+    rows = pd.DataFrame({name: [0.0, 1.0] for name in contract.feature_names()})
+    explanation = explain.Explanation(
+        values, np.full(3, 1 / 3), ["Adelie", "Chinstrap", "Gentoo"], "TreeExplainer",
+        "probability", rows,
+    )  # fmt: skip
+    plotted, which = explain.plotted_values(explanation, contract)
+    assert which == "each row's predicted class"
+    assert plotted[0, 0] == 0.3
+    assert plotted[1, 1] == 0.4

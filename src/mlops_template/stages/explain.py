@@ -240,6 +240,19 @@ def plot_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"feature": name, "mean_abs_shap": value} for name, value in ranked]
 
 
+def plotted_values(explanation: Explanation, contract: Contract) -> tuple[np.ndarray, str]:
+    """Rows x features to draw, and what they explain: binary, the positive class; regression,
+    the prediction; multiclass, each row's predicted class (the class outputs' values sum to
+    zero, so an average over classes would show nothing)."""
+    if contract.task != "multiclass":
+        output = shown_outputs(explanation, contract)[0]
+        return explanation.values[:, :, explanation.outputs.index(output)], output
+    totals = explanation.base[None, :] + explanation.values.sum(axis=1)  # the model's outputs
+    chosen = totals.argmax(axis=1)
+    rows = np.arange(len(chosen))
+    return explanation.values[rows, :, chosen], "each row's predicted class"
+
+
 def draw(explanation: Explanation, contract: Contract, path: Path) -> None:
     """A beeswarm-style summary: per feature (largest mean |SHAP| on top) one dot per row at
     its SHAP value, coloured by the feature's value (numeric) or category (categorical)."""
@@ -248,10 +261,7 @@ def draw(explanation: Explanation, contract: Contract, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = shown_outputs(explanation, contract)
-    index = [explanation.outputs.index(name) for name in shown]
-    values = explanation.values[:, :, index].mean(axis=2) if len(index) > 1 else \
-        explanation.values[:, :, index[0]]  # fmt: skip
+    values, which = plotted_values(explanation, contract)
     names = contract.feature_names()
     order = np.argsort(np.abs(values).mean(axis=0))[-PLOT_MAX_FEATURES:]
     figure, axes = plt.subplots(figsize=(7, 0.45 * len(order) + 1.4))
@@ -265,8 +275,7 @@ def draw(explanation: Explanation, contract: Contract, path: Path) -> None:
         )
     axes.set_yticks(range(len(order)), [names[j] for j in order])
     axes.axvline(0, color="grey", linewidth=0.8)
-    which = "mean over classes" if len(index) > 1 else shown[0]
-    axes.set_xlabel(f"SHAP value ({explanation.space}; {which})")
+    axes.set_xlabel(f"SHAP value ({explanation.space}: {which})")
     axes.set_title(f"SHAP summary, {len(values)} test rows (colour: low to high value)")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
