@@ -44,6 +44,7 @@ def invalid(contract: Contract) -> dict[str, object]:
 # SciPy or pandas (410 MB with them).
 MAX_IMAGE_MB = 250
 PIPELINE_ONLY = ("sklearn", "scipy", "pandas", "joblib", "mlflow", "dvc", "pandera", "pyarrow")
+PIPELINE_ONLY += ("shap", "numba", "llvmlite")  # the explain stage's; /explain does without
 
 
 @contextmanager
