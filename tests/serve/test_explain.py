@@ -3,6 +3,7 @@ both runtimes, with /predict's request model and errors, its own cap, and its sw
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from tests.serve.conftest import GENTOO, PENGUIN_CLASSES, wait_ready
 from tests.serve.tasks import TaskModel
 
 Client = Callable[..., TestClient]
+JSON = {"content-type": "application/json"}
 
 
 def background(task: TaskModel, rows: int = 20) -> list[dict[str, Any]]:
@@ -141,6 +143,11 @@ def test_a_bad_record_is_a_422_naming_the_field(
     response = client.post("/explain", json={**GENTOO, "bill_length_mm": "long"})
     assert response.status_code == 422
     assert "bill_length_mm" in response.json()["detail"][0]["loc"]
+    nan = json.dumps(GENTOO).replace("47.5", "NaN")
+    for body in (nan, "{not json", "{}", json.dumps({**GENTOO, "wings": 2})):
+        answer = client.post("/explain", content=body, headers=JSON)
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json() == client.post("/predict", content=body, headers=JSON).json()
 
 
 def test_off_is_a_404_and_absent_from_the_openapi(

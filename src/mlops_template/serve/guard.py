@@ -39,6 +39,7 @@ V2_READY = "/v2/models/{name}/ready"
 V2_INFER = "/v2/models/{name}/infer"
 PREDICT_ROUTES = {"/predict", "/predict/batch"}  # JSON records, validated here (limits.py)
 EXPLAIN = "/explain"  # one record's Shapley values (explain.py): serve.explain may hide it
+RECORD_ROUTES = PREDICT_ROUTES | {EXPLAIN}  # bodies of records, checked here (limits.py)
 SCORING_ROUTES = PREDICT_ROUTES | {V2_INFER, EXPLAIN}  # need the API key and a concurrency slot
 HEALTH_ROUTES = {"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"}
 DOCS_ROUTES = {"/docs", "/openapi.json"}
@@ -249,7 +250,7 @@ class Guard:
                 return
             body = read
         if (
-            route in PREDICT_ROUTES
+            route in RECORD_ROUTES
             and scope["method"] == "POST"
             and is_json(headers.get(b"content-type"))
         ):

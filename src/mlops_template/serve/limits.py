@@ -130,7 +130,7 @@ class RequestChecker:
         except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
             problems.add(["body"], "body is not valid UTF-8 JSON", "json_invalid")
             return problems
-        if route == "/predict":
+        if route in {"/predict", "/explain"}:  # one record each
             self._record(document, ["body"], problems)
         else:
             self._batch(document, problems)
