@@ -142,3 +142,29 @@ def test_the_multiclass_image_shows_each_rows_predicted_class(contract: Any) -> 
     assert which == "each row's predicted class"
     assert plotted[0, 0] == 0.3
     assert plotted[1, 1] == 0.4
+
+
+@pytest.mark.slow  # a real MLflow store, and the train stage logging its model: ~40 s
+def test_mlflow_gets_the_mean_shap_and_the_files(
+    make_params: Callable[..., Params],
+    penguins: pd.DataFrame,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Logged to the train stage's run (found by the model's sha256), as evaluate logs."""
+    import mlflow
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    model = {"kind": "random_forest", "n_estimators": 10}
+    params = trained(make_params(model=model, tracking={"enabled": True}), penguins)
+    explain.run(params)
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mlops-template").experiment_id])
+    metrics = run.data.metrics
+    summary = io.read_json(params.paths.shap_summary)
+    assert metrics["shap_bill_length_mm"] == summary["mean_abs_shap"]["bill_length_mm"]
+    assert metrics["shap_island_Gentoo"] == summary["per_class"]["Gentoo"]["island"]
+    files = {item.path for item in client.list_artifacts(run.info.run_id, "explanation")}
+    assert files == {f"explanation/{name}" for name in
+                     ("shap.json", "shap_importance.json", "shap_summary.png")}  # fmt: skip
