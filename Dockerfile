@@ -92,7 +92,8 @@ COPY params.yaml ./
 # drift gauges follow it. `python3 -m mlops_template.serve --example` prints its example record.
 COPY data/contract.yaml ./data/
 COPY --from=model /models/ ./models/
-COPY models/model_card.md models/reference.json ./models/
+# The training profile (drift gauges) and the explain stage's background rows (/explain).
+COPY models/model_card.md models/reference.json models/background.json ./models/
 # The model's expected sha256, pinned at build time outside models/ (root-owned, read-only):
 # the committed models/model.onnx.sha256 (model.joblib.sha256 with RUNTIME=sklearn; in the
 # release, the reviewed commit's), or --build-arg MODEL_SHA256. The build fails unless the

@@ -63,7 +63,7 @@ AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH
 
 .PHONY: help install run diff plots init-schema traffic mlflow-ui serve test test-fast ci lint lint-workflows lint-container lint-k8s k8s-config check-lock \
 	image smoke save-image push-image register promote rollback history release-registry \
-	bench-pipeline bench-serve report pull publish \
+	bench-pipeline bench-serve bench-explain report pull publish \
 	install-cml post-report collect-outputs publish-outputs retrain-outputs install-trivy scan-image \
 	fetch-monitoring drift retrain retrain-pr deploy-bump deploy-pr release-record record-image schedule-note clean
 
@@ -212,6 +212,9 @@ scan-image: ## Scan IMAGE_TAR with Trivy (fresh DB cache; fails on fixable HIGH/
 
 bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M rows
 	$(RUN) python benchmarks/pipeline.py
+
+bench-explain: install ## /predict latency alone and under /explain load, and /explain's own (benchmarks/explain.py)
+	$(RUN) python benchmarks/explain.py
 
 bench-serve: install ## Our service (ONNX) vs the seed Flask app, gunicorn and mlflow serve (same model, one thread each) and a FastAPI ceiling (needs wrk)
 	$(RUN) python benchmarks/serve.py

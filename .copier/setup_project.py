@@ -49,6 +49,8 @@ TEMPLATE_OUTPUTS = (
     "models/model.onnx.sha256",
     "reports/parity.json",
     "models/reference.json",
+    "reports/explain",
+    "models/background.json",
 )
 # A whole name only (not inside another, such as a package `mlops_template_fraud`), so that
 # renaming a renamed tree changes nothing; `mlops-template-dvc` is a name of its own.

@@ -199,7 +199,7 @@ def ours_params(workdir: Path, models: fairness.Models, runtime: str) -> Path:
     raw["paths"]["model"] = str(models.source.resolve())
     if "onnx_model" in raw["paths"] and models.onnx is not None:
         raw["paths"]["onnx_model"] = str(models.onnx.resolve())
-    for key in ("reference", "parity"):
+    for key in ("reference", "parity", "background"):
         if key in raw["paths"]:
             raw["paths"][key] = str((REPO / raw["paths"][key]).resolve())
     raw["data"]["contract"] = str((REPO / raw["data"]["contract"]).resolve())

@@ -304,3 +304,52 @@ def test_the_report_says_how_the_model_will_be_served() -> None:
     sklearn = {"runtime": "sklearn", "compiled": False}
     assert "Served by scikit-learn (`serve.runtime: sklearn`)" in render(_inputs(parity=sklearn))
     assert "Served" not in render(_inputs())  # a failed run writes no parity
+
+
+SHAP_MULTICLASS = {
+    "explainer": "TreeExplainer",
+    "output_space": "probability",
+    "rows": 86,
+    "outputs": ["Adelie", "Chinstrap", "Gentoo"],
+    "mean_abs_shap": {"island": 0.1, "bill_length_mm": 0.16, "sex": 0.007},
+    "per_class": {
+        "Adelie": {"island": 0.05, "bill_length_mm": 0.24, "sex": 0.011},
+        "Chinstrap": {"island": 0.14, "bill_length_mm": 0.16, "sex": 0.0095},
+        "Gentoo": {"island": 0.11, "bill_length_mm": 0.08, "sex": 0.0016},
+    },
+}
+
+
+def test_explanations_rank_features_per_class_with_the_summary_image() -> None:
+    text = render(_inputs(explanation=SHAP_MULTICLASS, shap_image="report_images/shap.png"))
+    section = text.split("### Explanations")[1]
+    assert "TreeExplainer on 86 test rows: mean \\|SHAP\\| in the class probability" in section
+    assert "| feature | mean \\|SHAP\\| | Adelie | Chinstrap | Gentoo |" in section
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert rows[0] == "| `bill_length_mm` | 0.1600 | 0.2400 | 0.1600 | 0.0800 |"
+    assert [row.split("`")[1] for row in rows] == ["bill_length_mm", "island", "sex"]
+    assert "![SHAP summary](report_images/shap.png)" in section
+
+
+def test_binary_and_regression_explanations_have_one_column() -> None:
+    binary = {
+        **SHAP_MULTICLASS,
+        "explainer": "TreeExplainer",
+        "output_space": "log_odds",
+        "outputs": ["malignant"],
+        "per_class": {"malignant": SHAP_MULTICLASS["mean_abs_shap"]},
+    }
+    section = render(_inputs(explanation=binary)).split("### Explanations")[1]
+    assert "in log-odds (malignant)" in section
+    assert "| feature | mean \\|SHAP\\| |\n|---|---:|\n" in section
+    assert "![SHAP summary]" not in section
+    regression = {**SHAP_MULTICLASS, "output_space": "prediction", "outputs": ["y"]}
+    del regression["per_class"]
+    section = render(_inputs(explanation=regression)).split("### Explanations")[1]
+    assert "in the prediction, the 3 largest of 3 features" in section
+
+
+def test_explanations_are_absent_from_a_failed_run_and_missing_ones_said() -> None:
+    failure = {"stage": "train", "error": "boom"}
+    assert "### Explanations" not in render(_inputs(stage_failure=failure))
+    assert "the explain stage wrote no shap.json" in render(_inputs())

@@ -201,6 +201,14 @@ def evaluate(params: ParamsOption = DEFAULT_PARAMS) -> None:
 
 
 @app.command()
+def explain(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """SHAP values on the test split: summary, plot data, image; the service's background."""
+    from mlops_template.stages import explain as stage
+
+    _run_stage("explain", stage.run, params)
+
+
+@app.command()
 def tune(
     params: ParamsOption = DEFAULT_PARAMS,
     apply: Annotated[

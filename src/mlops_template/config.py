@@ -55,6 +55,8 @@ class Paths(_Strict):
     onnx_model: Path  # the model compiled to ONNX: what the service runs (serve.runtime onnx)
     parity: Path  # the train stage's check of the compiled model against scikit-learn
     tune: Path = Path("reports/tune")  # `mlops tune`: trials, best params, plots (no stage's)
+    explain: Path = Path("reports/explain")  # the explain stage: SHAP summary, plot data, image
+    background: Path = Path("models/background.json")  # the service's /explain background rows
 
     # Plot data files in `plots`. Classification: confusion, roc, precision_recall;
     # regression: predicted_actual, residuals; every task: feature_importance.
@@ -81,6 +83,19 @@ class Paths(_Strict):
     @property
     def feature_importance(self) -> Path:
         return self.plots / "feature_importance.json"
+
+    # The explain stage's files in `explain`.
+    @property
+    def shap_summary(self) -> Path:
+        return self.explain / "shap.json"
+
+    @property
+    def shap_importance(self) -> Path:
+        return self.explain / "shap_importance.json"
+
+    @property
+    def shap_plot(self) -> Path:
+        return self.explain / "shap_summary.png"
 
     def plot_files(self) -> list[Path]:
         return [
@@ -196,6 +211,22 @@ class EvaluateSettings(_Strict):
         return self.primary_metric
 
 
+class ExplainSettings(_Strict):
+    """The explain stage (SHAP on the test split) and the service's /explain (serve/explain.py).
+
+    The stage explains at most `max_rows` test rows (a seeded sample) and writes
+    `background_rows` training rows for the service. The service computes exact Shapley
+    values over every coalition of features when there are at most `exact_max_features`,
+    otherwise it samples `permutations` seeded permutations; it answers the `top_k` largest
+    contributions."""
+
+    max_rows: Annotated[int, Field(ge=10)] = 200
+    background_rows: Annotated[int, Field(ge=1, le=1000)] = 50
+    top_k: Annotated[int, Field(ge=1)] = 5
+    exact_max_features: Annotated[int, Field(ge=1, le=14)] = 10
+    permutations: Annotated[int, Field(ge=1, le=1000)] = 32
+
+
 class TrackingSettings(_Strict):
     """MLflow tracking. The URI itself comes from MLFLOW_TRACKING_URI (see tracking.py)."""
 
@@ -232,6 +263,8 @@ class ServeSettings(_Strict):
     min_present_features: Annotated[int, Field(ge=0)] = 1
     metrics: Literal["public", "internal", "off"] = "public"
     docs: Literal["public", "internal", "off"] = "public"
+    explain: Literal["public", "internal", "off"] = "public"  # POST /explain (serve/explain.py)
+    max_concurrent_explanations: Annotated[int, Field(ge=1)] = 2  # beyond: 503 at once
     internal_host: str = "127.0.0.1"
     internal_port: Annotated[int, Field(ge=1, le=65535)] = 9000
     # onnx: the train stage compiles the model (paths.onnx_model) and the service runs it in
@@ -440,6 +473,7 @@ class Params(_Strict):
     split: SplitSettings = SplitSettings()
     model: ModelSettings
     evaluate: EvaluateSettings = EvaluateSettings()
+    explain: ExplainSettings = ExplainSettings()
     tracking: TrackingSettings = TrackingSettings()
     serve: ServeSettings = ServeSettings()
     registry: RegistrySettings = RegistrySettings()

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import yaml
 
-from mlops_template import io, plots
+from mlops_template import io, plots, report_explain
 from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError, check_revision
@@ -60,6 +60,8 @@ class ReportInputs:
     task: str = "multiclass"
     # Why the base's metrics are not comparable (another task, target or features), if so.
     contract_change: str | None = None
+    explanation: dict[str, Any] | None = None  # the explain stage's shap.json
+    shap_image: str | None = None  # its summary image, relative to the report
 
     @property
     def failed(self) -> bool:
@@ -248,6 +250,8 @@ def render(inputs: ReportInputs) -> str:
     if inputs.images and not inputs.failed:
         lines += ["", "### Plots", ""]
         lines += [f"![{title}]({path})" for title, path in inputs.images.items()]
+    if not inputs.failed:
+        lines += ["", *report_explain.section(inputs.explanation, inputs.shap_image)]
     return "\n".join(lines) + "\n"
 
 
@@ -336,6 +340,7 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
     timing = _read_optional_json(params.paths.train_timing)
     model = params.paths.model
     images = plots.render_images(params.paths, image_dir)
+    shap_image = report_explain.copy_image(params.paths.shap_plot, image_dir)
     current = _read_optional_json(params.paths.metrics) or {}
     beats = current.get("beats_baseline")
     change = contract_change(_base_contract(base, params.data.contract), params.contract)
@@ -352,12 +357,9 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
         train_seconds=None if timing is None else float(timing["train_seconds"]),
         model_bytes=model.stat().st_size if model.is_file() else None,
         parity=_read_optional_json(params.paths.parity),
-        images={
-            title: path.relative_to(report_dir).as_posix()
-            if path.is_relative_to(report_dir)
-            else path.as_posix()
-            for title, path in images.items()
-        },
+        images={title: report_explain.relative(path, report_dir) for title, path in images.items()},
+        explanation=_read_optional_json(params.paths.shap_summary),
+        shap_image=None if shap_image is None else report_explain.relative(shap_image, report_dir),
         baseline={k: float(v) for k, v in (current.get("baseline") or {}).items()},
         beats_baseline=beats if isinstance(beats, bool) else None,
         task=params.contract.task,

@@ -44,6 +44,7 @@ def invalid(contract: Contract) -> dict[str, object]:
 # SciPy or pandas (410 MB with them).
 MAX_IMAGE_MB = 250
 PIPELINE_ONLY = ("sklearn", "scipy", "pandas", "joblib", "mlflow", "dvc", "pandera", "pyarrow")
+PIPELINE_ONLY += ("shap", "numba", "llvmlite")  # the explain stage's; /explain does without
 
 
 @contextmanager
@@ -106,6 +107,11 @@ def test_container_serves_predictions_health_and_metrics(container: tuple[str, s
             assert "prediction_drift_psi NaN" not in metrics
         else:
             assert "prediction_mean_reference " in metrics
+        # The explain stage's background rows are in the image: /explain answers, without shap.
+        explained = client.post("/explain", json=dict(contract.example), timeout=30)
+        assert explained.status_code == 200, explained.text
+        assert explained.json()["prediction"] == prediction
+        assert explained.json()["contributions"]
 
 
 def test_the_image_prints_its_contract_example(container: tuple[str, str], engine: Engine) -> None:

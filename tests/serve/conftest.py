@@ -17,7 +17,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from mlops_template import io
-from mlops_template.config import ServeSettings
+from mlops_template.config import ExplainSettings, ServeSettings
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.model import ServedModel
 from tests.conftest import DEFAULT_CONTRACT, repo_params_dict
@@ -84,6 +84,8 @@ def make_client(
         challenger: Callable[[], Any] | None = None,
         reference: dict[str, Any] | None = None,
         api_key: str | None = None,
+        background: list[dict[str, Any]] | None = None,
+        explain_settings: ExplainSettings | None = None,
         **overrides: Any,
     ) -> TestClient:
         chosen = task or penguin_task
@@ -99,6 +101,8 @@ def make_client(
             load_challenger=challenger,
             reference=reference,
             **({"api_key": api_key} if api_key else {}),
+            background=background,
+            explain=explain_settings,
         )
         client = TestClient(app)
         client.__enter__()

@@ -127,7 +127,7 @@ def test_docs_quote_the_contract_for_the_shell_and_escape_it_for_html(
         assert markup not in page  # the contract's strings are text, not markup
     assert "&lt;/pre&gt;&lt;script&gt;x()&lt;/script&gt;" in page
     commands = re.findall(r"<pre>(curl .*?)</pre>", page)
-    assert len(commands) == 2  # /predict and /predict/batch
+    assert len(commands) == 3  # /predict, /predict/batch and /explain
     for command in commands:
         words = shlex.split(html.unescape(command))
         assert words[:-1] == ["curl", "-s", words[2], "-H", "content-type: application/json", "-d"]

@@ -23,7 +23,8 @@ def plot_files(root: Path) -> set[str]:
         if task != "regression"
         else ["predicted_actual.json", "residuals.json"]
     )
-    return {f"reports/plots/{name}" for name in [*names, "feature_importance.json"]}
+    plots = {f"reports/plots/{name}" for name in [*names, "feature_importance.json"]}
+    return plots | {"reports/explain/shap_importance.json"}
 
 
 def lock_outs(lock_file: Path) -> dict[str, dict[str, str]]:
@@ -57,6 +58,9 @@ def test_repro_produces_every_output_and_a_clean_status(project: Path) -> None:
         "models/model.joblib.sha256",
         "reports/validation.json",
         "reports/metrics.json",
+        "reports/explain/shap.json",
+        "reports/explain/shap_summary.png",
+        "models/background.json",
         *plot_files(project),
     ):
         assert (project / output).is_file(), output
@@ -83,14 +87,14 @@ def test_forced_repro_is_byte_identical(project: Path) -> None:
     assert (project / "dvc.lock").read_text() == before
 
 
-def test_changing_a_training_param_reruns_only_train_and_evaluate(project: Path) -> None:
+def test_changing_a_training_param_reruns_only_train_evaluate_and_explain(project: Path) -> None:
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-q", "-m", "baseline run", check=False)
     params_file = project / "params.yaml"
     params_file.write_text(params_file.read_text().replace("n_estimators: 100", "n_estimators: 7"))
 
     result = sh(project, "dvc", "repro")
-    assert ran_stages(result.stdout) == ["train", "evaluate"]
+    assert ran_stages(result.stdout) == ["train", "evaluate", "explain"]
 
     params_diff = json.loads(sh(project, "dvc", "params", "diff", "--json").stdout)
     assert params_diff["params.yaml"]["model.n_estimators"] == {"old": 100, "new": 7, "diff": -93}
@@ -115,6 +119,9 @@ def test_changing_a_training_param_reruns_only_train_and_evaluate(project: Path)
     assert "| `model.n_estimators` | `100` | `7` |" in report
     assert "| Δ | baseline |" in report
     assert "![Feature importance](report_images/feature_importance.png)" in report
+    assert "### Explanations" in report
+    assert "![SHAP summary](report_images/shap_summary.png)" in report
+    assert (project / "report_images" / "shap_summary.png").is_file()
     assert (project / "report_images" / "feature_importance.png").is_file()
     assert "Model card of this branch's model: [model_card.md](model_card.md)" in report
     assert "n_estimators': 7" in (project / "model_card.md").read_text()

@@ -27,10 +27,10 @@ pinned. A challenger (MLOPS_CHALLENGER_MODEL / serve.challenger_model) needs its
 given explicitly: MLOPS_CHALLENGER_SHA256 / serve.challenger_sha256; its file's suffix
 (.onnx or .joblib) picks its runtime.
 
-MLOPS_API_KEY, when set and not empty, is required on the predict routes as
-`Authorization: Bearer <key>`. `serve.metrics` / `serve.docs` set to `internal` move /metrics
-and /docs to a second listener on serve.internal_host:internal_port (MLOPS_INTERNAL_HOST /
-MLOPS_INTERNAL_PORT override them).
+MLOPS_API_KEY, when set and not empty, is required on the predict routes and /explain as
+`Authorization: Bearer <key>`. `serve.metrics` / `serve.docs` / `serve.explain` set to
+`internal` move /metrics, /docs and /explain to a second listener on
+serve.internal_host:internal_port (MLOPS_INTERNAL_HOST / MLOPS_INTERNAL_PORT override them).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from mlops_template import io
 from mlops_template.config import DEFAULT_PARAMS, Params, ServeSettings, load_params
 from mlops_template.errors import PipelineError
 from mlops_template.serve.app import ServiceState, create_app
+from mlops_template.serve.explain import load_background
 from mlops_template.serve.model import ServedModel
 
 log = logging.getLogger("mlops_template.serve")
@@ -200,6 +201,18 @@ def _reference(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _background(params: Params, settings: ServeSettings) -> list[dict[str, Any]] | None:
+    """The explain stage's background rows for /explain; serving goes on without them (then
+    /explain answers 503 saying so)."""
+    if settings.explain == "off":
+        return None
+    try:
+        return load_background(params.paths.background, params.contract)
+    except PipelineError as error:
+        log.warning("%s; /explain answers 503", error)
+        return None
+
+
 def served_model_path(params: Params, settings: ServeSettings) -> Path:
     """The file `serve.runtime` serves: the compiled model (onnx) or the pipeline (sklearn)."""
     return params.paths.onnx_model if settings.runtime == "onnx" else params.paths.model
@@ -263,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         expected, pinned = pinned_sha256(model_path, os.environ)
         check_served_file(model_path, expected)
         challenger = challenger_of(settings, os.environ)
-        internal = "internal" in (settings.metrics, settings.docs)
+        internal = "internal" in (settings.metrics, settings.docs, settings.explain)
         if internal and (settings.internal_host, settings.internal_port) == (
             settings.host,
             settings.port,
@@ -291,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         reference=_reference(params.paths.reference),
         api_key=os.environ.get("MLOPS_API_KEY") or None,
         model_name=params.registry.model_name,  # the Open Inference Protocol's /v2/models/{name}
+        background=_background(params, settings),
+        explain=params.explain,
     )
     graceful = int(settings.request_timeout_seconds) + 1
     config = uvicorn.Config(

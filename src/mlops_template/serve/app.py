@@ -3,10 +3,11 @@ and the Open Inference Protocol's (v2.py), all behind the Guard (guard.py).
 
 Status codes a client can see: 200; 400 a tensor request the model cannot take (/v2 only);
 401 no or wrong API key (when MLOPS_API_KEY is set); 404 a route this port does not serve
-(`serve.metrics` / `serve.docs`: internal or off), or an unknown model name (/v2); 408 body
-not received within `serve.body_timeout_seconds` (the connection is closed); 413 body larger
-than the route's limit (limits.py); 422 invalid input (the first `serve.max_validation_errors`
-problems, naming the field, and their count); 503 overloaded (too many requests in flight),
+(`serve.metrics` / `serve.docs` / `serve.explain`: internal or off), or an unknown model
+name (/v2); 408 body not received within `serve.body_timeout_seconds` (the connection is
+closed); 413 body larger than the route's limit (limits.py); 422 invalid input (the first
+`serve.max_validation_errors` problems, naming the field, and their count); 503 overloaded
+(too many requests in flight, or `serve.max_concurrent_explanations` explanations running),
 not ready (loading, draining after SIGTERM, the model failed to load, the prediction log
 cannot be written) or timed out. Never a 500 for bad input. Under /v2 every error body is
 `{"error": "..."}`, as the protocol says.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mlops_template.config import RegistrySettings, ServeSettings
+from mlops_template.config import ExplainSettings, RegistrySettings, ServeSettings
 from mlops_template.schema import Contract
 from mlops_template.serve.guard import Guard
 from mlops_template.serve.limits import RequestChecker, body_limits
@@ -41,6 +42,8 @@ def create_app(
     reference: Mapping[str, Any] | None = None,
     api_key: str | None = None,
     model_name: str = DEFAULT_MODEL_NAME,
+    background: list[dict[str, Any]] | None = None,
+    explain: ExplainSettings | None = None,
 ) -> Guard:
     """Build the service for `contract` (request and response models, examples, limits and
     drift gauges follow it). The model loads in a background thread after start-up, so the
@@ -49,8 +52,12 @@ def create_app(
     With `load_challenger`, a second model is scored in shadow (shadow.py); `reference` (the
     train stage's profile) adds the reference values and the drift PSI to /metrics. With
     `api_key`, the scoring routes need `Authorization: Bearer <api_key>`. `model_name`
-    (registry.model_name) is the model's name on the Open Inference Protocol's routes."""
-    service = Service(settings, contract, load_model, state, load_challenger, reference)
+    (registry.model_name) is the model's name on the Open Inference Protocol's routes.
+    `background` (the explain stage's training rows) and `explain` (params.yaml explain:)
+    serve /explain; without background rows it answers 503."""
+    service = Service(
+        settings, contract, load_model, state, load_challenger, reference, background, explain
+    )
     models = schemas(contract, settings)
     checker = RequestChecker(
         models.features, settings.max_batch_rows, settings.max_validation_errors

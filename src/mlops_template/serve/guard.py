@@ -39,11 +39,13 @@ V2_MODEL = "/v2/models/{name}"
 V2_READY = "/v2/models/{name}/ready"
 V2_INFER = "/v2/models/{name}/infer"
 PREDICT_ROUTES = {"/predict", "/predict/batch"}  # JSON records, validated here (limits.py)
-SCORING_ROUTES = PREDICT_ROUTES | {V2_INFER}  # need the API key and a concurrency slot
+EXPLAIN = "/explain"  # one record's Shapley values (explain.py): serve.explain may hide it
+RECORD_ROUTES = PREDICT_ROUTES | {EXPLAIN}  # bodies of records, checked here (limits.py)
+SCORING_ROUTES = PREDICT_ROUTES | {V2_INFER, EXPLAIN}  # need the API key and a concurrency slot
 HEALTH_ROUTES = {"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"}
 DOCS_ROUTES = {"/docs", "/openapi.json"}
 V2_ROUTES = {"/v2", "/v2/health/live", "/v2/health/ready", V2_MODEL, V2_READY, V2_INFER}
-ROUTES = PREDICT_ROUTES | HEALTH_ROUTES | DOCS_ROUTES | V2_ROUTES | {"/metrics"}
+ROUTES = PREDICT_ROUTES | HEALTH_ROUTES | DOCS_ROUTES | V2_ROUTES | {"/metrics", EXPLAIN}
 LARGE_BODY_BYTES = 16_384  # predict bodies larger than this are validated in a thread
 CLOSE = [(b"connection", b"close")]  # uvicorn closes the connection after this reply
 
@@ -128,14 +130,16 @@ class Guard:
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
     def _served_here(self, scope: Scope, route: str) -> bool:
-        """Whether this port serves `route`: /metrics and the docs may be internal or off; the
-        internal port serves only them and the health routes."""
+        """Whether this port serves `route`: /metrics, the docs and /explain may be internal or
+        off; the internal port serves only them and the health routes."""
         server = scope.get("server")
         internal = server is not None and server[1] == self.settings.internal_port
         if route == "/metrics":
             mode = self.settings.metrics
         elif route in DOCS_ROUTES:
             mode = self.settings.docs
+        elif route == EXPLAIN:
+            mode = self.settings.explain
         else:
             return not internal or route in HEALTH_ROUTES
         return mode == "public" or (mode == "internal" and internal)
@@ -247,7 +251,7 @@ class Guard:
                 return
             body = read
         if (
-            route in PREDICT_ROUTES
+            route in RECORD_ROUTES
             and scope["method"] == "POST"
             and is_json(headers.get(b"content-type"))
         ):

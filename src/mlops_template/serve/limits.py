@@ -55,6 +55,7 @@ def body_limits(settings: ServeSettings, features: Iterable[ColumnSpec]) -> dict
     rows = settings.max_batch_rows * (record + 1)
     return {
         "/predict": min(settings.max_body_bytes, ENVELOPE_BYTES + record),
+        "/explain": min(settings.max_body_bytes, ENVELOPE_BYTES + record),
         "/predict/batch": min(settings.max_body_bytes, ENVELOPE_BYTES + rows),
         "/v2/models/{name}/infer": min(
             settings.max_body_bytes, ENVELOPE_BYTES * (1 + len(features)) + rows
@@ -129,7 +130,7 @@ class RequestChecker:
         except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
             problems.add(["body"], "body is not valid UTF-8 JSON", "json_invalid")
             return problems
-        if route == "/predict":
+        if route in {"/predict", "/explain"}:  # one record each
             self._record(document, ["body"], problems)
         else:
             self._batch(document, problems)

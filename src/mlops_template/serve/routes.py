@@ -1,4 +1,5 @@
-"""Our own HTTP routes: /predict, /predict/batch, the health probes, /metrics and /docs.
+"""Our own HTTP routes: /predict, /predict/batch, /explain, the health probes, /metrics and
+/docs.
 
 Each route only translates between HTTP and the service (service.py); the request and
 response models come from the data contract (request.py), so the OpenAPI and /docs describe
@@ -12,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request, Response, Security
+from fastapi import FastAPI, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBearer
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException
 from mlops_template.config import ServeSettings
 from mlops_template.schema import Contract
 from mlops_template.serve import docs
+from mlops_template.serve.explain import BusyError, ClassError, Explanation
 from mlops_template.serve.guard import error_payload, route_of
 from mlops_template.serve.limits import cap
 from mlops_template.serve.request import (
@@ -136,6 +138,16 @@ def _add_error_handlers(api: FastAPI, settings: ServeSettings) -> None:
         problem = {"loc": ["body"], "msg": str(error), "type": "unscorable"}
         return JSONResponse({"detail": [problem]}, status_code=422)
 
+    @api.exception_handler(ClassError)
+    async def unknown_class(_: Request, error: ClassError) -> JSONResponse:
+        problem = {"loc": ["query", "class"], "msg": str(error), "type": "value_error"}
+        return JSONResponse({"detail": [problem]}, status_code=422)
+
+    @api.exception_handler(BusyError)
+    async def busy(_: Request, error: BusyError) -> JSONResponse:
+        """503 at once: the explanations' cap is reached (or there is no background)."""
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"retry-after": "1"})
+
     @api.exception_handler(NotReadyError)
     async def not_ready(request: Request, error: NotReadyError) -> JSONResponse:
         """503 while there is no model to score with (loading, or it failed to load)."""
@@ -177,6 +189,21 @@ def _add_predict_routes(
         """Predict up to `serve.max_batch_rows` records in one call."""
         records = [item.model_dump() for item in batch.records]  # type: ignore[attr-defined]
         return {"predictions": await service.predict(records)}
+
+    @api.post("/explain", response_model=Explanation, responses=guarded, dependencies=security)
+    async def explain(
+        features: Features,  # type: ignore[valid-type]
+        wanted: str | None = Query(
+            None, alias="class", description="The class to explain (default: the predicted one)"
+        ),
+    ) -> Any:
+        """Explain one record: its prediction, the base value (the mean output over the
+        training background) and the features' largest Shapley contributions to the
+        predicted class's probability (or `class`'s; a regressor's prediction). Base value
+        plus all contributions is the output. Off the predict path: at most
+        `serve.max_concurrent_explanations` at once, beyond that 503."""
+        record = features.model_dump()  # type: ignore[attr-defined]
+        return await service.explain(record, wanted)
 
 
 def _add_service_routes(api: FastAPI, service: Service) -> None:

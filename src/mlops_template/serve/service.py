@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import generate_latest
 
-from mlops_template.config import ServeSettings
+from mlops_template.config import ExplainSettings, ServeSettings
 from mlops_template.schema import Contract
 from mlops_template.serve.batcher import MicroBatcher
+from mlops_template.serve.explain import Explainer
 from mlops_template.serve.logsink import PredictionLog
 from mlops_template.serve.metrics import ServiceMetrics
 from mlops_template.serve.model import ServedModel
@@ -93,6 +94,8 @@ class Service:
         state: ServiceState | None = None,
         load_challenger: Callable[[], ServedModel] | None = None,
         reference: Mapping[str, Any] | None = None,
+        background: list[Record] | None = None,
+        explain: ExplainSettings | None = None,
     ):
         self.settings = settings
         self.contract = contract
@@ -116,6 +119,10 @@ class Service:
         )
         self._load_model = load_model
         self._load_challenger = load_challenger
+        # /explain: its own threads and cap, never the micro-batcher (serve/explain.py).
+        self.explainer = Explainer(
+            background, explain or ExplainSettings(), settings.max_concurrent_explanations
+        )
 
     def _fast(self, rows: int) -> bool:
         """Whether scoring `rows` is quick enough for the event loop: only the ONNX runtime's
@@ -137,6 +144,7 @@ class Service:
             self.state.shadow.close(timeout=1.0)
         self.prediction_log.close(timeout=2.0)
         self.validation.shutdown(wait=False, cancel_futures=True)
+        self.explainer.close()
 
     def load(self) -> None:
         """Load the champion, then the challenger; a failure is reported by readiness."""
@@ -197,6 +205,18 @@ class Service:
                 " record(s) in all): its values are too extreme for the model"
             )
         return self._answers(records, scores, model)
+
+    async def explain(self, record: Record, wanted: str | None = None) -> Answer:
+        """Shapley values of one validated record (serve/explain.py); raises BusyError at the
+        cap or without background rows, NotReadyError while there is no model."""
+        model = self.state.model
+        if model is None:
+            raise NotReadyError(self.state.not_ready_reason() or "loading the model")
+        answer = await self.explainer.explain(model, record, wanted)
+        numbers = [answer["base_value"], *(c["contribution"] for c in answer["contributions"])]
+        if not np.isfinite(numbers).all():
+            raise UnscorableError("the model's answer for the record is not a finite number")
+        return answer | {"model_version": model.version}
 
     def _answers(self, records: list[Record], scores: Any, model: ServedModel) -> list[Answer]:
         answers = []
