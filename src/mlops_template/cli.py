@@ -201,6 +201,14 @@ def evaluate(params: ParamsOption = DEFAULT_PARAMS) -> None:
 
 
 @app.command()
+def behaviour(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Run the data contract's behaviour checks on the model; write reports/behaviour.json."""
+    from mlops_template.stages import behaviour as stage
+
+    _run_stage("behaviour", stage.run, params)
+
+
+@app.command()
 def tune(
     params: ParamsOption = DEFAULT_PARAMS,
     apply: Annotated[

@@ -54,6 +54,8 @@ class Paths(_Strict):
     drift: Path
     onnx_model: Path  # the model compiled to ONNX: what the service runs (serve.runtime onnx)
     parity: Path  # the train stage's check of the compiled model against scikit-learn
+    slices: Path  # evaluate: metrics per category of each categorical feature
+    behaviour: Path  # the behaviour stage's checks (the contract's `behaviour:`)
     tune: Path = Path("reports/tune")  # `mlops tune`: trials, best params, plots (no stage's)
 
     # Plot data files in `plots`. Classification: confusion, roc, precision_recall;
@@ -82,6 +84,10 @@ class Paths(_Strict):
     def feature_importance(self) -> Path:
         return self.plots / "feature_importance.json"
 
+    @property
+    def calibration(self) -> Path:  # classification: the reliability curve
+        return self.plots / "calibration.json"
+
     def plot_files(self) -> list[Path]:
         return [
             self.confusion,
@@ -90,6 +96,7 @@ class Paths(_Strict):
             self.predicted_actual,
             self.residuals,
             self.feature_importance,
+            self.calibration,
         ]
 
 

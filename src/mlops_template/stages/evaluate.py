@@ -7,6 +7,7 @@ branches:
   at `evaluate.threshold`, accuracy, log loss;
 - multiclass: accuracy, macro F1, log loss, one-vs-rest ROC AUC, and per class precision,
   recall and F1;
+- classification also the Brier score (quality.brier; not a gate metric);
 - regression: RMSE, MAE, R².
 `baseline` holds the same metrics for the simplest honest model, fitted on the training
 split: the class shares (always the majority class) or the training mean. `beats_baseline`
@@ -16,7 +17,8 @@ MAE (regression); the PR report flags a model that is not and the promotion gate
 Plot data (in `paths.plots`, drawn by dvc.yaml's `plots:`): the confusion matrix (one row per
 test example) and ROC and precision-recall curves (one per class; for binary, the positive
 class) for classification; predicted against actual and the residuals for regression; and
-permutation feature importance for every task.
+permutation feature importance for every task; a reliability curve (classification). Metrics
+per category of each categorical feature go to `paths.slices` (quality.py).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from mlops_template import io, plots, tracking
+from mlops_template import io, plots, quality, tracking
 from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.metric_facts import (
@@ -104,6 +106,7 @@ def classification_metrics(
     metrics: dict[str, Any] = {
         "accuracy": _round(accuracy_score(truth, predicted)),
         "log_loss": _round(log_loss(truth, proba, labels=labels)),
+        "brier": quality.brier(np.asarray(truth), proba),
     }
     if contract.task == "binary":
         positive = classes.index(str(contract.positive))
@@ -326,6 +329,8 @@ def _write_classification_plots(
     roc, pr = one_vs_rest_curves(actual, proba, classes, contract)
     io.write_json(paths.roc, {"roc": _curve_rows(roc)})
     io.write_json(paths.precision_recall, {"precision_recall": _curve_rows(pr)})
+    calibration = quality.reliability(actual, proba, classes, contract)
+    io.write_json(paths.calibration, {"calibration": calibration})
 
 
 def _write_regression_plots(params: Params, actual: np.ndarray, predicted: np.ndarray) -> None:
@@ -367,12 +372,24 @@ def evaluate(
         if contract.task == "binary":
             metrics["threshold"] = threshold
         _write_classification_plots(params, actual, proba, classes)
+        predicted = np.asarray(classes)[predict_labels(proba, classes, contract, threshold)]
     else:
         actual_values = test[contract.target.name].to_numpy(float)
         predicted = model.predict(features)
         metrics = regression_metrics(actual_values, predicted)
         _write_regression_plots(params, actual_values, predicted)
     metrics = with_baseline(metrics, train, test, params)
+    primary = params.primary_metric
+    io.write_json(
+        paths.slices,
+        quality.slices(
+            test,
+            predicted,
+            contract,
+            primary,
+            lambda rows: metric_value(primary, model, rows, contract, threshold),
+        ),
+    )
     importance = feature_importance(model, test, contract, params)
     io.write_json(paths.feature_importance, {"importance": importance})
     io.write_json(paths.metrics, metrics)
