@@ -71,7 +71,7 @@ def invariance(
         "invariance",
         check.feature,
         rate >= check.min_pass_rate,
-        measured="share of rows within the tolerance",
+        measured="largest change of any output",
         pass_rate=rate,
         min_pass_rate=check.min_pass_rate,
         tolerance=check.tolerance,
@@ -134,6 +134,7 @@ def minimum(
         all(item["passed"] for item in slices),
         measured=f"{check.metric} of the {'worst' if scores else 'no'} slice"
         f" of at least {check.min_rows} rows",
+        min_rows=check.min_rows,
         metric=check.metric,
         threshold=check.threshold,
         worst=worst,
@@ -162,9 +163,12 @@ def failed(results: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def describe(check: dict[str, Any]) -> str:
     """One check in words, for tables and refusals."""
+    feature = f"`{check['feature']}`"
     if check["kind"] == "minimum":
-        return f"every slice of `{check['feature']}`: {check['measured']}"
-    return f"`{check['feature']}`: {check['measured']}, within {check['tolerance']:g}"
+        return f"each {feature} slice of {check['min_rows']}+ test rows: {check['metric']}"
+    if check["kind"] == "invariance":
+        return f"changing {feature} moves any output by at most {check['tolerance']:g}"
+    return f"{feature} {check['measured']}, tolerance {check['tolerance']:g}"
 
 
 def result_text(check: dict[str, Any]) -> tuple[str, str]:

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 Direction = Literal["increasing", "decreasing"]
 # A slice may lack a class: one-vs-rest ROC AUC is then undefined.
-SLICE_METRICS = {task: tuple(m for m in names if m != "roc_auc_ovr") for task, names in TASK_METRICS.items()}
+SLICE_METRICS = {
+    task: tuple(m for m in names if m != "roc_auc_ovr") for task, names in TASK_METRICS.items()
+}
 
 
 @dataclass(frozen=True)

@@ -55,14 +55,16 @@ def reliability(
 def _slice_scores(
     rows: pd.DataFrame, predicted: np.ndarray, contract: Contract, primary: str, score: Any
 ) -> dict[str, Any]:
-    """rows, the primary metric and accuracy (classification) or MAE (regression)."""
+    """rows, the primary metric and accuracy (classification) or MAE (regression); binary also
+    the share of rows predicted positive."""
     out: dict[str, Any] = {"rows": len(rows), primary: _safe(score, rows)}
     actual = rows[contract.target.name]
-    if contract.is_classification:
-        out["accuracy"] = round(float((actual.astype(str).to_numpy() == predicted).mean()), DIGITS)
-    else:
+    if not contract.is_classification:
         error = np.abs(actual.astype(float).to_numpy() - predicted)
-        out["mae"] = round(float(error.mean()), DIGITS)
+        return {**out, "mae": round(float(error.mean()), DIGITS)}
+    out["accuracy"] = round(float((actual.astype(str).to_numpy() == predicted).mean()), DIGITS)
+    if contract.task == "binary":  # the fairness section's selection rate
+        out["selection_rate"] = round(float((predicted == contract.positive).mean()), DIGITS)
     return out
 
 

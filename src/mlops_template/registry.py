@@ -20,10 +20,11 @@ from typing import Any, Literal
 import yaml
 
 from mlops_template import io, tracking
-from mlops_template.compile import model_input, serving_sentence
+from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import HEADLINE, baseline_verdict, gain
+from mlops_template.model_card import model_card
 from mlops_template.stages.evaluate import compute_metrics, with_baseline
 
 CHAMPION = "champion"
@@ -70,78 +71,6 @@ def lineage(params: Params) -> dict[str, str]:
         "metrics": json.dumps(io.read_json(params.paths.metrics), sort_keys=True),
         "validation": json.dumps(io.read_json(params.paths.validation_report), sort_keys=True),
     }
-
-
-def _serving_line(params: Params, tags: dict[str, str]) -> list[str]:
-    """How the image serves it (as the PR report says it), and the compiled model's sha256."""
-    if tracking.ONNX_SHA_TAG not in tags:
-        return [serving_sentence({"compiled": False})]
-    sha = f"ONNX sha256 `{tags[tracking.ONNX_SHA_TAG]}`."
-    if not params.paths.parity.is_file():
-        return [f"Served compiled to ONNX; {sha}"]
-    return [f"{serving_sentence(io.read_json(params.paths.parity))} {sha}"]
-
-
-def _metric_rows(metrics: dict[str, Any], names: tuple[str, ...]) -> list[str]:
-    baseline = metrics.get("baseline", {})
-    rows = ["| metric | model | baseline |", "|---|---:|---:|"]
-    for name in names:
-        rows.append(f"| {name} | {metrics[name]:.4f} | {baseline.get(name, float('nan')):.4f} |")
-    return rows
-
-
-def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> str:
-    """Markdown stored as the registered version's description."""
-    contract = params.contract
-    metrics = json.loads(tags["metrics"])
-    validation = json.loads(tags["validation"])
-    headline = HEADLINE[contract.task]
-    missing = [f"{name} {count}" for name, count in validation["missing"].items() if count]
-    task = contract.task + (f", positive class `{contract.positive}`" if contract.positive else "")
-    verdict = (
-        "beats its baseline"
-        if metrics.get("beats_baseline", True)
-        else "**does not beat its baseline**"
-    )
-    lines = [
-        f"# Model card: {params.registry.model_name}",
-        "",
-        "## Intended use",
-        f"{contract.description} Predicts `{contract.target.name}` ({task}) from"
-        f" {', '.join(contract.feature_names())}.",
-        "For the data it was trained on only; inputs outside the contract's ranges and"
-        " categories are rejected by the service.",
-        "",
-        "## Data",
-        f"Source `{params.data.source}`, {validation['rows']} rows after validation,"
-        f" dvc md5 `{tags['dvc_data_md5']}`; missing values: {', '.join(missing) or 'none'}.",
-        "",
-        "## Training",
-        f"`{params.model.kind}` with {params.model.model_dump(exclude={'kind'})},"
-        f" seed {params.seed}, commit `{tags['git_commit']}`, model sha256"
-        f" `{tags['model_sha256']}`.",
-        *_serving_line(params, tags),
-        "",
-        f"## Metrics (test split, {metrics['test_rows']} rows)",
-        f"On {params.primary_metric}, the primary metric, the model {verdict}.",
-        "",
-        *_metric_rows(metrics, headline),
-        *(
-            f"- {name}: precision {scores['precision']}, recall {scores['recall']}"
-            for name, scores in metrics.get("per_class", {}).items()
-        ),
-        "",
-        "## Compared with the previous champion",
-        "None registered yet, or not looked up: the registry's promotion gate compares them."
-        if previous is None
-        else ", ".join(f"{name} {previous.get(name)}" for name in headline),
-        "",
-        "## Limitations",
-        f"Trained on {validation['rows'] - metrics['test_rows']} rows of one data set and"
-        f" tested on {metrics['test_rows']}; not validated on other populations or time"
-        " periods." + (" Probabilities are not calibrated." if contract.is_classification else ""),
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def write_model_card(params: Params, out: Path) -> Path:
