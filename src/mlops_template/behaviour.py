@@ -23,6 +23,7 @@ from mlops_template.metric_facts import LOWER_IS_BETTER
 from mlops_template.schema import Contract
 
 DIGITS = 6
+GATE_KEY = "behaviour_refusal"  # in the registry's scores of a candidate: why checks failed
 QUANTILES = (0.1, 0.9)  # a numeric feature under invariance is set to these of the test split
 
 

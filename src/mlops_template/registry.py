@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mlops_template import io, tracking
+from mlops_template import behaviour, io, tracking
 from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
@@ -168,10 +168,10 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
     """The gate is non-inferiority: the candidate may be worse than the champion on the primary
     metric by at most `registry.margin` (a tie promotes: the newest reviewed model wins), and on
     no headline metric by more than `registry.tolerance` (for RMSE and MAE both are shares of
-    the champion's value). A candidate that does not beat its baseline is refused outright."""
+    the champion's value). A candidate that does not beat its baseline, or fails a behaviour
+    check of the data contract, is refused outright."""
     primary = params.primary_metric
-    if not candidate.get("beats_baseline", True):
-        reason = baseline_verdict(candidate, primary, params.contract.task)
+    if reason := _refusal(candidate, params):
         return Decision(False, reason, candidate, champion)
     change = gain(primary, candidate[primary], champion[primary])
     if change < -params.registry.margin:
@@ -195,15 +195,30 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
     return Decision(True, f"{primary} {verdict} ({change:+.6f})", candidate, champion)
 
 
-def _score(name: str, version: str, params: Params) -> dict[str, Any]:
-    """Evaluate a registered version on the current test split (the same holdout for both)."""
+def _refusal(candidate: dict[str, Any], params: Params) -> str | None:
+    """Why a candidate is refused whatever the champion: below its baseline, or failing the
+    contract's behaviour checks (behaviour.GATE_KEY, set by _score)."""
+    if not candidate.get("beats_baseline", True):
+        return baseline_verdict(candidate, params.primary_metric, params.contract.task)
+    return candidate.get(behaviour.GATE_KEY)
+
+
+def _score(name: str, version: str, params: Params, checks: bool = False) -> dict[str, Any]:
+    """Evaluate a registered version on the current test split (the same holdout for both);
+    with `checks`, also the contract's behaviour checks (the candidate's)."""
     import mlflow.sklearn
 
     model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
     test = io.read_parquet(params.paths.test)
     train = io.read_parquet(params.paths.train)
-    metrics = compute_metrics(model, test, params.contract, params.evaluate.threshold)
-    return with_baseline(metrics, train, test, params)
+    threshold = params.evaluate.threshold
+    metrics = with_baseline(
+        compute_metrics(model, test, params.contract, threshold), train, test, params
+    )
+    if checks:
+        results = behaviour.run_checks(model, test, params.contract, threshold)
+        metrics[behaviour.GATE_KEY] = behaviour.gate_refusal(results)
+    return metrics
 
 
 def _score_champion(name: str, version: str, params: Params) -> dict[str, Any] | None:
@@ -252,19 +267,19 @@ def promote(params: Params, version: str | None = None) -> Decision:
     candidate = version or str(max(versions))
     current = _champion(client, name)
     withdrawn = client.get_model_version(name, candidate).tags.get(WITHDRAWN_TAG)
-    candidate_scores = _score(name, candidate, params)
+    candidate_scores = _score(name, candidate, params, checks=True)
+    refusal = _refusal(candidate_scores, params)
     if withdrawn is not None:
         decision = Decision(False, _withdrawn_reason(candidate, withdrawn), candidate_scores, None)
-    elif current is None and not candidate_scores["beats_baseline"]:
-        reason = baseline_verdict(candidate_scores, params.primary_metric, params.contract.task)
-        decision = Decision(False, reason, candidate_scores, None)
+    elif current is None and refusal:
+        decision = Decision(False, refusal, candidate_scores, None)
     elif current is None:
         decision = Decision(True, "first model: no champion yet", candidate_scores, None)
     elif str(current.version) == candidate:
         decision = Decision(False, f"version {candidate} is already the champion", {}, None)
     else:
         champion_scores = _score_champion(name, str(current.version), params)
-        if champion_scores is None and candidate_scores["beats_baseline"]:
+        if champion_scores is None and not refusal:
             reason = (
                 f"champion version {current.version} does not fit the current data contract"
                 " (another task, target, classes or features): not comparable; the candidate"
@@ -272,8 +287,7 @@ def promote(params: Params, version: str | None = None) -> Decision:
             )
             decision = Decision(True, reason, candidate_scores, None)
         elif champion_scores is None:
-            reason = baseline_verdict(candidate_scores, params.primary_metric, params.contract.task)
-            decision = Decision(False, reason, candidate_scores, None)
+            decision = Decision(False, str(refusal), candidate_scores, None)
         else:
             decision = decide(candidate_scores, champion_scores, params)
     shown = HEADLINE[params.contract.task]

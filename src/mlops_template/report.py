@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from mlops_template import io, plots
+from mlops_template import behaviour, io, plots
 from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError, check_revision
@@ -60,6 +60,7 @@ class ReportInputs:
     task: str = "multiclass"
     # Why the base's metrics are not comparable (another task, target or features), if so.
     contract_change: str | None = None
+    behaviour: dict[str, Any] | None = None  # the behaviour stage's results (behaviour.py)
 
     @property
     def failed(self) -> bool:
@@ -87,7 +88,15 @@ def baseline_warning(inputs: ReportInputs) -> str | None:
 
 
 def verdict(inputs: ReportInputs) -> str:
-    """One line a reviewer reads first."""
+    """One line a reviewer reads first; failed behaviour checks are flagged on it."""
+    line = _metric_verdict(inputs)
+    failed = [] if inputs.failed else behaviour.failed(inputs.behaviour)
+    if failed:
+        line += f" ❌ **{len(failed)} behaviour check(s) failed**: the gate will refuse it."
+    return line
+
+
+def _metric_verdict(inputs: ReportInputs) -> str:
     if inputs.validation_failure is not None:
         return "❌ **Data validation failed**: the model was not retrained (see below)."
     if inputs.stage_failure is not None:
@@ -242,6 +251,8 @@ def render(inputs: ReportInputs) -> str:
         lines += ["### Pipeline failure", "", *_failure_section(inputs.stage_failure), ""]
     lines += ["### Metrics", ""]
     lines += _metrics_section(inputs)
+    if not inputs.failed:
+        lines += ["", "### Behaviour", "", *behaviour.table(inputs.behaviour)]
     lines += ["", "### Params changed", "", *_params_section(inputs)]
     lines += ["", "### Data validation", "", *_validation_section(inputs)]
     lines += ["", "### Training", "", *_training_section(inputs)]
@@ -361,6 +372,7 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
         baseline={k: float(v) for k, v in (current.get("baseline") or {}).items()},
         beats_baseline=beats if isinstance(beats, bool) else None,
         task=params.contract.task,
+        behaviour=_read_optional_json(params.paths.behaviour),
     )
 
 
