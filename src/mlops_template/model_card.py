@@ -180,8 +180,10 @@ def _target_rows(train: pd.DataFrame, contract: Contract) -> list[str]:
     target = train[contract.target.name]
     if contract.is_classification:
         counts = target.astype(str).value_counts()
-        rows = [[f"`{name}`", int(counts.get(name, 0)), counts.get(name, 0) / len(target)]
-                for name in contract.classes]  # fmt: skip
+        rows = [
+            [f"`{name}`", int(counts.get(name, 0)), counts.get(name, 0) / len(target)]
+            for name in contract.classes
+        ]
         return _table(["class", "rows", "share"], rows)
     numbers = target.astype(float)
     stats = ["mean", "std", "min", "median", "max"]
@@ -232,15 +234,23 @@ def _serving(params: Params, tags: dict[str, str]) -> list[str]:
 def _metrics(card: CardInputs) -> list[str]:
     metrics, task = card.metrics, card.contract.task
     primary = card.params.primary_metric
-    verdict = "beats its baseline" if metrics.get("beats_baseline", True) else (
-        "**does not beat its baseline**")  # fmt: skip
+    verdict = (
+        "beats its baseline"
+        if metrics.get("beats_baseline", True)
+        else ("**does not beat its baseline**")
+    )
     baseline = metrics.get("baseline", {})
     names = [*HEADLINE[task], *(["brier"] if "brier" in metrics else [])]
     rows = [
-        [f"**{name}**" if name == primary else name, metrics[name], baseline.get(name),
-         "lower" if name in LOWER_IS_BETTER or name == "brier" else "higher"]
-        for name in names if name in metrics
-    ]  # fmt: skip
+        [
+            f"**{name}**" if name == primary else name,
+            metrics[name],
+            baseline.get(name),
+            "lower" if name in LOWER_IS_BETTER or name == "brier" else "higher",
+        ]
+        for name in names
+        if name in metrics
+    ]
     lines = [
         f"## Metrics (test split, {metrics['test_rows']} rows)",
         f"On {primary}, the primary metric, the model {verdict} (the class shares, or the"
@@ -251,8 +261,10 @@ def _metrics(card: CardInputs) -> list[str]:
     per_class = metrics.get("per_class", {})
     if per_class:
         head = ["class", "precision", "recall", "F1", "test rows"]
-        body = [[f"`{name}`", s["precision"], s["recall"], s["f1"], s["support"]]
-                for name, s in per_class.items()]  # fmt: skip
+        body = [
+            [f"`{name}`", s["precision"], s["recall"], s["f1"], s["support"]]
+            for name, s in per_class.items()
+        ]
         lines += ["", *_table(head, body)]
     return lines
 
@@ -261,8 +273,9 @@ def _slice_table(card: CardInputs, groups: dict[str, Any], extra: list[str]) -> 
     primary = card.params.primary_metric
     second = "accuracy" if card.contract.is_classification else "mae"
     names = [primary, *([second] if second != primary else []), *extra]
-    rows = [[f"`{value}`", s["rows"], *(s.get(name) for name in names)]
-            for value, s in groups.items()]  # fmt: skip
+    rows = [
+        [f"`{value}`", s["rows"], *(s.get(name) for name in names)] for value, s in groups.items()
+    ]
     return _table(["value", "test rows", *names], rows)
 
 
@@ -299,8 +312,12 @@ def _reliability_rows(points: list[dict[str, Any]]) -> list[list[Any]]:
     into fifths: a table small enough to read; the plot has the detail."""
     rows = []
     for low in range(0, 100, 20):
-        inside = [p for p in points if low / 100 <= p["predicted"] < (low + 20) / 100 or
-                  (low == 80 and p["predicted"] == 1.0)]  # fmt: skip
+        inside = [
+            p
+            for p in points
+            if low / 100 <= p["predicted"] < (low + 20) / 100
+            or (low == 80 and p["predicted"] == 1.0)
+        ]
         count = sum(p["rows"] for p in inside)
         if count:
             predicted = sum(p["predicted"] * p["rows"] for p in inside) / count
@@ -324,8 +341,11 @@ def _fairness(card: CardInputs) -> list[str]:
     sensitive = card.contract.sensitive_features()
     if not sensitive:
         return []
-    lines = ["## Fairness", "The data contract marks these columns sensitive: the model's quality"
-             " per group, and the largest gap between groups."]  # fmt: skip
+    lines = [
+        "## Fairness",
+        "The data contract marks these columns sensitive: the model's quality"
+        " per group, and the largest gap between groups.",
+    ]
     extra = ["selection_rate"] if card.contract.task == "binary" else []
     for feature in sensitive:
         groups = (card.slices or {}).get(feature)
