@@ -182,7 +182,13 @@ def test_plots_are_rendered_from_the_evaluate_outputs(
     train.run(params)
     evaluate.run(params)
     images = plots.render_images(params.paths, tmp_path / "images")
-    assert set(images) == {"Confusion matrix", "ROC", "Precision-recall", "Feature importance"}
+    assert set(images) == {
+        "Confusion matrix",
+        "ROC",
+        "Precision-recall",
+        "Reliability",
+        "Feature importance",
+    }
     for path in images.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -218,3 +218,32 @@ def behaviour_dict(behaviour: Behaviour) -> dict[str, Any]:
     if behaviour.minimum:
         out["minimum"] = [vars(check).copy() for check in behaviour.minimum]
     return out
+
+
+def parse_declarations(
+    raw: dict[str, Any],
+    where: str,
+    features: tuple[ColumnSpec, ...],
+    task: str,
+    classes: tuple[str, ...],
+) -> dict[str, Any]:
+    """The contract's `behaviour`, `intended_use` and `limitations`, as Contract's fields."""
+    return {
+        "behaviour": parse_behaviour(raw.get("behaviour"), where, features, task, classes),
+        "intended_use": parse_text(raw.get("intended_use"), f"{where}: intended_use"),
+        "limitations": parse_text(raw.get("limitations"), f"{where}: limitations"),
+    }
+
+
+def declarations_dict(
+    behaviour: Behaviour, intended_use: tuple[str, ...], limitations: tuple[str, ...]
+) -> dict[str, Any]:
+    """The declared keys as the contract file writes them (none when nothing is declared)."""
+    out: dict[str, Any] = {}
+    if intended_use:
+        out["intended_use"] = list(intended_use)
+    if limitations:
+        out["limitations"] = list(limitations)
+    if behaviour.declared:
+        out["behaviour"] = behaviour_dict(behaviour)
+    return out

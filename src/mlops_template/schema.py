@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from mlops_template.declarations import Behaviour, behaviour_dict, parse_behaviour, parse_text
+from mlops_template.declarations import Behaviour, declarations_dict, parse_declarations
 from mlops_template.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def _spec(raw: object, where: str) -> ColumnSpec:
             " fields cannot take it); rename the column in the table"
         )
     known = {"name", "kind", "description", "nullable", "minimum", "maximum", "categories"}
-    known.add("sensitive")
+    known |= {"sensitive"}  # the model card's fairness section
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ContractError(f"{where}: unknown keys {unknown} (allowed: {sorted(known)})")
@@ -212,10 +212,9 @@ def _spec(raw: object, where: str) -> ColumnSpec:
     if kind not in KINDS:
         raise ContractError(f"{where}: `kind` must be one of {list(KINDS)}, got {kind!r}")
     nullable = raw.get("nullable", True)
-    if not isinstance(nullable, bool):
-        raise ContractError(f"{where}: `nullable` must be true or false")
-    if not isinstance(raw.get("sensitive", False), bool):
-        raise ContractError(f"{where}: `sensitive` must be true or false")
+    for key in ("nullable", "sensitive"):
+        if not isinstance(raw.get(key, key == "nullable"), bool):
+            raise ContractError(f"{where}: `{key}` must be true or false")
     minimum = _number(raw.get("minimum"), f"{where}.minimum")
     maximum = _number(raw.get("maximum"), f"{where}.maximum")
     categories = raw.get("categories") or []
@@ -349,9 +348,7 @@ def parse_contract(raw: object, source: Path) -> Contract:
         positive=positive,
         min_rows=min_rows,
         ignored=tuple(str(name) for name in ignored),
-        behaviour=parse_behaviour(raw.get("behaviour"), where, features, task, target.categories),
-        intended_use=parse_text(raw.get("intended_use"), f"{where}: intended_use"),
-        limitations=parse_text(raw.get("limitations"), f"{where}: limitations"),
+        **parse_declarations(raw, where, features, task, target.categories),
     )
 
 
@@ -380,9 +377,7 @@ def _spec_dict(spec: ColumnSpec) -> dict[str, Any]:
         out["maximum"] = spec.maximum
     else:
         out["categories"] = list(spec.categories)
-    if spec.sensitive:
-        out["sensitive"] = True
-    return out
+    return out | ({"sensitive": True} if spec.sensitive else {})
 
 
 def contract_dict(contract: Contract) -> dict[str, Any]:
@@ -400,9 +395,4 @@ def contract_dict(contract: Contract) -> dict[str, Any]:
     out["example"] = dict(contract.example)
     if contract.ignored:
         out["ignored"] = list(contract.ignored)
-    for key in ("intended_use", "limitations"):
-        if getattr(contract, key):
-            out[key] = list(getattr(contract, key))
-    if contract.behaviour.declared:
-        out["behaviour"] = behaviour_dict(contract.behaviour)
-    return out
+    return out | declarations_dict(contract.behaviour, contract.intended_use, contract.limitations)

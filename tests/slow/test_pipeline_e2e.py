@@ -19,7 +19,7 @@ def plot_files(root: Path) -> set[str]:
     contract = yaml.safe_load((root / "params.yaml").read_text())["data"]["contract"]
     task = yaml.safe_load((root / contract).read_text())["task"]
     names = (
-        ["confusion.csv", "roc.json", "precision_recall.json"]
+        ["confusion.csv", "roc.json", "precision_recall.json", "calibration.json"]
         if task != "regression"
         else ["predicted_actual.json", "residuals.json"]
     )
