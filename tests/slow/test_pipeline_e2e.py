@@ -57,6 +57,8 @@ def test_repro_produces_every_output_and_a_clean_status(project: Path) -> None:
         "models/model.joblib.sha256",
         "reports/validation.json",
         "reports/metrics.json",
+        "reports/slices.json",
+        "reports/behaviour.json",
         *plot_files(project),
     ):
         assert (project / output).is_file(), output
@@ -64,6 +66,18 @@ def test_repro_produces_every_output_and_a_clean_status(project: Path) -> None:
     assert "Data and pipelines are up to date" in status.stdout
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert metrics["beats_baseline"] is True
+
+
+def test_the_default_model_passes_every_behaviour_check_its_contract_declares(
+    project: Path,
+) -> None:
+    results = json.loads((project / "reports" / "behaviour.json").read_text())
+    assert results["summary"] == {"checks": 4, "passed": 4, "failed": 0}
+    assert {check["kind"] for check in results["checks"]} == {
+        "invariance",
+        "directional",
+        "minimum",
+    }
 
 
 def test_fresh_run_reproduces_the_committed_lock(project: Path) -> None:
@@ -83,14 +97,14 @@ def test_forced_repro_is_byte_identical(project: Path) -> None:
     assert (project / "dvc.lock").read_text() == before
 
 
-def test_changing_a_training_param_reruns_only_train_and_evaluate(project: Path) -> None:
+def test_changing_a_training_param_reruns_only_the_stages_of_the_model(project: Path) -> None:
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-q", "-m", "baseline run", check=False)
     params_file = project / "params.yaml"
     params_file.write_text(params_file.read_text().replace("n_estimators: 100", "n_estimators: 7"))
 
     result = sh(project, "dvc", "repro")
-    assert ran_stages(result.stdout) == ["train", "evaluate"]
+    assert ran_stages(result.stdout) == ["train", "evaluate", "behaviour"]
 
     params_diff = json.loads(sh(project, "dvc", "params", "diff", "--json").stdout)
     assert params_diff["params.yaml"]["model.n_estimators"] == {"old": 100, "new": 7, "diff": -93}
@@ -117,7 +131,10 @@ def test_changing_a_training_param_reruns_only_train_and_evaluate(project: Path)
     assert "![Feature importance](report_images/feature_importance.png)" in report
     assert (project / "report_images" / "feature_importance.png").is_file()
     assert "Model card of this branch's model: [model_card.md](model_card.md)" in report
-    assert "n_estimators': 7" in (project / "model_card.md").read_text()
+    card = (project / "model_card.md").read_text()
+    assert "n_estimators 7," in card
+    assert "## Behaviour checks" in card
+    assert "### Behaviour" in report
 
 
 def test_report_on_a_first_pull_request(project: Path) -> None:
