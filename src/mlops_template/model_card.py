@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mlops_template import behaviour, io, tracking
+from mlops_template import behaviour, io, quality, tracking
 from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
+from mlops_template.markdown import number, table
 from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER
 from mlops_template.schema import Contract
 
@@ -46,37 +46,18 @@ class CardInputs:
         return dict(json.loads(self.tags["metrics"]))
 
 
-def _optional_json(path: Path) -> Any:
-    return io.read_json(path) if path.is_file() else None
-
-
 def gather(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> CardInputs:
     paths = params.paths
-    calibration = _optional_json(paths.calibration)
+    calibration = io.read_json_if_present(paths.calibration)
     return CardInputs(
         params=params,
         tags=tags,
         previous=previous,
         train=io.read_parquet(paths.train) if paths.train.is_file() else None,
-        slices=_optional_json(paths.slices),
-        behaviour=_optional_json(paths.behaviour),
+        slices=io.read_json_if_present(paths.slices),
+        behaviour=io.read_json_if_present(paths.behaviour),
         calibration=None if calibration is None else calibration["calibration"],
     )
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:.4f}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _table(head: list[str], rows: list[list[Any]], right: int = 1) -> list[str]:
-    """A markdown table; columns from `right` on are numbers, right-aligned."""
-    align = ["---" if i < right else "---:" for i in range(len(head))]
-    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(align) + " |"]
-    return lines + ["| " + " | ".join(_num(cell) for cell in row) + " |" for row in rows]
 
 
 def _intended_use(card: CardInputs) -> list[str]:
@@ -108,7 +89,7 @@ def _range_limits(card: CardInputs) -> list[str]:
         if (spec.minimum is None or spec.minimum < low) or (
             spec.maximum is None or spec.maximum > high
         ):
-            accepted = f"{_num(spec.minimum)} to {_num(spec.maximum)}"
+            accepted = f"{number(spec.minimum)} to {number(spec.maximum)}"
             out.append(
                 f"`{spec.name}` was seen from {low:g} to {high:g} in training; the contract"
                 f" accepts {accepted}: predictions outside the seen range extrapolate."
@@ -184,11 +165,11 @@ def _target_rows(train: pd.DataFrame, contract: Contract) -> list[str]:
             [f"`{name}`", int(counts.get(name, 0)), counts.get(name, 0) / len(target)]
             for name in contract.classes
         ]
-        return _table(["class", "rows", "share"], rows)
+        return table(["class", "rows", "share"], rows)
     numbers = target.astype(float)
     stats = ["mean", "std", "min", "median", "max"]
     values = [numbers.mean(), numbers.std(), numbers.min(), numbers.median(), numbers.max()]
-    return _table(stats, [[float(v) for v in values]], right=0)
+    return table(stats, [[float(v) for v in values]], right=0)
 
 
 def _training_data(card: CardInputs) -> list[str]:
@@ -205,7 +186,7 @@ def _training_data(card: CardInputs) -> list[str]:
     lines += [f"The training split holds {len(card.train)} rows.", ""]
     lines += _target_rows(card.train, card.contract)
     head = ["feature", "kind", "in training: range or category shares", "missing"]
-    return [*lines, "", *_table(head, _feature_rows(card.train, card.contract), right=3)]
+    return [*lines, "", *table(head, _feature_rows(card.train, card.contract), right=3)]
 
 
 def _hyperparameters(params: Params) -> str:
@@ -256,7 +237,7 @@ def _metrics(card: CardInputs) -> list[str]:
         f"On {primary}, the primary metric, the model {verdict} (the class shares, or the"
         " training mean).",
         "",
-        *_table(["metric", "model", "baseline", "better"], rows, right=1),
+        *table(["metric", "model", "baseline", "better"], rows, right=1),
     ]
     per_class = metrics.get("per_class", {})
     if per_class:
@@ -265,7 +246,7 @@ def _metrics(card: CardInputs) -> list[str]:
             [f"`{name}`", s["precision"], s["recall"], s["f1"], s["support"]]
             for name, s in per_class.items()
         ]
-        lines += ["", *_table(head, body)]
+        lines += ["", *table(head, body)]
     return lines
 
 
@@ -276,7 +257,7 @@ def _slice_table(card: CardInputs, groups: dict[str, Any], extra: list[str]) -> 
     rows = [
         [f"`{value}`", s["rows"], *(s.get(name) for name in names)] for value, s in groups.items()
     ]
-    return _table(["value", "test rows", *names], rows)
+    return table(["value", "test rows", *names], rows)
 
 
 def _slices(card: CardInputs) -> list[str]:
@@ -299,42 +280,22 @@ def _calibration(card: CardInputs) -> list[str]:
         return [*lines, "_Not computed for this model._"]
     baseline = metrics.get("baseline", {}).get("brier")
     lines.append(
-        f"Brier score {metrics['brier']:.4f} (baseline {_num(baseline)}; 0 is perfect, lower"
+        f"Brier score {metrics['brier']:.4f} (baseline {number(baseline)}; 0 is perfect, lower"
         " is better). When the model gives a class a probability, how often is it that class"
         " (every class's probabilities pooled):"
     )
     head = ["predicted probability", "mean predicted", "observed share", "predictions"]
-    return [*lines, "", *_table(head, _reliability_rows(card.calibration or []))]
+    return [*lines, "", *table(head, quality.pooled_reliability(card.calibration or []))]
 
 
-def _reliability_rows(points: list[dict[str, Any]]) -> list[list[Any]]:
-    """The evaluate stage's reliability curve (per class, in tenths) pooled over the classes
-    into fifths: a table small enough to read; the plot has the detail."""
-    rows = []
-    for low in range(0, 100, 20):
-        inside = [
-            p
-            for p in points
-            if low / 100 <= p["predicted"] < (low + 20) / 100
-            or (low == 80 and p["predicted"] == 1.0)
-        ]
-        count = sum(p["rows"] for p in inside)
-        if count:
-            predicted = sum(p["predicted"] * p["rows"] for p in inside) / count
-            observed = sum(p["observed"] * p["rows"] for p in inside) / count
-            rows.append([f"{low / 100:.1f} to {(low + 20) / 100:.1f}", predicted, observed, count])
-    return rows
-
-
-def _gap(groups: dict[str, Any], name: str) -> str | None:
-    scored = {value: s.get(name) for value, s in groups.items() if s.get(name) is not None}
-    if len(scored) < 2:
+def _gap_text(groups: dict[str, Any], name: str) -> str | None:
+    found = quality.largest_gap(groups, name)
+    if found is None:
         return None
-    high, low = max(scored, key=scored.__getitem__), min(scored, key=scored.__getitem__)
-    if scored[high] == scored[low]:
-        return f"{name} none (every group {scored[high]:.4f})"
-    gap = scored[high] - scored[low]
-    return f"{name} {gap:.4f} (`{high}` {scored[high]:.4f}, `{low}` {scored[low]:.4f})"
+    (high, top), (low, bottom) = found
+    if top == bottom:
+        return f"{name} none (every group {top:.4f})"
+    return f"{name} {top - bottom:.4f} (`{high}` {top:.4f}, `{low}` {bottom:.4f})"
 
 
 def _fairness(card: CardInputs) -> list[str]:
@@ -353,7 +314,7 @@ def _fairness(card: CardInputs) -> list[str]:
             lines += ["", f"`{feature}`: _no slice results (numeric, or not computed)._"]
             continue
         names = [card.params.primary_metric, *extra]
-        gaps = [gap for gap in (_gap(groups, name) for name in names) if gap]
+        gaps = [gap for gap in (_gap_text(groups, name) for name in names) if gap]
         lines += ["", f"By `{feature}`:", "", *_slice_table(card, groups, extra), ""]
         lines.append(
             "Largest gap: " + ("; ".join(gaps) if gaps else "fewer than two groups scored.")
@@ -367,7 +328,7 @@ def _comparison(card: CardInputs) -> list[str]:
         return [*lines, "None registered yet, or not looked up: the promotion gate compares them."]
     names = [name for name in HEADLINE[card.contract.task] if name in card.metrics]
     rows = [[name, card.metrics[name], card.previous.get(name)] for name in names]
-    return [*lines, "", *_table(["metric", "this model", "champion"], rows)]
+    return [*lines, "", *table(["metric", "this model", "champion"], rows)]
 
 
 def _lineage(card: CardInputs) -> list[str]:
@@ -381,7 +342,7 @@ def _lineage(card: CardInputs) -> list[str]:
         ("params sha256", tags.get("params_sha256")),
     ]
     rows = [[what, f"`{value}`"] for what, value in facts if value]
-    return ["## Lineage", "", *_table(["what", "value"], rows, right=2)]
+    return ["## Lineage", "", *table(["what", "value"], rows, right=2)]
 
 
 def render(card: CardInputs) -> str:

@@ -94,3 +94,34 @@ def _safe(score: Any, rows: pd.DataFrame) -> float | None:
     except ValueError:
         return None
     return None if np.isnan(value) else round(value, DIGITS)
+
+
+def pooled_reliability(points: list[dict[str, Any]]) -> list[list[Any]]:
+    """The reliability curve (per class, in tenths) pooled over the classes into fifths, for
+    a table small enough to read (the plot has the detail): per fifth of predicted
+    probability, its label, the mean predicted probability, the observed share, the count."""
+    rows = []
+    for low in range(0, 100, 20):
+        inside = [
+            p
+            for p in points
+            if low / 100 <= p["predicted"] < (low + 20) / 100 or (low == 80 and p["predicted"] == 1)
+        ]
+        count = sum(p["rows"] for p in inside)
+        if count:
+            predicted = sum(p["predicted"] * p["rows"] for p in inside) / count
+            observed = sum(p["observed"] * p["rows"] for p in inside) / count
+            rows.append([f"{low / 100:.1f} to {(low + 20) / 100:.1f}", predicted, observed, count])
+    return rows
+
+
+def largest_gap(
+    groups: dict[str, dict[str, Any]], name: str
+) -> tuple[tuple[str, float], tuple[str, float]] | None:
+    """The best and the worst group on metric `name` ((group, score) each), among the groups
+    that have a score; None with fewer than two."""
+    scored = {value: s[name] for value, s in groups.items() if s.get(name) is not None}
+    if len(scored) < 2:
+        return None
+    high, low = max(scored, key=scored.__getitem__), min(scored, key=scored.__getitem__)
+    return (high, scored[high]), (low, scored[low])

@@ -22,6 +22,7 @@ from mlops_template import behaviour, io, plots
 from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError, check_revision
+from mlops_template.markdown import number as _number
 from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER, TASK_METRICS, below_baseline
 from mlops_template.schema import Contract
 
@@ -127,14 +128,6 @@ def _metric_verdict(inputs: ReportInputs) -> str:
         f"{word} than `{inputs.base}` on `{primary.name}`:"
         f" {primary.old:.4f} → {primary.new:.4f} ({delta:+.4f})."
     )
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:.4f}"
-    return f"{value:g}"
 
 
 def _metrics_rows(
@@ -337,17 +330,13 @@ def params_changes(diff: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def _read_optional_json(path: Path) -> Any:
-    return io.read_json(path) if path.is_file() else None
-
-
 def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> ReportInputs:
     metrics = _dvc_json("metrics", "diff", base, "--all")
     params_diff = _dvc_json("params", "diff", base, "--all")
-    timing = _read_optional_json(params.paths.train_timing)
+    timing = io.read_json_if_present(params.paths.train_timing)
     model = params.paths.model
     images = plots.render_images(params.paths, image_dir)
-    current = _read_optional_json(params.paths.metrics) or {}
+    current = io.read_json_if_present(params.paths.metrics) or {}
     beats = current.get("beats_baseline")
     change = contract_change(_base_contract(base, params.data.contract), params.contract)
     diffs = metric_diffs(metrics, params.paths.metrics, params.primary_metric, params.contract.task)
@@ -357,12 +346,12 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
         metrics=diffs if change is None else _not_compared(diffs),
         contract_change=change,
         params_changed=params_changes(params_diff),
-        validation=_read_optional_json(params.paths.validation_report),
-        validation_failure=_read_optional_json(params.paths.validation_failure),
-        stage_failure=_read_optional_json(params.paths.stage_failure),
+        validation=io.read_json_if_present(params.paths.validation_report),
+        validation_failure=io.read_json_if_present(params.paths.validation_failure),
+        stage_failure=io.read_json_if_present(params.paths.stage_failure),
         train_seconds=None if timing is None else float(timing["train_seconds"]),
         model_bytes=model.stat().st_size if model.is_file() else None,
-        parity=_read_optional_json(params.paths.parity),
+        parity=io.read_json_if_present(params.paths.parity),
         images={
             title: path.relative_to(report_dir).as_posix()
             if path.is_relative_to(report_dir)
@@ -372,7 +361,7 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
         baseline={k: float(v) for k, v in (current.get("baseline") or {}).items()},
         beats_baseline=beats if isinstance(beats, bool) else None,
         task=params.contract.task,
-        behaviour=_read_optional_json(params.paths.behaviour),
+        behaviour=io.read_json_if_present(params.paths.behaviour),
     )
 
 
