@@ -168,10 +168,12 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
     """The gate is non-inferiority: the candidate may be worse than the champion on the primary
     metric by at most `registry.margin` (a tie promotes: the newest reviewed model wins), and on
     no headline metric by more than `registry.tolerance` (for RMSE and MAE both are shares of
-    the champion's value). A candidate that does not beat its baseline, or fails a behaviour
-    check of the data contract, is refused outright."""
+    the champion's value). A candidate that does not beat its baseline is refused outright;
+    one that passes on the metrics but fails a behaviour check of the data contract is refused
+    for that (the first reason found is given: baseline, primary, headline, behaviour)."""
     primary = params.primary_metric
-    if reason := _refusal(candidate, params):
+    if not candidate.get("beats_baseline", True):
+        reason = baseline_verdict(candidate, primary, params.contract.task)
         return Decision(False, reason, candidate, champion)
     change = gain(primary, candidate[primary], champion[primary])
     if change < -params.registry.margin:
@@ -191,6 +193,8 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
                 candidate,
                 champion,
             )
+    if refusal := candidate.get(behaviour.GATE_KEY):
+        return Decision(False, refusal, candidate, champion)
     verdict = "tied" if change == 0 else ("improved" if change > 0 else "within the margin")
     return Decision(True, f"{primary} {verdict} ({change:+.6f})", candidate, champion)
 
