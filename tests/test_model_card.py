@@ -63,7 +63,8 @@ def test_the_penguin_card_has_every_section(penguin_card: str) -> None:
     no_raw_dictionaries(penguin_card)
     assert "- Not for decisions about individual animals" in penguin_card  # declared use
     assert "- Chinstrap penguins were seen on Dream only" in penguin_card  # declared limit
-    assert re.search(r"`flipper_length_mm` was seen from \d+ to \d+ in training", penguin_card)
+    assert re.search(r"`flipper_length_mm` \d+ to \d+ \(accepted: 150 to 250\)", penguin_card)
+    assert "By `sex`: under Fairness." in penguin_card
     assert "| `Adelie` | 1" in penguin_card  # class counts of the training split
     assert "| **f1_macro** |" in penguin_card
     assert re.search(r"\| brier \| 0\.\d{4} \| 0\.\d{4} \| lower \|", penguin_card)

@@ -77,24 +77,26 @@ def _intended_use(card: CardInputs) -> list[str]:
 
 
 def _range_limits(card: CardInputs) -> list[str]:
-    """Numeric features whose contract range is wider than what training saw."""
+    """One point naming the numeric features whose contract range is wider than what
+    training saw: the service accepts those inputs, the model extrapolates on them."""
     if card.train is None:
         return []
-    out = []
+    wider = []
     for spec in card.contract.features:
         values = card.train[spec.name].dropna()
         if spec.kind != "numeric" or values.empty:
             continue
         low, high = float(values.min()), float(values.max())
-        if (spec.minimum is None or spec.minimum < low) or (
-            spec.maximum is None or spec.maximum > high
-        ):
+        below = spec.minimum is None or spec.minimum < low
+        if below or spec.maximum is None or spec.maximum > high:
             accepted = f"{number(spec.minimum)} to {number(spec.maximum)}"
-            out.append(
-                f"`{spec.name}` was seen from {low:g} to {high:g} in training; the contract"
-                f" accepts {accepted}: predictions outside the seen range extrapolate."
-            )
-    return out
+            wider.append(f"`{spec.name}` {low:g} to {high:g} (accepted: {accepted})")
+    if not wider:
+        return []
+    return [
+        "Training saw narrower ranges than the contract accepts, so predictions outside them"
+        " extrapolate: " + "; ".join(wider) + "."
+    ]
 
 
 def _small_groups(card: CardInputs) -> list[str]:
@@ -266,8 +268,12 @@ def _slices(card: CardInputs) -> list[str]:
         return [*lines, "_Not computed for this model (no slices file)._"]
     if not card.slices:
         return [*lines, "_No categorical features to slice by._"]
+    sensitive = card.contract.sensitive_features()
     for feature, groups in card.slices.items():
-        lines += ["", f"By `{feature}`:", "", *_slice_table(card, groups, [])]
+        if feature not in sensitive:  # those are under Fairness
+            lines += ["", f"By `{feature}`:", "", *_slice_table(card, groups, [])]
+    if sensitive:
+        lines += ["", f"By {', '.join(f'`{name}`' for name in sensitive)}: under Fairness."]
     return lines
 
 
