@@ -116,7 +116,7 @@ def minimum(
 ) -> dict[str, Any]:
     """Every slice with at least `min_rows` rows reaches the floor (or stays under the ceiling
     of a lower-is-better metric); smaller slices are listed, not judged."""
-    from mlops_template.stages.evaluate import metric_value  # evaluate imports the slices
+    from mlops_template.stages.evaluate import metric_value  # matplotlib: only when needed
 
     lower = check.metric in LOWER_IS_BETTER
     slices = []
