@@ -15,7 +15,7 @@ import pytest
 
 from mlops_template import io
 from mlops_template.config import Params
-from mlops_template.model_card import model_card
+from mlops_template.model_card import model_card, within_limit
 from mlops_template.stages import behaviour, evaluate, split, train
 from tests.conftest import small_contract
 
@@ -178,3 +178,19 @@ def test_binary_and_regression_cards_make_sense(
         assert "| mean | std | min | median | max |" in card
         assert "| `red` | 18 | 4.4000 | 3.5000 |" in card
         assert "Largest gap: rmse 1.1000" in card
+
+
+def test_a_long_card_fits_the_registry_leaving_out_the_least_needed_sections() -> None:
+    sections = ["Known limitations", "Calibration", "Behaviour checks", "Lineage"]
+    card = "# Model card: m\n\n" + "\n\n".join(f"## {name}\n" + "x" * 300 for name in sections)
+    assert within_limit(card, "model_card.md", limit=len(card)) == card
+    short = within_limit(card, "model_card.md", limit=1000)
+    assert len(short) <= 1000
+    assert "## Known limitations" in short
+    assert "## Behaviour checks" in short
+    assert "## Lineage" not in short
+    assert "## Calibration" not in short
+    assert short.endswith(
+        "_Left out here (a registry description holds 1000 characters): Calibration, Lineage."
+        " The full card is `model_card.md` in the artifacts of this version's run._\n"
+    )

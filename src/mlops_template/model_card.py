@@ -25,6 +25,10 @@ from mlops_template.schema import Contract
 
 FEW_TRAINING_ROWS = 30  # a class with fewer training rows than this is named a limitation
 FEW_SLICE_ROWS = 20  # a slice with fewer test rows: its metrics are noisy
+# MLflow stores a model version's description in VARCHAR(5000) on PostgreSQL (SQLite has no
+# limit): a longer card fails `register`. Sections leave the description in this order.
+DESCRIPTION_LIMIT = 5000
+LEAST_NEEDED = ("Lineage", "Calibration", "Metrics per slice", "Training data", "Fairness")
 
 
 @dataclass(frozen=True)
@@ -372,3 +376,24 @@ def render(card: CardInputs) -> str:
 def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> str:
     """Markdown: the PR report's card and the registered version's description."""
     return render(gather(params, tags, previous))
+
+
+def within_limit(card: str, artifact: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    """The card as a registry description of at most `limit` characters: whole sections are
+    left out, least needed first (LEAST_NEEDED, then from the end), and named in a last line
+    pointing to the full card, the register run's artifact `artifact`."""
+    head, *sections = card.rstrip("\n").split("\n\n## ")
+    order = [i for name in LEAST_NEEDED for i, s in enumerate(sections) if s.startswith(name)]
+    order += [i for i in reversed(range(len(sections))) if i not in order]
+    left_out: list[int] = []
+    text = card
+    while len(text) > limit and len(left_out) < len(sections):
+        left_out.append(order[len(left_out)])
+        kept = [s for i, s in enumerate(sections) if i not in left_out]
+        names = ", ".join(sections[i].split("\n", 1)[0] for i in sorted(left_out))
+        note = (
+            f"_Left out here (a registry description holds {limit} characters): {names}."
+            f" The full card is `{artifact}` in the artifacts of this version's run._"
+        )
+        text = "\n\n## ".join([head, *kept]) + "\n\n" + note + "\n"
+    return text[:limit]

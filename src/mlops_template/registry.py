@@ -24,10 +24,11 @@ from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import HEADLINE, baseline_verdict, gain
-from mlops_template.model_card import model_card
+from mlops_template.model_card import model_card, within_limit
 from mlops_template.stages.evaluate import compute_metrics, with_baseline
 
 CHAMPION = "champion"
+CARD_ARTIFACT = "model_card.md"  # in the register run's artifacts
 LOCK = Path("dvc.lock")
 
 
@@ -125,8 +126,10 @@ def register(params: Params) -> tuple[str, bool]:
             # The version is the scikit-learn model (what evaluate scored); the image serves
             # its compilation, logged in the same run and named here: one version, both.
             tags = {**tags, tracking.ONNX_URI_TAG: onnx.model_uri}
+        card = model_card(params, tags, previous)
+        mlflow.log_text(card, CARD_ARTIFACT)  # whole, whatever the description may hold
     version = mlflow.register_model(logged.model_uri, name, tags=tags).version
-    client.update_model_version(name, version, description=model_card(params, tags, previous))
+    client.update_model_version(name, version, description=within_limit(card, CARD_ARTIFACT))
     return str(version), True
 
 
