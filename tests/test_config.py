@@ -207,5 +207,5 @@ def test_better_and_gain_follow_the_metric(
 
 def test_paths_name_one_plot_file_each(params: config.Params) -> None:
     files = params.paths.plot_files()
-    assert len(set(files)) == 6
+    assert len(set(files)) == 7
     assert all(path.parent == params.paths.plots for path in files)

@@ -15,6 +15,7 @@ from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.init_schema import ProfileError, profile, run
 from mlops_template.schema import Contract, load_contract
+from tests.conftest import DEFAULT_DATA
 from tests.tables import diabetes
 
 
@@ -333,3 +334,25 @@ def test_cli_on_a_missing_table_is_a_clear_error(workdir: Path) -> None:
 
 def test_profile_errors_are_pipeline_errors() -> None:
     assert issubclass(ProfileError, PipelineError)
+
+
+@pytest.mark.parametrize(("name", "checks"), [("diabetes", 2), ("penguins", 3)])
+def test_the_written_contract_shows_the_declarations_it_may_add(
+    tmp_path: Path, name: str, checks: int
+) -> None:
+    """Commented out, naming the table's own features; uncommented, a valid contract."""
+    data = tmp_path / f"{name}.parquet"
+    frame = diabetes() if name == "diabetes" else pd.read_csv(DEFAULT_DATA)
+    frame.to_parquet(data)
+    out = tmp_path / "contract.yaml"
+    run(data, "progression" if name == "diabetes" else "species", out)
+    text = out.read_text()
+    assert load_contract(out).behaviour.declared == 0
+    assert "# behaviour:\n#   invariance:" in text
+    uncommented = out.with_name("uncommented.yaml")
+    footer = text[text.index("# What the model is for") :]
+    body = text[: text.index("# What the model is for")]
+    uncommented.write_text(body + "".join(line[2:] + "\n" for line in footer.splitlines()[2:]))
+    contract = load_contract(uncommented)
+    assert contract.behaviour.declared == checks  # no categorical feature: no minimum
+    assert contract.intended_use == ("What the model is for.", "What it must not be used for.")

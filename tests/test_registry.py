@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mlops_template import io
+from mlops_template.behaviour import GATE_KEY
 from mlops_template.compile import to_onnx
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
@@ -175,3 +176,14 @@ def test_the_registered_onnx_model_must_come_from_the_registered_model(
         update={"serve": params.serve.model_copy(update={"runtime": "sklearn"})}
     )
     assert served_onnx(sklearn, sha) is None
+
+
+def test_a_candidate_failing_a_behaviour_check_is_refused_whatever_the_champion(
+    params: Params,
+) -> None:
+    refusal = "behaviour checks failed: invariance changing `sex` moves any output by at most 0.2"
+    candidate = {**scores(f1_macro=0.99), "beats_baseline": True, GATE_KEY: refusal}
+    decision = decide(candidate, CHAMPION, params)
+    assert not decision.promoted
+    assert decision.reason == refusal
+    assert decide({**candidate, GATE_KEY: None}, CHAMPION, params).promoted

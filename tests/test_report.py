@@ -182,7 +182,13 @@ def test_plots_are_rendered_from_the_evaluate_outputs(
     train.run(params)
     evaluate.run(params)
     images = plots.render_images(params.paths, tmp_path / "images")
-    assert set(images) == {"Confusion matrix", "ROC", "Precision-recall", "Feature importance"}
+    assert set(images) == {
+        "Confusion matrix",
+        "ROC",
+        "Precision-recall",
+        "Reliability",
+        "Feature importance",
+    }
     for path in images.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -353,3 +359,62 @@ def test_explanations_are_absent_from_a_failed_run_and_missing_ones_said() -> No
     failure = {"stage": "train", "error": "boom"}
     assert "### Explanations" not in render(_inputs(stage_failure=failure))
     assert "the explain stage wrote no shap.json" in render(_inputs())
+
+
+BEHAVIOUR_FAILED = {
+    "checks": [
+        {
+            "kind": "invariance",
+            "feature": "sex",
+            "measured": "largest change of any output",
+            "pass_rate": 0.5,
+            "min_pass_rate": 0.95,
+            "tolerance": 0.2,
+            "worst": 0.6,
+            "rows": 86,
+            "passed": False,
+        },
+        {
+            "kind": "minimum",
+            "feature": "island",
+            "measured": "accuracy of the worst slice of at least 10 rows",
+            "metric": "accuracy",
+            "threshold": 0.9,
+            "min_rows": 10,
+            "worst": 0.95,
+            "slices": [],
+            "passed": True,
+        },
+    ],
+    "summary": {"checks": 2, "passed": 1, "failed": 1},
+}
+
+
+def test_failed_behaviour_checks_are_flagged_on_the_verdict_and_tabled() -> None:
+    inputs = _inputs(behaviour=BEHAVIOUR_FAILED)
+    assert verdict(inputs).startswith("✅ **Better** than `main`")
+    assert verdict(inputs).endswith("❌ **1 behaviour check(s) failed**: the gate will refuse it.")
+    text = render(inputs)
+    section = text[text.index("### Behaviour") : text.index("### Params changed")]
+    assert (
+        "| invariance | changing `sex` moves any output by at most 0.2 | 50.0% of 86 rows"
+        " | ≥ 95% | ❌ **fail** |" in section
+    )
+    assert (
+        "| minimum | each `island` slice of 10+ test rows: accuracy | 0.9500 | ≥ 0.9 | ✅ pass |"
+        in section
+    )
+
+
+def test_passing_or_undeclared_behaviour_checks_leave_the_verdict_alone() -> None:
+    passing = {**BEHAVIOUR_FAILED, "checks": BEHAVIOUR_FAILED["checks"][1:]}
+    assert "behaviour" not in verdict(_inputs(behaviour=passing))
+    text = render(_inputs())
+    assert "_No behaviour checks declared in the data contract (`behaviour:`)._" in text
+
+
+def test_a_failed_pipeline_shows_no_behaviour_section() -> None:
+    failure = {"stage": "train", "error": "boom"}
+    inputs = _inputs(behaviour=BEHAVIOUR_FAILED, stage_failure=failure)
+    assert "behaviour" not in verdict(inputs)
+    assert "### Behaviour" not in render(inputs)

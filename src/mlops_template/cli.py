@@ -209,6 +209,14 @@ def explain(params: ParamsOption = DEFAULT_PARAMS) -> None:
 
 
 @app.command()
+def behaviour(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Run the data contract's behaviour checks on the model; write reports/behaviour.json."""
+    from mlops_template.stages import behaviour as stage
+
+    _run_stage("behaviour", stage.run, params)
+
+
+@app.command()
 def tune(
     params: ParamsOption = DEFAULT_PARAMS,
     apply: Annotated[

@@ -54,6 +54,8 @@ class Paths(_Strict):
     drift: Path
     onnx_model: Path  # the model compiled to ONNX: what the service runs (serve.runtime onnx)
     parity: Path  # the train stage's check of the compiled model against scikit-learn
+    slices: Path  # evaluate: metrics per category of each categorical feature
+    behaviour: Path  # the behaviour stage's checks (the contract's `behaviour:`)
     tune: Path = Path("reports/tune")  # `mlops tune`: trials, best params, plots (no stage's)
     explain: Path = Path("reports/explain")  # the explain stage: SHAP summary, plot data, image
     background: Path = Path("models/background.json")  # the service's /explain background rows
@@ -97,6 +99,10 @@ class Paths(_Strict):
     def shap_plot(self) -> Path:
         return self.explain / "shap_summary.png"
 
+    @property
+    def calibration(self) -> Path:  # classification: the reliability curve
+        return self.plots / "calibration.json"
+
     def plot_files(self) -> list[Path]:
         return [
             self.confusion,
@@ -105,6 +111,7 @@ class Paths(_Strict):
             self.predicted_actual,
             self.residuals,
             self.feature_importance,
+            self.calibration,
         ]
 
 

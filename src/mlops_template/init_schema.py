@@ -296,11 +296,45 @@ HEADER = """\
 """
 
 
+def declarations_example(contract: Contract) -> str:
+    """A commented example of what a contract may declare about the model (declarations.py),
+    naming this table's features, so a fork finds the section where it edits the contract.
+    Uncommented as it stands, it is a valid contract."""
+    numeric, category = contract.numeric_features(), contract.categorical_features()
+    first = contract.feature_names()[0]
+    target_class = f", class: {contract.classes[-1]}" if contract.task == "multiclass" else ""
+    metric = (
+        "mae, min_rows: 20, threshold: 10.0} # at most"
+        if contract.task == "regression"
+        else ("accuracy, min_rows: 20, threshold: 0.8} # at least")
+    )
+    lines = [
+        "What the model is for and must do besides scoring well (docs/behaviour.md). Uncomment",
+        "and edit; mark a feature `sensitive: true` for a fairness section in the model card.",
+        "intended_use: [What the model is for., What it must not be used for.]",
+        "limitations: [What it is known not to do well.]",
+        "behaviour:",
+        "  invariance: # changing the feature moves any output by at most `tolerance`",
+        f"    - {{feature: {first}, tolerance: 0.05, min_pass_rate: 0.95}}",
+    ]
+    if numeric:
+        lines += [
+            "  directional: # adding `step` to the feature moves the output the declared way",
+            f"    - {{feature: {numeric[0]}, direction: increasing, step: 1.0{target_class}}}",
+        ]
+    if category:
+        lines += [
+            "  minimum: # every slice of `min_rows` test rows or more scores within the threshold",
+            f"    - {{feature: {category[0]}, metric: {metric}",
+        ]
+    return "".join(f"# {line}\n" for line in lines)
+
+
 def write(profile_: Profile, out: Path, source: Path, rows: int) -> None:
     text = HEADER.format(source=source, rows=rows) + yaml.safe_dump(
         contract_dict(profile_.contract), sort_keys=False, allow_unicode=True
     )
-    io.write_text(out, text)
+    io.write_text(out, text + "\n" + declarations_example(profile_.contract))
 
 
 def run(

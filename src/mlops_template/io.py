@@ -69,6 +69,11 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def read_json_if_present(path: Path) -> Any:
+    """The file's JSON, or None when there is no file (a stage that did not run)."""
+    return read_json(path) if path.is_file() else None
+
+
 def write_with(target: Path, writer: Callable[[Path], None]) -> None:
     """Run `writer(tmp_path)` and publish its file atomically at `target`."""
     with atomic_path(target) as tmp:

@@ -114,13 +114,15 @@ def render_images(paths: Paths, image_dir: Path) -> dict[str, Path]:
     for title, path, key, x, y in (
         ("ROC", paths.roc, "roc", "fpr", "tpr"),
         ("Precision-recall", paths.precision_recall, "precision_recall", "recall", "precision"),
+        ("Reliability", paths.calibration, "calibration", "predicted", "observed"),
     ):
         if path.is_file():
             curves: dict[str, list[dict[str, float]]] = {}
             for row in io.read_json(path)[key]:
                 curves.setdefault(row["class"], []).append(row)
             suffix = "" if len(curves) == 1 else ", one vs rest"
-            figures[title] = curves_figure(curves, x, y, f"{title}{suffix}", diagonal=key == "roc")
+            diagonal = key in ("roc", "calibration")  # chance; perfect calibration
+            figures[title] = curves_figure(curves, x, y, f"{title}{suffix}", diagonal=diagonal)
     if paths.predicted_actual.is_file():
         points = io.read_json(paths.predicted_actual)["predicted_actual"]
         figures["Predicted vs actual"] = scatter_figure(

@@ -19,14 +19,16 @@ from typing import Any, Literal
 
 import yaml
 
-from mlops_template import io, tracking
-from mlops_template.compile import model_input, serving_sentence
+from mlops_template import behaviour, io, tracking
+from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import HEADLINE, baseline_verdict, gain
+from mlops_template.model_card import model_card, within_limit
 from mlops_template.stages.evaluate import compute_metrics, with_baseline
 
 CHAMPION = "champion"
+CARD_ARTIFACT = "model_card.md"  # in the register run's artifacts
 LOCK = Path("dvc.lock")
 
 
@@ -70,78 +72,6 @@ def lineage(params: Params) -> dict[str, str]:
         "metrics": json.dumps(io.read_json(params.paths.metrics), sort_keys=True),
         "validation": json.dumps(io.read_json(params.paths.validation_report), sort_keys=True),
     }
-
-
-def _serving_line(params: Params, tags: dict[str, str]) -> list[str]:
-    """How the image serves it (as the PR report says it), and the compiled model's sha256."""
-    if tracking.ONNX_SHA_TAG not in tags:
-        return [serving_sentence({"compiled": False})]
-    sha = f"ONNX sha256 `{tags[tracking.ONNX_SHA_TAG]}`."
-    if not params.paths.parity.is_file():
-        return [f"Served compiled to ONNX; {sha}"]
-    return [f"{serving_sentence(io.read_json(params.paths.parity))} {sha}"]
-
-
-def _metric_rows(metrics: dict[str, Any], names: tuple[str, ...]) -> list[str]:
-    baseline = metrics.get("baseline", {})
-    rows = ["| metric | model | baseline |", "|---|---:|---:|"]
-    for name in names:
-        rows.append(f"| {name} | {metrics[name]:.4f} | {baseline.get(name, float('nan')):.4f} |")
-    return rows
-
-
-def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> str:
-    """Markdown stored as the registered version's description."""
-    contract = params.contract
-    metrics = json.loads(tags["metrics"])
-    validation = json.loads(tags["validation"])
-    headline = HEADLINE[contract.task]
-    missing = [f"{name} {count}" for name, count in validation["missing"].items() if count]
-    task = contract.task + (f", positive class `{contract.positive}`" if contract.positive else "")
-    verdict = (
-        "beats its baseline"
-        if metrics.get("beats_baseline", True)
-        else "**does not beat its baseline**"
-    )
-    lines = [
-        f"# Model card: {params.registry.model_name}",
-        "",
-        "## Intended use",
-        f"{contract.description} Predicts `{contract.target.name}` ({task}) from"
-        f" {', '.join(contract.feature_names())}.",
-        "For the data it was trained on only; inputs outside the contract's ranges and"
-        " categories are rejected by the service.",
-        "",
-        "## Data",
-        f"Source `{params.data.source}`, {validation['rows']} rows after validation,"
-        f" dvc md5 `{tags['dvc_data_md5']}`; missing values: {', '.join(missing) or 'none'}.",
-        "",
-        "## Training",
-        f"`{params.model.kind}` with {params.model.model_dump(exclude={'kind'})},"
-        f" seed {params.seed}, commit `{tags['git_commit']}`, model sha256"
-        f" `{tags['model_sha256']}`.",
-        *_serving_line(params, tags),
-        "",
-        f"## Metrics (test split, {metrics['test_rows']} rows)",
-        f"On {params.primary_metric}, the primary metric, the model {verdict}.",
-        "",
-        *_metric_rows(metrics, headline),
-        *(
-            f"- {name}: precision {scores['precision']}, recall {scores['recall']}"
-            for name, scores in metrics.get("per_class", {}).items()
-        ),
-        "",
-        "## Compared with the previous champion",
-        "None registered yet, or not looked up: the registry's promotion gate compares them."
-        if previous is None
-        else ", ".join(f"{name} {previous.get(name)}" for name in headline),
-        "",
-        "## Limitations",
-        f"Trained on {validation['rows'] - metrics['test_rows']} rows of one data set and"
-        f" tested on {metrics['test_rows']}; not validated on other populations or time"
-        " periods." + (" Probabilities are not calibrated." if contract.is_classification else ""),
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def write_model_card(params: Params, out: Path) -> Path:
@@ -196,8 +126,10 @@ def register(params: Params) -> tuple[str, bool]:
             # The version is the scikit-learn model (what evaluate scored); the image serves
             # its compilation, logged in the same run and named here: one version, both.
             tags = {**tags, tracking.ONNX_URI_TAG: onnx.model_uri}
+        card = model_card(params, tags, previous)
+        mlflow.log_text(card, CARD_ARTIFACT)  # whole, whatever the description may hold
     version = mlflow.register_model(logged.model_uri, name, tags=tags).version
-    client.update_model_version(name, version, description=model_card(params, tags, previous))
+    client.update_model_version(name, version, description=within_limit(card, CARD_ARTIFACT))
     return str(version), True
 
 
@@ -239,7 +171,9 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
     """The gate is non-inferiority: the candidate may be worse than the champion on the primary
     metric by at most `registry.margin` (a tie promotes: the newest reviewed model wins), and on
     no headline metric by more than `registry.tolerance` (for RMSE and MAE both are shares of
-    the champion's value). A candidate that does not beat its baseline is refused outright."""
+    the champion's value). A candidate that does not beat its baseline is refused outright;
+    one that passes on the metrics but fails a behaviour check of the data contract is refused
+    for that (the first reason found is given: baseline, primary, headline, behaviour)."""
     primary = params.primary_metric
     if not candidate.get("beats_baseline", True):
         reason = baseline_verdict(candidate, primary, params.contract.task)
@@ -262,19 +196,36 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any], params: Params) 
                 candidate,
                 champion,
             )
+    if refusal := candidate.get(behaviour.GATE_KEY):
+        return Decision(False, refusal, candidate, champion)
     verdict = "tied" if change == 0 else ("improved" if change > 0 else "within the margin")
     return Decision(True, f"{primary} {verdict} ({change:+.6f})", candidate, champion)
 
 
-def _score(name: str, version: str, params: Params) -> dict[str, Any]:
-    """Evaluate a registered version on the current test split (the same holdout for both)."""
+def _refusal(candidate: dict[str, Any], params: Params) -> str | None:
+    """Why a candidate is refused whatever the champion: below its baseline, or failing the
+    contract's behaviour checks (behaviour.GATE_KEY, set by _score)."""
+    if not candidate.get("beats_baseline", True):
+        return baseline_verdict(candidate, params.primary_metric, params.contract.task)
+    return candidate.get(behaviour.GATE_KEY)
+
+
+def _score(name: str, version: str, params: Params, checks: bool = False) -> dict[str, Any]:
+    """Evaluate a registered version on the current test split (the same holdout for both);
+    with `checks`, also the contract's behaviour checks (the candidate's)."""
     import mlflow.sklearn
 
     model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
     test = io.read_parquet(params.paths.test)
     train = io.read_parquet(params.paths.train)
-    metrics = compute_metrics(model, test, params.contract, params.evaluate.threshold)
-    return with_baseline(metrics, train, test, params)
+    threshold = params.evaluate.threshold
+    metrics = with_baseline(
+        compute_metrics(model, test, params.contract, threshold), train, test, params
+    )
+    if checks:
+        results = behaviour.run_checks(model, test, params.contract, threshold)
+        metrics[behaviour.GATE_KEY] = behaviour.gate_refusal(results)
+    return metrics
 
 
 def _score_champion(name: str, version: str, params: Params) -> dict[str, Any] | None:
@@ -323,19 +274,19 @@ def promote(params: Params, version: str | None = None) -> Decision:
     candidate = version or str(max(versions))
     current = _champion(client, name)
     withdrawn = client.get_model_version(name, candidate).tags.get(WITHDRAWN_TAG)
-    candidate_scores = _score(name, candidate, params)
+    candidate_scores = _score(name, candidate, params, checks=True)
+    refusal = _refusal(candidate_scores, params)
     if withdrawn is not None:
         decision = Decision(False, _withdrawn_reason(candidate, withdrawn), candidate_scores, None)
-    elif current is None and not candidate_scores["beats_baseline"]:
-        reason = baseline_verdict(candidate_scores, params.primary_metric, params.contract.task)
-        decision = Decision(False, reason, candidate_scores, None)
+    elif current is None and refusal:
+        decision = Decision(False, refusal, candidate_scores, None)
     elif current is None:
         decision = Decision(True, "first model: no champion yet", candidate_scores, None)
     elif str(current.version) == candidate:
         decision = Decision(False, f"version {candidate} is already the champion", {}, None)
     else:
         champion_scores = _score_champion(name, str(current.version), params)
-        if champion_scores is None and candidate_scores["beats_baseline"]:
+        if champion_scores is None and not refusal:
             reason = (
                 f"champion version {current.version} does not fit the current data contract"
                 " (another task, target, classes or features): not comparable; the candidate"
@@ -343,8 +294,7 @@ def promote(params: Params, version: str | None = None) -> Decision:
             )
             decision = Decision(True, reason, candidate_scores, None)
         elif champion_scores is None:
-            reason = baseline_verdict(candidate_scores, params.primary_metric, params.contract.task)
-            decision = Decision(False, reason, candidate_scores, None)
+            decision = Decision(False, str(refusal), candidate_scores, None)
         else:
             decision = decide(candidate_scores, champion_scores, params)
     shown = HEADLINE[params.contract.task]

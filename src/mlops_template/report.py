@@ -18,10 +18,11 @@ from typing import Any, cast
 
 import yaml
 
-from mlops_template import io, plots, report_explain
+from mlops_template import behaviour, io, plots, report_explain
 from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError, check_revision
+from mlops_template.markdown import number as _number
 from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER, TASK_METRICS, below_baseline
 from mlops_template.schema import Contract
 
@@ -62,6 +63,7 @@ class ReportInputs:
     contract_change: str | None = None
     explanation: dict[str, Any] | None = None  # the explain stage's shap.json
     shap_image: str | None = None  # its summary image, relative to the report
+    behaviour: dict[str, Any] | None = None  # the behaviour stage's results (behaviour.py)
 
     @property
     def failed(self) -> bool:
@@ -89,7 +91,15 @@ def baseline_warning(inputs: ReportInputs) -> str | None:
 
 
 def verdict(inputs: ReportInputs) -> str:
-    """One line a reviewer reads first."""
+    """One line a reviewer reads first; failed behaviour checks are flagged on it."""
+    line = _metric_verdict(inputs)
+    failed = [] if inputs.failed else behaviour.failed(inputs.behaviour)
+    if failed:
+        line += f" ❌ **{len(failed)} behaviour check(s) failed**: the gate will refuse it."
+    return line
+
+
+def _metric_verdict(inputs: ReportInputs) -> str:
     if inputs.validation_failure is not None:
         return "❌ **Data validation failed**: the model was not retrained (see below)."
     if inputs.stage_failure is not None:
@@ -120,14 +130,6 @@ def verdict(inputs: ReportInputs) -> str:
         f"{word} than `{inputs.base}` on `{primary.name}`:"
         f" {primary.old:.4f} → {primary.new:.4f} ({delta:+.4f})."
     )
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:.4f}"
-    return f"{value:g}"
 
 
 def _metrics_rows(
@@ -244,6 +246,8 @@ def render(inputs: ReportInputs) -> str:
         lines += ["### Pipeline failure", "", *_failure_section(inputs.stage_failure), ""]
     lines += ["### Metrics", ""]
     lines += _metrics_section(inputs)
+    if not inputs.failed:
+        lines += ["", "### Behaviour", "", *behaviour.table(inputs.behaviour)]
     lines += ["", "### Params changed", "", *_params_section(inputs)]
     lines += ["", "### Data validation", "", *_validation_section(inputs)]
     lines += ["", "### Training", "", *_training_section(inputs)]
@@ -330,18 +334,14 @@ def params_changes(diff: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def _read_optional_json(path: Path) -> Any:
-    return io.read_json(path) if path.is_file() else None
-
-
 def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> ReportInputs:
     metrics = _dvc_json("metrics", "diff", base, "--all")
     params_diff = _dvc_json("params", "diff", base, "--all")
-    timing = _read_optional_json(params.paths.train_timing)
+    timing = io.read_json_if_present(params.paths.train_timing)
     model = params.paths.model
     images = plots.render_images(params.paths, image_dir)
     shap_image = report_explain.copy_image(params.paths.shap_plot, image_dir)
-    current = _read_optional_json(params.paths.metrics) or {}
+    current = io.read_json_if_present(params.paths.metrics) or {}
     beats = current.get("beats_baseline")
     change = contract_change(_base_contract(base, params.data.contract), params.contract)
     diffs = metric_diffs(metrics, params.paths.metrics, params.primary_metric, params.contract.task)
@@ -351,18 +351,19 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
         metrics=diffs if change is None else _not_compared(diffs),
         contract_change=change,
         params_changed=params_changes(params_diff),
-        validation=_read_optional_json(params.paths.validation_report),
-        validation_failure=_read_optional_json(params.paths.validation_failure),
-        stage_failure=_read_optional_json(params.paths.stage_failure),
+        validation=io.read_json_if_present(params.paths.validation_report),
+        validation_failure=io.read_json_if_present(params.paths.validation_failure),
+        stage_failure=io.read_json_if_present(params.paths.stage_failure),
         train_seconds=None if timing is None else float(timing["train_seconds"]),
         model_bytes=model.stat().st_size if model.is_file() else None,
-        parity=_read_optional_json(params.paths.parity),
+        parity=io.read_json_if_present(params.paths.parity),
         images={title: report_explain.relative(path, report_dir) for title, path in images.items()},
-        explanation=_read_optional_json(params.paths.shap_summary),
+        explanation=io.read_json_if_present(params.paths.shap_summary),
         shap_image=None if shap_image is None else report_explain.relative(shap_image, report_dir),
         baseline={k: float(v) for k, v in (current.get("baseline") or {}).items()},
         beats_baseline=beats if isinstance(beats, bool) else None,
         task=params.contract.task,
+        behaviour=io.read_json_if_present(params.paths.behaviour),
     )
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from mlops_template.declarations import Behaviour, declarations_dict, parse_declarations
 from mlops_template.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class ColumnSpec:
     minimum: float | None = None
     maximum: float | None = None
     categories: tuple[str, ...] = ()
+    sensitive: bool = False  # the model card's fairness section compares its groups
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Contract:
     `task` is binary or multiclass classification (the target is categorical; a binary
     target names its `positive` class) or regression (the target is numeric). `example` is
     one valid record of the features: the service's OpenAPI example and the smoke test's
-    request."""
+    request. `behaviour`, `intended_use` and `limitations`: see declarations.py."""
 
     name: str
     description: str
@@ -63,6 +65,9 @@ class Contract:
     positive: str | None = None
     min_rows: int = 10
     ignored: tuple[str, ...] = field(default=())
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    intended_use: tuple[str, ...] = ()
+    limitations: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[ColumnSpec, ...]:
@@ -85,6 +90,9 @@ class Contract:
 
     def categorical_features(self) -> list[str]:
         return [spec.name for spec in self.features if spec.kind == "categorical"]
+
+    def sensitive_features(self) -> list[str]:
+        return [spec.name for spec in self.features if spec.sensitive]
 
     def dataframe_schema(self) -> pa.DataFrameSchema:
         """The pandera schema for the whole table. Extra columns are dropped
@@ -196,6 +204,7 @@ def _spec(raw: object, where: str) -> ColumnSpec:
             " fields cannot take it); rename the column in the table"
         )
     known = {"name", "kind", "description", "nullable", "minimum", "maximum", "categories"}
+    known |= {"sensitive"}  # the model card's fairness section
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ContractError(f"{where}: unknown keys {unknown} (allowed: {sorted(known)})")
@@ -203,8 +212,9 @@ def _spec(raw: object, where: str) -> ColumnSpec:
     if kind not in KINDS:
         raise ContractError(f"{where}: `kind` must be one of {list(KINDS)}, got {kind!r}")
     nullable = raw.get("nullable", True)
-    if not isinstance(nullable, bool):
-        raise ContractError(f"{where}: `nullable` must be true or false")
+    for key in ("nullable", "sensitive"):
+        if not isinstance(raw.get(key, key == "nullable"), bool):
+            raise ContractError(f"{where}: `{key}` must be true or false")
     minimum = _number(raw.get("minimum"), f"{where}.minimum")
     maximum = _number(raw.get("maximum"), f"{where}.maximum")
     categories = raw.get("categories") or []
@@ -232,6 +242,7 @@ def _spec(raw: object, where: str) -> ColumnSpec:
         minimum=minimum,
         maximum=maximum,
         categories=tuple(names),
+        sensitive=raw.get("sensitive", False),
     )
 
 
@@ -272,7 +283,7 @@ def parse_contract(raw: object, source: Path) -> Contract:
         raise ContractError(f"{where}: expected a mapping at the top level")
     known = {
         "name", "description", "task", "target", "positive", "features", "example",
-        "min_rows", "ignored",
+        "min_rows", "ignored", "behaviour", "intended_use", "limitations",
     }  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -337,6 +348,7 @@ def parse_contract(raw: object, source: Path) -> Contract:
         positive=positive,
         min_rows=min_rows,
         ignored=tuple(str(name) for name in ignored),
+        **parse_declarations(raw, where, features, task, target.categories),
     )
 
 
@@ -365,7 +377,7 @@ def _spec_dict(spec: ColumnSpec) -> dict[str, Any]:
         out["maximum"] = spec.maximum
     else:
         out["categories"] = list(spec.categories)
-    return out
+    return out | ({"sensitive": True} if spec.sensitive else {})
 
 
 def contract_dict(contract: Contract) -> dict[str, Any]:
@@ -383,4 +395,4 @@ def contract_dict(contract: Contract) -> dict[str, Any]:
     out["example"] = dict(contract.example)
     if contract.ignored:
         out["ignored"] = list(contract.ignored)
-    return out
+    return out | declarations_dict(contract.behaviour, contract.intended_use, contract.limitations)

@@ -24,7 +24,7 @@ from tests.conftest import REPO_ROOT
 
 VENV_BIN = Path(sys.executable).parent
 STARTUP_SECONDS = 90
-STAGES = ("ingest", "validate", "split", "train", "evaluate", "explain")
+STAGES = ("ingest", "validate", "split", "train", "evaluate", "behaviour", "explain")
 
 
 def sh(

@@ -19,7 +19,7 @@ def plot_files(root: Path) -> set[str]:
     contract = yaml.safe_load((root / "params.yaml").read_text())["data"]["contract"]
     task = yaml.safe_load((root / contract).read_text())["task"]
     names = (
-        ["confusion.csv", "roc.json", "precision_recall.json"]
+        ["confusion.csv", "roc.json", "precision_recall.json", "calibration.json"]
         if task != "regression"
         else ["predicted_actual.json", "residuals.json"]
     )
@@ -61,6 +61,8 @@ def test_repro_produces_every_output_and_a_clean_status(project: Path) -> None:
         "reports/explain/shap.json",
         "reports/explain/shap_summary.png",
         "models/background.json",
+        "reports/slices.json",
+        "reports/behaviour.json",
         *plot_files(project),
     ):
         assert (project / output).is_file(), output
@@ -68,6 +70,18 @@ def test_repro_produces_every_output_and_a_clean_status(project: Path) -> None:
     assert "Data and pipelines are up to date" in status.stdout
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert metrics["beats_baseline"] is True
+
+
+def test_the_default_model_passes_every_behaviour_check_its_contract_declares(
+    project: Path,
+) -> None:
+    results = json.loads((project / "reports" / "behaviour.json").read_text())
+    assert results["summary"] == {"checks": 4, "passed": 4, "failed": 0}
+    assert {check["kind"] for check in results["checks"]} == {
+        "invariance",
+        "directional",
+        "minimum",
+    }
 
 
 def test_fresh_run_reproduces_the_committed_lock(project: Path) -> None:
@@ -87,14 +101,14 @@ def test_forced_repro_is_byte_identical(project: Path) -> None:
     assert (project / "dvc.lock").read_text() == before
 
 
-def test_changing_a_training_param_reruns_only_train_evaluate_and_explain(project: Path) -> None:
+def test_changing_a_training_param_reruns_only_the_stages_of_the_model(project: Path) -> None:
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-q", "-m", "baseline run", check=False)
     params_file = project / "params.yaml"
     params_file.write_text(params_file.read_text().replace("n_estimators: 100", "n_estimators: 7"))
 
     result = sh(project, "dvc", "repro")
-    assert ran_stages(result.stdout) == ["train", "evaluate", "explain"]
+    assert ran_stages(result.stdout) == ["train", "evaluate", "behaviour", "explain"]
 
     params_diff = json.loads(sh(project, "dvc", "params", "diff", "--json").stdout)
     assert params_diff["params.yaml"]["model.n_estimators"] == {"old": 100, "new": 7, "diff": -93}
@@ -124,7 +138,10 @@ def test_changing_a_training_param_reruns_only_train_evaluate_and_explain(projec
     assert (project / "report_images" / "shap_summary.png").is_file()
     assert (project / "report_images" / "feature_importance.png").is_file()
     assert "Model card of this branch's model: [model_card.md](model_card.md)" in report
-    assert "n_estimators': 7" in (project / "model_card.md").read_text()
+    card = (project / "model_card.md").read_text()
+    assert "n_estimators 7," in card
+    assert "## Behaviour checks" in card
+    assert "### Behaviour" in report
 
 
 def test_report_on_a_first_pull_request(project: Path) -> None:

@@ -113,12 +113,21 @@ def test_register_promote_refuse_rollback(
     assert "does not beat its baseline on f1_macro" in mlops("promote", check=False)
     assert not client.get_registered_model(NAME).aliases
 
-    # A weak first model that beats the baseline becomes champion: there is nothing to
-    # compare it with.
+    # A weak first model that beats the baseline but fails a behaviour check of the data
+    # contract (most of Dream's penguins misclassified) is refused; without the checks it
+    # becomes champion: there is nothing to compare it with.
     _set_model(project, WEAK)
     sh(project, "dvc", "repro")
     assert "registered version 2" in mlops("register")
+    refused = mlops("promote", check=False)
+    assert "behaviour checks failed: minimum each `island` slice of 10+ test rows" in refused
+    assert not client.get_registered_model(NAME).aliases
+    contract_file = project / load_params(project / "params.yaml").data.contract
+    declared = contract_file.read_text()
+    unchecked = {k: v for k, v in yaml.safe_load(declared).items() if k != "behaviour"}
+    contract_file.write_text(yaml.safe_dump(unchecked, sort_keys=False))
     assert "promoted: first model" in mlops("promote")
+    contract_file.write_text(declared)  # the forest below passes every check
     assert client.get_model_version_by_alias(NAME, "champion").version == "2"
 
     # The default forest beats it and takes over.
@@ -153,6 +162,8 @@ def test_register_promote_refuse_rollback(
     assert logged.SerializeToString() == served
     assert champion.description.startswith("# Model card: mlops-template")
     assert "## Compared with the previous champion" in champion.description
+    assert "## Behaviour checks" in champion.description
+    assert "| invariance | changing `sex`" in champion.description
 
     # The same model again (a docs-only merge, or a re-run release) registers nothing new:
     # the release ships the champion unchanged.

@@ -26,7 +26,7 @@ METRICS = {
     "regression": {"rmse", "mae", "r2"},
 }
 PLOTS = {
-    "binary": {"confusion.csv", "roc.json", "precision_recall.json"},
+    "binary": {"confusion.csv", "roc.json", "precision_recall.json", "calibration.json"},
     "regression": {"predicted_actual.json", "residuals.json"},
 }
 

@@ -7,6 +7,7 @@ branches:
   at `evaluate.threshold`, accuracy, log loss;
 - multiclass: accuracy, macro F1, log loss, one-vs-rest ROC AUC, and per class precision,
   recall and F1;
+- classification also the Brier score (quality.brier; not a gate metric);
 - regression: RMSE, MAE, R².
 `baseline` holds the same metrics for the simplest honest model, fitted on the training
 split: the class shares (always the majority class) or the training mean. `beats_baseline`
@@ -16,7 +17,9 @@ MAE (regression); the PR report flags a model that is not and the promotion gate
 Plot data (in `paths.plots`, drawn by dvc.yaml's `plots:`): the confusion matrix (one row per
 test example) and ROC and precision-recall curves (one per class; for binary, the positive
 class) for classification; predicted against actual and the residuals for regression; and
-permutation feature importance for every task.
+permutation feature importance for every task; a reliability curve (classification); written
+by plot_data.py. Metrics
+per category of each categorical feature go to `paths.slices` (quality.py).
 """
 
 from __future__ import annotations
@@ -36,15 +39,13 @@ from sklearn.metrics import (
     log_loss,
     mean_absolute_error,
     mean_squared_error,
-    precision_recall_curve,
     precision_recall_fscore_support,
     r2_score,
     roc_auc_score,
-    roc_curve,
 )
 from sklearn.pipeline import Pipeline
 
-from mlops_template import io, plots, tracking
+from mlops_template import io, plot_data, plots, quality, tracking
 from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.metric_facts import (
@@ -53,12 +54,11 @@ from mlops_template.metric_facts import (
     below_baseline,
     decide,
 )
+from mlops_template.plot_data import MAX_CURVE_POINTS, one_vs_rest_curves  # noqa: F401 (re-exported)
 from mlops_template.schema import Contract
 
 log = logging.getLogger(__name__)
 
-MAX_CURVE_POINTS = 200
-MAX_SCATTER_POINTS = 1000
 DIGITS = 6
 
 
@@ -104,6 +104,7 @@ def classification_metrics(
     metrics: dict[str, Any] = {
         "accuracy": _round(accuracy_score(truth, predicted)),
         "log_loss": _round(log_loss(truth, proba, labels=labels)),
+        "brier": quality.brier(np.asarray(truth), proba),
     }
     if contract.task == "binary":
         positive = classes.index(str(contract.positive))
@@ -188,38 +189,6 @@ def with_baseline(
     return {**metrics, "baseline": baseline, "beats_baseline": not shortfalls}
 
 
-def _thin(points: list[dict[str, float]], limit: int = MAX_CURVE_POINTS) -> list[dict[str, float]]:
-    """Keep at most `limit` evenly spaced points (first and last included)."""
-    if len(points) <= limit:
-        return points
-    keep = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
-    return [points[i] for i in keep]
-
-
-def one_vs_rest_curves(
-    actual: pd.Series, proba: np.ndarray, classes: list[str], contract: Contract
-) -> tuple[dict[str, list[dict[str, float]]], dict[str, list[dict[str, float]]]]:
-    """ROC and precision-recall curves per class; for binary, of the positive class only."""
-    shown = [str(contract.positive)] if contract.task == "binary" else classes
-    roc: dict[str, list[dict[str, float]]] = {}
-    pr: dict[str, list[dict[str, float]]] = {}
-    for name in shown:
-        i = classes.index(name)
-        positive = (actual == name).to_numpy()
-        fpr, tpr, _ = roc_curve(positive, proba[:, i])
-        precision, recall, _ = precision_recall_curve(positive, proba[:, i])
-        roc[name] = _thin(
-            [{"fpr": _round(x), "tpr": _round(y)} for x, y in zip(fpr, tpr, strict=True)]
-        )
-        pr[name] = _thin(
-            [
-                {"recall": _round(x), "precision": _round(y)}
-                for x, y in zip(recall, precision, strict=True)
-            ][::-1]
-        )
-    return roc, pr
-
-
 def metric_value(
     metric: str, model: Pipeline, frame: pd.DataFrame, contract: Contract, threshold: float
 ) -> float:
@@ -296,11 +265,6 @@ def feature_importance(
     ]
 
 
-def _curve_rows(curves: dict[str, list[dict[str, float]]]) -> list[dict[str, float | str]]:
-    """One table for all classes, tagged by `class` (the DVC template colours by it)."""
-    return [{"class": name, **point} for name, points in curves.items() for point in points]
-
-
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """Numbers only, nested keys joined with `_` (per_class_Adelie_f1 -> f1_Adelie)."""
     flat = {
@@ -313,41 +277,6 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     for key, value in metrics.get("baseline", {}).items():
         flat[f"baseline_{key}"] = float(value)
     return flat
-
-
-def _write_classification_plots(
-    params: Params, actual: pd.Series, proba: np.ndarray, classes: list[str]
-) -> None:
-    paths, contract = params.paths, params.contract
-    codes = predict_labels(proba, classes, contract, params.evaluate.threshold)
-    predicted = np.asarray(classes)[codes]
-    rows = pd.DataFrame({"actual": actual.to_numpy(), "predicted": predicted})
-    io.write_with(paths.confusion, lambda tmp: rows.to_csv(tmp, index=False))
-    roc, pr = one_vs_rest_curves(actual, proba, classes, contract)
-    io.write_json(paths.roc, {"roc": _curve_rows(roc)})
-    io.write_json(paths.precision_recall, {"precision_recall": _curve_rows(pr)})
-
-
-def _write_regression_plots(params: Params, actual: np.ndarray, predicted: np.ndarray) -> None:
-    paths = params.paths
-    points = [
-        {"actual": _round(a), "predicted": _round(p), "residual": _round(a - p)}
-        for a, p in zip(actual, predicted, strict=True)
-    ]
-    order = sorted(range(len(points)), key=lambda i: points[i]["predicted"])
-    points = _thin([points[i] for i in order], MAX_SCATTER_POINTS)
-    io.write_json(
-        paths.predicted_actual,
-        {
-            "predicted_actual": [
-                {"actual": p["actual"], "predicted": p["predicted"]} for p in points
-            ]
-        },
-    )
-    io.write_json(
-        paths.residuals,
-        {"residuals": [{"predicted": p["predicted"], "residual": p["residual"]} for p in points]},
-    )
 
 
 def evaluate(
@@ -366,13 +295,25 @@ def evaluate(
         metrics = classification_metrics(actual, proba, classes, contract, threshold)
         if contract.task == "binary":
             metrics["threshold"] = threshold
-        _write_classification_plots(params, actual, proba, classes)
+        predicted = np.asarray(classes)[predict_labels(proba, classes, contract, threshold)]
+        plot_data.write_classification_plots(params, actual, proba, classes, predicted)
     else:
         actual_values = test[contract.target.name].to_numpy(float)
         predicted = model.predict(features)
         metrics = regression_metrics(actual_values, predicted)
-        _write_regression_plots(params, actual_values, predicted)
+        plot_data.write_regression_plots(params, actual_values, predicted)
     metrics = with_baseline(metrics, train, test, params)
+    primary = params.primary_metric
+    io.write_json(
+        paths.slices,
+        quality.slices(
+            test,
+            predicted,
+            contract,
+            primary,
+            lambda rows: metric_value(primary, model, rows, contract, threshold),
+        ),
+    )
     importance = feature_importance(model, test, contract, params)
     io.write_json(paths.feature_importance, {"importance": importance})
     io.write_json(paths.metrics, metrics)

@@ -1,0 +1,249 @@
+"""What the data contract declares about the model rather than the table: the behaviour it must
+show (`behaviour:`), what it is for (`intended_use:`) and what it is not good at
+(`limitations:`).
+
+Kept apart from schema.py, which describes the table: these declarations are read by the
+`behaviour` stage and the model card only. Parsing is as strict as the rest of the contract:
+an unknown key, a wrong type, a feature that is not in the contract or of the wrong kind is an
+error naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from mlops_template.metric_facts import TASK_METRICS
+
+if TYPE_CHECKING:
+    from mlops_template.schema import ColumnSpec
+
+Direction = Literal["increasing", "decreasing"]
+# A slice may lack a class: one-vs-rest ROC AUC is then undefined.
+SLICE_METRICS = {
+    task: tuple(m for m in names if m != "roc_auc_ovr") for task, names in TASK_METRICS.items()
+}
+
+
+@dataclass(frozen=True)
+class Invariance:
+    """Changing `feature` (to every other category, or to the test split's 10th and 90th
+    percentile) moves any class probability (regression: the prediction, as a share of the
+    target's standard deviation) by at most `tolerance`, on at least `min_pass_rate` of rows."""
+
+    feature: str
+    tolerance: float
+    min_pass_rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class Directional:
+    """Adding `step` to numeric `feature` does not move P(`target_class`) (regression: the
+    prediction) against `direction` by more than `tolerance`, on at least `min_pass_rate`."""
+
+    feature: str
+    direction: Direction
+    step: float
+    target_class: str | None = None
+    tolerance: float = 0.0
+    min_pass_rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class Minimum:
+    """Every slice of categorical `feature` with at least `min_rows` test rows scores at least
+    `threshold` on `metric` (at most, for a lower-is-better metric)."""
+
+    feature: str
+    metric: str
+    threshold: float
+    min_rows: int = 20
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    invariance: tuple[Invariance, ...] = ()
+    directional: tuple[Directional, ...] = ()
+    minimum: tuple[Minimum, ...] = ()
+
+    @property
+    def declared(self) -> int:
+        return len(self.invariance) + len(self.directional) + len(self.minimum)
+
+
+@dataclass(frozen=True)
+class Declarations:
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    intended_use: tuple[str, ...] = ()
+    limitations: tuple[str, ...] = ()
+
+
+def _error(message: str) -> Exception:
+    from mlops_template.schema import ContractError  # schema imports this module
+
+    return ContractError(message)
+
+
+def _keys(raw: object, where: str, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _error(f"{where}: expected a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - required - optional)
+    if unknown:
+        raise _error(f"{where}: unknown keys {unknown} (allowed: {sorted(required | optional)})")
+    missing = sorted(required - set(raw))
+    if missing:
+        raise _error(f"{where}: missing keys {missing}")
+    return raw
+
+
+def _float(raw: dict[str, Any], key: str, where: str, default: float, low: float = 0.0) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+        raise _error(f"{where}.{key}: expected a number of at least {low:g}, got {value!r}")
+    return float(value)
+
+
+def _rate(raw: dict[str, Any], where: str) -> float:
+    rate = _float(raw, "min_pass_rate", where, 1.0)
+    if rate > 1.0:
+        raise _error(f"{where}.min_pass_rate: a share of rows, at most 1, got {rate:g}")
+    return rate
+
+
+def _feature(raw: dict[str, Any], where: str, features: dict[str, ColumnSpec], kind: str) -> str:
+    name = raw["feature"]
+    if name not in features:
+        raise _error(f"{where}.feature: {name!r} is not a feature of the contract")
+    if kind != "any" and features[name].kind != kind:
+        raise _error(f"{where}.feature: {name!r} is {features[name].kind}; this check needs {kind}")
+    return str(name)
+
+
+def _invariance(raw: object, where: str, features: dict[str, ColumnSpec]) -> Invariance:
+    item = _keys(raw, where, {"feature", "tolerance"}, {"min_pass_rate"})
+    return Invariance(
+        _feature(item, where, features, "any"),
+        _float(item, "tolerance", where, 0.0),
+        _rate(item, where),
+    )
+
+
+def _directional(
+    raw: object, where: str, features: dict[str, ColumnSpec], classes: tuple[str, ...]
+) -> Directional:
+    optional = {"class", "tolerance", "min_pass_rate"}
+    item = _keys(raw, where, {"feature", "direction", "step"}, optional)
+    if item["direction"] not in ("increasing", "decreasing"):
+        raise _error(f"{where}.direction: increasing or decreasing, got {item['direction']!r}")
+    step = item["step"]
+    if isinstance(step, bool) or not isinstance(step, int | float) or step <= 0:
+        raise _error(f"{where}.step: a positive number (the feature's increase), got {step!r}")
+    target_class = item.get("class")
+    if classes and len(classes) > 2 and target_class is None:
+        raise _error(f"{where}.class: a multiclass task names the class, one of {list(classes)}")
+    if target_class is not None and str(target_class) not in classes:
+        raise _error(f"{where}.class: {target_class!r} is not one of {list(classes)}")
+    return Directional(
+        feature=_feature(item, where, features, "numeric"),
+        direction=item["direction"],
+        step=float(step),
+        target_class=None if target_class is None else str(target_class),
+        tolerance=_float(item, "tolerance", where, 0.0),
+        min_pass_rate=_rate(item, where),
+    )
+
+
+def _minimum(raw: object, where: str, features: dict[str, ColumnSpec], task: str) -> Minimum:
+    item = _keys(raw, where, {"feature", "metric", "threshold"}, {"min_rows"})
+    if item["metric"] not in SLICE_METRICS[task]:
+        raise _error(f"{where}.metric: one of {list(SLICE_METRICS[task])}, got {item['metric']!r}")
+    min_rows = item.get("min_rows", 20)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise _error(f"{where}.min_rows: a positive integer, got {min_rows!r}")
+    return Minimum(
+        _feature(item, where, features, "categorical"),
+        str(item["metric"]),
+        _float(item, "threshold", where, 0.0, low=float("-inf")),
+        min_rows,
+    )
+
+
+def _list(raw: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = raw.get(key) or []
+    if not isinstance(value, list):
+        raise _error(f"{where}.{key}: expected a list")
+    return value
+
+
+def parse_behaviour(
+    raw: object, where: str, features: tuple[ColumnSpec, ...], task: str, classes: tuple[str, ...]
+) -> Behaviour:
+    """The `behaviour:` section; None or absent is no checks."""
+    if raw is None:
+        return Behaviour()
+    where = f"{where}: behaviour"
+    section = _keys(raw, where, set(), {"invariance", "directional", "minimum"})
+    by_name = {spec.name: spec for spec in features}
+    kinds = [_list(section, key, where) for key in ("invariance", "directional", "minimum")]
+    return Behaviour(
+        tuple(_invariance(x, f"{where}.invariance[{i}]", by_name) for i, x in enumerate(kinds[0])),
+        tuple(
+            _directional(x, f"{where}.directional[{i}]", by_name, classes)
+            for i, x in enumerate(kinds[1])
+        ),
+        tuple(_minimum(x, f"{where}.minimum[{i}]", by_name, task) for i, x in enumerate(kinds[2])),
+    )
+
+
+def parse_text(raw: object, where: str) -> tuple[str, ...]:
+    """`intended_use` or `limitations`: one text, or a list of texts (one point each)."""
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(x, str) and x.strip() for x in items):
+        raise _error(f"{where}: expected a text or a list of non-empty texts, got {raw!r}")
+    return tuple(x.strip() for x in items)
+
+
+def behaviour_dict(behaviour: Behaviour) -> dict[str, Any]:
+    """The section as the contract file writes it (round-trips through parse_behaviour)."""
+    out: dict[str, Any] = {}
+    if behaviour.invariance:
+        out["invariance"] = [vars(check).copy() for check in behaviour.invariance]
+    if behaviour.directional:
+        out["directional"] = [
+            {("class" if k == "target_class" else k): v for k, v in vars(check).items()}
+            for check in behaviour.directional
+        ]
+    if behaviour.minimum:
+        out["minimum"] = [vars(check).copy() for check in behaviour.minimum]
+    return out
+
+
+def parse_declarations(
+    raw: dict[str, Any],
+    where: str,
+    features: tuple[ColumnSpec, ...],
+    task: str,
+    classes: tuple[str, ...],
+) -> dict[str, Any]:
+    """The contract's `behaviour`, `intended_use` and `limitations`, as Contract's fields."""
+    return {
+        "behaviour": parse_behaviour(raw.get("behaviour"), where, features, task, classes),
+        "intended_use": parse_text(raw.get("intended_use"), f"{where}: intended_use"),
+        "limitations": parse_text(raw.get("limitations"), f"{where}: limitations"),
+    }
+
+
+def declarations_dict(
+    behaviour: Behaviour, intended_use: tuple[str, ...], limitations: tuple[str, ...]
+) -> dict[str, Any]:
+    """The declared keys as the contract file writes them (none when nothing is declared)."""
+    out: dict[str, Any] = {}
+    if intended_use:
+        out["intended_use"] = list(intended_use)
+    if limitations:
+        out["limitations"] = list(limitations)
+    if behaviour.declared:
+        out["behaviour"] = behaviour_dict(behaviour)
+    return out

@@ -1,0 +1,399 @@
+"""The model card: what a reviewer, an auditor or a user reads about one model, as markdown.
+
+The same text is the PR report's linked card and the registered version's description
+(registry.py). It is rendered from what the pipeline wrote: the lineage tags, the metrics,
+the training split, the slices and calibration of the evaluate stage, the behaviour checks,
+and what the data contract declares (intended use, limitations, sensitive columns). Every
+section is prose or a table: no raw dictionaries. A file a section needs that is missing (a
+run before these existed) is said, not an error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from mlops_template import behaviour, io, quality, tracking
+from mlops_template.compile import serving_sentence
+from mlops_template.config import Params
+from mlops_template.markdown import number, table
+from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER
+from mlops_template.schema import Contract
+
+FEW_TRAINING_ROWS = 30  # a class with fewer training rows than this is named a limitation
+FEW_SLICE_ROWS = 20  # a slice with fewer test rows: its metrics are noisy
+# MLflow stores a model version's description in VARCHAR(5000) on PostgreSQL (SQLite has no
+# limit): a longer card fails `register`. Sections leave the description in this order.
+DESCRIPTION_LIMIT = 5000
+LEAST_NEEDED = ("Lineage", "Calibration", "Metrics per slice", "Training data", "Fairness")
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    params: Params
+    tags: dict[str, str]
+    previous: dict[str, Any] | None  # the champion's metrics, when the registry looked it up
+    train: pd.DataFrame | None
+    slices: dict[str, Any] | None
+    behaviour: dict[str, Any] | None
+    calibration: list[dict[str, Any]] | None
+
+    @property
+    def contract(self) -> Contract:
+        return self.params.contract
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(json.loads(self.tags["metrics"]))
+
+
+def gather(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> CardInputs:
+    paths = params.paths
+    calibration = io.read_json_if_present(paths.calibration)
+    return CardInputs(
+        params=params,
+        tags=tags,
+        previous=previous,
+        train=io.read_parquet(paths.train) if paths.train.is_file() else None,
+        slices=io.read_json_if_present(paths.slices),
+        behaviour=io.read_json_if_present(paths.behaviour),
+        calibration=None if calibration is None else calibration["calibration"],
+    )
+
+
+def _intended_use(card: CardInputs) -> list[str]:
+    contract = card.contract
+    task = contract.task + (f", positive class `{contract.positive}`" if contract.positive else "")
+    features = ", ".join(f"`{name}`" for name in contract.feature_names())
+    lines = [
+        "## What it predicts and intended use",
+        f"{contract.description} Target `{contract.target.name}` ({task}); features {features}.",
+        "",
+    ]
+    declared = contract.intended_use or (
+        "Not declared in the data contract (`intended_use:`): for data like the training"
+        " data only.",
+    )
+    return [*lines, *(f"- {text}" for text in declared)]
+
+
+def _range_limits(card: CardInputs) -> list[str]:
+    """One point naming the numeric features whose contract range is wider than what
+    training saw: the service accepts those inputs, the model extrapolates on them."""
+    if card.train is None:
+        return []
+    wider = []
+    for spec in card.contract.features:
+        values = card.train[spec.name].dropna()
+        if spec.kind != "numeric" or values.empty:
+            continue
+        low, high = float(values.min()), float(values.max())
+        below = spec.minimum is None or spec.minimum < low
+        if below or spec.maximum is None or spec.maximum > high:
+            accepted = f"{number(spec.minimum)} to {number(spec.maximum)}"
+            wider.append(f"`{spec.name}` {low:g} to {high:g} (accepted: {accepted})")
+    if not wider:
+        return []
+    return [
+        "Training saw narrower ranges than the contract accepts, so predictions outside them"
+        " extrapolate: " + "; ".join(wider) + "."
+    ]
+
+
+def _small_groups(card: CardInputs) -> list[str]:
+    out = []
+    if card.train is not None and card.contract.is_classification:
+        counts = card.train[card.contract.target.name].astype(str).value_counts()
+        for name in card.contract.classes:
+            if counts.get(name, 0) < FEW_TRAINING_ROWS:
+                out.append(f"Class `{name}` has only {counts.get(name, 0)} training rows.")
+    for feature, groups in (card.slices or {}).items():
+        for value, scores in groups.items():
+            if scores["rows"] < FEW_SLICE_ROWS:
+                out.append(
+                    f"Slice `{feature} = {value}` has {scores['rows']} test rows: its"
+                    " metrics are noisy."
+                )
+    return out
+
+
+def _limitations(card: CardInputs) -> list[str]:
+    declared = list(card.contract.limitations) or [
+        "None declared in the data contract (`limitations:`)."
+    ]
+    failures = [
+        f"Fails the behaviour check {check['kind']} {behaviour.describe(check)}"
+        f" ({behaviour.result_text(check)[0]})."
+        for check in behaviour.failed(card.behaviour)
+    ]
+    metrics = card.metrics
+    rows = metrics["test_rows"]
+    computed = [
+        *failures,
+        *_range_limits(card),
+        *_small_groups(card),
+        f"Tested on {rows} rows of one data set; not validated on other populations or"
+        " time periods.",
+    ]
+    return [
+        "## Known limitations",
+        "Declared:",
+        *(f"- {text}" for text in declared),
+        "",
+        "Found in this model's data and results:",
+        *(f"- {text}" for text in computed),
+    ]
+
+
+def _feature_rows(train: pd.DataFrame, contract: Contract) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for spec in contract.features:
+        values = train[spec.name]
+        missing = int(values.isna().sum())
+        if spec.kind == "numeric":
+            present = values.dropna().astype(float)
+            seen = f"{present.min():g} to {present.max():g}, median {present.median():g}"
+        else:
+            shares = values.astype("string").value_counts(normalize=True)
+            seen = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+        rows.append([f"`{spec.name}`", spec.kind, seen, missing])
+    return rows
+
+
+def _target_rows(train: pd.DataFrame, contract: Contract) -> list[str]:
+    target = train[contract.target.name]
+    if contract.is_classification:
+        counts = target.astype(str).value_counts()
+        rows = [
+            [f"`{name}`", int(counts.get(name, 0)), counts.get(name, 0) / len(target)]
+            for name in contract.classes
+        ]
+        return table(["class", "rows", "share"], rows)
+    numbers = target.astype(float)
+    stats = ["mean", "std", "min", "median", "max"]
+    values = [numbers.mean(), numbers.std(), numbers.min(), numbers.median(), numbers.max()]
+    return table(stats, [[float(v) for v in values]], right=0)
+
+
+def _training_data(card: CardInputs) -> list[str]:
+    validation = json.loads(card.tags["validation"])
+    params = card.params
+    missing = [f"`{name}` {count}" for name, count in validation["missing"].items() if count]
+    lines = [
+        "## Training data",
+        f"Source `{params.data.source}`: {validation['rows']} rows after validation"
+        f" (missing values: {', '.join(missing) or 'none'}).",
+    ]
+    if card.train is None:
+        return [*lines, "", f"_The training split ({params.paths.train}) was not found._"]
+    lines += [f"The training split holds {len(card.train)} rows.", ""]
+    lines += _target_rows(card.train, card.contract)
+    head = ["feature", "kind", "in training: range or category shares", "missing"]
+    return [*lines, "", *table(head, _feature_rows(card.train, card.contract), right=3)]
+
+
+def _hyperparameters(params: Params) -> str:
+    values = params.model.model_dump(exclude={"kind"})
+    return ", ".join(f"{name} {'none' if v is None else v}" for name, v in values.items())
+
+
+def _training(card: CardInputs) -> list[str]:
+    params, tags = card.params, card.tags
+    return [
+        "## Training",
+        f"`{params.model.kind}` ({_hyperparameters(params)}), seed {params.seed}.",
+        *_serving(params, tags),
+    ]
+
+
+def _serving(params: Params, tags: dict[str, str]) -> list[str]:
+    """How the image serves it (as the PR report says it)."""
+    if tracking.ONNX_SHA_TAG not in tags:
+        return [serving_sentence({"compiled": False})]
+    if not params.paths.parity.is_file():
+        return ["Served compiled to ONNX."]
+    return [serving_sentence(io.read_json(params.paths.parity))]
+
+
+def _metrics(card: CardInputs) -> list[str]:
+    metrics, task = card.metrics, card.contract.task
+    primary = card.params.primary_metric
+    verdict = (
+        "beats its baseline"
+        if metrics.get("beats_baseline", True)
+        else ("**does not beat its baseline**")
+    )
+    baseline = metrics.get("baseline", {})
+    names = [*HEADLINE[task], *(["brier"] if "brier" in metrics else [])]
+    rows = [
+        [
+            f"**{name}**" if name == primary else name,
+            metrics[name],
+            baseline.get(name),
+            "lower" if name in LOWER_IS_BETTER or name == "brier" else "higher",
+        ]
+        for name in names
+        if name in metrics
+    ]
+    lines = [
+        f"## Metrics (test split, {metrics['test_rows']} rows)",
+        f"On {primary}, the primary metric, the model {verdict} (the class shares, or the"
+        " training mean).",
+        "",
+        *table(["metric", "model", "baseline", "better"], rows, right=1),
+    ]
+    per_class = metrics.get("per_class", {})
+    if per_class:
+        head = ["class", "precision", "recall", "F1", "test rows"]
+        body = [
+            [f"`{name}`", s["precision"], s["recall"], s["f1"], s["support"]]
+            for name, s in per_class.items()
+        ]
+        lines += ["", *table(head, body)]
+    return lines
+
+
+def _slice_table(card: CardInputs, groups: dict[str, Any], extra: list[str]) -> list[str]:
+    primary = card.params.primary_metric
+    second = "accuracy" if card.contract.is_classification else "mae"
+    names = [primary, *([second] if second != primary else []), *extra]
+    rows = [
+        [f"`{value}`", s["rows"], *(s.get(name) for name in names)] for value, s in groups.items()
+    ]
+    return table(["value", "test rows", *names], rows)
+
+
+def _slices(card: CardInputs) -> list[str]:
+    lines = ["## Metrics per slice (test split)"]
+    if card.slices is None:
+        return [*lines, "_Not computed for this model (no slices file)._"]
+    if not card.slices:
+        return [*lines, "_No categorical features to slice by._"]
+    sensitive = card.contract.sensitive_features()
+    for feature, groups in card.slices.items():
+        if feature not in sensitive:  # those are under Fairness
+            lines += ["", f"By `{feature}`:", "", *_slice_table(card, groups, [])]
+    if sensitive:
+        lines += ["", f"By {', '.join(f'`{name}`' for name in sensitive)}: under Fairness."]
+    return lines
+
+
+def _calibration(card: CardInputs) -> list[str]:
+    if not card.contract.is_classification:
+        return []
+    metrics = card.metrics
+    lines = ["## Calibration (test split)"]
+    if "brier" not in metrics:
+        return [*lines, "_Not computed for this model._"]
+    baseline = metrics.get("baseline", {}).get("brier")
+    lines.append(
+        f"Brier score {metrics['brier']:.4f} (baseline {number(baseline)}; 0 is perfect, lower"
+        " is better). When the model gives a class a probability, how often is it that class"
+        " (every class's probabilities pooled):"
+    )
+    head = ["predicted probability", "mean predicted", "observed share", "predictions"]
+    return [*lines, "", *table(head, quality.pooled_reliability(card.calibration or []))]
+
+
+def _gap_text(groups: dict[str, Any], name: str) -> str | None:
+    found = quality.largest_gap(groups, name)
+    if found is None:
+        return None
+    (high, top), (low, bottom) = found
+    if top == bottom:
+        return f"{name} none (every group {top:.4f})"
+    return f"{name} {top - bottom:.4f} (`{high}` {top:.4f}, `{low}` {bottom:.4f})"
+
+
+def _fairness(card: CardInputs) -> list[str]:
+    sensitive = card.contract.sensitive_features()
+    if not sensitive:
+        return []
+    lines = [
+        "## Fairness",
+        "The data contract marks these columns sensitive: the model's quality"
+        " per group, and the largest gap between groups.",
+    ]
+    extra = ["selection_rate"] if card.contract.task == "binary" else []
+    for feature in sensitive:
+        groups = (card.slices or {}).get(feature)
+        if groups is None:
+            lines += ["", f"`{feature}`: _no slice results (numeric, or not computed)._"]
+            continue
+        names = [card.params.primary_metric, *extra]
+        gaps = [gap for gap in (_gap_text(groups, name) for name in names) if gap]
+        lines += ["", f"By `{feature}`:", "", *_slice_table(card, groups, extra), ""]
+        lines.append(
+            "Largest gap: " + ("; ".join(gaps) if gaps else "fewer than two groups scored.")
+        )
+    return lines
+
+
+def _comparison(card: CardInputs) -> list[str]:
+    lines = ["## Compared with the previous champion"]
+    if card.previous is None:
+        return [*lines, "None registered yet, or not looked up: the promotion gate compares them."]
+    names = [name for name in HEADLINE[card.contract.task] if name in card.metrics]
+    rows = [[name, card.metrics[name], card.previous.get(name)] for name in names]
+    return [*lines, "", *table(["metric", "this model", "champion"], rows)]
+
+
+def _lineage(card: CardInputs) -> list[str]:
+    tags = card.tags
+    facts = [
+        ("git commit", tags.get("git_commit")),
+        ("model sha256", tags.get(tracking.MODEL_SHA_TAG)),
+        ("ONNX sha256", tags.get(tracking.ONNX_SHA_TAG)),
+        ("DVC model md5", tags.get("dvc_model_md5")),
+        ("DVC data md5", tags.get("dvc_data_md5")),
+        ("params sha256", tags.get("params_sha256")),
+    ]
+    rows = [[what, f"`{value}`"] for what, value in facts if value]
+    return ["## Lineage", "", *table(["what", "value"], rows, right=2)]
+
+
+def render(card: CardInputs) -> str:
+    sections = [
+        [f"# Model card: {card.params.registry.model_name}"],
+        _intended_use(card),
+        _limitations(card),
+        _training_data(card),
+        _training(card),
+        _metrics(card),
+        _slices(card),
+        _calibration(card),
+        _fairness(card),
+        ["## Behaviour checks", "", *behaviour.table(card.behaviour)],
+        _comparison(card),
+        _lineage(card),
+    ]
+    return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
+
+
+def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> str:
+    """Markdown: the PR report's card and the registered version's description."""
+    return render(gather(params, tags, previous))
+
+
+def within_limit(card: str, artifact: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    """The card as a registry description of at most `limit` characters: whole sections are
+    left out, least needed first (LEAST_NEEDED, then from the end), and named in a last line
+    pointing to the full card, the register run's artifact `artifact`."""
+    head, *sections = card.rstrip("\n").split("\n\n## ")
+    order = [i for name in LEAST_NEEDED for i, s in enumerate(sections) if s.startswith(name)]
+    order += [i for i in reversed(range(len(sections))) if i not in order]
+    left_out: list[int] = []
+    text = card
+    while len(text) > limit and len(left_out) < len(sections):
+        left_out.append(order[len(left_out)])
+        kept = [s for i, s in enumerate(sections) if i not in left_out]
+        names = ", ".join(sections[i].split("\n", 1)[0] for i in sorted(left_out))
+        note = (
+            f"_Left out here (a registry description holds {limit} characters): {names}."
+            f" The full card is `{artifact}` in the artifacts of this version's run._"
+        )
+        text = "\n\n## ".join([head, *kept]) + "\n\n" + note + "\n"
+    return text[:limit]

@@ -1,0 +1,29 @@
+"""Stage `behaviour`: run the behaviour checks the data contract declares (behaviour.py) on the
+trained model over the test split, and write `paths.behaviour`.
+
+A failing check does not fail the stage: the pipeline goes on, the PR report's verdict flags
+it and the promotion gate refuses the model. No declarations write an empty result. It logs
+nothing to MLflow: the stage runs in every pipeline run and is meant to cost about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mlops_template import behaviour, io
+from mlops_template.config import Params
+
+log = logging.getLogger(__name__)
+
+
+def run(params: Params) -> dict[str, Any]:
+    test = io.read_parquet(params.paths.test)
+    model = io.load_verified_model(params.paths.model)
+    results = behaviour.run_checks(model, test, params.contract, params.evaluate.threshold)
+    io.write_json(params.paths.behaviour, results)
+    summary = results["summary"]
+    for check in behaviour.failed(results):
+        log.warning("behaviour check failed: %s %s", check["kind"], behaviour.describe(check))
+    log.info("behaviour: %d of %d checks passed", summary["passed"], summary["checks"])
+    return results

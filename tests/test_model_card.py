@@ -1,0 +1,196 @@
+"""The model card (model_card.py) reads as prose and tables, for every task: no raw
+dictionaries, the sections a reviewer looks for, and what the contract declares."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_template import io
+from mlops_template.config import Params
+from mlops_template.model_card import model_card, within_limit
+from mlops_template.stages import behaviour, evaluate, split, train
+from tests.conftest import small_contract
+
+SECTIONS = [
+    "## What it predicts and intended use",
+    "## Known limitations",
+    "## Training data",
+    "## Training",
+    "## Metrics (test split,",
+    "## Metrics per slice (test split)",
+    "## Behaviour checks",
+    "## Lineage",
+]
+
+
+def tags_of(params: Params, rows: int) -> dict[str, str]:
+    return {
+        "metrics": json.dumps(io.read_json(params.paths.metrics)),
+        "validation": json.dumps({"rows": rows, "missing": {"x": 3, "colour": 0}}),
+        "git_commit": "abc123",
+        "model_sha256": "f" * 64,
+    }
+
+
+def no_raw_dictionaries(card: str) -> None:
+    assert not re.search(r"\{['\"]", card), card
+    assert "': " not in card
+
+
+@pytest.fixture
+def penguin_card(make_params: Callable[..., Params], penguins: pd.DataFrame) -> str:
+    params = make_params(model={"kind": "random_forest", "n_estimators": 20})
+    train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
+    io.write_parquet(params.paths.train, train_frame)
+    io.write_parquet(params.paths.test, test_frame)
+    train.run(params)
+    evaluate.run(params)
+    behaviour.run(params)
+    return model_card(params, tags_of(params, len(penguins)), None)
+
+
+def test_the_penguin_card_has_every_section(penguin_card: str) -> None:
+    for heading in [*SECTIONS, "## Calibration (test split)", "## Fairness"]:
+        assert heading in penguin_card, heading
+    no_raw_dictionaries(penguin_card)
+    assert "- Not for decisions about individual animals" in penguin_card  # declared use
+    assert "- Chinstrap penguins were seen on Dream only" in penguin_card  # declared limit
+    assert re.search(r"`flipper_length_mm` \d+ to \d+ \(accepted: 150 to 250\)", penguin_card)
+    assert "By `sex`: under Fairness." in penguin_card
+    assert "| `Adelie` | 1" in penguin_card  # class counts of the training split
+    assert "| **f1_macro** |" in penguin_card
+    assert re.search(r"\| brier \| 0\.\d{4} \| 0\.\d{4} \| lower \|", penguin_card)
+    assert "By `island`:" in penguin_card
+    assert "Largest gap: f1_macro" in penguin_card
+    assert "| invariance | changing `sex`" in penguin_card
+    assert "n_estimators 20" in penguin_card
+    assert "| model sha256 | `" + "f" * 64 + "` |" in penguin_card
+
+
+def test_a_failed_check_is_a_known_limitation(
+    make_params: Callable[..., Params], penguins: pd.DataFrame
+) -> None:
+    params = make_params(model={"kind": "random_forest", "n_estimators": 5})
+    train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
+    io.write_parquet(params.paths.train, train_frame)
+    io.write_parquet(params.paths.test, test_frame)
+    train.run(params)
+    evaluate.run(params)
+    results = behaviour.run(params)
+    results["checks"][0] |= {"passed": False, "pass_rate": 0.5}
+    io.write_json(params.paths.behaviour, results)
+    card = model_card(params, tags_of(params, len(penguins)), None)
+    limits = card[card.index("## Known limitations") : card.index("## Training data")]
+    assert "- Fails the behaviour check invariance changing `sex`" in limits
+    assert "(50.0% of " in limits
+    assert "❌ **fail**" in card
+
+
+def synthetic_run(params: Params, task: str) -> None:
+    """What the pipeline writes, for a small table of `task` (tests/conftest small_contract)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, 120)
+    colour = rng.choice(["blue", "red"], 120)
+    target = x * 10 if task == "regression" else np.where(x > 5, "yes", "no")
+    io.write_parquet(params.paths.train, pd.DataFrame({"x": x, "colour": colour, "y": target}))
+    if task == "regression":
+        metrics: dict[str, Any] = {"rmse": 5.0, "mae": 4.0, "r2": 0.8, "test_rows": 40}
+        metrics["baseline"] = {"rmse": 29.0, "mae": 25.0, "r2": 0.0}
+        groups = {
+            "blue": {"rows": 22, "rmse": 5.5, "mae": 4.4},
+            "red": {"rows": 18, "rmse": 4.4, "mae": 3.5},
+        }
+    else:
+        metrics = {
+            "roc_auc": 0.9,
+            "average_precision": 0.85,
+            "f1": 0.8,
+            "log_loss": 0.3,
+            "brier": 0.1,
+            "accuracy": 0.85,
+            "precision": 0.8,
+            "recall": 0.8,
+            "test_rows": 40,
+        }
+        metrics["baseline"] = {
+            "roc_auc": 0.5,
+            "average_precision": 0.5,
+            "f1": 0.0,
+            "log_loss": 0.69,
+            "brier": 0.5,
+        }
+        groups = {
+            "blue": {"rows": 22, "roc_auc": 0.92, "accuracy": 0.9, "selection_rate": 0.5},
+            "red": {"rows": 18, "roc_auc": 0.85, "accuracy": 0.8, "selection_rate": 0.3},
+        }
+        io.write_json(
+            params.paths.calibration,
+            {
+                "calibration": [
+                    {"class": "yes", "predicted": 0.1, "observed": 0.05, "rows": 20},
+                    {"class": "yes", "predicted": 0.9, "observed": 0.95, "rows": 20},
+                ]
+            },
+        )
+    metrics["beats_baseline"] = True
+    io.write_json(params.paths.metrics, metrics)
+    io.write_json(params.paths.slices, {"colour": groups})
+    io.write_json(
+        params.paths.behaviour, {"checks": [], "summary": {"checks": 0, "passed": 0, "failed": 0}}
+    )
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_binary_and_regression_cards_make_sense(
+    task: str, make_params: Callable[..., Params], workdir: Path
+) -> None:
+    raw = small_contract(task)
+    raw["features"][1]["sensitive"] = True
+    (workdir / "contract.yaml").write_text(json.dumps(raw))
+    data = {"contract": str(workdir / "contract.yaml"), "source": str(workdir / "small.csv")}
+    params = make_params(data=data, evaluate={"primary_metric": "auto"})
+    synthetic_run(params, task)
+    card = model_card(params, tags_of(params, 160), None)
+    for heading in SECTIONS:
+        assert heading in card, heading
+    no_raw_dictionaries(card)
+    assert "penguin" not in card.lower()
+    assert "Not declared in the data contract (`intended_use:`)" in card
+    assert "_No behaviour checks declared in the data contract (`behaviour:`)._" in card
+    if task == "binary":
+        assert "(binary, positive class `yes`)" in card
+        assert "| `red` | 18 | 0.8500 | 0.8000 | 0.3000 |" in card
+        assert (
+            "Largest gap: roc_auc 0.0700 (`blue` 0.9200, `red` 0.8500); selection_rate 0.2000"
+            in card
+        )
+        assert "| 0.8 to 1.0 | 0.9000 | 0.9500 | 20 |" in card
+    else:
+        assert "## Calibration" not in card
+        assert "| mean | std | min | median | max |" in card
+        assert "| `red` | 18 | 4.4000 | 3.5000 |" in card
+        assert "Largest gap: rmse 1.1000" in card
+
+
+def test_a_long_card_fits_the_registry_leaving_out_the_least_needed_sections() -> None:
+    sections = ["Known limitations", "Calibration", "Behaviour checks", "Lineage"]
+    card = "# Model card: m\n\n" + "\n\n".join(f"## {name}\n" + "x" * 300 for name in sections)
+    assert within_limit(card, "model_card.md", limit=len(card)) == card
+    short = within_limit(card, "model_card.md", limit=1000)
+    assert len(short) <= 1000
+    assert "## Known limitations" in short
+    assert "## Behaviour checks" in short
+    assert "## Lineage" not in short
+    assert "## Calibration" not in short
+    assert short.endswith(
+        "_Left out here (a registry description holds 1000 characters): Calibration, Lineage."
+        " The full card is `model_card.md` in the artifacts of this version's run._\n"
+    )

@@ -1,0 +1,74 @@
+"""Calibration and slices (quality.py), as the evaluate stage writes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_template import io, quality
+from mlops_template.config import Params
+from mlops_template.schema import Contract
+from mlops_template.stages import evaluate, split, train
+
+
+def test_brier_is_the_mean_summed_squared_error_of_the_probabilities() -> None:
+    truth = np.array([0, 1, 2, -1])  # -1: a class the model lacks, wrong for every class
+    proba = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.2, 0.6], [0.5, 0.5, 0.0]])
+    expected = (0.0 + 0.5 + (0.04 + 0.04 + 0.16) + 0.5) / 4
+    assert quality.brier(truth, proba) == pytest.approx(expected)
+
+
+def test_reliability_bins_by_tenths_per_class(contract: Contract) -> None:
+    classes = ["Adelie", "Chinstrap", "Gentoo"]
+    actual = pd.Series(["Adelie", "Adelie", "Gentoo", "Chinstrap"])
+    proba = np.array([[0.95, 0.05, 0.0], [0.91, 0.0, 0.09], [0.15, 0.0, 0.85], [1.0, 0.0, 0.0]])
+    rows = quality.reliability(actual, proba, classes, contract)
+    adelie_top = next(r for r in rows if r["class"] == "Adelie" and r["predicted"] > 0.9)
+    assert adelie_top == {"class": "Adelie", "predicted": 0.953333, "observed": 0.666667, "rows": 3}
+    assert sum(r["rows"] for r in rows) == 3 * len(actual)
+
+
+@pytest.fixture
+def evaluated(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params:
+    params = make_params(model={"kind": "random_forest", "n_estimators": 10})
+    train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
+    io.write_parquet(params.paths.train, train_frame)
+    io.write_parquet(params.paths.test, test_frame)
+    train.run(params)
+    evaluate.run(params)
+    return params
+
+
+def test_evaluate_writes_brier_calibration_and_slices(evaluated: Params) -> None:
+    metrics = io.read_json(evaluated.paths.metrics)
+    assert 0 <= metrics["brier"] < metrics["baseline"]["brier"]
+    points = io.read_json(evaluated.paths.calibration)["calibration"]
+    assert {p["class"] for p in points} == {"Adelie", "Chinstrap", "Gentoo"}
+    assert sum(p["rows"] for p in points) == 3 * metrics["test_rows"]
+    slices = io.read_json(evaluated.paths.slices)
+    assert set(slices) == {"island", "sex"}
+    assert sum(s["rows"] for s in slices["island"].values()) == metrics["test_rows"]
+    assert set(slices["island"]["Biscoe"]) == {"rows", "f1_macro", "accuracy"}
+
+
+def test_a_slice_missing_values_is_its_own_and_undefined_metrics_are_null(
+    contract: Contract,
+) -> None:
+    test = pd.DataFrame(
+        {
+            "island": ["Dream", "Dream", None],
+            "sex": ["male", None, "female"],
+            "species": ["Adelie"] * 3,
+        }
+    )
+    predicted = np.array(["Adelie", "Gentoo", "Adelie"])
+
+    def undefined(rows: pd.DataFrame) -> float:
+        raise ValueError("one class only")
+
+    out = quality.slices(test, predicted, contract, "roc_auc_ovr", undefined)
+    assert out["island"]["(missing)"] == {"rows": 1, "roc_auc_ovr": None, "accuracy": 1.0}
+    assert out["island"]["Dream"]["accuracy"] == 0.5
