@@ -209,3 +209,14 @@ def test_paths_name_one_plot_file_each(params: config.Params) -> None:
     files = params.paths.plot_files()
     assert len(set(files)) == 7
     assert all(path.parent == params.paths.plots for path in files)
+
+
+@pytest.mark.parametrize("section", ["metrics", "docs", "explain"])
+def test_an_unquoted_off_switches_a_route_off(section: str) -> None:
+    """YAML reads `off` as false; the params.yaml comments write it unquoted."""
+    raw = repo_params_dict()
+    raw["serve"][section] = yaml.safe_load("off")
+    assert config.parse_params(raw).serve.model_dump()[section] == "off"
+    raw["serve"][section] = yaml.safe_load("on")
+    with pytest.raises(PipelineError, match=f"serve.{section}"):
+        config.parse_params(raw)

@@ -278,6 +278,12 @@ class ServeSettings(_Strict):
     # onnxruntime, without scikit-learn or pandas. sklearn: no compilation; the service loads
     # paths.model (install the `sklearn` extra), for a model skl2onnx cannot convert.
     runtime: Literal["onnx", "sklearn"] = "onnx"
+
+    @field_validator("metrics", "docs", "explain", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: object) -> object:
+        """YAML reads an unquoted `off` as false: it means "off" here, as written."""
+        return "off" if value is False else value
     # The compiled model must agree with scikit-learn on the test split: probabilities (or
     # regression predictions, relative to max(1, |prediction|)) within this, same labels.
     parity_tolerance: Annotated[float, Field(gt=0.0, le=0.01)] = 1e-4
