@@ -74,6 +74,9 @@ def test_a_chosen_class_and_top_k(make_client: Client, penguin_task: TaskModel) 
     assert wrong.status_code == 422
     assert wrong.json()["detail"][0]["loc"] == ["query", "class"]
     assert "Emperor" in wrong.json()["detail"][0]["msg"]
+    twice = client.post("/explain?class=Adelie&class=Gentoo", json=GENTOO)
+    assert twice.status_code == 422
+    assert "give one class to explain, not 2" in twice.json()["detail"][0]["msg"]
 
 
 def test_missing_values_are_scored_as_predict_scores_them(

@@ -192,6 +192,7 @@ def _add_predict_routes(
 
     @api.post("/explain", response_model=Explanation, responses=guarded, dependencies=security)
     async def explain(
+        request: Request,
         features: Features,  # type: ignore[valid-type]
         wanted: str | None = Query(
             None, alias="class", description="The class to explain (default: the predicted one)"
@@ -202,6 +203,9 @@ def _add_predict_routes(
         predicted class's probability (or `class`'s; a regressor's prediction). Base value
         plus all contributions is the output. Off the predict path: at most
         `serve.max_concurrent_explanations` at once, beyond that 503."""
+        given = request.query_params.getlist("class")
+        if len(given) > 1:
+            raise ClassError(f"give one class to explain, not {len(given)}: {given}")
         record = features.model_dump()  # type: ignore[attr-defined]
         return await service.explain(record, wanted)
 
