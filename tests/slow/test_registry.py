@@ -89,6 +89,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.timeout(1200)  # a sequence of pipeline runs and registry calls
 @pytest.mark.parametrize("server", ["mlflow_server", "mlflow_postgres_server"])
 def test_register_promote_refuse_rollback(
     project: Path, server: str, request: pytest.FixtureRequest
