@@ -105,6 +105,10 @@ def contract_file(workdir: Path) -> Callable[[str], Path]:
     return write
 
 
+# The real services (MLflow on SQLite or PostgreSQL, S3) as session fixtures for every test.
+pytest_plugins = ["tests.support.servers"]
+
+
 @pytest.fixture(scope="session")
 def penguins() -> pd.DataFrame:
     """The tests' own table (the Palmer penguins, 344 rows), as `ingest` reads it."""

@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.slow.conftest import VENV_BIN, copy_repo, free_port
+from tests.support.processes import VENV_BIN, free_port
+from tests.support.project import copy_repo
 
 pytestmark = pytest.mark.slow
 

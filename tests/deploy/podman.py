@@ -30,7 +30,7 @@ import yaml
 
 from mlops_template.deploy import Release, validate_release
 from tests.docker.conftest import Engine
-from tests.slow.conftest import VENV_BIN, free_port
+from tests.support.processes import VENV_BIN, free_port
 
 # The kinds podman plays; the overlay's Namespace, ServiceAccount, Service, HPA, PDB and
 # NetworkPolicy have no podman counterpart (a cluster's API server and network enforce them).

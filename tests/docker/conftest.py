@@ -20,16 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.slow.conftest import (
-    copy_repo,
-    free_port,
-    s3_endpoint,  # noqa: F401 (fixture)
-    s3_env,
-    sh,
-    start_server,
-    stop,
-    wait_healthy,
-)
+from tests.support.processes import free_port, start_server, stop, wait_healthy
+from tests.support.project import copy_repo, sh
+from tests.support.servers import s3_env
 
 DOCKER = Path("/usr/bin/docker")  # Debian's client: BuildKit (the one in /usr/local lacks it)
 CACHE = Path.home() / ".cache" / "mlops-template"
@@ -231,7 +224,7 @@ def _port_free(port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def remote_env(s3_endpoint: str) -> dict[str, str]:  # noqa: F811
+def remote_env(s3_endpoint: str) -> dict[str, str]:
     """The committed remote (.dvc/config) itself, served by moto: its bucket is created there
     and botocore is pointed at moto by AWS_ENDPOINT_URL_S3, so no local config is needed
     (act's own checkout would not copy an untracked .dvc/config.local)."""

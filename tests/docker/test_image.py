@@ -19,7 +19,7 @@ from mlops_template.config import load_params
 from mlops_template.schema import Contract, load_contract
 from tests.conftest import REPO_ROOT
 from tests.docker.conftest import DOCKER, Engine, build_image
-from tests.slow.conftest import free_port
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.docker
 

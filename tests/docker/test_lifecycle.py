@@ -28,17 +28,10 @@ from mlflow.tracking import MlflowClient
 from mlops_template.github import REPORT_MARKER
 from tests.docker.conftest import BASE_REPO, BASE_TAG, CA_BUNDLE, DOCKER, Engine
 from tests.fake_github import FakeGitHub, pull_request, workflow_run
-from tests.slow.conftest import (
-    _mlflow_server,
-    act,
-    adopt_test_project,
-    copy_repo,
-    dvc_remote_secrets,
-    free_port,
-    ran_stages,
-    sh,
-    succeeded,
-)
+from tests.support.act import act, succeeded
+from tests.support.processes import free_port
+from tests.support.project import adopt_test_project, copy_repo, ran_stages, sh
+from tests.support.servers import _mlflow_server, dvc_remote_secrets
 
 pytestmark = pytest.mark.docker
 

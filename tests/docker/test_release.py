@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slow.conftest import copy_repo, s3_endpoint, sh  # noqa: F401 (fixture)
+from tests.support.project import copy_repo, sh
 
 pytestmark = pytest.mark.docker
 

@@ -21,7 +21,7 @@ from mlops_template import deploy
 from tests.deploy.podman import PlayedPod, Podman, deploy_bump, isolated_podman, missing, played
 from tests.deploy.podman import push as push_image
 from tests.docker.conftest import Engine
-from tests.slow.conftest import copy_repo, mlflow_server, sh  # noqa: F401 (fixture)
+from tests.support.project import copy_repo, sh
 
 pytestmark = pytest.mark.docker
 
@@ -65,7 +65,7 @@ def test_a_rollback_serves_the_previous_champions_image_again(
     image: str,
     registry: str,
     podman: Podman,
-    mlflow_server: str,  # noqa: F811 (the fixture imported above)
+    mlflow_server: str,
     tmp_path: Path,
 ) -> None:
     project = copy_repo(tmp_path / "project")

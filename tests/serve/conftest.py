@@ -23,7 +23,7 @@ from mlops_template.serve.model import ServedModel
 from tests.conftest import DEFAULT_CONTRACT, repo_params_dict
 from tests.serve import tasks
 from tests.serve.tasks import TaskModel
-from tests.slow.conftest import free_port
+from tests.support.processes import free_port
 
 # A record of the tests' own penguins table (tests/data/penguins.yaml), not of the project's
 # configured data: the unit tests run on it whatever a fork trains on.

@@ -13,7 +13,7 @@ import pytest
 from tests.serve.conftest import service_params_file
 from tests.serve.tasks import TaskModel
 from tests.serve.test_process import _serve, _wait_ready
-from tests.slow.conftest import VENV_BIN
+from tests.support.processes import VENV_BIN
 
 pytestmark = pytest.mark.slow
 

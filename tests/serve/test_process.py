@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.serve.conftest import GENTOO, service_params_file
-from tests.slow.conftest import free_port
+from tests.support.processes import free_port
 
 
 def _serve(params: Path) -> subprocess.Popen[str]:

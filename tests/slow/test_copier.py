@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.slow.conftest import VENV_BIN, copy_repo, sh
 from tests.slow.test_readme_byod import offline_env
+from tests.support.processes import VENV_BIN
+from tests.support.project import copy_repo, sh
 from tests.tables import write_table
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from tests.fake_github import ApiCall, FakeGitHub
-from tests.slow.conftest import VENV_BIN, act, copy_repo, sh, succeeded
+from tests.support.act import act, succeeded
+from tests.support.processes import VENV_BIN
+from tests.support.project import copy_repo, sh
 
 pytestmark = pytest.mark.slow
 

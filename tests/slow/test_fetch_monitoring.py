@@ -7,7 +7,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.slow.conftest import S3_BUCKET, S3_KEY, s3_env, sh
+from tests.support.project import sh
+from tests.support.servers import S3_BUCKET, S3_KEY, s3_env
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slow.conftest import STAGES, TEST_DATA, copy_repo, ran_stages, sh, use_test_table
+from tests.support.project import STAGES, TEST_DATA, copy_repo, ran_stages, sh, use_test_table
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ from tests.serve.conftest import (  # noqa: F401 (fixtures)
     penguin_task,
     service_params_file,
 )
-from tests.slow.conftest import free_port, start_server, stop, wait_healthy
+from tests.support.processes import free_port, start_server, stop, wait_healthy
 
 pytestmark = pytest.mark.slow
 

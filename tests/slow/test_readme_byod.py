@@ -22,7 +22,8 @@ import yaml
 from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import REPO_ROOT
-from tests.slow.conftest import VENV_BIN, copy_repo, sh
+from tests.support.processes import VENV_BIN
+from tests.support.project import copy_repo, sh
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,8 @@ from mlflow.tracking import MlflowClient
 from mlops_template import io
 from mlops_template.config import load_params
 from mlops_template.serve.model import ServedModel
-from tests.slow.conftest import VENV_BIN, copy_repo, free_port, sh, stop, use_test_table
+from tests.support.processes import VENV_BIN, free_port, stop
+from tests.support.project import copy_repo, sh, use_test_table
 
 pytestmark = pytest.mark.slow
 

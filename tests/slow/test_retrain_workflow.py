@@ -23,17 +23,9 @@ import pandas as pd
 import pytest
 
 from tests.fake_github import ApiCall, FakeGitHub, pull_request
-from tests.slow.conftest import (
-    S3_BUCKET,
-    S3_KEY,
-    Forge,
-    act,
-    dvc_remote_secrets,
-    ran_stages,
-    sh,
-    succeeded,
-    use_s3_remote,
-)
+from tests.support.act import act, succeeded
+from tests.support.project import ran_stages, sh
+from tests.support.servers import S3_BUCKET, S3_KEY, Forge, dvc_remote_secrets, use_s3_remote
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mlops_template import deploy
-from tests.slow.conftest import copy_repo, sh, use_test_table
 from tests.slow.test_registry import WEAK, _set_model
+from tests.support.project import copy_repo, sh, use_test_table
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.slow.conftest import VENV_BIN, copy_repo, free_port, sh, stop, wait_healthy
+from tests.support.processes import VENV_BIN, free_port, stop, wait_healthy
+from tests.support.project import copy_repo, sh
 from tests.tables import write_table
 
 pytestmark = pytest.mark.slow

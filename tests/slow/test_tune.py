@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mlops_template import config
-from tests.slow.conftest import copy_repo, sh, use_test_table
+from tests.support.project import copy_repo, sh, use_test_table
 
 pytestmark = pytest.mark.slow
 

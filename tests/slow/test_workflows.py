@@ -17,18 +17,9 @@ import pytest
 import yaml
 
 from tests.fake_github import REPOSITORY, FakeGitHub, pull_request, workflow_run
-from tests.slow.conftest import (
-    PR_NUMBER,
-    STAGES,
-    Forge,
-    act,
-    dvc_remote_secrets,
-    ran_stages,
-    s3_env,
-    sh,
-    succeeded,
-    use_s3_remote,
-)
+from tests.support.act import PR_NUMBER, act, succeeded
+from tests.support.project import STAGES, ran_stages, sh
+from tests.support.servers import Forge, dvc_remote_secrets, s3_env, use_s3_remote
 
 pytestmark = pytest.mark.slow
 
