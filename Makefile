@@ -61,7 +61,7 @@ MLFLOW_UI_PORT ?= 5000
 # passwordless sudo, keeping the environment; PATH explicitly, since sudo resets it.
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH")
 
-.PHONY: help install run diff plots init-schema traffic mlflow-ui serve test test-fast ci lint lint-workflows lint-container lint-k8s k8s-config check-lock \
+.PHONY: help install run diff plots model-card init-schema traffic mlflow-ui serve test test-fast ci lint lint-workflows lint-container lint-k8s k8s-config check-lock \
 	image smoke save-image push-image register promote rollback history release-registry \
 	bench-pipeline bench-serve bench-explain report pull publish \
 	install-cml post-report collect-outputs publish-outputs retrain-outputs install-trivy scan-image \
@@ -88,6 +88,9 @@ diff: install ## Params, metrics and plots against BASE (default main; offline p
 
 plots: install ## The evaluate stage's plots and metrics on one page that works offline (dvc_plots/plots.html)
 	$(RUN) mlops plots --out dvc_plots/plots.html
+
+model-card: install ## The model card of the model dvc.lock describes, as markdown (models/model_card.md)
+	$(RUN) mlops model-card --out models/model_card.md
 
 init-schema: install ## Profile a table into data.contract: make init-schema DATA=data/x.csv TARGET=y [TASK=..] [POSITIVE=..] [IGNORE="col1 col2"] [FORCE=1 replaces it]
 	@set -f; set --; for column in $${IGNORE:-}; do set -- "$$@" --ignore "$$column"; done; \
