@@ -183,3 +183,53 @@ def test_the_default_model_passes_every_declared_check(forest: Params) -> None:
     assert results["summary"]["checks"] == forest.contract.behaviour.declared == 4
     assert behaviour.failed(results) == []
     assert io.read_json(forest.paths.behaviour) == results
+
+
+def test_checks_over_no_usable_rows_fail_saying_so() -> None:
+    """The feature missing in every test row: nothing is judged, so nothing passes."""
+    contract = contract_of("binary")
+    frame = table().assign(x=np.nan)
+    result = behaviour.directional(BY_X, frame, contract, Directional("x", "increasing", 1.0))
+    assert not result["passed"]
+    assert result["rows"] == 0
+    assert "no test row has the feature" in result["measured"]
+    still = behaviour.invariance(BY_X, frame, contract, Invariance("x", 1.0))
+    assert not still["passed"]
+    assert "nothing judged" in still["measured"]
+
+
+def test_a_minimum_check_judging_no_slice_fails() -> None:
+    contract = contract_of("binary")
+    result = behaviour.minimum(BY_X, table(30), contract, Minimum("colour", "accuracy", 0.5), 0.5)
+    assert all(s["score"] is None for s in result["slices"])
+    assert not result["passed"]
+    assert result["measured"] == "no slice of at least 20 rows was judged"
+
+
+def test_a_one_class_slice_is_not_judged_on_roc_auc() -> None:
+    """ROC AUC is undefined where every row has one class: listed, not judged as 0.5."""
+    contract = contract_of("binary")
+    frame = table(400)
+    frame.loc[frame["colour"] == "red", "y"] = "yes"  # the red slice is all positive
+    result = behaviour.minimum(BY_X, frame, contract, Minimum("colour", "roc_auc", 0.9), 0.5)
+    by_value = {s["value"]: s for s in result["slices"]}
+    assert by_value["red"]["score"] is None
+    assert by_value["red"]["passed"]
+    assert by_value["blue"]["score"] is not None
+    assert result["passed"]
+
+
+def test_regression_tolerances_are_described_in_target_standard_deviations() -> None:
+    contract = contract_of("regression")
+    frame = table().assign(y=lambda f: f["x"] * 100)
+    result = behaviour.invariance(
+        Line(lambda f: f["x"] * 100), frame, contract, Invariance("colour", 0.5)
+    )
+    text = behaviour.describe(result)
+    assert (
+        text == "changing `colour` moves the prediction by at most 0.5 target standard deviations"
+    )
+    assert text in "\n".join(behaviour.table({"checks": [result]}))
+    binary = behaviour.invariance(BY_X, table(), contract_of("binary"), Invariance("colour", 0.5))
+    assert "unit" not in binary  # classification: probabilities, as before
+    assert behaviour.describe(binary) == "changing `colour` moves any output by at most 0.5"

@@ -76,11 +76,55 @@ BROKEN = {
     ),
     "rate above 1": (
         _check("invariance", min_pass_rate=2),
-        r"invariance\[0\].min_pass_rate: a share of rows, at most 1",
+        r"invariance\[0\].min_pass_rate: a share of rows, above 0 and at most 1",
+    ),
+    "rate of 0": (
+        _check("invariance", min_pass_rate=0),
+        r"invariance\[0\].min_pass_rate: a share of rows, above 0 and at most 1, got 0",
+    ),
+    "rate not a number": (
+        _check("invariance", min_pass_rate=float("nan")),
+        r"invariance\[0\].min_pass_rate: must be a finite number, got nan",
+    ),
+    "tolerance not a number": (
+        _check("invariance", tolerance=float("nan")),
+        r"invariance\[0\].tolerance: must be a finite number",
+    ),
+    "negative tolerance": (
+        _check("directional", tolerance=-0.1),
+        r"directional\[0\].tolerance: expected a number of at least 0, got -0.1",
+    ),
+    "feature as a list": (
+        _check("invariance", feature=["colour"]),
+        r"behaviour.invariance\[0\].feature: expected a text",
+    ),
+    "feature as a mapping": (
+        _check("minimum", feature={"name": "colour"}),
+        r"behaviour.minimum\[0\].feature: expected a text",
+    ),
+    "infinite step": (
+        _check("directional", step=float("inf")),
+        r"behaviour.directional\[0\].step: must be a finite number",
+    ),
+    "absurd step": (
+        _check("directional", step=1.0e308),
+        r"behaviour.directional\[0\].step: must be a finite number",
+    ),
+    "step not a number": (
+        _check("directional", step=float("nan")),
+        r"behaviour.directional\[0\].step: must be a finite number",
+    ),
+    "threshold not a number": (
+        _check("minimum", threshold=float("nan")),
+        r"behaviour.minimum\[0\].threshold: must be a finite number",
+    ),
+    "infinite threshold": (
+        _check("minimum", threshold=float("-inf")),
+        r"behaviour.minimum\[0\].threshold: must be a finite number",
     ),
     "tolerance as text": (
         _check("invariance", tolerance="0.1"),
-        r"invariance\[0\].tolerance: expected a number of at least 0, got '0.1'",
+        r"invariance\[0\].tolerance: expected a number, got '0.1'",
     ),
     "directional on a category": (
         _check("directional", feature="colour"),
@@ -139,4 +183,23 @@ def test_sensitive_is_true_or_false() -> None:
     raw = small_contract("binary")
     raw["features"][1]["sensitive"] = "yes"
     with pytest.raises(ContractError, match=r"features\[1\] \(colour\): `sensitive` must be"):
+        parse_contract(raw, SOURCE)
+
+
+def test_yaml_non_numbers_are_named_errors(tmp_path: Path) -> None:
+    """YAML's .nan and .inf as the contract file writes them."""
+    import yaml
+
+    raw = _with(behaviour={"directional": [dict(GOOD["directional"][0])]})
+    text = yaml.safe_dump(raw).replace("step: 1", "step: .inf")
+    path = tmp_path / "contract.yaml"
+    path.write_text(text)
+    with pytest.raises(ContractError, match=r"directional\[0\].step: must be a finite number"):
+        load_contract(path)
+
+
+def test_a_numeric_feature_cannot_be_sensitive() -> None:
+    raw = small_contract("binary")
+    raw["features"][0]["sensitive"] = True
+    with pytest.raises(ContractError, match=r"features\[0\] \(x\).sensitive: only a categorical"):
         parse_contract(raw, SOURCE)

@@ -64,12 +64,13 @@ def test_the_penguin_card_has_every_section(penguin_card: str) -> None:
     assert "- Not for decisions about individual animals" in penguin_card  # declared use
     assert "- Chinstrap penguins were seen on Dream only" in penguin_card  # declared limit
     assert re.search(r"`flipper_length_mm` \d+ to \d+ \(accepted: 150 to 250\)", penguin_card)
+    assert "every class's probabilities pooled" in penguin_card
     assert "By `sex`: under Fairness." in penguin_card
     assert "| `Adelie` | 1" in penguin_card  # class counts of the training split
     assert "| **f1_macro** |" in penguin_card
     assert re.search(r"\| brier \| 0\.\d{4} \| 0\.\d{4} \| lower \|", penguin_card)
     assert "By `island`:" in penguin_card
-    assert "Largest gap: f1_macro" in penguin_card
+    assert "too noisy to compare): f1_macro" in penguin_card
     assert "| invariance | changing `sex`" in penguin_card
     assert "n_estimators 20" in penguin_card
     assert "| model sha256 | `" + "f" * 64 + "` |" in penguin_card
@@ -106,7 +107,8 @@ def synthetic_run(params: Params, task: str) -> None:
         metrics["baseline"] = {"rmse": 29.0, "mae": 25.0, "r2": 0.0}
         groups = {
             "blue": {"rows": 22, "rmse": 5.5, "mae": 4.4},
-            "red": {"rows": 18, "rmse": 4.4, "mae": 3.5},
+            "red": {"rows": 20, "rmse": 4.4, "mae": 3.5},
+            "(missing)": {"rows": 1, "rmse": 50.0, "mae": 50.0},  # too few rows for the gap
         }
     else:
         metrics = {
@@ -129,7 +131,8 @@ def synthetic_run(params: Params, task: str) -> None:
         }
         groups = {
             "blue": {"rows": 22, "roc_auc": 0.92, "accuracy": 0.9, "selection_rate": 0.5},
-            "red": {"rows": 18, "roc_auc": 0.85, "accuracy": 0.8, "selection_rate": 0.3},
+            "red": {"rows": 20, "roc_auc": 0.85, "accuracy": 0.8, "selection_rate": 0.3},
+            "(missing)": {"rows": 1, "roc_auc": None, "accuracy": 0.0, "selection_rate": 1.0},
         }
         io.write_json(
             params.paths.calibration,
@@ -167,17 +170,24 @@ def test_binary_and_regression_cards_make_sense(
     assert "_No behaviour checks declared in the data contract (`behaviour:`)._" in card
     if task == "binary":
         assert "(binary, positive class `yes`)" in card
-        assert "| `red` | 18 | 0.8500 | 0.8000 | 0.3000 |" in card
+        assert "| `red` | 20 | 0.8500 | 0.8000 | 0.3000 |" in card
         assert (
-            "Largest gap: roc_auc 0.0700 (`blue` 0.9200, `red` 0.8500); selection_rate 0.2000"
-            in card
+            "Largest gap, between groups of at least 20 test rows (smaller ones are too noisy"
+            " to compare): roc_auc 0.0700 (`blue` 0.9200, `red` 0.8500); selection_rate 0.2000"
+            " (`blue` 0.5000, `red` 0.3000)" in card
         )
         assert "| 0.8 to 1.0 | 0.9000 | 0.9500 | 20 |" in card
+        assert "mean squared error of the positive class's probability" in card
+        assert "(the positive class's probabilities)" in card
+        assert "pooled" not in card
     else:
         assert "## Calibration" not in card
         assert "| mean | std | min | median | max |" in card
-        assert "| `red` | 18 | 4.4000 | 3.5000 |" in card
-        assert "Largest gap: rmse 1.1000" in card
+        assert "| `red` | 20 | 4.4000 | 3.5000 |" in card
+        assert "rows (smaller ones are too noisy to compare): rmse 1.1000" in card
+    assert "Slice `colour = (missing)` has 1 test row: its metrics are noisy." in card
+    # x is 0 to 10 in training and in the contract: no range limitation
+    assert "Training covered less than" not in card
 
 
 def test_a_long_card_fits_the_registry_leaving_out_the_least_needed_sections() -> None:
@@ -194,3 +204,24 @@ def test_a_long_card_fits_the_registry_leaving_out_the_least_needed_sections() -
         "_Left out here (a registry description holds 1000 characters): Calibration, Lineage."
         " The full card is `model_card.md` in the artifacts of this version's run._\n"
     )
+
+
+def test_only_ranges_training_covers_little_of_are_limitations(
+    make_params: Callable[..., Params], workdir: Path
+) -> None:
+    """init-schema widens every range a little: only a range training covers less than 75%
+    of is named, with its numbers as `:g` and an open end said."""
+    raw = small_contract("binary")
+    raw["features"][0] |= {"minimum": 0.5, "maximum": 40.25}  # training: 0 to 10 of 39.75
+    (workdir / "contract.yaml").write_text(json.dumps(raw))
+    data = {"contract": str(workdir / "contract.yaml"), "source": str(workdir / "small.csv")}
+    params = make_params(data=data, evaluate={"primary_metric": "auto"})
+    synthetic_run(params, "binary")
+    card = model_card(params, tags_of(params, 160), None)
+    assert re.search(r"`x` 0\.\d+ to 9\.\d+ \(accepted: 0\.5 to 40\.25\)\.", card)
+    assert "Training covered less than 75% of the range the contract accepts" in card
+    raw["features"][0] |= {"minimum": None, "maximum": 11.0}
+    (workdir / "contract.yaml").write_text(json.dumps(raw))
+    params = make_params(data=data, evaluate={"primary_metric": "auto"})
+    card = model_card(params, tags_of(params, 160), None)
+    assert re.search(r"`x` 0\.\d+ to 9\.\d+ \(accepted: no minimum to 11\)", card)

@@ -72,3 +72,34 @@ def test_a_slice_missing_values_is_its_own_and_undefined_metrics_are_null(
     out = quality.slices(test, predicted, contract, "roc_auc_ovr", undefined)
     assert out["island"]["(missing)"] == {"rows": 1, "roc_auc_ovr": None, "accuracy": 1.0}
     assert out["island"]["Dream"]["accuracy"] == 0.5
+
+
+def test_binary_brier_is_the_positive_class_squared_error() -> None:
+    """scikit-learn's brier_score_loss, whichever column is the positive class."""
+    from sklearn.metrics import brier_score_loss
+
+    truth = np.array([0, 1, 1, 0, 1])
+    yes = np.array([0.1, 0.8, 0.4, 0.6, 1.0])
+    proba = np.column_stack([1 - yes, yes])
+    assert quality.brier(truth, proba) == pytest.approx(brier_score_loss(truth, yes), abs=1e-6)
+    assert quality.brier(truth, proba) == pytest.approx(
+        brier_score_loss(truth == 0, 1 - yes), abs=1e-6
+    )
+
+
+def test_ranking_metrics_of_a_one_class_slice_are_null() -> None:
+    from pathlib import Path
+
+    from mlops_template.schema import parse_contract
+    from tests.conftest import small_contract
+
+    binary = parse_contract(small_contract("binary"), Path("small.yaml"))
+    test = pd.DataFrame({"x": [1.0, 2, 3, 4], "colour": ["red", "red", "blue", "blue"]})
+    test["y"] = ["yes", "yes", "no", "yes"]
+    predicted = np.array(["yes", "no", "no", "yes"])
+    for metric in ("roc_auc", "average_precision"):
+        out = quality.slices(test, predicted, binary, metric, lambda rows: 0.5)
+        assert out["colour"]["red"][metric] is None, metric
+        assert out["colour"]["blue"][metric] == 0.5
+    out = quality.slices(test, predicted, binary, "accuracy", lambda rows: 0.5)
+    assert out["colour"]["red"]["accuracy"] == 0.5

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from mlops_template import quality
 from mlops_template.compile import model_input
 from mlops_template.declarations import Directional, Invariance, Minimum
 from mlops_template.metric_facts import LOWER_IS_BETTER
@@ -25,6 +26,8 @@ from mlops_template.schema import Contract
 DIGITS = 6
 GATE_KEY = "behaviour_refusal"  # in the registry's scores of a candidate: why checks failed
 QUANTILES = (0.1, 0.9)  # a numeric feature under invariance is set to these of the test split
+UNIT = "target standard deviations"  # regression changes are shares of the target's std
+NO_ROWS = "no test row has the feature: nothing judged"
 
 
 def _outputs(model: Pipeline, features: pd.DataFrame, contract: Contract) -> np.ndarray:
@@ -50,6 +53,11 @@ def _alternatives(test: pd.DataFrame, contract: Contract, feature: str) -> list[
     return sorted({float(present.quantile(q)) for q in QUANTILES}) if len(present) else []
 
 
+def _unit(contract: Contract) -> dict[str, str]:
+    """What a regression tolerance is counted in (classification: probabilities, no key)."""
+    return {} if contract.is_classification else {"unit": UNIT}
+
+
 def _record(kind: str, feature: str, passed: bool, **facts: Any) -> dict[str, Any]:
     rounded = {k: round(v, DIGITS) if isinstance(v, float) else v for k, v in facts.items()}
     return {"kind": kind, "feature": feature, **rounded, "passed": passed}
@@ -60,19 +68,34 @@ def invariance(
 ) -> dict[str, Any]:
     """Per row, the largest change of any output when the feature takes each other value; a
     row passes when that is within the tolerance."""
+    alternatives = _alternatives(test, contract, check.feature)
+    if test.empty or not alternatives:  # a numeric feature missing in every row: no deciles
+        return _record(
+            "invariance",
+            check.feature,
+            False,
+            measured=NO_ROWS,
+            **_unit(contract),
+            pass_rate=0.0,
+            min_pass_rate=check.min_pass_rate,
+            tolerance=check.tolerance,
+            worst=0.0,
+            rows=0,
+        )
     features = model_input(test, contract)
     before = _outputs(model, features, contract)
     largest = np.zeros(len(features))
-    for value in _alternatives(test, contract, check.feature):
+    for value in alternatives:
         changed = _outputs(model, features.assign(**{check.feature: value}), contract)
         largest = np.maximum(largest, np.abs(changed - before).max(axis=1))
     largest /= _spread(test, contract)
-    rate = float((largest <= check.tolerance).mean()) if len(largest) else 1.0
+    rate = float((largest <= check.tolerance).mean())
     return _record(
         "invariance",
         check.feature,
         rate >= check.min_pass_rate,
         measured="largest change of any output",
+        **_unit(contract),
         pass_rate=rate,
         min_pass_rate=check.min_pass_rate,
         tolerance=check.tolerance,
@@ -88,6 +111,19 @@ def directional(
     feature grows by `step`, signed so that the declared direction is positive; a row passes
     unless it moves the wrong way by more than the tolerance."""
     present = test[test[check.feature].notna()]
+    if present.empty:
+        return _record(
+            "directional",
+            check.feature,
+            False,
+            measured=f"{check.direction} for +{check.step:g}: {NO_ROWS}",
+            **_unit(contract),
+            pass_rate=0.0,
+            min_pass_rate=check.min_pass_rate,
+            tolerance=check.tolerance,
+            worst=0.0,
+            rows=0,
+        )
     features = model_input(present, contract)
     column, output = 0, "prediction"
     if contract.is_classification:
@@ -97,12 +133,13 @@ def directional(
     grown = features.assign(**{check.feature: features[check.feature] + check.step})
     change = (_outputs(model, grown, contract)[:, column] - before) / _spread(test, contract)
     signed = change if check.direction == "increasing" else -change
-    rate = float((signed >= -check.tolerance).mean()) if len(signed) else 1.0
+    rate = float((signed >= -check.tolerance).mean())
     return _record(
         "directional",
         check.feature,
         rate >= check.min_pass_rate,
         measured=f"{output} {check.direction} for +{check.step:g}",
+        **_unit(contract),
         pass_rate=rate,
         min_pass_rate=check.min_pass_rate,
         tolerance=check.tolerance,
@@ -115,27 +152,30 @@ def minimum(
     model: Pipeline, test: pd.DataFrame, contract: Contract, check: Minimum, threshold: float
 ) -> dict[str, Any]:
     """Every slice with at least `min_rows` rows reaches the floor (or stays under the ceiling
-    of a lower-is-better metric); smaller slices are listed, not judged."""
+    of a lower-is-better metric); smaller slices, and slices the metric is undefined on (ROC
+    AUC of a one-class slice), are listed, not judged. A check that judges no slice fails."""
     from mlops_template.stages.evaluate import metric_value  # matplotlib: only when needed
 
     lower = check.metric in LOWER_IS_BETTER
     slices: list[dict[str, Any]] = []
     scores: list[float] = []
     for value, rows in test.groupby(test[check.feature].astype("string").fillna("(missing)")):
-        judged = len(rows) >= check.min_rows
-        score = metric_value(check.metric, model, rows, contract, threshold) if judged else None
+        score = None
+        if len(rows) >= check.min_rows and not quality.undefined(check.metric, rows, contract):
+            score = quality.safe(
+                lambda frame: metric_value(check.metric, model, frame, contract, threshold), rows
+            )
         ok = score is None or (score <= check.threshold if lower else score >= check.threshold)
         if score is not None:
             scores.append(score)
-        shown = None if score is None else round(score, DIGITS)
-        slices.append({"value": str(value), "rows": len(rows), "score": shown, "passed": ok})
+        slices.append({"value": str(value), "rows": len(rows), "score": score, "passed": ok})
     worst = (max if lower else min)(scores) if scores else None
+    judged = f"{check.metric} of the worst slice of at least {check.min_rows} rows"
     return _record(
         "minimum",
         check.feature,
-        all(item["passed"] for item in slices),
-        measured=f"{check.metric} of the {'worst' if scores else 'no'} slice"
-        f" of at least {check.min_rows} rows",
+        bool(scores) and all(item["passed"] for item in slices),
+        measured=judged if scores else f"no slice of at least {check.min_rows} rows was judged",
         min_rows=check.min_rows,
         metric=check.metric,
         threshold=check.threshold,
@@ -168,9 +208,11 @@ def describe(check: dict[str, Any]) -> str:
     feature = f"`{check['feature']}`"
     if check["kind"] == "minimum":
         return f"each {feature} slice of {check['min_rows']}+ test rows: {check['metric']}"
+    unit = f" {check['unit']}" if check.get("unit") else ""
     if check["kind"] == "invariance":
-        return f"changing {feature} moves any output by at most {check['tolerance']:g}"
-    return f"{feature} {check['measured']}, tolerance {check['tolerance']:g}"
+        output = "the prediction" if unit else "any output"
+        return f"changing {feature} moves {output} by at most {check['tolerance']:g}{unit}"
+    return f"{feature} {check['measured']}, tolerance {check['tolerance']:g}{unit}"
 
 
 def result_text(check: dict[str, Any]) -> tuple[str, str]:

@@ -10,6 +10,7 @@ error naming the key.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 Direction = Literal["increasing", "decreasing"]
 # A slice may lack a class: one-vs-rest ROC AUC is then undefined.
+# Larger numbers are not measurements: adding 1e308 to a feature overflows to infinity.
+MAX_NUMBER = 1e12
 SLICE_METRICS = {
     task: tuple(m for m in names if m != "roc_auc_ovr") for task, names in TASK_METRICS.items()
 }
@@ -96,27 +99,41 @@ def _keys(raw: object, where: str, required: set[str], optional: set[str]) -> di
     return raw
 
 
+def _number(value: object, where: str) -> float:
+    """A finite number (not a boolean): NaN, infinities and numbers too large to add to a
+    feature (YAML's .nan, .inf, 1.0e+308) are errors naming the key."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _error(f"{where}: expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+        raise _error(f"{where}: must be a finite number, got {value!r}")
+    return number
+
+
 def _float(raw: dict[str, Any], key: str, where: str, default: float, low: float = 0.0) -> float:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+    number = _number(value, f"{where}.{key}")
+    if number < low:
         raise _error(f"{where}.{key}: expected a number of at least {low:g}, got {value!r}")
-    return float(value)
+    return number
 
 
 def _rate(raw: dict[str, Any], where: str) -> float:
     rate = _float(raw, "min_pass_rate", where, 1.0)
-    if rate > 1.0:
-        raise _error(f"{where}.min_pass_rate: a share of rows, at most 1, got {rate:g}")
+    if not 0.0 < rate <= 1.0:
+        raise _error(f"{where}.min_pass_rate: a share of rows, above 0 and at most 1, got {rate:g}")
     return rate
 
 
 def _feature(raw: dict[str, Any], where: str, features: dict[str, ColumnSpec], kind: str) -> str:
     name = raw["feature"]
+    if not isinstance(name, str):
+        raise _error(f"{where}.feature: expected a text (a feature's name), got {name!r}")
     if name not in features:
         raise _error(f"{where}.feature: {name!r} is not a feature of the contract")
     if kind != "any" and features[name].kind != kind:
         raise _error(f"{where}.feature: {name!r} is {features[name].kind}; this check needs {kind}")
-    return str(name)
+    return name
 
 
 def _invariance(raw: object, where: str, features: dict[str, ColumnSpec]) -> Invariance:
@@ -135,9 +152,9 @@ def _directional(
     item = _keys(raw, where, {"feature", "direction", "step"}, optional)
     if item["direction"] not in ("increasing", "decreasing"):
         raise _error(f"{where}.direction: increasing or decreasing, got {item['direction']!r}")
-    step = item["step"]
-    if isinstance(step, bool) or not isinstance(step, int | float) or step <= 0:
-        raise _error(f"{where}.step: a positive number (the feature's increase), got {step!r}")
+    step = _number(item["step"], f"{where}.step")
+    if step <= 0:
+        raise _error(f"{where}.step: a positive number (the feature's increase), got {step:g}")
     target_class = item.get("class")
     if classes and len(classes) > 2 and target_class is None:
         raise _error(f"{where}.class: a multiclass task names the class, one of {list(classes)}")
@@ -146,7 +163,7 @@ def _directional(
     return Directional(
         feature=_feature(item, where, features, "numeric"),
         direction=item["direction"],
-        step=float(step),
+        step=step,
         target_class=None if target_class is None else str(target_class),
         tolerance=_float(item, "tolerance", where, 0.0),
         min_pass_rate=_rate(item, where),
@@ -155,7 +172,7 @@ def _directional(
 
 def _minimum(raw: object, where: str, features: dict[str, ColumnSpec], task: str) -> Minimum:
     item = _keys(raw, where, {"feature", "metric", "threshold"}, {"min_rows"})
-    if item["metric"] not in SLICE_METRICS[task]:
+    if not isinstance(item["metric"], str) or item["metric"] not in SLICE_METRICS[task]:
         raise _error(f"{where}.metric: one of {list(SLICE_METRICS[task])}, got {item['metric']!r}")
     min_rows = item.get("min_rows", 20)
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
@@ -227,7 +244,15 @@ def parse_declarations(
     task: str,
     classes: tuple[str, ...],
 ) -> dict[str, Any]:
-    """The contract's `behaviour`, `intended_use` and `limitations`, as Contract's fields."""
+    """The contract's `behaviour`, `intended_use` and `limitations`, as Contract's fields.
+    A `sensitive` feature must be categorical: fairness compares the model per category."""
+    for i, spec in enumerate(features):
+        if spec.sensitive and spec.kind != "categorical":
+            raise _error(
+                f"{where}: features[{i}] ({spec.name}).sensitive: only a categorical feature can"
+                f" be sensitive (the fairness section compares its categories); {spec.name!r}"
+                f" is {spec.kind}"
+            )
     return {
         "behaviour": parse_behaviour(raw.get("behaviour"), where, features, task, classes),
         "intended_use": parse_text(raw.get("intended_use"), f"{where}: intended_use"),

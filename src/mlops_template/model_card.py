@@ -24,7 +24,8 @@ from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER
 from mlops_template.schema import Contract
 
 FEW_TRAINING_ROWS = 30  # a class with fewer training rows than this is named a limitation
-FEW_SLICE_ROWS = 20  # a slice with fewer test rows: its metrics are noisy
+FEW_SLICE_ROWS = 20  # a slice with fewer test rows: its metrics are noisy (and no fairness gap)
+RANGE_COVERED = 0.75  # a training range covering less of the contract's range is a limitation
 # MLflow stores a model version's description in VARCHAR(5000) on PostgreSQL (SQLite has no
 # limit): a longer card fails `register`. Sections leave the description in this order.
 DESCRIPTION_LIMIT = 5000
@@ -80,27 +81,41 @@ def _intended_use(card: CardInputs) -> list[str]:
     return [*lines, *(f"- {text}" for text in declared)]
 
 
+def _bound(value: float | None, missing: str) -> str:
+    return missing if value is None else f"{value:g}"
+
+
 def _range_limits(card: CardInputs) -> list[str]:
-    """One point naming the numeric features whose contract range is wider than what
-    training saw: the service accepts those inputs, the model extrapolates on them."""
+    """One point naming the numeric features whose training range covers less than
+    RANGE_COVERED of the range the contract accepts (an open end: none): the service accepts
+    those inputs, the model extrapolates on them. init-schema widens every range a little by
+    design, so a range only that much wider is not named."""
     if card.train is None:
         return []
     wider = []
     for spec in card.contract.features:
-        values = card.train[spec.name].dropna()
-        if spec.kind != "numeric" or values.empty:
+        if spec.kind != "numeric":
+            continue
+        values = card.train[spec.name].dropna().astype(float)
+        if values.empty:
             continue
         low, high = float(values.min()), float(values.max())
-        below = spec.minimum is None or spec.minimum < low
-        if below or spec.maximum is None or spec.maximum > high:
-            accepted = f"{number(spec.minimum)} to {number(spec.maximum)}"
-            wider.append(f"`{spec.name}` {low:g} to {high:g} (accepted: {accepted})")
+        if spec.minimum is not None and spec.maximum is not None:
+            accepted = spec.maximum - spec.minimum
+            if accepted <= 0 or high - low >= RANGE_COVERED * accepted:
+                continue
+        bounds = f"{_bound(spec.minimum, 'no minimum')} to {_bound(spec.maximum, 'no maximum')}"
+        wider.append(f"`{spec.name}` {low:g} to {high:g} (accepted: {bounds})")
     if not wider:
         return []
     return [
-        "Training saw narrower ranges than the contract accepts, so predictions outside them"
-        " extrapolate: " + "; ".join(wider) + "."
+        f"Training covered less than {RANGE_COVERED:.0%} of the range the contract accepts, so"
+        " predictions outside the training range extrapolate: " + "; ".join(wider) + "."
     ]
+
+
+def _rows(count: int, what: str) -> str:
+    return f"{count} {what} row{'' if count == 1 else 's'}"
 
 
 def _small_groups(card: CardInputs) -> list[str]:
@@ -109,12 +124,13 @@ def _small_groups(card: CardInputs) -> list[str]:
         counts = card.train[card.contract.target.name].astype(str).value_counts()
         for name in card.contract.classes:
             if counts.get(name, 0) < FEW_TRAINING_ROWS:
-                out.append(f"Class `{name}` has only {counts.get(name, 0)} training rows.")
+                count = int(counts.get(name, 0))
+                out.append(f"Class `{name}` has only {_rows(count, 'training')}.")
     for feature, groups in (card.slices or {}).items():
         for value, scores in groups.items():
             if scores["rows"] < FEW_SLICE_ROWS:
                 out.append(
-                    f"Slice `{feature} = {value}` has {scores['rows']} test rows: its"
+                    f"Slice `{feature} = {value}` has {_rows(scores['rows'], 'test')}: its"
                     " metrics are noisy."
                 )
     return out
@@ -289,17 +305,31 @@ def _calibration(card: CardInputs) -> list[str]:
     if "brier" not in metrics:
         return [*lines, "_Not computed for this model._"]
     baseline = metrics.get("baseline", {}).get("brier")
+    contract = card.contract
+    if contract.task == "binary":
+        brier = "the mean squared error of the positive class's probability"
+        curve = (
+            f"When the model gives `{contract.positive}` a probability, how often is it"
+            f" `{contract.positive}` (the positive class's probabilities):"
+        )
+    else:
+        brier = "the mean over rows of the summed squared errors of the class probabilities"
+        curve = (
+            "When the model gives a class a probability, how often is it that class (every"
+            " class's probabilities pooled):"
+        )
     lines.append(
-        f"Brier score {metrics['brier']:.4f} (baseline {number(baseline)}; 0 is perfect, lower"
-        " is better). When the model gives a class a probability, how often is it that class"
-        " (every class's probabilities pooled):"
+        f"Brier score {metrics['brier']:.4f}, {brier} (baseline {number(baseline)}; 0 is"
+        f" perfect, lower is better). {curve}"
     )
     head = ["predicted probability", "mean predicted", "observed share", "predictions"]
     return [*lines, "", *table(head, quality.pooled_reliability(card.calibration or []))]
 
 
 def _gap_text(groups: dict[str, Any], name: str) -> str | None:
-    found = quality.largest_gap(groups, name)
+    """The largest gap on `name` between groups of at least FEW_SLICE_ROWS test rows."""
+    large = {value: s for value, s in groups.items() if s["rows"] >= FEW_SLICE_ROWS}
+    found = quality.largest_gap(large, name)
     if found is None:
         return None
     (high, top), (low, bottom) = found
@@ -327,7 +357,9 @@ def _fairness(card: CardInputs) -> list[str]:
         gaps = [gap for gap in (_gap_text(groups, name) for name in names) if gap]
         lines += ["", f"By `{feature}`:", "", *_slice_table(card, groups, extra), ""]
         lines.append(
-            "Largest gap: " + ("; ".join(gaps) if gaps else "fewer than two groups scored.")
+            f"Largest gap, between groups of at least {FEW_SLICE_ROWS} test rows (smaller ones"
+            " are too noisy to compare): "
+            + ("; ".join(gaps) if gaps else "fewer than two such groups scored.")
         )
     return lines
 

@@ -15,16 +15,24 @@ from mlops_template.schema import Contract
 BINS = 10  # the reliability curve: predicted probability in tenths
 DIGITS = 6
 MISSING = "(missing)"
+# Ranking metrics need both classes (binary) or every class (one-vs-rest) among the truth.
+NEEDS_EVERY_CLASS = frozenset({"roc_auc", "average_precision", "roc_auc_ovr"})
 
 
 def brier(truth: np.ndarray, proba: np.ndarray) -> float:
-    """Mean over rows of the summed squared errors of the class probabilities against the
-    one-hot truth (0: perfect; multiclass ranges to 2). A class code of -1 (a class the
-    model lacks) counts as wrong for every class."""
+    """The Brier score (0: perfect). Binary (two columns): the mean squared error of the
+    positive class's probability, scikit-learn's brier_score_loss (either column gives the
+    same, since the two probabilities and truths sum to 1). Multiclass: the mean over rows of
+    the summed squared errors of the class probabilities against the one-hot truth (ranges
+    to 2). A class code of -1 (a class the model lacks) counts as wrong for every class."""
     onehot = np.zeros_like(proba, dtype=float)
     known = truth >= 0
     onehot[np.flatnonzero(known), truth[known]] = 1.0
-    return round(float(((proba - onehot) ** 2).sum(axis=1).mean()), DIGITS)
+    if proba.shape[1] == 2:
+        errors = (proba[:, 1] - onehot[:, 1]) ** 2
+    else:
+        errors = ((proba - onehot) ** 2).sum(axis=1)
+    return round(float(errors.mean()), DIGITS)
 
 
 def reliability(
@@ -57,7 +65,8 @@ def _slice_scores(
 ) -> dict[str, Any]:
     """rows, the primary metric and accuracy (classification) or MAE (regression); binary also
     the share of rows predicted positive."""
-    out: dict[str, Any] = {"rows": len(rows), primary: _safe(score, rows)}
+    defined = not undefined(primary, rows, contract)
+    out: dict[str, Any] = {"rows": len(rows), primary: safe(score, rows) if defined else None}
     actual = rows[contract.target.name]
     if not contract.is_classification:
         error = np.abs(actual.astype(float).to_numpy() - predicted)
@@ -74,7 +83,7 @@ def slices(
     """Per categorical feature, per category present in the test split (missing values as
     `(missing)`): rows and scores. `predicted` holds the test rows' predicted labels (or
     values); `score(frame)` is the primary metric of the model on a frame. A metric a slice
-    cannot define (ROC AUC of a one-class slice) is null."""
+    cannot define (ROC AUC or average precision of a one-class slice) is null."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for feature in contract.categorical_features():
         keys = test[feature].astype("string").fillna(MISSING)
@@ -87,7 +96,17 @@ def slices(
     return out
 
 
-def _safe(score: Any, rows: pd.DataFrame) -> float | None:
+def undefined(metric: str, rows: pd.DataFrame, contract: Contract) -> bool:
+    """Whether `metric` is undefined on `rows`: a ranking metric (NEEDS_EVERY_CLASS) where
+    the truth lacks a class (binary ROC AUC would be 0.5, average precision 0 or 1, by
+    convention rather than measured)."""
+    if metric not in NEEDS_EVERY_CLASS or not contract.is_classification:
+        return False
+    present = set(rows[contract.target.name].dropna().astype(str))
+    return not set(contract.classes) <= present
+
+
+def safe(score: Any, rows: pd.DataFrame) -> float | None:
     """The score rounded, or None where the slice cannot define it."""
     try:
         value = float(score(rows))
