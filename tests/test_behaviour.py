@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import behaviour, io
+from mlops_template import behaviour, storage
 from mlops_template.config import Params
 from mlops_template.declarations import Directional, Invariance, Minimum
 from mlops_template.schema import Contract, parse_contract
@@ -172,8 +172,8 @@ def forest(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params
     """The default model (params.yaml's forest) trained on the tests' penguins table."""
     params = make_params()
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    io.write_parquet(params.paths.train, train_frame)
-    io.write_parquet(params.paths.test, test_frame)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
     train.run(params)
     return params
 
@@ -182,7 +182,7 @@ def test_the_default_model_passes_every_declared_check(forest: Params) -> None:
     results = stage.run(forest)
     assert results["summary"]["checks"] == forest.contract.behaviour.declared == 4
     assert behaviour.failed(results) == []
-    assert io.read_json(forest.paths.behaviour) == results
+    assert storage.read_json(forest.paths.behaviour) == results
 
 
 def test_checks_over_no_usable_rows_fail_saying_so() -> None:

@@ -12,7 +12,7 @@ from types import ModuleType
 import pandas as pd
 import pytest
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.stages.explain import background_rows
 from tests.conftest import REPO_ROOT
 from tests.serve import tasks
@@ -49,7 +49,7 @@ def test_three_phases_against_a_real_service(
     params, _ = service_params_file(tmp_path / "service", task.onnx_path, task.contract_path)
     background = tmp_path / "service" / "models" / "background.json"
     rows = background_rows(task.frame, task.contract, 20, seed=0)
-    io.write_json(background, {"features": task.contract.feature_names(), "rows": rows})
+    storage.write_json(background, {"features": task.contract.feature_names(), "rows": rows})
     raw = params.read_text().replace("models/background.json", str(background))
     params.write_text(raw)
     out = tmp_path / "out"

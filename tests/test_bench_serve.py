@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.compile import to_onnx
 from tests.conftest import REPO_ROOT
 from tests.serve import tasks
@@ -48,8 +48,8 @@ def fairness(bench: ModuleType) -> ModuleType:
 
 def _write_onnx(pipeline: Any, contract: Any, path: Path, source_sha256: str) -> Path:
     blob = to_onnx(pipeline, contract, source_sha256)
-    io.write_bytes(path, blob)
-    io.write_text(io.sha256_sidecar(path), f"{io.sha256_bytes(blob)}  {path.name}\n")
+    storage.write_bytes(path, blob)
+    storage.write_text(storage.sha256_sidecar(path), f"{storage.sha256_bytes(blob)}  {path.name}\n")
     return path
 
 
@@ -62,7 +62,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, penguins: pd.DataFrame) ->
     pipeline = joblib.load(task.model_path)
     pipeline.set_params(model__n_jobs=-1)
     source = tasks.save_model(pipeline, directory / "models" / "model.joblib")
-    onnx = _write_onnx(pipeline, task.contract, source.with_suffix(".onnx"), io.sha256_file(source))
+    onnx = _write_onnx(
+        pipeline, task.contract, source.with_suffix(".onnx"), storage.sha256_file(source)
+    )
     return {"task": task, "source": source, "onnx": onnx, "scratch": directory}
 
 
@@ -135,7 +137,7 @@ def test_ours_serves_the_onnx_compiled_from_the_same_joblib(
 ) -> None:
     assert models.onnx == trained["onnx"]
     assert models.onnx_metadata["source_sha256"] == models.source_sha256
-    assert models.source_sha256 == io.sha256_file(trained["source"])
+    assert models.source_sha256 == storage.sha256_file(trained["source"])
     for key in ("ours", "v2", "shadow"):
         server = wiring[key]
         params = yaml.safe_load(
@@ -164,7 +166,7 @@ def test_a_joblib_that_is_not_the_recorded_one_is_refused(
 ) -> None:
     source = tmp_path / "model.joblib"
     source.write_bytes(trained["source"].read_bytes() + b"\0")
-    io.sha256_sidecar(source).write_text(io.sha256_sidecar(trained["source"]).read_text())
+    storage.sha256_sidecar(source).write_text(storage.sha256_sidecar(trained["source"]).read_text())
     with pytest.raises(fairness.UnfairError, match="differs from the recorded"):
         fairness.prepare(source, tmp_path, None)
 

@@ -19,7 +19,7 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
 
-from mlops_template import init_schema, io
+from mlops_template import init_schema, storage
 from mlops_template.compile import check_parity, model_input, onnx_feed, to_onnx
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
@@ -92,14 +92,14 @@ def test_every_model_kind_compiles_and_agrees_with_scikit_learn(
     model = train.run(params)
     contract = params.contract
 
-    parity = io.read_json(params.paths.parity)
+    parity = storage.read_json(params.paths.parity)
     assert parity["compiled"] is True
-    assert parity["rows"] == len(io.read_parquet(params.paths.test))
+    assert parity["rows"] == len(storage.read_parquet(params.paths.test))
     assert parity["max_abs_diff"] <= 1e-4
     assert parity["labels_identical"] is True
 
     blob = params.paths.onnx_model.read_bytes()
-    assert io.read_recorded_sha256(params.paths.onnx_model) == io.sha256_bytes(blob)
+    assert storage.read_recorded_sha256(params.paths.onnx_model) == storage.sha256_bytes(blob)
     session = onnxruntime.InferenceSession(blob, providers=["CPUExecutionProvider"])
     inputs = [entry.name for entry in session.get_inputs()]
     assert len(inputs) == len(contract.feature_names())
@@ -109,10 +109,10 @@ def test_every_model_kind_compiles_and_agrees_with_scikit_learn(
         [name, "numeric" if name in contract.numeric_features() else "categorical"]
         for name in contract.feature_names()
     ]
-    assert metadata["source_sha256"] == io.read_recorded_sha256(params.paths.model)
+    assert metadata["source_sha256"] == storage.read_recorded_sha256(params.paths.model)
     assert json.loads(metadata["classes"]) == [str(c) for c in getattr(model, "classes_", [])]
 
-    rows = _hostile_rows(io.read_parquet(params.paths.test), contract)
+    rows = _hostile_rows(storage.read_parquet(params.paths.test), contract)
     outputs = session.run(None, onnx_feed(rows, contract, inputs))
     if contract.is_classification:
         expected = model.predict_proba(model_input(rows, contract))
@@ -141,8 +141,8 @@ def test_a_compiled_model_that_disagrees_fails_naming_the_rows(
     prepared: Callable[..., Params],
 ) -> None:
     params = prepared("multiclass")
-    train_rows = io.read_parquet(params.paths.train)
-    test_rows = io.read_parquet(params.paths.test)
+    train_rows = storage.read_parquet(params.paths.train)
+    test_rows = storage.read_parquet(params.paths.test)
     model = train.fit(train_rows, params)
     other = train.fit(train_rows.sample(frac=0.3, random_state=1), params)
     blob = to_onnx(other, params.contract, "0" * 64)  # another model's compilation
@@ -168,7 +168,7 @@ def test_a_model_that_cannot_be_compiled_fails_clearly(
     prepared: Callable[..., Params],
 ) -> None:
     params = prepared("multiclass")
-    fitted = train.fit(io.read_parquet(params.paths.train), params)
+    fitted = train.fit(storage.read_parquet(params.paths.train), params)
     unknown = Pipeline([("preprocess", fitted.named_steps["preprocess"]), ("model", _Unknown())])
     with pytest.raises(PipelineError, match=r"cannot be compiled to ONNX.*serve.runtime: sklearn"):
         to_onnx(unknown, params.contract, "0" * 64)
@@ -180,7 +180,7 @@ def test_the_sklearn_runtime_compiles_nothing_and_says_so(
     params = prepared("multiclass", runtime="sklearn")
     train.run(params)
     assert params.paths.onnx_model.read_bytes() == b""
-    assert io.read_json(params.paths.parity) == {
+    assert storage.read_json(params.paths.parity) == {
         "runtime": "sklearn",
         "compiled": False,
         "rows": 0,
@@ -196,9 +196,9 @@ def test_the_same_pipeline_compiles_to_the_same_bytes_whatever_the_hash_seed(
 ) -> None:
     """dvc.lock records the compiled model's hash: a fresh run must reproduce it."""
     params = prepared("multiclass")
-    model = train.fit(io.read_parquet(params.paths.train), params)
+    model = train.fit(storage.read_parquet(params.paths.train), params)
     saved = workdir / "model.joblib"
-    io.write_bytes(saved, train.serialize(model))
+    storage.write_bytes(saved, train.serialize(model))
     code = "\n".join(
         [
             "import hashlib, joblib",

@@ -121,16 +121,16 @@ def run_with(module: ModuleType, root: Path, *extra: str, operation: str = "upda
 def test_whole_names_only() -> None:
     rename = setup_module_from_path().rename
     text = (
-        "import mlops_template.io\nsrc/mlops_template/x\nimage: ghcr.io/o/mlops-template:1\n"
+        "import mlops_template.storage\nsrc/mlops_template/x\nimage: ghcr.io/o/mlops-template:1\n"
         "s3://mlops-template-dvc/store\nmy_mlops_template\nmlops_templates\nx-mlops-template\n"
     )
     assert rename(text, "churn_pkg", "churn") == (
-        "import churn_pkg.io\nsrc/churn_pkg/x\nimage: ghcr.io/o/churn:1\n"
+        "import churn_pkg.storage\nsrc/churn_pkg/x\nimage: ghcr.io/o/churn:1\n"
         "s3://churn-dvc/store\nmy_mlops_template\nmlops_templates\nx-mlops-template\n"
     )
     # A new name holding the template's: renaming the renamed text changes nothing.
     once = rename(text, "mlops_template_fraud", "mlops-template-fraud")
-    assert "import mlops_template_fraud.io\n" in once
+    assert "import mlops_template_fraud.storage\n" in once
     assert "s3://mlops-template-fraud-dvc/store\n" in once
     assert rename(once, "mlops_template_fraud", "mlops-template-fraud") == once
 

@@ -25,7 +25,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 from typer.testing import CliRunner
 
-from mlops_template import drift, io
+from mlops_template import drift, storage
 from mlops_template.cli import app
 from mlops_template.config import Params
 from mlops_template.init_schema import profile as profile_table
@@ -215,8 +215,8 @@ def test_the_report_compares_the_shadow_challenger_on_the_same_requests(
 @pytest.fixture
 def project(params: Params, reference: pd.DataFrame) -> Callable[[list[dict[str, Any]]], Params]:
     """A project directory with the training split, test metrics and a prediction log."""
-    io.write_parquet(params.paths.train, reference)
-    io.write_json(params.paths.metrics, {"accuracy": 1.0})
+    storage.write_parquet(params.paths.train, reference)
+    storage.write_json(params.paths.metrics, {"accuracy": 1.0})
 
     def write_log(logged: list[dict[str, Any]]) -> Params:
         path = params.serve.prediction_log
@@ -576,11 +576,11 @@ def regression_project(
     """A project directory for the diabetes contract: splits, model, metrics and a log."""
     table = held("regression", 2)
     params = make_params(data={"contract": str(table.path)}, evaluate={"primary_metric": "auto"})
-    io.write_parquet(params.paths.train, table.train)
-    io.write_parquet(params.paths.test, table.test)
+    storage.write_parquet(params.paths.train, table.train)
+    storage.write_parquet(params.paths.test, table.test)
     tasks.save_model(table.model, params.paths.model)
     mae = float(np.abs(table.predict(table.test) - table.test["target"]).mean())
-    io.write_json(params.paths.metrics, {"mae": mae, "rmse": 2 * mae, "r2": 0.4})
+    storage.write_json(params.paths.metrics, {"mae": mae, "rmse": 2 * mae, "r2": 0.4})
     return params, table
 
 

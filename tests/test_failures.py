@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mlops_template import failures, io
+from mlops_template import failures, storage
 from mlops_template.cli import app
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
@@ -51,7 +51,7 @@ def test_preflight_names_a_typo_in_any_section(
 
 def test_preflight_forgets_the_previous_failure(params: Params) -> None:
     failures.record(params.paths.stage_failure, "train", PipelineError("old"))
-    io.write_json(params.paths.validation_failure, {"passed": False})
+    storage.write_json(params.paths.validation_failure, {"passed": False})
     code, output = invoke("preflight")
     assert code == 0, output
     assert not params.paths.stage_failure.exists()

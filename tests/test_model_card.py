@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import Params
 from mlops_template.model_card import model_card, within_limit
 from mlops_template.stages import behaviour, evaluate, split, train
@@ -33,7 +33,7 @@ SECTIONS = [
 
 def tags_of(params: Params, rows: int) -> dict[str, str]:
     return {
-        "metrics": json.dumps(io.read_json(params.paths.metrics)),
+        "metrics": json.dumps(storage.read_json(params.paths.metrics)),
         "validation": json.dumps({"rows": rows, "missing": {"x": 3, "colour": 0}}),
         "git_commit": "abc123",
         "model_sha256": "f" * 64,
@@ -49,8 +49,8 @@ def no_raw_dictionaries(card: str) -> None:
 def penguin_card(make_params: Callable[..., Params], penguins: pd.DataFrame) -> str:
     params = make_params(model={"kind": "random_forest", "n_estimators": 20})
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    io.write_parquet(params.paths.train, train_frame)
-    io.write_parquet(params.paths.test, test_frame)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
     train.run(params)
     evaluate.run(params)
     behaviour.run(params)
@@ -81,13 +81,13 @@ def test_a_failed_check_is_a_known_limitation(
 ) -> None:
     params = make_params(model={"kind": "random_forest", "n_estimators": 5})
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    io.write_parquet(params.paths.train, train_frame)
-    io.write_parquet(params.paths.test, test_frame)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
     train.run(params)
     evaluate.run(params)
     results = behaviour.run(params)
     results["checks"][0] |= {"passed": False, "pass_rate": 0.5}
-    io.write_json(params.paths.behaviour, results)
+    storage.write_json(params.paths.behaviour, results)
     card = model_card(params, tags_of(params, len(penguins)), None)
     limits = card[card.index("## Known limitations") : card.index("## Training data")]
     assert "- Fails the behaviour check invariance changing `sex`" in limits
@@ -101,7 +101,7 @@ def synthetic_run(params: Params, task: str) -> None:
     x = rng.uniform(0, 10, 120)
     colour = rng.choice(["blue", "red"], 120)
     target = x * 10 if task == "regression" else np.where(x > 5, "yes", "no")
-    io.write_parquet(params.paths.train, pd.DataFrame({"x": x, "colour": colour, "y": target}))
+    storage.write_parquet(params.paths.train, pd.DataFrame({"x": x, "colour": colour, "y": target}))
     if task == "regression":
         metrics: dict[str, Any] = {"rmse": 5.0, "mae": 4.0, "r2": 0.8, "test_rows": 40}
         metrics["baseline"] = {"rmse": 29.0, "mae": 25.0, "r2": 0.0}
@@ -134,7 +134,7 @@ def synthetic_run(params: Params, task: str) -> None:
             "red": {"rows": 20, "roc_auc": 0.85, "accuracy": 0.8, "selection_rate": 0.3},
             "(missing)": {"rows": 1, "roc_auc": None, "accuracy": 0.0, "selection_rate": 1.0},
         }
-        io.write_json(
+        storage.write_json(
             params.paths.calibration,
             {
                 "calibration": [
@@ -144,9 +144,9 @@ def synthetic_run(params: Params, task: str) -> None:
             },
         )
     metrics["beats_baseline"] = True
-    io.write_json(params.paths.metrics, metrics)
-    io.write_json(params.paths.slices, {"colour": groups})
-    io.write_json(
+    storage.write_json(params.paths.metrics, metrics)
+    storage.write_json(params.paths.slices, {"colour": groups})
+    storage.write_json(
         params.paths.behaviour, {"checks": [], "summary": {"checks": 0, "passed": 0, "failed": 0}}
     )
 

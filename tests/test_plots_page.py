@@ -9,7 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.cli import app
 from mlops_template.config import Params
 from mlops_template.plots_page import flatten, write_page
@@ -20,16 +20,16 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def write_plot_data(params: Params, accuracy: float) -> None:
     """Plot data as the evaluate stage writes it (two classes, a few points), and metrics."""
     paths = params.paths
-    io.write_text(paths.confusion, "actual,predicted\nno,no\nno,yes\nyes,yes\n")
+    storage.write_text(paths.confusion, "actual,predicted\nno,no\nno,yes\nyes,yes\n")
     curve = [
         {"class": "yes", "fpr": 0.0, "tpr": 0.0},
         {"class": "yes", "fpr": 0.5, "tpr": 1.0},
         {"class": "yes", "fpr": 1.0, "tpr": 1.0},
     ]
-    io.write_json(paths.roc, {"roc": curve})
+    storage.write_json(paths.roc, {"roc": curve})
     importance = [{"feature": "x", "importance": 0.3, "std": 0.01}]
-    io.write_json(paths.feature_importance, {"importance": importance})
-    io.write_json(paths.metrics, {"accuracy": accuracy, "per_class": {"yes": {"f1": 0.5}}})
+    storage.write_json(paths.feature_importance, {"importance": importance})
+    storage.write_json(paths.metrics, {"accuracy": accuracy, "per_class": {"yes": {"f1": 0.5}}})
 
 
 def git(cwd: Path, *args: str) -> None:

@@ -37,9 +37,9 @@ def contract(project: Params) -> Contract:
 
 @pytest.fixture(scope="module")
 def table(project: Params) -> pd.DataFrame:
-    from mlops_template import io
+    from mlops_template import storage
 
-    return io.read_table(project.data.source)
+    return storage.read_table(project.data.source)
 
 
 def test_the_contract_fits_params(project: Params, contract: Contract) -> None:

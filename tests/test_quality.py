@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import io, quality
+from mlops_template import quality, storage
 from mlops_template.config import Params
 from mlops_template.schema import Contract
 from mlops_template.stages import evaluate, split, train
@@ -35,20 +35,20 @@ def test_reliability_bins_by_tenths_per_class(contract: Contract) -> None:
 def evaluated(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params:
     params = make_params(model={"kind": "random_forest", "n_estimators": 10})
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    io.write_parquet(params.paths.train, train_frame)
-    io.write_parquet(params.paths.test, test_frame)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
     train.run(params)
     evaluate.run(params)
     return params
 
 
 def test_evaluate_writes_brier_calibration_and_slices(evaluated: Params) -> None:
-    metrics = io.read_json(evaluated.paths.metrics)
+    metrics = storage.read_json(evaluated.paths.metrics)
     assert 0 <= metrics["brier"] < metrics["baseline"]["brier"]
-    points = io.read_json(evaluated.paths.calibration)["calibration"]
+    points = storage.read_json(evaluated.paths.calibration)["calibration"]
     assert {p["class"] for p in points} == {"Adelie", "Chinstrap", "Gentoo"}
     assert sum(p["rows"] for p in points) == 3 * metrics["test_rows"]
-    slices = io.read_json(evaluated.paths.slices)
+    slices = storage.read_json(evaluated.paths.slices)
     assert set(slices) == {"island", "sex"}
     assert sum(s["rows"] for s in slices["island"].values()) == metrics["test_rows"]
     assert set(slices["island"]["Biscoe"]) == {"rows", "f1_macro", "accuracy"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.behaviour import GATE_KEY
 from mlops_template.compile import to_onnx
 from mlops_template.config import Params
@@ -162,13 +162,15 @@ def test_the_registered_onnx_model_must_come_from_the_registered_model(
     sha = "a" * 64
     blob = to_onnx(model, params.contract, sha)
     onnx_path = params.paths.onnx_model
-    io.write_bytes(onnx_path, blob)
-    io.write_text(io.sha256_sidecar(onnx_path), f"{io.sha256_bytes(blob)}  {onnx_path.name}\n")
+    storage.write_bytes(onnx_path, blob)
+    storage.write_text(
+        storage.sha256_sidecar(onnx_path), f"{storage.sha256_bytes(blob)}  {onnx_path.name}\n"
+    )
 
     assert served_onnx(params, sha) == blob
     with pytest.raises(PipelineError, match="was compiled from another model"):
         served_onnx(params, "b" * 64)
-    io.write_bytes(onnx_path, blob + b"\0")  # tampered after the sha256 was recorded
+    storage.write_bytes(onnx_path, blob + b"\0")  # tampered after the sha256 was recorded
     with pytest.raises(PipelineError, match="does not match the recorded"):
         served_onnx(params, sha)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_template import io, plots
+from mlops_template import plots, storage
 from mlops_template.config import Params
 from mlops_template.report import (
     MetricDiff,
@@ -177,8 +177,8 @@ def test_plots_are_rendered_from_the_evaluate_outputs(
 ) -> None:
     params = make_params(model={"kind": "random_forest", "n_estimators": 20})
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    io.write_parquet(params.paths.train, train_frame)
-    io.write_parquet(params.paths.test, test_frame)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
     train.run(params)
     evaluate.run(params)
     images = plots.render_images(params.paths, tmp_path / "images")
@@ -263,10 +263,10 @@ def test_regression_plots_are_predicted_against_actual_and_residuals(
     params: Params, tmp_path: Path
 ) -> None:
     points = [{"actual": a, "predicted": a * 0.9 + 5} for a in (10.0, 50.0, 120.0, 300.0)]
-    io.write_json(params.paths.predicted_actual, {"predicted_actual": points})
+    storage.write_json(params.paths.predicted_actual, {"predicted_actual": points})
     residuals = [{"predicted": p["predicted"], "residual": p["actual"] - p["predicted"]}
                  for p in points]  # fmt: skip
-    io.write_json(params.paths.residuals, {"residuals": residuals})
+    storage.write_json(params.paths.residuals, {"residuals": residuals})
     images = plots.render_images(params.paths, tmp_path / "images")
     assert set(images) == {"Predicted vs actual", "Residuals"}
     for path in images.values():

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from mlops_template import init_schema, io
+from mlops_template import init_schema, storage
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.registry import decide
@@ -75,7 +75,7 @@ def plots_written(params: Params) -> set[str]:
 
 
 def splits(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return io.read_parquet(params.paths.train), io.read_parquet(params.paths.test)
+    return storage.read_parquet(params.paths.train), storage.read_parquet(params.paths.test)
 
 
 def test_binary_breast_cancer(
@@ -92,7 +92,7 @@ def test_binary_breast_cancer(
     assert metrics["threshold"] == 0.5
     assert metrics["roc_auc"] > 0.95
     assert metrics["beats_baseline"] is True
-    assert io.read_json(params.paths.metrics) == metrics
+    assert storage.read_json(params.paths.metrics) == metrics
 
     # the baseline always answers the training split's majority class (benign)
     train_frame, test_frame = splits(params)
@@ -107,7 +107,7 @@ def test_binary_breast_cancer(
     assert metrics["roc_auc"] > baseline["roc_auc"]
 
     assert plots_written(params) == set(CLASSIFICATION_PLOTS)
-    roc = io.read_json(params.paths.roc)["roc"]
+    roc = storage.read_json(params.paths.roc)["roc"]
     assert {row["class"] for row in roc} == {"malignant"}  # the positive class only
 
     # a stricter threshold predicts malignant less often: recall falls, ranking is unchanged
@@ -117,7 +117,7 @@ def test_binary_breast_cancer(
         workdir / "breast_cancer.yaml",
         evaluate={"threshold": 0.99},
     )
-    model = io.load_verified_model(strict.paths.model)
+    model = storage.load_verified_model(strict.paths.model)
     stricter = evaluate.evaluate(strict, model, train_frame, test_frame)
     assert stricter["threshold"] == 0.99
     assert stricter["recall"] < metrics["recall"]
@@ -152,7 +152,7 @@ def test_multiclass_penguins(make_params: Callable[..., Params]) -> None:
     assert baseline["roc_auc_ovr"] == 0.5
 
     assert plots_written(params) == set(CLASSIFICATION_PLOTS)
-    roc = io.read_json(params.paths.roc)["roc"]
+    roc = storage.read_json(params.paths.roc)["roc"]
     assert {row["class"] for row in roc} == {"Adelie", "Chinstrap", "Gentoo"}
 
 
@@ -179,12 +179,12 @@ def test_regression_diabetes(bring: Callable[..., Params]) -> None:
     assert metrics["rmse"] < baseline["rmse"]
 
     assert plots_written(params) == set(REGRESSION_PLOTS)
-    points = io.read_json(params.paths.predicted_actual)["predicted_actual"]
+    points = storage.read_json(params.paths.predicted_actual)["predicted_actual"]
     assert len(points) == metrics["test_rows"] == len(test_frame)
     assert set(points[0]) == {"actual", "predicted"}
-    residuals = io.read_json(params.paths.residuals)["residuals"]
+    residuals = storage.read_json(params.paths.residuals)["residuals"]
     assert all(set(row) == {"predicted", "residual"} for row in residuals)
-    reference = io.read_json(params.paths.reference)
+    reference = storage.read_json(params.paths.reference)
     assert reference["task"] == "regression"
     assert reference["target_mean"] == pytest.approx(train_frame["progression"].mean())
 

@@ -15,7 +15,7 @@ import yaml
 from sklearn.model_selection import GridSearchCV
 from typer.testing import CliRunner
 
-from mlops_template import config, init_schema, io, tune
+from mlops_template import config, init_schema, storage, tune
 from mlops_template.cli import app
 from mlops_template.compile import model_input
 from mlops_template.config import Params
@@ -142,7 +142,7 @@ def test_the_budget_bounds_the_trials(prepared: Callable[..., Params]) -> None:
 
 
 def _search(params: Params) -> tune.Search:
-    return tune.search(params, io.read_parquet(params.paths.train), lambda _: None)
+    return tune.search(params, storage.read_parquet(params.paths.train), lambda _: None)
 
 
 def test_the_same_params_give_the_same_trials(prepared: Callable[..., Params]) -> None:
@@ -164,7 +164,7 @@ def test_results_do_not_depend_on_n_jobs(prepared: Callable[..., Params]) -> Non
 def test_the_scores_are_gridsearchcv_scores(prepared: Callable[..., Params]) -> None:
     """Same folds, same scorer (evaluate's metric): our loop gives GridSearchCV's numbers."""
     params = prepared(tune={"method": "grid", "space": {"random_forest": {"max_depth": [2, 6]}}})
-    train, contract = io.read_parquet(params.paths.train), params.contract
+    train, contract = storage.read_parquet(params.paths.train), params.contract
     ours = _search(params)
     single = params.model_copy(update={"model": tune.trial_params(params, {}).model})
 
@@ -243,7 +243,7 @@ def test_a_regression_is_folded_by_groups_and_minimises_rmse(
     assert result.metric == "rmse"
     assert result.ranked()[-1].values == {"alpha": 1e6}
     assert result.best.mean == min(t.mean for t in result.trials)
-    train = io.read_parquet(params.paths.train)
+    train = storage.read_parquet(params.paths.train)
     for fit_rows, score_rows in tune.folds(train, params.contract, 3, params.seed):
         assert not set(fit_rows) & set(score_rows)
 
@@ -255,7 +255,7 @@ def test_a_metric_of_another_task_is_named(prepared: Callable[..., Params]) -> N
 
 def test_max_seconds_stops_the_search(prepared: Callable[..., Params]) -> None:
     params = prepared(tune={"max_seconds": 0.5})
-    train = io.read_parquet(params.paths.train)
+    train = storage.read_parquet(params.paths.train)
     result = tune.search(params, train, lambda progress: time.sleep(0.6))
     assert [t.number for t in result.trials] == [0]
     assert result.stopped == "tune.max_seconds (0.5 s) reached"
@@ -272,7 +272,7 @@ def test_the_reports(prepared: Callable[..., Params]) -> None:
     table = pd.read_csv(out / "trials.csv")
     assert list(table["trial"]) == [0, 1, 2, 3]
     assert table.loc[table["rank"] == 1, "trial"].item() == result.best.number
-    best = io.read_json(out / "best.json")
+    best = storage.read_json(out / "best.json")
     assert best["best"]["values"] == result.best.values
     assert best["current"]["values"] == {"n_estimators": 10, "min_samples_leaf": 1}
     assert (out / "trials.png").read_bytes()[:4] == b"\x89PNG"

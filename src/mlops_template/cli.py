@@ -56,10 +56,10 @@ def _run_stage(name: str, stage: Callable[[Params], Any], params_path: Path) -> 
 def _check_columns(params: Params) -> None:
     """The table has every column its contract names: a table swapped without its contract
     (`mlops init-schema` forgotten) is named here, before any stage runs."""
-    from mlops_template import io
+    from mlops_template import storage
 
     source, contract = params.data.source, params.contract
-    columns = io.table_columns(source)
+    columns = storage.table_columns(source)
     missing = [spec.name for spec in contract.columns if spec.name not in columns]
     if missing:
         shown = ", ".join(columns[:20]) + (f" (and {len(columns) - 20} more)" * (len(columns) > 20))

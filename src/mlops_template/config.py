@@ -284,6 +284,7 @@ class ServeSettings(_Strict):
     def _unquoted_off(cls, value: object) -> object:
         """YAML reads an unquoted `off` as false: it means "off" here, as written."""
         return "off" if value is False else value
+
     # The compiled model must agree with scikit-learn on the test split: probabilities (or
     # regression predictions, relative to max(1, |prediction|)) within this, same labels.
     parity_tolerance: Annotated[float, Field(gt=0.0, le=0.01)] = 1e-4
@@ -616,7 +617,7 @@ def set_model_values(text: str, values: Mapping[str, Any]) -> str:
 def write_model_values(path: Path, values: Mapping[str, Any]) -> str:
     """Set `model.<name>` in the params file to these values, check the result reads back as
     exactly that change and validates, write it; returns the unified diff ("" if unchanged)."""
-    from mlops_template import io
+    from mlops_template import storage
 
     before = path.read_text(encoding="utf-8")
     current = parse_params(yaml.safe_load(before), path).model
@@ -633,7 +634,7 @@ def write_model_values(path: Path, values: Mapping[str, Any]) -> str:
             f"{path}: could not write {values} into its model section safely; set them by hand"
         )
     if after != before:
-        io.write_text(path, after)
+        storage.write_text(path, after)
     diff = difflib.unified_diff(
         before.splitlines(keepends=True), after.splitlines(keepends=True), str(path), str(path)
     )

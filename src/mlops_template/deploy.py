@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.errors import PipelineError
 from mlops_template.github import dig
 
@@ -211,16 +211,16 @@ def bump(overlays: Path, env: str, new: Release, write: bool = True) -> Bump:
 
 
 def _write_both(*edits: tuple[Path, str, str]) -> None:
-    """Both files or neither: each is replaced atomically (io.write_text), and if a later one
+    """Both files or neither: each is replaced atomically (storage.write_text), and if a later one
     fails, the ones already replaced get their old text back before the error is raised."""
     done: list[tuple[Path, str]] = []
     try:
         for path, old, new in edits:
-            io.write_text(path, new)
+            storage.write_text(path, new)
             done.append((path, old))
     except OSError as error:
         for path, old in done:
-            io.write_text(path, old)
+            storage.write_text(path, old)
         raise DeployError(f"{path}: not written ({error}); the overlay is unchanged") from None
 
 

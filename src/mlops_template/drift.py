@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import base64
 import html
-import io as stdio
+import io
 import json
 import logging
 import math
@@ -51,7 +51,7 @@ from typing import Any, TypeGuard, cast
 import numpy as np
 import pandas as pd
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.compile import model_input
 from mlops_template.config import MonitoringSettings, Params
 from mlops_template.errors import PipelineError
@@ -682,7 +682,7 @@ def _figure_png(
     for axes in list(grid.flat)[len(panels) :]:
         axes.axis("off")
     figure.tight_layout()
-    buffer = stdio.BytesIO()
+    buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode()
@@ -721,7 +721,7 @@ def run(params: Params, log_path: Path | None = None, feedback: Path | None = No
     contract = params.contract
     traffic = read_traffic(log_path or params.serve.prediction_log, settings.window_rows, contract)
     labels = read_feedback(feedback or settings.feedback, contract)
-    reference = io.read_parquet(params.paths.train)
+    reference = storage.read_parquet(params.paths.train)
     baseline = _baseline(params, contract) if labels else None
     expected = None if contract.is_classification else _test_predictions(params, contract)
     report = compare(reference, traffic, labels, baseline, settings, contract, expected)
@@ -732,9 +732,9 @@ def run(params: Params, log_path: Path | None = None, feedback: Path | None = No
     image = _figure_png(reference, traffic, report, contract) if report.checks else None
     # Everything is rendered before anything is written: no half set of reports.
     out = params.paths.drift
-    io.write_json(out / "drift.json", _finite(payload))
-    io.write_text(out / "drift.md", markdown(report))
-    io.write_text(out / "drift.html", html_page(report, image))
+    storage.write_json(out / "drift.json", _finite(payload))
+    storage.write_text(out / "drift.md", markdown(report))
+    storage.write_text(out / "drift.html", html_page(report, image))
     if report.skipped_records:
         log.warning("drift: %s", skipped_sentence(report))
     log.info("drift: %s (%d predictions); wrote %s", report.verdict, report.window_rows, out)
@@ -747,7 +747,7 @@ def _baseline(params: Params, contract: Contract) -> float:
     path = params.paths.metrics
     if not path.is_file():
         raise PipelineError(f"{path}: needed to judge labelled feedback (run the pipeline)")
-    value = io.read_json(path).get(key)
+    value = storage.read_json(path).get(key)
     if not _is_number(value):
         raise PipelineError(
             f"{path}: no `{key}` for the {contract.task} task; re-run evaluate for this contract"
@@ -760,8 +760,8 @@ def _test_predictions(params: Params, contract: Contract) -> pd.Series:
     predictions (compare's docstring says why not the target)."""
     model_path, test_path = params.paths.model, params.paths.test
     try:
-        model = io.load_verified_model(model_path, io.read_recorded_sha256(model_path))
-        test = io.read_parquet(test_path)
+        model = storage.load_verified_model(model_path, storage.read_recorded_sha256(model_path))
+        test = storage.read_parquet(test_path)
     except (OSError, PipelineError) as error:
         raise PipelineError(
             f"the model and the test split are the reference of regression predictions"

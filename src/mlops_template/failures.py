@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.errors import PipelineError
 
 MAX_MESSAGE = 4000
@@ -29,11 +29,11 @@ def describe(error: BaseException) -> str:
 
 
 def record(path: Path, stage: str, error: BaseException) -> None:
-    io.write_json(path, {"stage": stage, "error": describe(error)})
+    storage.write_json(path, {"stage": stage, "error": describe(error)})
 
 
 def read(path: Path) -> dict[str, Any] | None:
-    return io.read_json(path) if path.is_file() else None
+    return storage.read_json(path) if path.is_file() else None
 
 
 def clear(*paths: Path) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.errors import PipelineError
 from mlops_template.schema import (
     ColumnSpec,
@@ -334,7 +334,7 @@ def write(profile_: Profile, out: Path, source: Path, rows: int) -> None:
     text = HEADER.format(source=source, rows=rows) + yaml.safe_dump(
         contract_dict(profile_.contract), sort_keys=False, allow_unicode=True
     )
-    io.write_text(out, text + "\n" + declarations_example(profile_.contract))
+    storage.write_text(out, text + "\n" + declarations_example(profile_.contract))
 
 
 def run(
@@ -348,7 +348,7 @@ def run(
     strict_nulls: bool = False,
     ignore: tuple[str, ...] = (),
 ) -> Profile:
-    frame = io.read_table(data)
+    frame = storage.read_table(data)
     result = profile(
         frame,
         target,

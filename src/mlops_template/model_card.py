@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_template import behaviour, io, quality, tracking
+from mlops_template import behaviour, quality, storage, tracking
 from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.markdown import number, table
@@ -53,14 +53,14 @@ class CardInputs:
 
 def gather(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> CardInputs:
     paths = params.paths
-    calibration = io.read_json_if_present(paths.calibration)
+    calibration = storage.read_json_if_present(paths.calibration)
     return CardInputs(
         params=params,
         tags=tags,
         previous=previous,
-        train=io.read_parquet(paths.train) if paths.train.is_file() else None,
-        slices=io.read_json_if_present(paths.slices),
-        behaviour=io.read_json_if_present(paths.behaviour),
+        train=storage.read_parquet(paths.train) if paths.train.is_file() else None,
+        slices=storage.read_json_if_present(paths.slices),
+        behaviour=storage.read_json_if_present(paths.behaviour),
         calibration=None if calibration is None else calibration["calibration"],
     )
 
@@ -231,7 +231,7 @@ def _serving(params: Params, tags: dict[str, str]) -> list[str]:
         return [serving_sentence({"compiled": False})]
     if not params.paths.parity.is_file():
         return ["Served compiled to ONNX."]
-    return [serving_sentence(io.read_json(params.paths.parity))]
+    return [serving_sentence(storage.read_json(params.paths.parity))]
 
 
 def _metrics(card: CardInputs) -> list[str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from mlops_template import io, quality
+from mlops_template import quality, storage
 from mlops_template.config import Params
 from mlops_template.schema import Contract
 
@@ -65,12 +65,12 @@ def write_classification_plots(
     `predicted` holds the predicted labels."""
     paths, contract = params.paths, params.contract
     rows = pd.DataFrame({"actual": actual.to_numpy(), "predicted": predicted})
-    io.write_with(paths.confusion, lambda tmp: rows.to_csv(tmp, index=False))
+    storage.write_with(paths.confusion, lambda tmp: rows.to_csv(tmp, index=False))
     roc, pr = one_vs_rest_curves(actual, proba, classes, contract)
-    io.write_json(paths.roc, {"roc": _curve_rows(roc)})
-    io.write_json(paths.precision_recall, {"precision_recall": _curve_rows(pr)})
+    storage.write_json(paths.roc, {"roc": _curve_rows(roc)})
+    storage.write_json(paths.precision_recall, {"precision_recall": _curve_rows(pr)})
     calibration = quality.reliability(actual, proba, classes, contract)
-    io.write_json(paths.calibration, {"calibration": calibration})
+    storage.write_json(paths.calibration, {"calibration": calibration})
 
 
 def write_regression_plots(params: Params, actual: np.ndarray, predicted: np.ndarray) -> None:
@@ -81,7 +81,7 @@ def write_regression_plots(params: Params, actual: np.ndarray, predicted: np.nda
     ]
     order = sorted(range(len(points)), key=lambda i: points[i]["predicted"])
     points = _thin([points[i] for i in order], MAX_SCATTER_POINTS)
-    io.write_json(
+    storage.write_json(
         paths.predicted_actual,
         {
             "predicted_actual": [
@@ -89,7 +89,7 @@ def write_regression_plots(params: Params, actual: np.ndarray, predicted: np.nda
             ]
         },
     )
-    io.write_json(
+    storage.write_json(
         paths.residuals,
         {"residuals": [{"predicted": p["predicted"], "residual": p["residual"]} for p in points]},
     )

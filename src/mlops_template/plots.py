@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import Paths, Range
 from mlops_template.metric_facts import LOWER_IS_BETTER
 
@@ -118,28 +118,28 @@ def render_images(paths: Paths, image_dir: Path) -> dict[str, Path]:
     ):
         if path.is_file():
             curves: dict[str, list[dict[str, float]]] = {}
-            for row in io.read_json(path)[key]:
+            for row in storage.read_json(path)[key]:
                 curves.setdefault(row["class"], []).append(row)
             suffix = "" if len(curves) == 1 else ", one vs rest"
             diagonal = key in ("roc", "calibration")  # chance; perfect calibration
             figures[title] = curves_figure(curves, x, y, f"{title}{suffix}", diagonal=diagonal)
     if paths.predicted_actual.is_file():
-        points = io.read_json(paths.predicted_actual)["predicted_actual"]
+        points = storage.read_json(paths.predicted_actual)["predicted_actual"]
         figures["Predicted vs actual"] = scatter_figure(
             points, "actual", "predicted", "Predicted vs actual (test split)", "diagonal"
         )
     if paths.residuals.is_file():
-        points = io.read_json(paths.residuals)["residuals"]
+        points = storage.read_json(paths.residuals)["residuals"]
         figures["Residuals"] = scatter_figure(
             points, "predicted", "residual", "Residuals (actual - predicted)", "zero"
         )
     if paths.feature_importance.is_file():
-        rows_ = io.read_json(paths.feature_importance)["importance"]
+        rows_ = storage.read_json(paths.feature_importance)["importance"]
         figures["Feature importance"] = importance_figure(rows_)
     written = {}
     for title, figure in figures.items():
         target = image_dir / (title.lower().replace(" ", "_").replace("-", "_") + ".png")
-        io.write_with(target, partial(figure.savefig, format="png"))
+        storage.write_with(target, partial(figure.savefig, format="png"))
         plt.close(figure)
         written[title] = target
     return written
@@ -216,7 +216,7 @@ def write_tune_figures(search: Search, space: Mapping[str, Any], out: Path) -> l
         ("trials.png", tune_trials_figure(search)),
         ("params.png", tune_params_figure(search, space)),
     ):
-        io.write_with(out / name, partial(figure.savefig, format="png"))
+        storage.write_with(out / name, partial(figure.savefig, format="png"))
         plt.close(figure)
         written.append(out / name)
     return written

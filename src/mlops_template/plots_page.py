@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_template import io, plots
+from mlops_template import plots, storage
 from mlops_template.config import Paths
 from mlops_template.errors import check_revision
 
@@ -53,7 +53,7 @@ def read_revision(name: str, paths: Paths) -> Revision:
             title: path.read_bytes()
             for title, path in plots.render_images(paths, Path(scratch)).items()
         }
-    metrics = flatten(io.read_json(paths.metrics)) if paths.metrics.is_file() else {}
+    metrics = flatten(storage.read_json(paths.metrics)) if paths.metrics.is_file() else {}
     return Revision(name, images, metrics)
 
 
@@ -66,7 +66,7 @@ def checkout_outputs(paths: Paths, base: str, root: Path) -> Paths | None:
             ["git", "show", f"{base}:./{path.as_posix()}"], capture_output=True, check=False
         )
         if shown.returncode == 0:
-            io.write_bytes(root / path, shown.stdout)
+            storage.write_bytes(root / path, shown.stdout)
             found = True
     if not found:
         return None
@@ -138,5 +138,5 @@ def write_page(paths: Paths, out: Path, base: str | None = None) -> Path:
             )
     revisions.append(read_revision(WORKSPACE, paths))
     title = "Evaluation plots" + (f": {WORKSPACE} against {base}" if base else "")
-    io.write_text(out, render(revisions, title))
+    storage.write_text(out, render(revisions, title))
     return out

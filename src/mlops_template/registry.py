@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mlops_template import behaviour, io, tracking
+from mlops_template import behaviour, storage, tracking
 from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
@@ -51,15 +51,15 @@ def lineage(params: Params) -> dict[str, str]:
         if not needed.is_file():
             raise PipelineError(f"{needed} not found: run the pipeline first (`make run`)")
     lock = yaml.safe_load(LOCK.read_text(encoding="utf-8"))
-    model_sha = io.read_recorded_sha256(params.paths.model)
-    if io.sha256_file(params.paths.model) != model_sha:
+    model_sha = storage.read_recorded_sha256(params.paths.model)
+    if storage.sha256_file(params.paths.model) != model_sha:
         raise PipelineError(f"{params.paths.model}: sha256 does not match the recorded one")
     pipeline_params = params.model_dump(
         mode="json", include={"seed", "data", "validation", "split", "model"}
     )
     served = {}
     if params.serve.runtime == "onnx":
-        served[tracking.ONNX_SHA_TAG] = io.read_recorded_sha256(params.paths.onnx_model)
+        served[tracking.ONNX_SHA_TAG] = storage.read_recorded_sha256(params.paths.onnx_model)
     return {
         "git_commit": _git_commit(),
         tracking.MODEL_SHA_TAG: model_sha,
@@ -69,15 +69,15 @@ def lineage(params: Params) -> dict[str, str]:
         "params_sha256": hashlib.sha256(
             json.dumps(pipeline_params, sort_keys=True).encode()
         ).hexdigest(),
-        "metrics": json.dumps(io.read_json(params.paths.metrics), sort_keys=True),
-        "validation": json.dumps(io.read_json(params.paths.validation_report), sort_keys=True),
+        "metrics": json.dumps(storage.read_json(params.paths.metrics), sort_keys=True),
+        "validation": json.dumps(storage.read_json(params.paths.validation_report), sort_keys=True),
     }
 
 
 def write_model_card(params: Params, out: Path) -> Path:
     """The card for the model the pipeline built, without the registry (for the image and
     the PR report); `register` stores the same card, with the comparison, in the registry."""
-    io.write_text(out, model_card(params, lineage(params), None))
+    storage.write_text(out, model_card(params, lineage(params), None))
     return out
 
 
@@ -112,10 +112,10 @@ def register(params: Params) -> tuple[str, bool]:
     existing = _same_model(client, name, tags[tracking.MODEL_SHA_TAG])
     if existing is not None:
         return str(existing.version), False
-    model = io.load_verified_model(params.paths.model)
+    model = storage.load_verified_model(params.paths.model)
     champion = _champion(client, name)
     previous = json.loads(champion.tags["metrics"]) if champion else None
-    example = model_input(io.read_parquet(params.paths.test).head(5), params.contract)
+    example = model_input(storage.read_parquet(params.paths.test).head(5), params.contract)
     mlflow.set_experiment(params.tracking.experiment)
     compiled = served_onnx(params, tags[tracking.MODEL_SHA_TAG])
     with mlflow.start_run(run_name="register"):
@@ -140,7 +140,7 @@ def served_onnx(params: Params, model_sha: str) -> bytes | None:
         return None
     import onnx
 
-    blob = io.read_verified_bytes(params.paths.onnx_model)
+    blob = storage.read_verified_bytes(params.paths.onnx_model)
     source = {entry.key: entry.value for entry in onnx.load_from_string(blob).metadata_props}
     if source.get("source_sha256") != model_sha:
         raise PipelineError(
@@ -216,8 +216,8 @@ def _score(name: str, version: str, params: Params, checks: bool = False) -> dic
     import mlflow.sklearn
 
     model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-    test = io.read_parquet(params.paths.test)
-    train = io.read_parquet(params.paths.train)
+    test = storage.read_parquet(params.paths.test)
+    train = storage.read_parquet(params.paths.train)
     threshold = params.evaluate.threshold
     metrics = with_baseline(
         compute_metrics(model, test, params.contract, threshold), train, test, params
@@ -341,8 +341,8 @@ def release(params: Params) -> Release:
     otherwise the model is registered (or its existing version reused) and goes through the
     gate. A refusal is an outcome, not an error: it is recorded on the version and the
     champion, and the image that serves it, stay as they are."""
-    model_sha = io.read_recorded_sha256(params.paths.model)
-    if io.sha256_file(params.paths.model) != model_sha:
+    model_sha = storage.read_recorded_sha256(params.paths.model)
+    if storage.sha256_file(params.paths.model) != model_sha:
         raise PipelineError(f"{params.paths.model}: sha256 does not match the recorded one")
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         return Release("unregistered", "-", "no MLFLOW_TRACKING_URI: no registry, no gate")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_template import deploy, io, registry
+from mlops_template import deploy, registry, storage
 from mlops_template.errors import PipelineError
 
 IMAGE_TAG = "image"
@@ -185,7 +185,7 @@ def rollback(
         except BaseException:
             if bump is not None and bump.changed:
                 for path, text in saved:
-                    io.write_text(path, text)
+                    storage.write_text(path, text)
             raise
         _mark(client, name, current, previous, env)
     detail = {

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import yaml
 
-from mlops_template import behaviour, io, plots, report_explain
+from mlops_template import behaviour, plots, report_explain, storage
 from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError, check_revision
@@ -337,11 +337,11 @@ def params_changes(diff: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
 def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> ReportInputs:
     metrics = _dvc_json("metrics", "diff", base, "--all")
     params_diff = _dvc_json("params", "diff", base, "--all")
-    timing = io.read_json_if_present(params.paths.train_timing)
+    timing = storage.read_json_if_present(params.paths.train_timing)
     model = params.paths.model
     images = plots.render_images(params.paths, image_dir)
     shap_image = report_explain.copy_image(params.paths.shap_plot, image_dir)
-    current = io.read_json_if_present(params.paths.metrics) or {}
+    current = storage.read_json_if_present(params.paths.metrics) or {}
     beats = current.get("beats_baseline")
     change = contract_change(_base_contract(base, params.data.contract), params.contract)
     diffs = metric_diffs(metrics, params.paths.metrics, params.primary_metric, params.contract.task)
@@ -351,19 +351,19 @@ def gather(params: Params, base: str, image_dir: Path, report_dir: Path) -> Repo
         metrics=diffs if change is None else _not_compared(diffs),
         contract_change=change,
         params_changed=params_changes(params_diff),
-        validation=io.read_json_if_present(params.paths.validation_report),
-        validation_failure=io.read_json_if_present(params.paths.validation_failure),
-        stage_failure=io.read_json_if_present(params.paths.stage_failure),
+        validation=storage.read_json_if_present(params.paths.validation_report),
+        validation_failure=storage.read_json_if_present(params.paths.validation_failure),
+        stage_failure=storage.read_json_if_present(params.paths.stage_failure),
         train_seconds=None if timing is None else float(timing["train_seconds"]),
         model_bytes=model.stat().st_size if model.is_file() else None,
-        parity=io.read_json_if_present(params.paths.parity),
+        parity=storage.read_json_if_present(params.paths.parity),
         images={title: report_explain.relative(path, report_dir) for title, path in images.items()},
-        explanation=io.read_json_if_present(params.paths.shap_summary),
+        explanation=storage.read_json_if_present(params.paths.shap_summary),
         shap_image=None if shap_image is None else report_explain.relative(shap_image, report_dir),
         baseline={k: float(v) for k, v in (current.get("baseline") or {}).items()},
         beats_baseline=beats if isinstance(beats, bool) else None,
         task=params.contract.task,
-        behaviour=io.read_json_if_present(params.paths.behaviour),
+        behaviour=storage.read_json_if_present(params.paths.behaviour),
     )
 
 
@@ -381,7 +381,7 @@ def run(params: Params, base: str, out: Path) -> str:
             text += f"\nModel card of this branch's model: [{card.name}]({card.name})\n"
         except PipelineError as error:  # the pipeline has not run here: no model yet
             text += f"\nNo model card: {error}\n"
-    io.write_text(out, text)
+    storage.write_text(out, text)
     return text
 
 
@@ -395,4 +395,4 @@ def write_params_failure(out: Path, error: PipelineError) -> None:
         "",
         *_failure_section(failure),
     ]
-    io.write_text(out, "\n".join(lines) + "\n")
+    storage.write_text(out, "\n".join(lines) + "\n")

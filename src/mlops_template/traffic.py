@@ -23,7 +23,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.errors import PipelineError
 from mlops_template.schema import ColumnSpec, Contract
 
@@ -245,7 +245,7 @@ def run(plan: TrafficPlan, source: Any, contract: Contract) -> Summary:
     """Send the plan's traffic drawn from the table at `source`; print and return the summary."""
     if plan.concurrency < 1 or plan.max_seconds <= 0:
         raise PipelineError("--concurrency must be at least 1 and --max-seconds above 0")
-    url, payloads = bodies(plan, io.read_table(source), contract)
+    url, payloads = bodies(plan, storage.read_table(source), contract)
     api_key = os.environ.get("MLOPS_API_KEY")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     print(f"traffic: {len(payloads)} request(s) to {url}", file=sys.stderr)

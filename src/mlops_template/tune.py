@@ -32,7 +32,7 @@ from joblib import Parallel, delayed
 from sklearn import model_selection
 from sklearn.utils import check_random_state
 
-from mlops_template import config, io, tracking
+from mlops_template import config, storage, tracking
 from mlops_template.config import Choices, Params, Range
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import LOWER_IS_BETTER, TASK_METRICS
@@ -283,8 +283,8 @@ def write_reports(search: Search, params: Params, rows: int) -> list[Path]:
     from mlops_template import plots
 
     out = params.paths.tune
-    io.write_text(out / "trials.csv", trials_table(search).to_csv(index=False))
-    io.write_json(out / "best.json", summary(search, params, rows))
+    storage.write_text(out / "trials.csv", trials_table(search).to_csv(index=False))
+    storage.write_json(out / "best.json", summary(search, params, rows))
     space = params.tune.space.of(params.model.kind) or {}
     return [out / "trials.csv", out / "best.json", *plots.write_tune_figures(search, space, out)]
 
@@ -327,10 +327,10 @@ def record_experiments(search: Search, params_path: Path, out: Path, limit: int)
     try:
         for rank, trial in enumerate(search.ranked()[:limit], start=1):
             text = config.set_model_values(original.decode(), trial.values)
-            io.write_text(params_path, text)
+            storage.write_text(params_path, text)
             score = {metric: round(trial.mean, 6), f"{metric}_std": round(trial.std, 6)}
-            io.write_json(folder / "cv.json", {**score, "rank": rank})
-            io.write_text(folder / "dvc.yaml", "metrics:\n  - cv.json\n")
+            storage.write_json(folder / "cv.json", {**score, "rank": rank})
+            storage.write_text(folder / "dvc.yaml", "metrics:\n  - cv.json\n")
             repo.experiments.save(
                 targets=[str(folder / "dvc.yaml")],  # no stage: nothing cached, dvc.lock kept
                 name=f"tune-{trial.number}",
@@ -343,7 +343,7 @@ def record_experiments(search: Search, params_path: Path, out: Path, limit: int)
         log.warning("saving DVC experiments stopped: %s", error)
     finally:
         dvc_log.setLevel(level)
-        io.write_bytes(params_path, original)
+        storage.write_bytes(params_path, original)
         shutil.rmtree(folder, ignore_errors=True)
         repo.close()
     return names
@@ -352,9 +352,9 @@ def record_experiments(search: Search, params_path: Path, out: Path, limit: int)
 def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool = False) -> Search:
     """Search, then write reports/tune/, an MLflow run with a child run per trial and the DVC
     experiments; with `apply`, the best values into params_path's `model:` section."""
-    if not params.paths.train.is_file():  # io.read_parquet's message blames the previous stage
+    if not params.paths.train.is_file():  # storage.read_parquet's message blames the previous stage
         raise PipelineError(f"{params.paths.train} not found: `make tune` runs `dvc repro split`")
-    train, metric = io.read_parquet(params.paths.train), scoring_metric(params)
+    train, metric = storage.read_parquet(params.paths.train), scoring_metric(params)
     direction = "lower" if metric in LOWER_IS_BETTER else "higher"
     print(
         f"tune: {params.tune.method} search over {params.model.kind}, {params.tune.cv_folds}-fold"

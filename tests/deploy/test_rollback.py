@@ -317,16 +317,16 @@ def test_the_bump_writes_both_files_or_neither(
     k8s: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlops_template import io
+    from mlops_template import storage
 
-    write_text = io.write_text
+    write_text = storage.write_text
 
     def failing(path: Path, text: str) -> None:
         if path.name == deploy.RELEASE and "0123456789ab" in text:
             raise OSError(28, "No space left on device")
         write_text(path, text)
 
-    monkeypatch.setattr(io, "write_text", failing)
+    monkeypatch.setattr(storage, "write_text", failing)
     before = files(k8s)
     with pytest.raises(deploy.DeployError, match=r"not written.*the overlay is unchanged"):
         deploy.bump(k8s / "overlays", "production", A)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import ExplainSettings, ServeSettings
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.model import ServedModel
@@ -166,7 +166,7 @@ def service_params_file(
     models.mkdir()
     served = models / f"model{model_path.suffix}"
     shutil.copy(model_path, served)
-    shutil.copy(io.sha256_sidecar(model_path), io.sha256_sidecar(served))
+    shutil.copy(storage.sha256_sidecar(model_path), storage.sha256_sidecar(served))
     port = free_port()
     raw = repo_params_dict()
     raw["paths"]["model"] = str(models / "model.joblib")

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.compile import to_onnx
 from mlops_template.config import Params, parse_params
 from mlops_template.init_schema import profile
@@ -56,18 +56,18 @@ def task_params(contract_path: Path, **evaluate: Any) -> Params:
 def save_model(pipeline: Any, path: Path) -> Path:
     """The model file and its sha256 record, as the train stage writes them."""
     blob = serialize(pipeline)
-    io.write_bytes(path, blob)
-    io.write_text(io.sha256_sidecar(path), f"{io.sha256_bytes(blob)}  {path.name}\n")
+    storage.write_bytes(path, blob)
+    storage.write_text(storage.sha256_sidecar(path), f"{storage.sha256_bytes(blob)}  {path.name}\n")
     return path
 
 
 def save_onnx(pipeline: Any, contract: Contract, source: Path) -> Path:
     """The pipeline saved at `source`, compiled to ONNX beside it (`.onnx`), with its sha256
     record, as the train stage writes them."""
-    blob = to_onnx(pipeline, contract, io.read_recorded_sha256(source))
+    blob = to_onnx(pipeline, contract, storage.read_recorded_sha256(source))
     path = source.with_suffix(".onnx")
-    io.write_bytes(path, blob)
-    io.write_text(io.sha256_sidecar(path), f"{io.sha256_bytes(blob)}  {path.name}\n")
+    storage.write_bytes(path, blob)
+    storage.write_text(storage.sha256_sidecar(path), f"{storage.sha256_bytes(blob)}  {path.name}\n")
     return path
 
 

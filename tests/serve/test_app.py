@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import ServeSettings
 from mlops_template.serve.app import ServiceState
 from mlops_template.serve.model import ServedModel
@@ -30,7 +30,7 @@ def test_predict_one_record(make_client: Client, model_path: Path) -> None:
     assert body["prediction"] == "Gentoo"
     assert set(body["probabilities"]) == {"Adelie", "Chinstrap", "Gentoo"}
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
-    assert body["model_version"] == io.read_recorded_sha256(model_path)[:12]
+    assert body["model_version"] == storage.read_recorded_sha256(model_path)[:12]
 
 
 def test_nullable_fields_may_be_missing_or_null(make_client: Client) -> None:
@@ -153,7 +153,7 @@ def test_tampered_model_never_becomes_ready(
 ) -> None:
     tampered = tmp_path / model_path.name
     tampered.write_bytes(model_path.read_bytes() + b"\0")
-    io.sha256_sidecar(tampered).write_text(io.sha256_sidecar(model_path).read_text())
+    storage.sha256_sidecar(tampered).write_text(storage.sha256_sidecar(model_path).read_text())
     state = ServiceState()
     client = make_client(load=lambda: ServedModel.load(tampered), state=state)
     assert state.loaded.wait(10)

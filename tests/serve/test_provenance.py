@@ -14,7 +14,7 @@ import joblib
 import onnxruntime
 import pytest
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import ServeSettings
 from mlops_template.errors import PipelineError
 from mlops_template.serve.__main__ import challenger_of, pinned_sha256
@@ -27,7 +27,7 @@ def _tamper(model: Path) -> None:
     """Change the model and rewrite the record beside it to match: it vouches for itself."""
     with model.open("ab") as handle:
         handle.write(b"\0")
-    io.sha256_sidecar(model).write_text(f"{io.sha256_file(model)}  {model.name}\n")
+    storage.sha256_sidecar(model).write_text(f"{storage.sha256_file(model)}  {model.name}\n")
 
 
 def test_the_hashed_bytes_are_the_deserialized_bytes(
@@ -42,11 +42,11 @@ def test_the_hashed_bytes_are_the_deserialized_bytes(
         return real_session(source, *args, **kwargs)
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
-    expected = io.read_recorded_sha256(model_path)
+    expected = storage.read_recorded_sha256(model_path)
     ServedModel.load(model_path, expected)
     (source,) = loaded
     assert isinstance(source, bytes), "onnxruntime opened the file again"
-    assert io.sha256_bytes(source) == expected
+    assert storage.sha256_bytes(source) == expected
 
 
 def test_the_hashed_bytes_are_the_unpickled_bytes(
@@ -61,20 +61,20 @@ def test_the_hashed_bytes_are_the_unpickled_bytes(
         return real_load(source)
 
     monkeypatch.setattr(joblib, "load", spy)
-    expected = io.read_recorded_sha256(penguin_task.model_path)
+    expected = storage.read_recorded_sha256(penguin_task.model_path)
     ServedModel.load(penguin_task.model_path, expected)
     (source,) = loaded
     assert isinstance(source, stdio.BytesIO), "joblib.load opened the file again"
-    assert io.sha256_bytes(source.getvalue()) == expected
+    assert storage.sha256_bytes(source.getvalue()) == expected
 
 
 def test_a_model_matching_its_own_record_but_not_the_pin_is_refused(
     model_path: Path, tmp_path: Path
 ) -> None:
-    pinned = io.read_recorded_sha256(model_path)
+    pinned = storage.read_recorded_sha256(model_path)
     copy = tmp_path / model_path.name
     copy.write_bytes(model_path.read_bytes())
-    io.sha256_sidecar(copy).write_text(io.sha256_sidecar(model_path).read_text())
+    storage.sha256_sidecar(copy).write_text(storage.sha256_sidecar(model_path).read_text())
     _tamper(copy)
     with pytest.raises(PipelineError, match="does not match"):
         ServedModel.load(copy, pinned)
@@ -86,7 +86,7 @@ def test_where_the_expected_hash_comes_from(model_path: Path, tmp_path: Path) ->
     pin = tmp_path / "model.sha256"
     pin.write_text(f"{digest}  model.joblib\n")
     assert pinned_sha256(model_path, {"MLOPS_MODEL_SHA256_FILE": str(pin)}) == (digest, True)
-    recorded = io.read_recorded_sha256(model_path)
+    recorded = storage.read_recorded_sha256(model_path)
     assert pinned_sha256(model_path, {}) == (recorded, False)  # development only, warned
     with pytest.raises(PipelineError, match="not a sha256"):
         pinned_sha256(model_path, {"MLOPS_MODEL_SHA256": "beef"})
@@ -125,7 +125,7 @@ def test_the_service_refuses_a_model_that_vouches_for_itself(
     tmp_path: Path, model_path: Path, how: str
 ) -> None:
     params, _ = service_params_file(tmp_path, model_path)
-    pinned = io.read_recorded_sha256(model_path)
+    pinned = storage.read_recorded_sha256(model_path)
     _tamper(tmp_path / "models" / "model.onnx")
     pin = tmp_path / "pinned.sha256"  # e.g. baked into the image, outside models/
     pin.write_text(f"{pinned}  model.onnx\n")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.errors import PipelineError
 from mlops_template.serve.__main__ import check_served_file
 from mlops_template.serve.model import ServedModel, runtime_of
@@ -103,8 +103,8 @@ def test_the_sklearn_runtime_serves_the_same_answer(
     onnx, sklearn = answers
     assert onnx["prediction"] == sklearn["prediction"] == "Gentoo"
     assert onnx["probabilities"] == pytest.approx(sklearn["probabilities"], abs=1e-5)
-    assert onnx["model_version"] == io.read_recorded_sha256(penguin_task.onnx_path)[:12]
-    assert sklearn["model_version"] == io.read_recorded_sha256(penguin_task.model_path)[:12]
+    assert onnx["model_version"] == storage.read_recorded_sha256(penguin_task.onnx_path)[:12]
+    assert sklearn["model_version"] == storage.read_recorded_sha256(penguin_task.model_path)[:12]
 
 
 def test_a_model_compiled_for_other_features_or_classes_is_refused(
@@ -123,8 +123,8 @@ def test_an_empty_onnx_model_points_to_serve_runtime(tmp_path: Path) -> None:
     what to do, at start-up and at load."""
     empty = tmp_path / "model.onnx"
     empty.write_bytes(b"")
-    digest = io.sha256_file(empty)
-    io.sha256_sidecar(empty).write_text(f"{digest}  model.onnx\n")
+    digest = storage.sha256_file(empty)
+    storage.sha256_sidecar(empty).write_text(f"{digest}  model.onnx\n")
     with pytest.raises(PipelineError, match=r"serve\.runtime: sklearn"):
         check_served_file(empty, digest)
     with pytest.raises(PipelineError, match=r"serve\.runtime: sklearn"):
@@ -147,7 +147,7 @@ def test_the_service_refuses_an_empty_onnx_model(tmp_path: Path, penguin_task: T
     params, _ = service_params_file(tmp_path, penguin_task.onnx_path)
     served = tmp_path / "models" / "model.onnx"
     served.write_bytes(b"")
-    io.sha256_sidecar(served).write_text(f"{io.sha256_file(served)}  model.onnx\n")
+    storage.sha256_sidecar(served).write_text(f"{storage.sha256_file(served)}  model.onnx\n")
     result = _serve(params)
     assert result.returncode == 1
     assert "empty" in result.stderr

@@ -123,8 +123,10 @@ def test_update_brings_a_later_template_revision(template: Path, tmp_path: Path)
     sh(project, "git", "commit", "-q", "-m", "our lock")
 
     # A later template revision: a new line in the package and a changed comment.
-    io_module = template / "src" / "mlops_template" / "io.py"
-    io_module.write_text(io_module.read_text() + "\nTEMPLATE_REVISION = 2  # mlops_template\n")
+    storage_module = template / "src" / "mlops_template" / "storage.py"
+    storage_module.write_text(
+        storage_module.read_text() + "\nTEMPLATE_REVISION = 2  # mlops_template\n"
+    )
     template_params = template / "params.yaml"
     template_params.write_text(
         template_params.read_text().replace("test_size: 0.25", "test_size: 0.25 # held out")
@@ -134,8 +136,8 @@ def test_update_brings_a_later_template_revision(template: Path, tmp_path: Path)
 
     copier(project, "update")
 
-    io_text = (project / "src" / "penguin_watch" / "io.py").read_text()
-    assert "TEMPLATE_REVISION = 2  # penguin_watch" in io_text  # arrived, renamed
+    storage_text = (project / "src" / "penguin_watch" / "storage.py").read_text()
+    assert "TEMPLATE_REVISION = 2  # penguin_watch" in storage_text  # arrived, renamed
     assert not (project / "src" / "mlops_template").exists()
     params_text = params.read_text()
     assert "test_size: 0.25 # held out" in params_text  # the template's change

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlops_template import io, tracking
+from mlops_template import storage, tracking
 from mlops_template.config import Params
 from mlops_template.stages import evaluate, split, train
 
@@ -31,8 +31,8 @@ def tracked_params(
     train_frame, test_frame = split.split(
         penguins, params.contract, params.split.test_size, params.seed
     )
-    io.write_parquet(params.paths.train, train_frame)
-    io.write_parquet(params.paths.test, test_frame)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
     return params
 
 
@@ -45,7 +45,7 @@ def test_train_and_evaluate_log_one_run_to_the_server(
     client = MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("server-test")
     assert experiment is not None
-    sha256 = io.read_recorded_sha256(tracked_params.paths.model)
+    sha256 = storage.read_recorded_sha256(tracked_params.paths.model)
     runs = client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.{tracking.MODEL_SHA_TAG} = '{sha256}'"
     )
@@ -75,6 +75,6 @@ def test_train_and_evaluate_log_one_run_to_the_server(
     features = tracked_params.contract.feature_names()
     assert [spec.name for spec in model_info.signature.inputs] == features
     pyfunc = mlflow.pyfunc.load_model(f"models:/{logged[0].model_id}")
-    rows = io.read_parquet(tracked_params.paths.test)[features].head(20)
-    ours = io.load_verified_model(tracked_params.paths.model).predict(rows)
+    rows = storage.read_parquet(tracked_params.paths.test)[features].head(20)
+    ours = storage.load_verified_model(tracked_params.paths.model).predict(rows)
     assert list(pyfunc.predict(rows)) == list(ours)

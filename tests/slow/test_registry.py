@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import load_params
 from mlops_template.serve.model import ServedModel
 from tests.support.processes import VENV_BIN, free_port, stop
@@ -148,13 +148,17 @@ def test_register_promote_refuse_rollback(
         o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"].endswith("joblib")
     )
     assert champion.tags["dvc_model_md5"] == model_md5
-    assert champion.tags["model_sha256"] == io.read_recorded_sha256(project / "models/model.joblib")
+    assert champion.tags["model_sha256"] == storage.read_recorded_sha256(
+        project / "models/model.joblib"
+    )
     assert champion.tags["git_commit"] == sh(project, "git", "rev-parse", "HEAD").stdout.strip()
-    assert json.loads(champion.tags["metrics"]) == io.read_json(project / "reports/metrics.json")
+    assert json.loads(champion.tags["metrics"]) == storage.read_json(
+        project / "reports/metrics.json"
+    )
     assert len(champion.tags["params_sha256"]) == 64
     # The compiled model the image serves is in the same run, named by the version.
     served = (project / "models/model.onnx").read_bytes()
-    assert champion.tags["onnx_sha256"] == io.sha256_bytes(served)
+    assert champion.tags["onnx_sha256"] == storage.sha256_bytes(served)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(mlflow_server)
     try:

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import Params
 from mlops_template.metric_facts import baseline_verdict, below_baseline
 from mlops_template.schema import Contract, parse_contract
@@ -18,8 +18,8 @@ CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 def trained(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params:
     params = make_params(model={"kind": "random_forest", "n_estimators": 20})
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    io.write_parquet(params.paths.train, train_frame)
-    io.write_parquet(params.paths.test, test_frame)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
     train.run(params)
     return params
 
@@ -59,7 +59,7 @@ def test_curves_are_bounded_and_span_zero_to_one(contract: Contract) -> None:
 def test_run_writes_metrics_and_plot_data(trained: Params) -> None:
     metrics = evaluate.run(trained)
     paths = trained.paths
-    assert io.read_json(paths.metrics) == metrics
+    assert storage.read_json(paths.metrics) == metrics
     assert metrics["accuracy"] > 0.9
     assert metrics["test_rows"] == 86
     assert set(metrics["per_class"]) == set(CLASSES)
@@ -72,13 +72,13 @@ def test_run_writes_metrics_and_plot_data(trained: Params) -> None:
     confusion = pd.read_csv(paths.confusion)
     assert list(confusion.columns) == ["actual", "predicted"]
     assert len(confusion) == 86
-    roc = io.read_json(paths.roc)["roc"]
+    roc = storage.read_json(paths.roc)["roc"]
     assert {row["class"] for row in roc} == set(CLASSES)
     assert set(roc[0]) == {"class", "fpr", "tpr"}
-    pr = io.read_json(paths.precision_recall)["precision_recall"]
+    pr = storage.read_json(paths.precision_recall)["precision_recall"]
     assert {row["class"] for row in pr} == set(CLASSES)
     assert set(pr[0]) == {"class", "recall", "precision"}
-    importance = io.read_json(paths.feature_importance)["importance"]
+    importance = storage.read_json(paths.feature_importance)["importance"]
     assert {row["feature"] for row in importance} == {
         "island",
         "bill_length_mm",

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import init_schema, io
+from mlops_template import init_schema, storage
 from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.stages import explain, split, train
@@ -23,8 +23,8 @@ PENGUIN_FEATURES |= {"body_mass_g", "sex"}
 
 def trained(params: Params, frame: pd.DataFrame) -> Params:
     train_frame, test_frame = split.split(frame, params.contract, 0.25, seed=params.seed)
-    io.write_parquet(params.paths.train, train_frame)
-    io.write_parquet(params.paths.test, test_frame)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
     train.run(params)
     return params
 
@@ -52,17 +52,17 @@ def test_forest_on_the_penguins_writes_every_output(
     )
     result = explain.run(params)
     paths = params.paths
-    assert io.read_json(paths.shap_summary) == result
+    assert storage.read_json(paths.shap_summary) == result
     assert result["explainer"] == "TreeExplainer"
     assert result["output_space"] == "probability"
     assert result["rows"] == 40
     assert set(result["mean_abs_shap"]) == PENGUIN_FEATURES
     assert set(result["per_class"]) == {"Adelie", "Chinstrap", "Gentoo"}
     assert sum(result["base_value"].values()) == pytest.approx(1.0, abs=1e-6)
-    bars = io.read_json(paths.shap_importance)["shap"]
+    bars = storage.read_json(paths.shap_importance)["shap"]
     assert [bar["mean_abs_shap"] for bar in bars] == sorted(result["mean_abs_shap"].values())[::-1]
     assert paths.shap_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    background = io.read_json(paths.background)
+    background = storage.read_json(paths.background)
     assert len(background["rows"]) == params.explain.background_rows
     assert set(background["rows"][0]) == PENGUIN_FEATURES
 
@@ -73,9 +73,9 @@ def test_one_hot_values_summed_back_are_exact(
     """Base value plus a row's values per feature is the forest's probability, per class:
     nothing was lost summing the one-hot columns back to island and sex."""
     params = trained(make_params(model={"kind": "random_forest", "n_estimators": 10}), penguins)
-    model = io.load_verified_model(params.paths.model)
-    test = io.read_parquet(params.paths.test)
-    result = explain.explain(model, test, io.read_parquet(params.paths.train), params)
+    model = storage.load_verified_model(params.paths.model)
+    test = storage.read_parquet(params.paths.test)
+    result = explain.explain(model, test, storage.read_parquet(params.paths.train), params)
     assert result.values.shape == (len(test), 6, 3)
     proba = model.predict_proba(model_input(test, params.contract))
     assert result.base + result.values.sum(axis=1) == pytest.approx(proba, abs=1e-6)
@@ -103,9 +103,9 @@ def test_ridge_on_a_regression_fork_explains_the_prediction(
         model={"kind": "ridge"}, explain={"max_rows": 10, "background_rows": 10},
     )  # fmt: skip
     params = trained(params, diabetes())
-    model = io.load_verified_model(params.paths.model)
-    test = io.read_parquet(params.paths.test)
-    result = explain.explain(model, test, io.read_parquet(params.paths.train), params)
+    model = storage.load_verified_model(params.paths.model)
+    test = storage.read_parquet(params.paths.test)
+    result = explain.explain(model, test, storage.read_parquet(params.paths.train), params)
     assert result.explainer == "shapley.exact"
     assert result.space == "prediction"
     predicted = model.predict(model_input(result.rows, params.contract))
@@ -162,7 +162,7 @@ def test_mlflow_gets_the_mean_shap_and_the_files(
     client = mlflow.MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("mlops-template").experiment_id])
     metrics = run.data.metrics
-    summary = io.read_json(params.paths.shap_summary)
+    summary = storage.read_json(params.paths.shap_summary)
     assert metrics["shap_bill_length_mm"] == summary["mean_abs_shap"]["bill_length_mm"]
     assert metrics["shap_island_Gentoo"] == summary["per_class"]["Gentoo"]["island"]
     files = {item.path for item in client.list_artifacts(run.info.run_id, "explanation")}

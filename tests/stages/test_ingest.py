@@ -3,14 +3,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import Params
 from mlops_template.stages import ingest
 
 
 def test_embedded_penguins_become_the_raw_table(params: Params) -> None:
     ingest.run(params)
-    raw = io.read_parquet(params.paths.raw)
+    raw = storage.read_parquet(params.paths.raw)
     assert raw.shape == (344, 8)
     assert raw["species"].nunique() == 3
 
@@ -21,7 +21,7 @@ def test_local_csv_source(
     penguins.head(50).to_csv(workdir / "mine.csv", index=False)
     params = make_params(data={"source": "mine.csv"})
     ingest.run(params)
-    assert len(io.read_parquet(params.paths.raw)) == 50
+    assert len(storage.read_parquet(params.paths.raw)) == 50
 
 
 def test_local_parquet_source(
@@ -30,4 +30,4 @@ def test_local_parquet_source(
     penguins.tail(40).to_parquet(workdir / "mine.parquet")
     params = make_params(data={"source": str(workdir / "mine.parquet")})
     ingest.run(params)
-    assert len(io.read_parquet(params.paths.raw)) == 40
+    assert len(storage.read_parquet(params.paths.raw)) == 40

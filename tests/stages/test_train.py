@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import Params, parse_params
 from mlops_template.errors import PipelineError
 from mlops_template.stages import split, train
@@ -14,8 +14,8 @@ from tests.conftest import repo_params_dict
 @pytest.fixture
 def split_data(params: Params, penguins: pd.DataFrame) -> Params:
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    io.write_parquet(params.paths.train, train_frame)
-    io.write_parquet(params.paths.test, test_frame)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
     return params
 
 
@@ -55,12 +55,12 @@ def test_model_handles_missing_values_and_unseen_categories(
 def test_run_writes_model_with_its_sha256(split_data: Params) -> None:
     params = split_data
     train.run(params)
-    sidecar = io.sha256_sidecar(params.paths.model).read_text()
-    assert sidecar == f"{io.sha256_file(params.paths.model)}  model.joblib\n"
-    timing = io.read_json(params.paths.train_timing)
+    sidecar = storage.sha256_sidecar(params.paths.model).read_text()
+    assert sidecar == f"{storage.sha256_file(params.paths.model)}  model.joblib\n"
+    timing = storage.read_json(params.paths.train_timing)
     assert timing["train_rows"] == 258
     assert timing["model_bytes"] == params.paths.model.stat().st_size
-    model = io.load_verified_model(params.paths.model)
+    model = storage.load_verified_model(params.paths.model)
     assert list(model.classes_) == ["Adelie", "Chinstrap", "Gentoo"]
 
 
@@ -76,7 +76,7 @@ def test_tampered_model_is_refused(split_data: Params) -> None:
     with split_data.paths.model.open("ab") as handle:
         handle.write(b"\0")
     with pytest.raises(PipelineError, match="does not match the recorded"):
-        io.load_verified_model(split_data.paths.model)
+        storage.load_verified_model(split_data.paths.model)
 
 
 def test_reference_profile_holds_class_shares_and_missing_rates(

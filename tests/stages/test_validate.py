@@ -4,13 +4,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import Params
 from mlops_template.stages import validate
 
 
 def _write_raw(params: Params, frame: pd.DataFrame) -> None:
-    io.write_parquet(params.paths.raw, frame)
+    storage.write_parquet(params.paths.raw, frame)
 
 
 def test_good_data_writes_validated_table_and_summary(
@@ -18,9 +18,9 @@ def test_good_data_writes_validated_table_and_summary(
 ) -> None:
     _write_raw(params, penguins)
     validate.run(params)
-    valid = io.read_parquet(params.paths.validated)
+    valid = storage.read_parquet(params.paths.validated)
     assert "year" not in valid.columns
-    report = io.read_json(params.paths.validation_report)
+    report = storage.read_json(params.paths.validation_report)
     assert report == {
         "passed": True,
         "rows": 344,
@@ -50,7 +50,7 @@ def test_unlabelled_rows_are_dropped_and_counted_or_fail_by_policy(
     params = make_params()
     _write_raw(params, holes)
     validate.run(params)
-    report = io.read_json(params.paths.validation_report)
+    report = storage.read_json(params.paths.validation_report)
     assert report["rows"] == 342
     assert report["unlabelled"] == {"policy": "drop", "dropped": 2}
     strict = make_params(validate={"unlabelled": "fail"})
@@ -96,7 +96,7 @@ def test_every_violation_is_collected(params: Params, penguins: pd.DataFrame) ->
     assert found["island", "isin"].failing_values == ["Atlantis"]
     assert found["body_mass_g", "in_range"].failing_values == ["1.0"]
 
-    failure = io.read_json(params.paths.validation_failure)
+    failure = storage.read_json(params.paths.validation_failure)
     assert failure["passed"] is False
     assert {v["column"] for v in failure["violations"]} == {"island", "body_mass_g"}
     message = str(caught.value)
@@ -127,7 +127,7 @@ def test_exact_duplicates_are_counted_and_dropped_by_default(
     assert params.validation.duplicates == "drop"
     _write_raw(params, _with_copies(penguins, [0, 3, 3, 10]))
     validate.run(params)
-    report = io.read_json(params.paths.validation_report)
+    report = storage.read_json(params.paths.validation_report)
     assert report["rows"] == 344
     assert report["duplicates"] == {
         "policy": "drop",
@@ -135,7 +135,7 @@ def test_exact_duplicates_are_counted_and_dropped_by_default(
         "dropped": 4,
         "conflicting_labels": 0,
     }
-    valid = io.read_parquet(params.paths.validated)
+    valid = storage.read_parquet(params.paths.validated)
     expected = validate.check(penguins, params.contract)
     pd.testing.assert_frame_equal(valid, expected.reset_index(drop=True))
 
@@ -160,7 +160,7 @@ def test_fail_policy_lists_duplicates_with_the_other_violations(
         "row 347 = row 10",
     ]
     assert "column '(table)': check no_duplicate_rows failed 4 time(s)" in str(caught.value)
-    failure = io.read_json(params.paths.validation_failure)
+    failure = storage.read_json(params.paths.validation_failure)
     assert {
         "column": "(table)",
         "check": "no_duplicate_rows",
@@ -176,7 +176,7 @@ def test_fail_policy_passes_a_table_without_duplicates(
     params = make_params(validate={"duplicates": "fail"})
     _write_raw(params, penguins)
     validate.run(params)
-    report = io.read_json(params.paths.validation_report)
+    report = storage.read_json(params.paths.validation_report)
     assert report["duplicates"] == {
         "policy": "fail",
         "rows": 0,
@@ -190,7 +190,7 @@ def test_conflicting_labels_are_counted(params: Params, penguins: pd.DataFrame) 
     # An exact copy of a conflicting row is a duplicate, not one more conflict.
     _write_raw(params, pd.concat([penguins, relabelled, relabelled.head(1)], ignore_index=True))
     validate.run(params)
-    report = io.read_json(params.paths.validation_report)
+    report = storage.read_json(params.paths.validation_report)
     assert report["rows"] == 346
     assert report["duplicates"] == {
         "policy": "drop",

@@ -53,7 +53,7 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import DEFAULT_PARAMS, Params, ServeSettings, load_params
 from mlops_template.errors import PipelineError
 from mlops_template.serve.app import ServiceState, create_app
@@ -158,7 +158,7 @@ def pinned_sha256(model_path: Path, environ: Mapping[str, str]) -> tuple[str, bo
             return _digest(pin.read_text(encoding="utf-8"), str(pin)), True
         except OSError as error:
             raise PipelineError(f"MLOPS_MODEL_SHA256_FILE {pin}: {error}") from None
-    return io.read_recorded_sha256(model_path), False
+    return storage.read_recorded_sha256(model_path), False
 
 
 def challenger_of(settings: ServeSettings, environ: Mapping[str, str]) -> tuple[Path, str] | None:
@@ -195,7 +195,7 @@ def _overrides(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str
 def _reference(path: Path) -> dict[str, Any] | None:
     """The training profile for the drift gauges; serving goes on without it."""
     try:
-        return cast(dict[str, Any], io.read_json(path))
+        return cast(dict[str, Any], storage.read_json(path))
     except (OSError, ValueError) as error:
         log.warning("%s: no training reference (%s); drift gauges without reference", path, error)
         return None
@@ -221,7 +221,7 @@ def served_model_path(params: Params, settings: ServeSettings) -> Path:
 def check_served_file(model_path: Path, expected: str) -> None:
     """Refuse to start on a missing model, one whose bytes do not match the expected hash, or
     an empty model.onnx (what the train stage writes when serve.runtime is sklearn)."""
-    if not model_path.is_file() or io.sha256_file(model_path) != expected:
+    if not model_path.is_file() or storage.sha256_file(model_path) != expected:
         raise PipelineError(
             f"{model_path}: missing, or its sha256 does not match the expected {expected};"
             " refusing to start"

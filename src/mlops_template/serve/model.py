@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import FLOAT32_SLACK, decide
 from mlops_template.schema import MISSING_CATEGORY, Contract
@@ -231,7 +231,7 @@ class ServedModel:
         inputs; for scikit-learn, from the values scored); the binary threshold is then not
         applied."""
         runtime = runtime_of(path)
-        expected = expected_sha256 or io.read_recorded_sha256(path)
+        expected = expected_sha256 or storage.read_recorded_sha256(path)
         if runtime == "onnx":
             return cls._load_onnx(path, expected, contract, threshold)
         return cls._load_sklearn(path, expected, contract, threshold)
@@ -240,7 +240,7 @@ class ServedModel:
     def _load_onnx(
         cls, path: Path, expected: str, contract: Contract | None, threshold: float
     ) -> ServedModel:
-        data = io.read_verified_bytes(path, expected)
+        data = storage.read_verified_bytes(path, expected)
         if not data:
             raise PipelineError(
                 f"{path}: empty. The train stage writes it empty when params.yaml has"
@@ -274,7 +274,7 @@ class ServedModel:
         cls, path: Path, expected: str, contract: Contract | None, threshold: float
     ) -> ServedModel:
         try:
-            pipeline = io.load_verified_model(path, expected)
+            pipeline = storage.load_verified_model(path, expected)
         except ModuleNotFoundError as error:
             raise PipelineError(
                 f"{path}: serving a scikit-learn model needs {error.name}, which is not installed"

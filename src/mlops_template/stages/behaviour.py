@@ -11,17 +11,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mlops_template import behaviour, io
+from mlops_template import behaviour, storage
 from mlops_template.config import Params
 
 log = logging.getLogger(__name__)
 
 
 def run(params: Params) -> dict[str, Any]:
-    test = io.read_parquet(params.paths.test)
-    model = io.load_verified_model(params.paths.model)
+    test = storage.read_parquet(params.paths.test)
+    model = storage.load_verified_model(params.paths.model)
     results = behaviour.run_checks(model, test, params.contract, params.evaluate.threshold)
-    io.write_json(params.paths.behaviour, results)
+    storage.write_json(params.paths.behaviour, results)
     summary = results["summary"]
     for check in behaviour.failed(results):
         log.warning("behaviour check failed: %s %s", check["kind"], behaviour.describe(check))

@@ -45,7 +45,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from mlops_template import io, plot_data, plots, quality, tracking
+from mlops_template import plot_data, plots, quality, storage, tracking
 from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.metric_facts import (
@@ -304,7 +304,7 @@ def evaluate(
         plot_data.write_regression_plots(params, actual_values, predicted)
     metrics = with_baseline(metrics, train, test, params)
     primary = params.primary_metric
-    io.write_json(
+    storage.write_json(
         paths.slices,
         quality.slices(
             test,
@@ -315,8 +315,8 @@ def evaluate(
         ),
     )
     importance = feature_importance(model, test, contract, params)
-    io.write_json(paths.feature_importance, {"importance": importance})
-    io.write_json(paths.metrics, metrics)
+    storage.write_json(paths.feature_importance, {"importance": importance})
+    storage.write_json(paths.metrics, metrics)
     return metrics
 
 
@@ -327,10 +327,10 @@ def _summary(metrics: dict[str, Any], primary: str, task: str) -> str:
 
 def run(params: Params) -> dict[str, Any]:
     paths = params.paths
-    train = io.read_parquet(paths.train)
-    test = io.read_parquet(paths.test)
-    model: Pipeline = io.load_verified_model(paths.model)
-    sha256 = io.read_recorded_sha256(paths.model)
+    train = storage.read_parquet(paths.train)
+    test = storage.read_parquet(paths.test)
+    model: Pipeline = storage.load_verified_model(paths.model)
+    sha256 = storage.read_recorded_sha256(paths.model)
     with tracking.tracker(
         params.tracking, run_name="evaluate", resume_tags={tracking.MODEL_SHA_TAG: sha256}
     ) as tracker:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlops_template import io, shapley, tracking
+from mlops_template import shapley, storage, tracking
 from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.schema import Contract
@@ -281,7 +281,7 @@ def draw(explanation: Explanation, contract: Contract, path: Path) -> None:
     axes.set_title(f"SHAP summary, {len(values)} test rows (colour: low to high value)")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    io.write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=90))
+    storage.write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=90))
     plt.close(figure)
 
 
@@ -306,20 +306,22 @@ def _metrics(result: dict[str, Any]) -> dict[str, float]:
 
 def run(params: Params) -> dict[str, Any]:
     paths, contract = params.paths, params.contract
-    train = io.read_parquet(paths.train)
-    test = io.read_parquet(paths.test)
-    model: Pipeline = io.load_verified_model(paths.model)
-    sha256 = io.read_recorded_sha256(paths.model)
+    train = storage.read_parquet(paths.train)
+    test = storage.read_parquet(paths.test)
+    model: Pipeline = storage.load_verified_model(paths.model)
+    sha256 = storage.read_recorded_sha256(paths.model)
     with tracking.tracker(
         params.tracking, run_name="explain", resume_tags={tracking.MODEL_SHA_TAG: sha256}
     ) as tracker:
         explanation = explain(model, test, train, params)
         result = summary(explanation, contract, params.model.kind)
-        io.write_json(paths.shap_summary, result)
-        io.write_json(paths.shap_importance, {"shap": plot_rows(result)})
+        storage.write_json(paths.shap_summary, result)
+        storage.write_json(paths.shap_importance, {"shap": plot_rows(result)})
         draw(explanation, contract, paths.shap_plot)
         background = background_rows(train, contract, params.explain.background_rows, params.seed)
-        io.write_json(paths.background, {"features": contract.feature_names(), "rows": background})
+        storage.write_json(
+            paths.background, {"features": contract.feature_names(), "rows": background}
+        )
         top = plot_rows(result)[0]
         log.info(
             "%s on %d test rows (%s): top feature %s (mean |SHAP| %g)",

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import Params
 
 
 def run(params: Params) -> pd.DataFrame:
-    frame = io.read_table(params.data.source)
-    io.write_parquet(params.paths.raw, frame)
+    frame = storage.read_table(params.data.source)
+    storage.write_parquet(params.paths.raw, frame)
     return frame

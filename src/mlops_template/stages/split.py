@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.schema import Contract
@@ -98,8 +98,8 @@ def split(
 
 
 def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = io.read_parquet(params.paths.validated)
+    frame = storage.read_parquet(params.paths.validated)
     train, test = split(frame, params.contract, params.split.test_size, params.seed)
-    io.write_parquet(params.paths.train, train)
-    io.write_parquet(params.paths.test, test)
+    storage.write_parquet(params.paths.train, train)
+    storage.write_parquet(params.paths.test, test)
     return train, test

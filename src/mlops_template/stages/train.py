@@ -15,7 +15,7 @@ file (`paths.train_timing`), never into a DVC output.
 
 from __future__ import annotations
 
-import io as stdio
+import io
 import logging
 import time
 
@@ -33,7 +33,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlops_template import config, io, tracking
+from mlops_template import config, storage, tracking
 from mlops_template.compile import Parity, check_parity, model_input, to_onnx
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
@@ -127,7 +127,7 @@ def reference_profile(train: pd.DataFrame, contract: Contract) -> dict[str, obje
 
 
 def serialize(model: Pipeline) -> bytes:
-    buffer = stdio.BytesIO()
+    buffer = io.BytesIO()
     joblib.dump(model, buffer)
     return buffer.getvalue()
 
@@ -138,19 +138,19 @@ def compile_served(model: Pipeline, sha256: str, params: Params) -> tuple[bytes,
     if params.serve.runtime == "sklearn":
         return b"", Parity(runtime="sklearn", compiled=False)
     blob = to_onnx(model, params.contract, sha256)
-    test = io.read_parquet(params.paths.test)
+    test = storage.read_parquet(params.paths.test)
     tolerance, threshold = params.serve.parity_tolerance, params.evaluate.threshold
     return blob, check_parity(model, blob, test, params.contract, tolerance, threshold)
 
 
 def run(params: Params) -> Pipeline:
-    train = io.read_parquet(params.paths.train)
+    train = storage.read_parquet(params.paths.train)
     with tracking.tracker(params.tracking, run_name="train") as tracker:
         started = time.perf_counter()
         model = fit(train, params)
         seconds = time.perf_counter() - started
         blob = serialize(model)
-        sha256 = io.sha256_bytes(blob)
+        sha256 = storage.sha256_bytes(blob)
         log.info("trained %s on %d rows in %.2f s", params.model.kind, len(train), seconds)
         onnx_blob, parity = compile_served(model, sha256, params)
         if parity.compiled:
@@ -176,11 +176,13 @@ def run(params: Params) -> Pipeline:
         tracker.log_model(model, model_input(train.head(5), params.contract))
 
         for path, data in ((params.paths.model, blob), (params.paths.onnx_model, onnx_blob)):
-            io.write_bytes(path, data)
-            io.write_text(io.sha256_sidecar(path), f"{io.sha256_bytes(data)}  {path.name}\n")
-        io.write_json(params.paths.parity, parity.as_dict())
-        io.write_json(params.paths.reference, reference_profile(train, params.contract))
-        io.write_json(
+            storage.write_bytes(path, data)
+            storage.write_text(
+                storage.sha256_sidecar(path), f"{storage.sha256_bytes(data)}  {path.name}\n"
+            )
+        storage.write_json(params.paths.parity, parity.as_dict())
+        storage.write_json(params.paths.reference, reference_profile(train, params.contract))
+        storage.write_json(
             params.paths.train_timing,
             {
                 "train_seconds": round(seconds, 3),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from mlops_template import io
+from mlops_template import storage
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.schema import Contract, category_text
@@ -181,7 +181,7 @@ def summary(
 
 
 def run(params: Params) -> pd.DataFrame:
-    frame = io.read_parquet(params.paths.raw)
+    frame = storage.read_parquet(params.paths.raw)
     policy = params.validation.duplicates
     no_label = unlabelled(frame, params.contract)
     if params.validation.unlabelled == "drop" and no_label.any():
@@ -193,7 +193,7 @@ def run(params: Params) -> pd.DataFrame:
         # Stale outputs of an earlier good run must not feed the next stage either.
         params.paths.validated.unlink(missing_ok=True)
         params.paths.validation_report.unlink(missing_ok=True)
-        io.write_json(
+        storage.write_json(
             params.paths.validation_failure,
             {
                 "passed": False,
@@ -220,6 +220,6 @@ def run(params: Params) -> pd.DataFrame:
             "%d row(s) share their features with a row of another label",
             report["duplicates"]["conflicting_labels"],
         )
-    io.write_parquet(params.paths.validated, valid)
-    io.write_json(params.paths.validation_report, report)
+    storage.write_parquet(params.paths.validated, valid)
+    storage.write_json(params.paths.validation_report, report)
     return valid

@@ -141,11 +141,11 @@ def load_verified_model(path: Path, expected: str | None = None) -> Any:
     A pickle runs code when loaded, so the hash is checked first: a tampered or truncated
     file is refused before it is deserialized (read_verified_bytes).
     """
-    import io as _io
+    import io
 
     import joblib
 
-    return joblib.load(_io.BytesIO(read_verified_bytes(path, expected)))
+    return joblib.load(io.BytesIO(read_verified_bytes(path, expected)))
 
 
 def read_table(path: Path) -> pd.DataFrame:
