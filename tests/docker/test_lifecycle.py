@@ -287,7 +287,7 @@ def test_pr1_params_change_reports_then_releases_the_first_champion(loop: Loop) 
     pr = loop.open_pr("fewer-trees", forest(50))
     code, output, report = loop.train(pr)
     assert code == 0, output[-6000:]
-    assert ran_stages(output) == ["train", "evaluate"]
+    assert ran_stages(output) == ["train", "evaluate", "behaviour", "explain"]
     text = (report / "report.md").read_text()
     assert "| `model.n_estimators` | `100` | `50` |" in text
     assert (report / "pr_number").read_text().strip() == str(pr.number)

@@ -82,7 +82,7 @@ def same_repo_run(forge: Forge) -> tuple[Path, str]:
 
 def test_pull_request_retrains_only_the_changed_stages(same_repo_run: tuple[Path, str]) -> None:
     _, output = same_repo_run
-    assert ran_stages(output) == ["train", "evaluate"]
+    assert ran_stages(output) == ["train", "evaluate", "behaviour", "explain"]
     for stage in ("ingest", "validate", "split"):
         assert f"Stage '{stage}' didn't change, skipping" in output
     assert "files fetched" in output  # main's outputs came from the S3 remote
