@@ -28,11 +28,9 @@ def brier(truth: np.ndarray, proba: np.ndarray) -> float:
     onehot = np.zeros_like(proba, dtype=float)
     known = truth >= 0
     onehot[np.flatnonzero(known), truth[known]] = 1.0
-    if proba.shape[1] == 2:
-        errors = (proba[:, 1] - onehot[:, 1]) ** 2
-    else:
-        errors = ((proba - onehot) ** 2).sum(axis=1)
-    return round(float(errors.mean()), DIGITS)
+    if proba.shape[1] == 2:  # binary: the positive class's, as sklearn's brier_score_loss
+        return round(float(((proba[:, 1] - onehot[:, 1]) ** 2).mean()), DIGITS)
+    return round(float(((proba - onehot) ** 2).sum(axis=1).mean()), DIGITS)
 
 
 def reliability(

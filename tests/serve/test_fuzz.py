@@ -3,13 +3,16 @@ one server error or undocumented response."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
+from mlops_template.stages.explain import background_rows
 from tests.serve.conftest import service_params_file
 from tests.serve.tasks import TaskModel
 from tests.serve.test_process import _serve, _wait_ready
@@ -34,6 +37,13 @@ def test_fuzzing_the_openapi_finds_no_server_errors(
     """For each task: the response models differ (a class and probabilities, or a number)."""
     chosen: TaskModel = request.getfixturevalue(task)
     params, port = service_params_file(tmp_path, chosen.onnx_path, chosen.contract_path)
+    # /explain's background: this task's training rows, as the explain stage writes them.
+    background = tmp_path / "models" / "background.json"
+    rows = background_rows(chosen.frame, chosen.contract, 20, seed=0)
+    background.write_text(json.dumps({"features": chosen.contract.feature_names(), "rows": rows}))
+    raw = yaml.safe_load(params.read_text())
+    raw["paths"]["background"] = str(background)
+    params.write_text(yaml.safe_dump(raw))
     url = f"http://127.0.0.1:{port}"
     process = _serve(params)
     try:

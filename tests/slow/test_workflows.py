@@ -296,7 +296,7 @@ def test_ci_workflow_lints_and_tests(forge: Forge) -> None:
     assert "provision: " in output
     assert "ruff check" in output
     assert len(re.findall(r"=+ \d+ passed", output)) == 2  # two pytest runs, both green
-    assert re.search(r"=+ 1 passed, \d+ deselected", output)  # the real-service run's one
+    assert re.search(r"=+ 1 passed\b", output)  # the real-service run's one (on xdist workers)
     assert "MLOPS_FAIL_ON_SKIP=1" in output  # a skip would have failed the job
 
 

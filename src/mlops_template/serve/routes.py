@@ -11,6 +11,7 @@ this contract's fields, ranges and answers.
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI, Query, Request, Response, Security
@@ -190,24 +191,58 @@ def _add_predict_routes(
         records = [item.model_dump() for item in batch.records]  # type: ignore[attr-defined]
         return {"predictions": await service.predict(records)}
 
-    @api.post("/explain", response_model=Explanation, responses=guarded, dependencies=security)
-    async def explain(
-        request: Request,
-        features: Features,  # type: ignore[valid-type]
-        wanted: str | None = Query(
-            None, alias="class", description="The class to explain (default: the predicted one)"
-        ),
-    ) -> Any:
-        """Explain one record: its prediction, the base value (the mean output over the
+    _add_explain_route(api, service, Features, guarded, security)
+
+
+def _add_explain_route(
+    api: FastAPI, service: Service, features_model: Any, guarded: Responses, security: list[Any]
+) -> None:
+    """POST /explain. A classifier's `class` query parameter is one of its classes in the
+    OpenAPI (any other value is a 422 before the handler); a regressor declares none."""
+    doc = """Explain one record: its prediction, the base value (the mean output over the
         training background) and the features' largest Shapley contributions to the
         predicted class's probability (or `class`'s; a regressor's prediction). Base value
         plus all contributions is the output. Off the predict path: at most
         `serve.max_concurrent_explanations` at once, beyond that 503."""
+
+    async def answer(request: Request, features: Any, wanted: str | None) -> Any:
         given = request.query_params.getlist("class")
-        if len(given) > 1:
-            raise ClassError(f"give one class to explain, not {len(given)}: {given}")
-        record = features.model_dump()  # type: ignore[attr-defined]
-        return await service.explain(record, wanted)
+        if len(given) > 1 or (given and not service.contract.classes):
+            raise ClassError(
+                "the model is a regressor: there is no class to choose"
+                if not service.contract.classes
+                else f"give one class to explain, not {len(given)}: {given}"
+            )
+        return await service.explain(features.model_dump(), wanted)
+
+    Features = features_model  # noqa: N806 (a class, built from the contract)
+
+    route = api.post(
+        "/explain", response_model=Explanation, responses=guarded, dependencies=security
+    )
+    if service.contract.classes:
+        classes = service.contract.classes
+        # A class per contract: mypy cannot know its members, FastAPI documents them.
+        ClassName: Any = Enum("ClassName", [(name, name) for name in classes], type=str)  # type: ignore[misc]  # noqa: N806
+
+        async def explain_class(
+            request: Request,
+            features: Features,  # type: ignore[valid-type]
+            wanted: ClassName | None = Query(  # noqa: B008
+                None, alias="class", description="The class to explain (default: the predicted one)"
+            ),
+        ) -> Any:
+            return await answer(request, features, None if wanted is None else wanted.value)
+
+        explain_class.__doc__ = doc
+        route(explain_class)
+        return
+
+    async def explain(request: Request, features: Features) -> Any:  # type: ignore[valid-type]
+        return await answer(request, features, None)
+
+    explain.__doc__ = doc
+    route(explain)
 
 
 def _add_service_routes(api: FastAPI, service: Service) -> None:
