@@ -63,6 +63,24 @@ def _record(kind: str, feature: str, passed: bool, **facts: Any) -> dict[str, An
     return {"kind": kind, "feature": feature, **rounded, "passed": passed}
 
 
+def _nothing_judged(
+    kind: str, feature: str, measured: str, contract: Contract, check: Invariance | Directional
+) -> dict[str, Any]:
+    """A check over no usable row fails: a check that judged nothing must not pass."""
+    return _record(
+        kind,
+        feature,
+        False,
+        measured=measured,
+        **_unit(contract),
+        pass_rate=0.0,
+        min_pass_rate=check.min_pass_rate,
+        tolerance=check.tolerance,
+        worst=0.0,
+        rows=0,
+    )
+
+
 def invariance(
     model: Pipeline, test: pd.DataFrame, contract: Contract, check: Invariance
 ) -> dict[str, Any]:
@@ -70,18 +88,7 @@ def invariance(
     row passes when that is within the tolerance."""
     alternatives = _alternatives(test, contract, check.feature)
     if test.empty or not alternatives:  # a numeric feature missing in every row: no deciles
-        return _record(
-            "invariance",
-            check.feature,
-            False,
-            measured=NO_ROWS,
-            **_unit(contract),
-            pass_rate=0.0,
-            min_pass_rate=check.min_pass_rate,
-            tolerance=check.tolerance,
-            worst=0.0,
-            rows=0,
-        )
+        return _nothing_judged("invariance", check.feature, NO_ROWS, contract, check)
     features = model_input(test, contract)
     before = _outputs(model, features, contract)
     largest = np.zeros(len(features))
@@ -112,18 +119,8 @@ def directional(
     unless it moves the wrong way by more than the tolerance."""
     present = test[test[check.feature].notna()]
     if present.empty:
-        return _record(
-            "directional",
-            check.feature,
-            False,
-            measured=f"{check.direction} for +{check.step:g}: {NO_ROWS}",
-            **_unit(contract),
-            pass_rate=0.0,
-            min_pass_rate=check.min_pass_rate,
-            tolerance=check.tolerance,
-            worst=0.0,
-            rows=0,
-        )
+        measured = f"{check.direction} for +{check.step:g}: {NO_ROWS}"
+        return _nothing_judged("directional", check.feature, measured, contract, check)
     features = model_input(present, contract)
     column, output = 0, "prediction"
     if contract.is_classification:

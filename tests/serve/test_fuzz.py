@@ -3,7 +3,6 @@ one server error or undocumented response."""
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_template.stages.explain import background_rows
+from mlops_template.stages.explain import write_background
 from tests.serve.conftest import service_params_file
 from tests.serve.tasks import TaskModel
 from tests.serve.test_process import _serve, _wait_ready
@@ -39,8 +38,7 @@ def test_fuzzing_the_openapi_finds_no_server_errors(
     params, port = service_params_file(tmp_path, chosen.onnx_path, chosen.contract_path)
     # /explain's background: this task's training rows, as the explain stage writes them.
     background = tmp_path / "models" / "background.json"
-    rows = background_rows(chosen.frame, chosen.contract, 20, seed=0)
-    background.write_text(json.dumps({"features": chosen.contract.feature_names(), "rows": rows}))
+    write_background(background, chosen.frame, chosen.contract, 20, seed=0)
     raw = yaml.safe_load(params.read_text())
     raw["paths"]["background"] = str(background)
     params.write_text(yaml.safe_dump(raw))

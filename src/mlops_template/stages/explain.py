@@ -73,6 +73,14 @@ def background_rows(
     return [{str(key): _plain(value) for key, value in record.items()} for record in records]
 
 
+def write_background(
+    path: Path, train: pd.DataFrame, contract: Contract, rows: int, seed: int
+) -> None:
+    """The service's /explain background (serve/explain.py load_background reads it)."""
+    records = background_rows(train, contract, rows, seed)
+    storage.write_json(path, {"features": contract.feature_names(), "rows": records})
+
+
 def _plain(value: Any) -> Any:
     """A table cell as JSON takes it: None, text, a whole number or a float."""
     if value is None or isinstance(value, str):
@@ -318,9 +326,8 @@ def run(params: Params) -> dict[str, Any]:
         storage.write_json(paths.shap_summary, result)
         storage.write_json(paths.shap_importance, {"shap": plot_rows(result)})
         draw(explanation, contract, paths.shap_plot)
-        background = background_rows(train, contract, params.explain.background_rows, params.seed)
-        storage.write_json(
-            paths.background, {"features": contract.feature_names(), "rows": background}
+        write_background(
+            paths.background, train, contract, params.explain.background_rows, params.seed
         )
         top = plot_rows(result)[0]
         log.info(
