@@ -207,12 +207,10 @@ def _add_explain_route(
 
     async def answer(request: Request, features: Any, wanted: str | None) -> Any:
         given = request.query_params.getlist("class")
-        if len(given) > 1 or (given and not service.contract.classes):
-            raise ClassError(
-                "the model is a regressor: there is no class to choose"
-                if not service.contract.classes
-                else f"give one class to explain, not {len(given)}: {given}"
-            )
+        if given and not service.contract.classes:
+            raise ClassError("the model is a regressor: there is no class to choose")
+        if len(given) > 1:
+            raise ClassError(f"give one class to explain, not {len(given)}: {given}")
         return await service.explain(features.model_dump(), wanted)
 
     Features = features_model  # noqa: N806 (a class, built from the contract)
