@@ -77,6 +77,17 @@ class ConstantModel(FakeModel):
         return self.rows >= rows
 
 
+def wait_shadowing(client: TestClient) -> None:
+    """Until the challenger is loaded: readiness means the champion is, and the challenger
+    loads after it (a request before then is answered but not shadow-scored)."""
+    wait_ready(client)
+    for _ in range(1500):  # up to 30 s on a busy machine; milliseconds otherwise
+        if "shadow_model_info{" in client.get("/metrics").text:
+            return
+        threading.Event().wait(0.02)
+    raise AssertionError("the challenger was not loaded within 30 s")
+
+
 def test_missing_rates_and_class_shares_cover_a_sliding_window(make_client: Client) -> None:
     client = make_client(reference=REFERENCE, monitor_window=10)
     wait_ready(client)
@@ -134,7 +145,7 @@ def test_a_challenger_is_scored_in_shadow_and_never_answers(
 ) -> None:
     challenger = ConstantModel()
     client = make_client(challenger=lambda: challenger)
-    wait_ready(client)
+    wait_shadowing(client)
     answers = [client.post("/predict", json=GENTOO).json() for _ in range(5)]
     assert {answer["prediction"] for answer in answers} == {"Gentoo"}
     assert challenger.wait_for(len(answers))
@@ -149,7 +160,7 @@ def test_a_challenger_is_scored_in_shadow_and_never_answers(
 def test_shadow_agreement_is_on_metrics(make_client: Client) -> None:
     challenger = ConstantModel()
     client = make_client(challenger=lambda: challenger)
-    wait_ready(client)
+    wait_shadowing(client)
     client.post("/predict/batch", json={"records": [GENTOO] * 3 + [ADELIE]})
     text = ""
     for _ in range(1500):  # up to 30 s on a busy machine; milliseconds otherwise
@@ -166,7 +177,7 @@ def test_the_drift_report_compares_champion_and_challenger_on_the_served_traffic
 ) -> None:
     challenger = ConstantModel()
     client = make_client(challenger=lambda: challenger)
-    wait_ready(client)
+    wait_shadowing(client)
     client.post("/predict/batch", json={"records": [GENTOO] * 30 + [ADELIE] * 10})
     assert challenger.wait_for(40)
     client.__exit__(None, None, None)
@@ -182,7 +193,7 @@ def test_the_drift_report_compares_champion_and_challenger_on_the_served_traffic
 def test_a_failing_challenger_does_not_touch_the_champion(make_client: Client) -> None:
     challenger = ConstantModel(fail=True)
     client = make_client(challenger=lambda: challenger)
-    wait_ready(client)
+    wait_shadowing(client)
     assert client.post("/predict", json=GENTOO).status_code == 200
     # Generous bounds (it takes milliseconds): the shadow thread may wait for a busy core.
     assert challenger.scored.wait(30)
