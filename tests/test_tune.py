@@ -20,8 +20,8 @@ from mlops_template.cli import app
 from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
+from mlops_template.scoring import metric_value
 from mlops_template.stages import ingest, split, validate
-from mlops_template.stages.evaluate import metric_value
 from mlops_template.stages.train import build_pipeline
 from tests.conftest import REPO_ROOT, repo_params_dict
 from tests.tables import write_table

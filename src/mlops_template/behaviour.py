@@ -22,6 +22,7 @@ from mlops_template.compile import model_input
 from mlops_template.declarations import Directional, Invariance, Minimum
 from mlops_template.metric_facts import LOWER_IS_BETTER
 from mlops_template.schema import Contract
+from mlops_template.scoring import metric_value
 
 DIGITS = 6
 GATE_KEY = "behaviour_refusal"  # in the registry's scores of a candidate: why checks failed
@@ -151,8 +152,6 @@ def minimum(
     """Every slice with at least `min_rows` rows reaches the floor (or stays under the ceiling
     of a lower-is-better metric); smaller slices, and slices the metric is undefined on (ROC
     AUC of a one-class slice), are listed, not judged. A check that judges no slice fails."""
-    from mlops_template.stages.evaluate import metric_value  # matplotlib: only when needed
-
     lower = check.metric in LOWER_IS_BETTER
     slices: list[dict[str, Any]] = []
     scores: list[float] = []

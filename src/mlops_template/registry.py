@@ -25,7 +25,7 @@ from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import HEADLINE, baseline_verdict, gain
 from mlops_template.model_card import model_card, within_limit
-from mlops_template.stages.evaluate import compute_metrics, with_baseline
+from mlops_template.scoring import compute_metrics, with_baseline
 
 CHAMPION = "champion"
 CARD_ARTIFACT = "model_card.md"  # in the register run's artifacts

@@ -23,7 +23,12 @@ from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError, check_revision
 from mlops_template.markdown import number as _number
-from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER, TASK_METRICS, below_baseline
+from mlops_template.metric_facts import (
+    HEADLINE,
+    TASK_METRICS,
+    below_baseline,
+    better,
+)
 from mlops_template.schema import Contract
 
 NO_CHANGE = 1e-9
@@ -124,8 +129,7 @@ def _metric_verdict(inputs: ReportInputs) -> str:
     delta = primary.delta or 0.0
     if abs(delta) <= NO_CHANGE:
         return f"🟰 **No change** in `{primary.name}` ({primary.new:.4f}) against `{inputs.base}`."
-    better = delta < 0 if primary.name in LOWER_IS_BETTER else delta > 0
-    word = "✅ **Better**" if better else "⚠️ **Worse**"
+    word = "✅ **Better**" if better(primary.name, primary.new, primary.old) else "⚠️ **Worse**"
     return (
         f"{word} than `{inputs.base}` on `{primary.name}`:"
         f" {primary.old:.4f} → {primary.new:.4f} ({delta:+.4f})."

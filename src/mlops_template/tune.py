@@ -4,7 +4,8 @@ Why it is built this way (more in docs/tuning.md):
 - Candidates come from scikit-learn's ParameterGrid / ParameterSampler, which GridSearchCV and
   RandomizedSearchCV draw from, seeded with `seed`. Optuna's TPE did no better here (measured).
 - A candidate is a `model:` section, validated by config.py, fitted by the train stage's `fit`
-  and scored by evaluate's `metric_value`: what `make run` trains after `make tune APPLY=1`.
+  and scored by `scoring.metric_value` (as evaluate scores): what `make run` trains after
+  `make tune APPLY=1`.
   Trial 0 is the current section, so APPLY never writes values that cross-validate worse.
 - Only `paths.train` is read. Folds keep identical feature rows together, as the split does.
 - The loop is ours for what GridSearchCV lacks: a time bound, a line per trial, an MLflow child
@@ -37,8 +38,8 @@ from mlops_template.config import Choices, Params, Range
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import LOWER_IS_BETTER, TASK_METRICS
 from mlops_template.schema import Contract
+from mlops_template.scoring import metric_value
 from mlops_template.stages import train as train_stage
-from mlops_template.stages.evaluate import metric_value
 from mlops_template.stages.split import feature_groups
 
 log = logging.getLogger(__name__)
