@@ -372,7 +372,7 @@ def fetch_monitoring(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Mirror production's prediction logs and labelled feedback into monitoring.fetched."""
-    from mlops_template import fetch_monitoring as module
+    from mlops_template.monitoring import fetch as module
 
     _run(lambda loaded: module.run(loaded, source), params)
 
@@ -385,7 +385,7 @@ def drift(
     ] = False,
 ) -> None:
     """Logged traffic against the training split. Exit 0: no drift; 3: drift; 1: an error."""
-    from mlops_template import drift as module
+    from mlops_template.monitoring import drift as module
 
     def check(loaded: Params) -> None:
         log_path, feedback = loaded.serve.prediction_log, loaded.monitoring.feedback

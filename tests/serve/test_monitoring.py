@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from mlops_template import drift
 from mlops_template.config import ServeSettings
+from mlops_template.monitoring import checks, logs
+from mlops_template.monitoring.psi import psi
 from mlops_template.serve.app import ServiceState
 from tests.serve.conftest import GENTOO, FakeModel, wait_ready
 from tests.serve.tasks import TaskModel
@@ -102,7 +103,7 @@ def test_missing_rates_and_class_shares_cover_a_sliding_window(make_client: Clie
     assert gauge(text, "prediction_class_share", "Gentoo") == 1.0
     assert gauge(text, "prediction_class_share_reference", "Adelie") == 0.44
     # Only Gentoo against a 44/20/36 mix: far past the 0.2 alert threshold.
-    expected = drift.psi([0.44, 0.2, 0.36], [0.0, 0.0, 1.0])
+    expected = psi([0.44, 0.2, 0.36], [0.0, 0.0, 1.0])
     assert gauge(text, "prediction_drift_psi") == pytest.approx(expected)
     assert expected > 0.2
 
@@ -181,9 +182,9 @@ def test_the_drift_report_compares_champion_and_challenger_on_the_served_traffic
     client.post("/predict/batch", json={"records": [GENTOO] * 30 + [ADELIE] * 10})
     assert challenger.wait_for(40)
     client.__exit__(None, None, None)
-    traffic = drift.read_traffic(settings.prediction_log, 1000, penguin_task.contract)
-    labels = {record["id"]: record["prediction"] for record in traffic.champion}
-    shadow = drift._shadow(traffic, labels, penguin_task.contract)
+    traffic = logs.read_traffic(settings.prediction_log, 1000, penguin_task.contract)
+    labels = {record.id: record.prediction for record in traffic.champion}
+    shadow = checks.shadow_summary(traffic, labels, penguin_task.contract)
     assert shadow is not None
     assert shadow["compared"] == 40
     assert shadow["agreement"] == pytest.approx(10 / 40)

@@ -3,7 +3,8 @@
 Requests never wait for the disk: lines go through a bounded queue to one writer thread. If
 the disk falls behind and the queue is full, lines are dropped and counted (the service
 stays fast; the drop count is a Prometheus metric). Files rotate at a size limit and only a
-fixed number of old files is kept, so the log cannot fill the disk.
+fixed number of old files is kept, so the log cannot fill the disk. The line format is
+monitoring/records.py's PredictionRecord, which `mlops drift` reads back.
 
 A writer that cannot write (the file cannot be opened, the disk is full) keeps running: it
 drops and counts lines, retries the file every RETRY_SECONDS, and says what is wrong in
@@ -14,25 +15,20 @@ at most `timeout` seconds, so shutdown never hangs on the disk.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, cast
+
+from mlops_template.monitoring.records import PredictionRecord, rotated_name
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 RETRY_SECONDS = 1.0
 STALL_SECONDS = 5.0  # lines queued and none written for this long: the writer is stuck
-
-
-def rotated_index(name: str, log_name: str) -> int | None:
-    """N for a rotated file named `<log_name>.N` (as PredictionLog names them), else None."""
-    suffix = name.removeprefix(f"{log_name}.")
-    return int(suffix) if suffix != name and suffix.isdigit() else None
 
 
 class PredictionLog:
@@ -50,7 +46,7 @@ class PredictionLog:
         )
         self._thread.start()
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: PredictionRecord) -> None:
         try:
             self._queue.put_nowait(record)
         except queue.Full:
@@ -88,10 +84,10 @@ class PredictionLog:
 
     def _rotate(self) -> None:
         for index in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
+            older = self.path.with_name(rotated_name(self.path.name, index))
             if older.exists():
-                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
-        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+                older.replace(self.path.with_name(rotated_name(self.path.name, index + 1)))
+        self.path.replace(self.path.with_name(rotated_name(self.path.name, 1)))
 
     def _open(self) -> tuple[IO[str], int]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +130,7 @@ class PredictionLog:
         retry_at = 0.0
         while (item := self._next()) is not _STOP:
             try:
-                line = json.dumps(item, separators=(",", ":")) + "\n"
+                line = cast(PredictionRecord, item).to_json() + "\n"  # write() puts only these
             except (TypeError, ValueError):
                 self.dropped += 1
                 continue

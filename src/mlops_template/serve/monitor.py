@@ -24,9 +24,9 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
+from mlops_template.monitoring.psi import psi
 from mlops_template.schema import Contract
 from mlops_template.serve.metrics import ServiceMetrics
-from mlops_template.stats import psi
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ import numpy as np
 from prometheus_client import generate_latest
 
 from mlops_template.config import ExplainSettings, ServeSettings
+from mlops_template.monitoring.records import PredictionRecord
 from mlops_template.schema import Contract
 from mlops_template.serve.batcher import MicroBatcher
 from mlops_template.serve.explain import Explainer
@@ -230,14 +231,9 @@ class Service:
             if probabilities is not None:  # a classifier's; a regressor returns the number
                 answer["probabilities"] = probabilities
             self.prediction_log.write(
-                {
-                    "ts": now,
-                    "id": prediction_id,
-                    "role": "champion",
-                    "model_version": model.version,
-                    "features": record,
-                    **answer,
-                }
+                PredictionRecord(
+                    now, prediction_id, "champion", model.version, record, predicted, probabilities
+                )
             )
             answer |= {"model_version": model.version, "prediction_id": prediction_id}
             answers.append(answer)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+from mlops_template.monitoring.records import PredictionRecord
 from mlops_template.serve.logsink import PredictionLog
 from mlops_template.serve.model import ServedModel
 from mlops_template.serve.monitor import Agreement
@@ -100,17 +101,17 @@ class ShadowScorer:
             for (prediction_id, features, champion), row in zip(batch, scores, strict=True):
                 predicted, probabilities = self.model.decode(row)
                 self.agreement.add(_compare(predicted, champion))
-                record = {
-                    "ts": now,
-                    "id": prediction_id,
-                    "role": "challenger",
-                    "model_version": self.model.version,
-                    "features": features,
-                    "prediction": predicted,
-                }
-                if probabilities is not None:
-                    record["probabilities"] = probabilities
-                self.prediction_log.write(record)
+                self.prediction_log.write(
+                    PredictionRecord(
+                        now,
+                        prediction_id,
+                        "challenger",
+                        self.model.version,
+                        features,
+                        predicted,
+                        probabilities,
+                    )
+                )
 
 
 def _compare(challenger: str | float, champion: str | float) -> float:

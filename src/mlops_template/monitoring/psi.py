@@ -1,5 +1,6 @@
-"""Small statistics shared by the pipeline (`mlops drift`) and the service (the live drift
-gauges): plain Python, no pandas or SciPy, so the service can import it."""
+"""The population stability index, shared by `mlops drift` (checks.py) and the service (the
+live drift gauges, serve/monitor.py): plain Python, no pandas or SciPy, so the service can
+import it."""
 
 from __future__ import annotations
 

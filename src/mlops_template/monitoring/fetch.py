@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.serve.logsink import rotated_index
+from mlops_template.monitoring.records import rotated_index
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ import pytest
 from sklearn.model_selection import train_test_split
 from typer.testing import CliRunner
 
-from mlops_template import drift, storage
+from mlops_template import storage
 from mlops_template.cli import app
 from mlops_template.config import Params
 from mlops_template.init_schema import profile as profile_table
+from mlops_template.monitoring import checks, drift, logs, render
+from mlops_template.monitoring.records import PredictionRecord
 from mlops_template.schema import Contract, load_contract
 from mlops_template.stages.train import fit
 from tests.conftest import DEFAULT_CONTRACT
@@ -64,8 +67,8 @@ def records(
     role: str = "champion",
     contract: Contract = CONTRACT,
     predictions: Any = None,
-) -> list[dict[str, Any]]:
-    """Log lines for `frame`; the prediction is the target unless `predictions` are given."""
+) -> list[PredictionRecord]:
+    """Log records for `frame`; the prediction is the target unless `predictions` are given."""
     names = contract.feature_names()
     if predictions is None:
         predictions = frame[contract.target.name]
@@ -73,27 +76,32 @@ def records(
     for (index, row), predicted in zip(frame.iterrows(), predictions, strict=True):
         features = {name: (None if pd.isna(row[name]) else row[name]) for name in names}
         out.append(
-            {
-                "ts": 1_764_000_000.0 + index,
-                "id": row.get("id") or uuid.uuid4().hex,
-                "role": role,
-                "model_version": "abc123def456",
-                "features": features,
-                "prediction": predicted if contract.is_classification else float(predicted),
-            }
+            PredictionRecord(
+                ts=1_764_000_000.0 + index,
+                id=row.get("id") or uuid.uuid4().hex,
+                role=role,
+                model_version="abc123def456",
+                features=features,
+                prediction=predicted if contract.is_classification else float(predicted),
+            )
         )
     return out
 
 
-def traffic(frame: pd.DataFrame) -> drift.Traffic:
-    return drift.Traffic(records(frame), {}, ["memory"])
+def lines(logged: list[PredictionRecord]) -> str:
+    """The log file's text: one JSON line per record, as the service writes them."""
+    return "".join(record.to_json() + "\n" for record in logged)
 
 
-def verdict(reference: pd.DataFrame, frame: pd.DataFrame, params: Params) -> drift.DriftReport:
-    return drift.compare(reference, traffic(frame), {}, None, params.monitoring, CONTRACT)
+def traffic(frame: pd.DataFrame) -> logs.Traffic:
+    return logs.Traffic(records(frame), {}, ["memory"])
 
 
-def drifted(report: drift.DriftReport) -> set[tuple[str, str]]:
+def verdict(reference: pd.DataFrame, frame: pd.DataFrame, params: Params) -> checks.DriftReport:
+    return checks.compare(reference, traffic(frame), {}, None, params.monitoring, CONTRACT)
+
+
+def drifted(report: checks.DriftReport) -> set[tuple[str, str]]:
     return {(check.column, check.kind) for check in report.checks if check.drifted}
 
 
@@ -151,10 +159,10 @@ def labelled(frame: pd.DataFrame, wrong_share: float, seed: int) -> tuple[list, 
     rng = np.random.default_rng(seed)
     labels = {}
     for record in logged:
-        truth = record["prediction"]
+        truth = record.prediction
         if rng.random() < wrong_share:
             truth = next(name for name in TARGET.categories if name != truth)
-        labels[record["id"]] = truth
+        labels[record.id] = truth
     return logged, labels
 
 
@@ -167,8 +175,8 @@ def test_labelled_feedback_with_degraded_accuracy_is_detected(
     expected: bool,
 ) -> None:
     logged, labels = labelled(sample(population, 4, 200), wrong_share, seed=4)
-    report = drift.compare(
-        reference, drift.Traffic(logged, {}, []), labels, 0.98, params.monitoring, CONTRACT
+    report = checks.compare(
+        reference, logs.Traffic(logged, {}, []), labels, 0.98, params.monitoring, CONTRACT
     )
     performance = next(check for check in report.checks if check.kind == "performance")
     assert performance.drifted is expected
@@ -191,11 +199,11 @@ def test_the_report_compares_the_shadow_challenger_on_the_same_requests(
     champion = records(frame)
     challenger_frame = frame.copy()
     challenger_frame.loc[:19, TARGET.name] = "Chinstrap"  # the challenger differs on 20 rows
-    challenger = {r["id"]: r for r in records(challenger_frame, role="challenger")}
-    labels = {r["id"]: r["prediction"] for r in champion}
-    report = drift.compare(
+    challenger = {r.id: r for r in records(challenger_frame, role="challenger")}
+    labels = {r.id: r.prediction for r in champion}
+    report = checks.compare(
         reference,
-        drift.Traffic(champion, challenger, []),
+        logs.Traffic(champion, challenger, []),
         labels,
         1.0,
         params.monitoring,
@@ -206,29 +214,29 @@ def test_the_report_compares_the_shadow_challenger_on_the_same_requests(
     assert report.shadow["agreement"] == pytest.approx(1 - disagreements / 200)
     assert report.shadow["champion_accuracy"] == 1.0
     assert report.shadow["challenger_accuracy"] == pytest.approx(1 - disagreements / 200)
-    assert "Shadow challenger" in drift.markdown(report)
+    assert "Shadow challenger" in render.markdown(report)
 
 
 # --- the command: files in, files and an exit code out ----------------------------------------
 
 
 @pytest.fixture
-def project(params: Params, reference: pd.DataFrame) -> Callable[[list[dict[str, Any]]], Params]:
+def project(params: Params, reference: pd.DataFrame) -> Callable[[list[PredictionRecord]], Params]:
     """A project directory with the training split, test metrics and a prediction log."""
     storage.write_parquet(params.paths.train, reference)
     storage.write_json(params.paths.metrics, {"accuracy": 1.0})
 
-    def write_log(logged: list[dict[str, Any]]) -> Params:
+    def write_log(logged: list[PredictionRecord]) -> Params:
         path = params.serve.prediction_log
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(record) + "\n" for record in logged))
+        path.write_text(lines(logged))
         return params
 
     return write_log
 
 
 def test_cli_exits_3_on_drift_and_writes_json_markdown_and_html(
-    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+    project: Callable[[list[PredictionRecord]], Params], population: pd.DataFrame
 ) -> None:
     shifted = sample(population, 7)
     shifted["flipper_length_mm"] += 15.0
@@ -247,7 +255,7 @@ def test_cli_exits_3_on_drift_and_writes_json_markdown_and_html(
 
 
 def test_cli_exits_0_without_drift(
-    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+    project: Callable[[list[PredictionRecord]], Params], population: pd.DataFrame
 ) -> None:
     params = project(records(sample(population, 8)))
     result = CliRunner().invoke(app, ["drift"])
@@ -257,18 +265,16 @@ def test_cli_exits_0_without_drift(
 
 
 def test_rotated_logs_are_read_and_a_half_written_last_line_is_ignored(
-    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+    project: Callable[[list[PredictionRecord]], Params], population: pd.DataFrame
 ) -> None:
     logged = records(sample(population, 9, 300))
     params = project(logged[200:])
     path = params.serve.prediction_log
-    path.with_name(path.name + ".1").write_text(
-        "".join(json.dumps(record) + "\n" for record in logged[:200])
-    )
+    path.with_name(path.name + ".1").write_text(lines(logged[:200]))
     with path.open("a") as handle:
         handle.write('{"ts": 1, "features": {"isl')  # the service is writing this line now
-    read = drift.read_traffic(path, 1000, CONTRACT)
-    assert [r["id"] for r in read.champion] == [r["id"] for r in logged]
+    read = logs.read_traffic(path, 1000, CONTRACT)
+    assert [r.id for r in read.champion] == [r.id for r in logged]
     assert read.files == [str(path.with_name(path.name + ".1")), str(path)]
 
 
@@ -280,39 +286,41 @@ def test_rotated_logs_are_read_and_a_half_written_last_line_is_ignored(
     ],
 )
 def test_a_corrupt_log_line_is_an_error_naming_file_and_line(
-    project: Callable[[list[dict[str, Any]]], Params],
+    project: Callable[[list[PredictionRecord]], Params],
     population: pd.DataFrame,
     line: str,
     message: str,
 ) -> None:
     params = project(records(sample(population, 10, 1)))
     with params.serve.prediction_log.open("a") as handle:
-        handle.write(line + "\n" + json.dumps(records(sample(population, 11, 1))[0]) + "\n")
+        handle.write(line + "\n" + records(sample(population, 11, 1))[0].to_json() + "\n")
     result = CliRunner().invoke(app, ["drift"])
     assert result.exit_code == 1
     assert message in result.output
     assert not params.paths.drift.exists()  # nothing half-written
 
 
-def _old_contract_records(population: pd.DataFrame, seed: int, rows: int) -> list[dict]:
+def _old_contract_records(population: pd.DataFrame, seed: int, rows: int) -> list[PredictionRecord]:
     """Records logged under earlier contracts: a feature since added is absent, a feature
     since dropped is present, a column now categorical was numeric, a class since renamed."""
     logged = records(sample(population, seed, rows))
     for i, record in enumerate(logged):
+        features = dict(record.features)
         change = i % 4
         if change == 0:
-            del record["features"]["island"]
+            del features["island"]
         elif change == 1:
-            record["features"]["colony_id"] = 7
+            features["colony_id"] = 7
         elif change == 2:
-            record["features"]["island"] = 3.0
-        else:
-            record["prediction"] = "Emperor"
+            features["island"] = 3.0
+        logged[i] = replace(
+            record, features=features, prediction="Emperor" if change == 3 else record.prediction
+        )
     return logged
 
 
 def test_records_that_do_not_fit_the_contract_are_skipped_counted_and_reported(
-    project: Callable[[list[dict[str, Any]]], Params],
+    project: Callable[[list[PredictionRecord]], Params],
     population: pd.DataFrame,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -320,8 +328,8 @@ def test_records_that_do_not_fit_the_contract_are_skipped_counted_and_reported(
     params = project(records(sample(population, 8)))
     path = params.serve.prediction_log
     # The rotated log still holds traffic from before the contract changed.
-    path.with_name(path.name + ".1").write_text("".join(json.dumps(r) + "\n" for r in old))
-    with caplog.at_level("WARNING", logger="mlops_template.drift"):
+    path.with_name(path.name + ".1").write_text(lines(old))
+    with caplog.at_level("WARNING", logger="mlops_template.monitoring.drift"):
         result = CliRunner().invoke(app, ["drift"])
     assert result.exit_code == 0, result.output
     assert (
@@ -344,20 +352,22 @@ def test_records_that_do_not_fit_the_contract_are_skipped_counted_and_reported(
 
 def test_a_numeric_feature_logged_as_text_is_skipped(population: pd.DataFrame, tmp_path) -> None:
     logged = records(sample(population, 13, 30))
-    logged[0]["features"]["bill_length_mm"] = "Dream"  # the column was categorical then
+    # The column was categorical then.
+    logged[0] = replace(logged[0], features={**logged[0].features, "bill_length_mm": "Dream"})
     path = tmp_path / "predictions.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in logged))
-    read = drift.read_traffic(path, 1000, CONTRACT)
+    path.write_text(lines(logged))
+    read = logs.read_traffic(path, 1000, CONTRACT)
     assert len(read.champion) == 29
     assert read.skipped == {"bill_length_mm is not a number (the contract's kind is numeric)": 1}
 
 
 def test_a_log_where_no_record_fits_the_contract_is_an_error_saying_why(
-    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+    project: Callable[[list[PredictionRecord]], Params], population: pd.DataFrame
 ) -> None:
     logged = records(sample(population, 14, 20))
-    for record in logged:
-        del record["features"]["island"]
+    logged = [
+        replace(r, features={k: v for k, v in r.features.items() if k != "island"}) for r in logged
+    ]
     params = project(logged)
     result = CliRunner().invoke(app, ["drift"])
     assert result.exit_code == 1
@@ -375,39 +385,13 @@ def test_no_log_is_an_error_saying_how_to_get_one(params: Params) -> None:
 
 
 def test_feedback_with_an_unknown_label_is_an_error(
-    project: Callable[[list[dict[str, Any]]], Params], population: pd.DataFrame
+    project: Callable[[list[PredictionRecord]], Params], population: pd.DataFrame
 ) -> None:
     params = project(records(sample(population, 12)))
     params.monitoring.feedback.write_text('{"id": "x", "label": "Emperor"}\n')
     result = CliRunner().invoke(app, ["drift"])
     assert result.exit_code == 1
     assert "label 'Emperor' is not one of Adelie, Chinstrap, Gentoo" in result.output
-
-
-def test_fetch_monitoring_mirrors_logs_and_feedback_from_a_directory(
-    params: Params, tmp_path: Path
-) -> None:
-    source = tmp_path / "bucket"
-    source.mkdir()
-    for name in ("predictions.jsonl", "predictions.jsonl.1", "feedback.jsonl", "other.txt"):
-        (source / name).write_text(name)
-    result = CliRunner().invoke(app, ["fetch-monitoring", "--source", str(source)])
-    assert result.exit_code == 0, result.output
-    fetched = sorted(p.name for p in params.monitoring.fetched.iterdir())
-    assert fetched == ["feedback.jsonl", "predictions.jsonl", "predictions.jsonl.1"]
-
-
-def test_fetch_monitoring_without_logs_fails_and_keeps_the_previous_mirror(
-    params: Params, tmp_path: Path
-) -> None:
-    params.monitoring.fetched.mkdir(parents=True)
-    (params.monitoring.fetched / "predictions.jsonl").write_text("yesterday")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    result = CliRunner().invoke(app, ["fetch-monitoring", "--source", str(empty)])
-    assert result.exit_code == 1
-    assert "no predictions.jsonl" in result.output
-    assert (params.monitoring.fetched / "predictions.jsonl").read_text() == "yesterday"
 
 
 # --- binary and regression: a real model, its test split, and held-out production traffic ---
@@ -429,13 +413,13 @@ class Held:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return self.model.predict(frame[self.contract.feature_names()])
 
-    def logged(self, frame: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    def logged(self, frame: pd.DataFrame | None = None) -> list[PredictionRecord]:
         frame = self.production if frame is None else frame
         return records(frame, contract=self.contract, predictions=self.predict(frame))
 
     def report(
         self, frame: pd.DataFrame | None = None, labels: dict | None = None
-    ) -> drift.DriftReport:
+    ) -> checks.DriftReport:
         truth = self.test[self.contract.target.name]
         if self.contract.is_classification:
             baseline = float((self.predict(self.test) == truth.astype(str)).mean())
@@ -443,9 +427,9 @@ class Held:
         else:
             baseline = float(np.abs(self.predict(self.test) - truth).mean())
             expected = pd.Series(self.predict(self.test))
-        return drift.compare(
+        return checks.compare(
             self.train,
-            drift.Traffic(self.logged(frame), {}, []),
+            logs.Traffic(self.logged(frame), {}, []),
             labels or {},
             baseline,
             self.params.monitoring,
@@ -510,10 +494,10 @@ def test_regression_feedback_judges_the_mae_rise(
     table = held("regression", 0)
     logged = table.logged()
     truth = table.production["target"].to_numpy(float) + bias
-    labels = {record["id"]: float(y) for record, y in zip(logged, truth, strict=True)}
-    report = drift.compare(
+    labels = {record.id: float(y) for record, y in zip(logged, truth, strict=True)}
+    report = checks.compare(
         table.train,
-        drift.Traffic(logged, {}, []),
+        logs.Traffic(logged, {}, []),
         labels,
         float(np.abs(table.predict(table.test) - table.test["target"]).mean()),
         table.params.monitoring,
@@ -530,11 +514,11 @@ def test_binary_feedback_judges_the_accuracy_drop(held: Callable[[str, int], Hel
     table = held("binary", 0)
     logged = table.logged()
     flipped = {"malignant": "benign", "benign": "malignant"}
-    labels = {r["id"]: flipped[r["prediction"]] for r in logged[:40]}  # 40 wrong
-    labels |= {r["id"]: r["prediction"] for r in logged[40:]}
-    report = drift.compare(
+    labels = {r.id: flipped[r.prediction] for r in logged[:40]}  # 40 wrong
+    labels |= {r.id: r.prediction for r in logged[40:]}
+    report = checks.compare(
         table.train,
-        drift.Traffic(logged, {}, []),
+        logs.Traffic(logged, {}, []),
         labels,
         0.95,
         table.params.monitoring,
@@ -551,12 +535,12 @@ def test_regression_shadow_reports_the_difference_and_both_maes(
     table = held("regression", 1)
     champion = table.logged()
     challenger = {
-        r["id"]: {**r, "role": "challenger", "prediction": r["prediction"] + 10.0} for r in champion
+        r.id: replace(r, role="challenger", prediction=r.prediction + 10.0) for r in champion
     }
-    labels = {r["id"]: r["prediction"] for r in champion}
-    report = drift.compare(
+    labels = {r.id: r.prediction for r in champion}
+    report = checks.compare(
         table.train,
-        drift.Traffic(champion, challenger, []),
+        logs.Traffic(champion, challenger, []),
         labels,
         50.0,
         table.params.monitoring,
@@ -566,7 +550,7 @@ def test_regression_shadow_reports_the_difference_and_both_maes(
     assert report.shadow["mean_abs_difference"] == pytest.approx(10.0)
     assert report.shadow["champion_mae"] == 0.0
     assert report.shadow["challenger_mae"] == pytest.approx(10.0)
-    assert "mean absolute difference 10" in drift.markdown(report)
+    assert "mean absolute difference 10" in render.markdown(report)
 
 
 @pytest.fixture
@@ -584,10 +568,10 @@ def regression_project(
     return params, table
 
 
-def _write_log(params: Params, logged: list[dict[str, Any]]) -> None:
+def _write_log(params: Params, logged: list[PredictionRecord]) -> None:
     path = params.serve.prediction_log
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(record) + "\n" for record in logged))
+    path.write_text(lines(logged))
 
 
 def test_cli_regression_no_drift_then_drift(regression_project: tuple[Params, Held]) -> None:
@@ -596,7 +580,7 @@ def test_cli_regression_no_drift_then_drift(regression_project: tuple[Params, He
     _write_log(params, logged)
     params.monitoring.feedback.write_text(
         "".join(
-            json.dumps({"id": r["id"], "label": float(y)}) + "\n"
+            json.dumps({"id": r.id, "label": float(y)}) + "\n"
             for r, y in zip(logged, table.production["target"], strict=True)
         )
     )
