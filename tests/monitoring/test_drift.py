@@ -283,6 +283,7 @@ def test_rotated_logs_are_read_and_a_half_written_last_line_is_ignored(
     [
         ("not json", "predictions.jsonl:2: not a JSON prediction record"),
         ("[1, 2]", "predictions.jsonl:2: a prediction record must be a JSON object"),
+        ('{"ts": 1}', "predictions.jsonl:2: a prediction record needs `id`"),
     ],
 )
 def test_a_corrupt_log_line_is_an_error_naming_file_and_line(

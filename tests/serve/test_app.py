@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from mlops_template import storage
 from mlops_template.config import ServeSettings
+from mlops_template.monitoring.records import PredictionRecord
 from mlops_template.serve.app import ServiceState
 from mlops_template.serve.model import ServedModel
 from tests.serve.conftest import GENTOO, BlockingModel, wait_ready
@@ -220,6 +221,7 @@ def test_every_prediction_is_logged(make_client: Client, settings: ServeSettings
         "prediction",
         "probabilities",
     }
+    assert PredictionRecord.from_json(lines[0]).to_json() == lines[0]  # the one line format
 
 
 def test_openapi_is_derived_from_the_contract(make_client: Client, penguin_task: TaskModel) -> None:
