@@ -120,7 +120,7 @@ ci: install ## What CI runs (ci.yml, .ci/run): install the services, lint, every
 test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or Docker), on every core
 	$(RUN) pytest -m "not slow and not docker" -n auto
 
-lint: install ## pre-commit on every file: ruff lint + format, mypy --strict (src/), hygiene hooks
+lint: install ## pre-commit on every file: ruff lint + format, mypy --strict (src/), import contracts, hygiene hooks
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
 lint-workflows: install ## zizmor (regular, pedantic, auditor), actionlint, check-jsonschema on .github/

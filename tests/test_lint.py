@@ -17,3 +17,16 @@ def test_ruff(command: list[str]) -> None:
         [str(RUFF), *command, "."], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_contracts() -> None:
+    """pyproject.toml's [tool.importlinter]: the service imports no stage, no pipeline-only
+    library and of monitoring only the neutral modules; the layers hold."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
