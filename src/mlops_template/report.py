@@ -23,12 +23,7 @@ from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError, check_revision
 from mlops_template.markdown import number as _number
-from mlops_template.metric_facts import (
-    HEADLINE,
-    TASK_METRICS,
-    below_baseline,
-    better,
-)
+from mlops_template.metric_facts import HEADLINE, TASK_METRICS, below_baseline, better
 from mlops_template.schema import Contract
 
 NO_CHANGE = 1e-9
