@@ -20,7 +20,7 @@ from mlops_template import behaviour, quality, storage, tracking
 from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.markdown import number, table
-from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER
+from mlops_template.metric_facts import HEADLINE, LOWER_IS_BETTER, PER_ROW
 from mlops_template.schema import Contract
 
 FEW_TRAINING_ROWS = 30  # a class with fewer training rows than this is named a limitation
@@ -274,7 +274,7 @@ def _metrics(card: CardInputs) -> list[str]:
 
 def _slice_table(card: CardInputs, groups: dict[str, Any], extra: list[str]) -> list[str]:
     primary = card.params.primary_metric
-    second = "accuracy" if card.contract.is_classification else "mae"
+    second = PER_ROW[card.contract.task]
     names = [primary, *([second] if second != primary else []), *extra]
     rows = [
         [f"`{value}`", s["rows"], *(s.get(name) for name in names)] for value, s in groups.items()

@@ -25,6 +25,7 @@ from mlops_template import storage
 from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
+from mlops_template.metric_facts import PER_ROW
 from mlops_template.monitoring.checks import DriftReport, compare
 from mlops_template.monitoring.logs import read_feedback, read_traffic
 from mlops_template.monitoring.records import is_number
@@ -64,7 +65,7 @@ def run(params: Params, log_path: Path | None = None, feedback: Path | None = No
 
 def _baseline(params: Params, contract: Contract) -> float:
     """The test split's accuracy (classification) or MAE (regression), from metrics.json."""
-    key = "accuracy" if contract.is_classification else "mae"
+    key = PER_ROW[contract.task]
     path = params.paths.metrics
     if not path.is_file():
         raise PipelineError(f"{path}: needed to judge labelled feedback (run the pipeline)")
