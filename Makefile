@@ -60,8 +60,13 @@ MLFLOW_UI_PORT ?= 5000
 # needs root. Where make does not run as root (GitHub's runners), the suite runs through
 # passwordless sudo, keeping the environment; PATH explicitly, since sudo resets it.
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH")
+# Coverage of src/'s lines, in percent (pyproject's [tool.coverage.*]): `make ci` fails under
+# COVERAGE_FLOOR (every test), `make coverage` under COVERAGE_FAST_FLOOR (the unit tests alone,
+# which leave the registry, tracking and the served process to the real-service tests).
+COVERAGE_FLOOR := 90
+COVERAGE_FAST_FLOOR := 90
 
-.PHONY: help install run diff plots model-card init-schema traffic mlflow-ui serve test test-fast ci lint lint-workflows lint-container lint-k8s k8s-config check-lock \
+.PHONY: help install run diff plots model-card init-schema traffic mlflow-ui serve test test-fast coverage ci lint lint-workflows lint-container lint-k8s k8s-config check-lock \
 	image smoke save-image push-image register promote rollback history release-registry \
 	bench-pipeline bench-serve bench-explain report pull publish \
 	install-cml post-report collect-outputs publish-outputs retrain-outputs install-trivy scan-image \
@@ -114,11 +119,22 @@ ci: install ## What CI runs (ci.yml, .ci/run): install the services, lint, every
 	$(MAKE) --no-print-directory lint
 	@# The unit tests on every core, then the real-service ones on every core too, grouped
 	@# (tests/conftest.py): one worker takes every Docker test, so the image is built once.
-	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest -m "not slow and not docker" -n auto
-	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest -m "slow or docker" -n auto --dist loadfile
+	@# Both under coverage.py, which also measures every Python process they start; then one
+	@# report of the two, failing under COVERAGE_FLOOR.
+	$(AS_ROOT) $(RUN) coverage erase
+	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) coverage run -m pytest -m "not slow and not docker" -n auto
+	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) coverage run -m pytest -m "slow or docker" -n auto --dist loadfile
+	$(AS_ROOT) $(RUN) coverage combine --quiet
+	$(AS_ROOT) $(RUN) coverage report --fail-under=$(COVERAGE_FLOOR)
 
 test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or Docker), on every core
 	$(RUN) pytest -m "not slow and not docker" -n auto
+
+coverage: install ## The unit tests under coverage.py: src/'s uncovered lines, failing under COVERAGE_FAST_FLOOR
+	$(RUN) coverage erase
+	$(RUN) coverage run -m pytest -m "not slow and not docker" -n auto
+	$(RUN) coverage combine --quiet
+	$(RUN) coverage report --fail-under=$(COVERAGE_FAST_FLOOR)
 
 lint: install ## pre-commit on every file: ruff lint + format, mypy --strict (src/), import contracts, hygiene hooks
 	$(RUN) pre-commit run --all-files --show-diff-on-failure

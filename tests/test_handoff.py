@@ -181,3 +181,86 @@ def test_the_push_goes_to_the_trusted_remote_not_the_pull_requests(tmp_path: Pat
     (trusted / ".dvc" / "config.local").write_text("# this machine's\n")
     handoff.use_trusted_dvc_config(trusted, repo)
     assert (repo / ".dvc" / "config.local").read_text() == "# this machine's\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("stages: [unclosed\n", "not a dvc.lock"),
+        ("- a list\n", "not a dvc.lock"),
+        ("schema: '2.0'\n", "no stages"),
+        ("stages:\n  train:\n    outs:\n    - md5: abc\n", "stage train: an output without a path"),
+    ],
+)
+def test_a_malformed_dvc_lock_refuses_the_hand_over(tmp_path: Path, text: str, reason: str) -> None:
+    incoming = hand_over(tmp_path)
+    (incoming / "dvc.lock").write_text(text)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with pytest.raises(HandoffError, match=reason):
+        handoff.stage(incoming, repo)
+    assert list(repo.iterdir()) == []
+
+
+def test_a_hand_over_that_is_not_a_directory_or_whose_lock_is_a_link_is_refused(
+    tmp_path: Path,
+) -> None:
+    incoming = hand_over(tmp_path)
+    repo = tmp_path / "repo"
+    with pytest.raises(HandoffError, match="is not a directory"):
+        handoff.stage(incoming / "dvc.lock", repo)
+    linked = tmp_path / "linked"
+    linked.symlink_to(incoming)
+    with pytest.raises(HandoffError, match="is not a directory"):
+        handoff.stage(linked, repo)
+    real_lock = tmp_path / "elsewhere.lock"
+    (incoming / "dvc.lock").rename(real_lock)
+    (incoming / "dvc.lock").symlink_to(real_lock)
+    with pytest.raises(HandoffError, match="not a regular file"):
+        handoff.stage(incoming, repo)
+    (incoming / "dvc.lock").unlink()
+    with pytest.raises(HandoffError, match=r"dvc\.lock is missing"):
+        handoff.stage(incoming, repo)
+
+
+DIRECTORY_LOCK = {"stages": {"evaluate": {"outs": [{"path": "reports/plots"}]}}}
+
+
+def test_a_directory_output_is_staged_file_by_file(tmp_path: Path) -> None:
+    incoming = hand_over(tmp_path, DIRECTORY_LOCK)
+    (incoming / "reports" / "plots" / "pr" / "curve.json").parent.mkdir(parents=True)
+    (incoming / "reports" / "plots" / "pr" / "curve.json").write_text("{}\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert sorted(handoff.stage(incoming, repo)) == [
+        "dvc.lock",
+        "reports/plots/pr/curve.json",
+        "reports/plots/roc.json",
+    ]
+    assert (repo / "reports" / "plots" / "pr" / "curve.json").read_text() == "{}\n"
+
+
+def test_a_symlink_inside_a_directory_output_is_refused(tmp_path: Path) -> None:
+    incoming = hand_over(tmp_path, DIRECTORY_LOCK)
+    (tmp_path / "secret").write_text("token\n")
+    (incoming / "reports" / "plots" / "leak.json").symlink_to(tmp_path / "secret")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with pytest.raises(HandoffError, match=r"leak\.json is not a regular file"):
+        handoff.stage(incoming, repo)
+    assert list(repo.iterdir()) == []
+
+
+def test_collect_copies_the_lock_its_outputs_and_extras_or_names_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    root = hand_over(tmp_path, DIRECTORY_LOCK)
+    (root / "reports" / "drift").mkdir()
+    (root / "reports" / "drift" / "drift.json").write_text("{}\n")
+    out = tmp_path / "out"
+    paths = handoff.collect(out, extras=["reports/drift/drift.json"], root=root)
+    assert paths == ["dvc.lock", "reports/plots", "reports/drift/drift.json"]
+    assert (out / "reports" / "plots" / "roc.json").read_text() == "reports/plots/roc.json\n"
+    assert (out / "reports" / "drift" / "drift.json").is_file()
+    with pytest.raises(HandoffError, match=r"drift\.md is missing: did the pipeline run\?"):
+        handoff.collect(tmp_path / "again", extras=["reports/drift/drift.md"], root=root)

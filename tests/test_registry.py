@@ -189,3 +189,61 @@ def test_a_candidate_failing_a_behaviour_check_is_refused_whatever_the_champion(
     assert not decision.promoted
     assert decision.reason == refusal
     assert decide({**candidate, GATE_KEY: None}, CHAMPION, params).promoted
+
+
+def test_a_loss_within_the_margin_says_so(make_params: Callable[..., Params]) -> None:
+    params = make_params(registry={"margin": 0.01})
+    decision = decide(scores(f1_macro=0.935), CHAMPION, params)
+    assert decision.reason == "f1_macro within the margin (-0.005000)"
+    assert decide(scores(f1_macro=0.95), CHAMPION, params).reason == (
+        "f1_macro improved (+0.010000)"
+    )
+
+
+BINARY_CHAMPION = {"roc_auc": 0.90, "average_precision": 0.85, "f1": 0.80, "log_loss": 0.40}
+
+
+def test_a_worse_lower_is_better_headline_metric_refuses_a_better_primary(
+    make_params: Callable[..., Params], contract_file: Callable[[str], Path]
+) -> None:
+    params = make_params(
+        data={"contract": str(contract_file("binary"))}, evaluate={"primary_metric": "auto"}
+    )
+    assert params.primary_metric == "roc_auc"
+    overconfident = {**BINARY_CHAMPION, "roc_auc": 0.95, "log_loss": 0.42}
+    decision = decide(overconfident, BINARY_CHAMPION, params)
+    assert not decision.promoted
+    assert decision.reason == "log_loss 0.42 vs champion 0.4: worse than the tolerance 0.01"
+    calibrated = {**overconfident, "log_loss": 0.405}  # worse, but within the tolerance
+    assert decide(calibrated, BINARY_CHAMPION, params).promoted
+
+
+def test_the_metrics_are_judged_before_the_behaviour_checks(params: Params) -> None:
+    """A candidate with several faults is refused for the first: its baseline, then the
+    primary metric, then the headline metrics, then the behaviour checks."""
+    refusal = "behaviour checks failed: directional"
+    worse = {**scores(f1_macro=0.90), GATE_KEY: refusal, "beats_baseline": True}
+    assert decide(worse, CHAMPION, params).reason.startswith("f1_macro 0.9 vs champion 0.94")
+    below = {
+        **worse,
+        "baseline": {"f1_macro": 0.95, "log_loss": 1.0},
+        "beats_baseline": False,
+    }
+    assert decide(below, CHAMPION, params).reason.startswith(
+        "does not beat its baseline on f1_macro"
+    )
+    headline = {**scores(accuracy=0.90), GATE_KEY: refusal, "beats_baseline": True}
+    assert decide(headline, CHAMPION, params).reason.startswith("accuracy 0.9 vs champion 0.95")
+
+
+def test_a_champion_with_no_error_is_compared_by_the_difference(
+    regression_params: Callable[..., Params],
+) -> None:
+    """A share of the champion's error is undefined when the champion's error is 0: the gate
+    falls back to the plain difference rather than dividing by zero."""
+    perfect = {"rmse": 0.0, "mae": 0.0, "r2": 1.0}
+    params = regression_params()
+    assert decide(perfect, perfect, params).reason == "rmse tied (+0.000000)"
+    decision = decide({**perfect, "rmse": 0.5}, perfect, params)
+    assert not decision.promoted
+    assert "worse by 0.500000" in decision.reason

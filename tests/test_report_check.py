@@ -189,3 +189,49 @@ def test_mlops_check_report_exits_1_and_names_the_link(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "1 PNG image(s)" in result.stdout
+
+
+def test_a_report_that_is_not_small_utf8_text_is_refused(tmp_path: Path) -> None:
+    report = folder(tmp_path, GOOD)
+    (report / "report.md").write_bytes(b"## Model report\n\xff\xfe\n")
+    with pytest.raises(ReportRefusedError, match="is not UTF-8 text"):
+        check_report(report, ALLOWED)
+    (report / "report.md").write_text("## Model report\n\0\n")
+    with pytest.raises(ReportRefusedError, match="a NUL character"):
+        check_report(report, ALLOWED)
+    (report / "report.md").write_text("x" * ((1 << 20) + 1))
+    with pytest.raises(ReportRefusedError, match="is over 1048576 bytes"):
+        check_report(report, ALLOWED)
+    (report / "report.md").unlink()
+    with pytest.raises(ReportRefusedError, match=r"the report .* is missing"):
+        check_report(report, ALLOWED)
+    with pytest.raises(ReportRefusedError, match="is not a directory"):
+        check_report(report / "model_card.md", ALLOWED)
+
+
+def test_a_fence_closes_only_with_a_fence_as_long(tmp_path: Path) -> None:
+    """A URL in fenced code is shown as text, not linked: allowed. A shorter fence inside a
+    longer one is part of the code, so what follows it is still code."""
+    inside = "## Model report\n\n````\n```\nsee https://evil.example/x\n````\n"
+    check_report(folder(tmp_path / "inside", inside), ALLOWED)
+    closed = "## Model report\n\n```\n```\nsee https://evil.example/x\n"
+    assert "a URL that is not allowed" in refused(tmp_path / "closed", closed)
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "[card](model_card.md 'the card')",
+        "[card](model_card.md (the card))",
+    ],
+)
+def test_a_link_with_a_title_is_understood(tmp_path: Path, markdown: str) -> None:
+    checked = check_report(folder(tmp_path, f"## Model report\n\n{markdown}\n"), ALLOWED)
+    assert [link.target for link in checked.links] == ["model_card.md"]
+
+
+@pytest.mark.parametrize(
+    "markdown", ["[card](<model_card.md\n>)", "[card](model_card.md 'unclosed)", "[x](y z)"]
+)
+def test_a_link_destination_that_cannot_be_parsed_is_refused(tmp_path: Path, markdown: str) -> None:
+    assert "cannot be parsed safely" in refused(tmp_path, f"## Model report\n\n{markdown}\n")
