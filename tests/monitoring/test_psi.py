@@ -1,4 +1,4 @@
-"""The population stability index (stats.psi), which `mlops drift` and the service's live
+"""The population stability index (monitoring/psi.py), which `mlops drift` and the service's live
 drift gauge both report: its value on known shares, and the edge cases a window of live
 traffic produces (a class never predicted, a bin the reference never filled)."""
 
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from mlops_template.stats import PSI_FLOOR, psi
+from mlops_template.monitoring.psi import PSI_FLOOR, psi
 
 
 def test_identical_shares_have_no_drift() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from mlops_template import storage
 from mlops_template.metric_facts import TASK_METRICS
-from mlops_template.stages.evaluate import compute_metrics, metric_value
+from mlops_template.scoring import compute_metrics, metric_value
 from tests.serve import tasks
 
 

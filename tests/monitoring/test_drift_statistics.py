@@ -1,7 +1,7 @@
-"""The drift checks' statistics on small, hand-made windows (drift.compare): what a column
+"""The drift checks' statistics on small, hand-made windows (monitoring/checks.compare): what a column
 with no values, a category the training data never had, a constant feature or a rising
 missing rate gives, and the rule that drift needs both a significant p-value and a material
-PSI. tests/test_drift.py covers the same checks on realistic, sampled traffic."""
+PSI. tests/monitoring/test_drift.py covers the same checks on realistic, sampled traffic."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import drift
+from mlops_template.monitoring import checks, logs
+from mlops_template.monitoring.records import PredictionRecord
 from mlops_template.config import MonitoringSettings
 from mlops_template.schema import parse_contract
 from tests.conftest import small_contract
@@ -42,29 +43,30 @@ def reference(rows: int = 300, **columns: Sequence[Any]) -> pd.DataFrame:
     return frame
 
 
-def window(rows: int = 300, **columns: Sequence[Any]) -> drift.Traffic:
+def window(rows: int = 300, **columns: Sequence[Any]) -> logs.Traffic:
     """Logged traffic like `reference`'s rows unless `columns` replace some (None: missing)."""
     frame = reference(rows, **columns)
     records = [
-        {
-            "id": f"r{index}",
-            "features": {
-                name: None if pd.isna(row[name]) else row[name] for name in ("x", "colour")
-            },
-            "prediction": row["y"],
-        }
+        PredictionRecord(
+            ts=1_764_000_000.0,
+            id=f"r{index}",
+            role="champion",
+            model_version="v1",
+            features={name: None if pd.isna(row[name]) else row[name] for name in ("x", "colour")},
+            prediction=str(row["y"]),
+        )
         for index, row in frame.iterrows()
     ]
-    return drift.Traffic(records, {}, ["memory"])
+    return logs.Traffic(records, {}, ["memory"])
 
 
-def check(report: drift.DriftReport, column: str, kind: str) -> drift.Check:
+def check(report: checks.DriftReport, column: str, kind: str) -> checks.Check:
     (found,) = [c for c in report.checks if c.column == column and c.kind == kind]
     return found
 
 
-def compare(traffic: drift.Traffic, ref: pd.DataFrame | None = None) -> drift.DriftReport:
-    return drift.compare(reference() if ref is None else ref, traffic, {}, None, SETTINGS, CONTRACT)
+def compare(traffic: logs.Traffic, ref: pd.DataFrame | None = None) -> checks.DriftReport:
+    return checks.compare(reference() if ref is None else ref, traffic, {}, None, SETTINGS, CONTRACT)
 
 
 def test_traffic_like_the_training_rows_has_no_drift() -> None:
