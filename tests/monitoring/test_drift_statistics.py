@@ -1,4 +1,4 @@
-"""The drift checks' statistics on small, hand-made windows (monitoring/checks.compare): what a column
+"""The drift checks' statistics on small, hand-made windows (checks.compare): what a column
 with no values, a category the training data never had, a constant feature or a rising
 missing rate gives, and the rule that drift needs both a significant p-value and a material
 PSI. tests/monitoring/test_drift.py covers the same checks on realistic, sampled traffic."""
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_template.config import MonitoringSettings
 from mlops_template.monitoring import checks, logs
 from mlops_template.monitoring.records import PredictionRecord
-from mlops_template.config import MonitoringSettings
 from mlops_template.schema import parse_contract
 from tests.conftest import small_contract
 
@@ -66,7 +66,8 @@ def check(report: checks.DriftReport, column: str, kind: str) -> checks.Check:
 
 
 def compare(traffic: logs.Traffic, ref: pd.DataFrame | None = None) -> checks.DriftReport:
-    return checks.compare(reference() if ref is None else ref, traffic, {}, None, SETTINGS, CONTRACT)
+    ref = reference() if ref is None else ref
+    return checks.compare(ref, traffic, {}, None, SETTINGS, CONTRACT)
 
 
 def test_traffic_like_the_training_rows_has_no_drift() -> None:
