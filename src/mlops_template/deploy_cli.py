@@ -37,7 +37,7 @@ ParamsOption = Annotated[
 OverlaysOption = Annotated[Path, typer.Option(help="The overlays folder.")]
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add the deploy subcommands to the `mlops` app."""
 
     @app.command("deploy-bump")
