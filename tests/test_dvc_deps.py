@@ -84,7 +84,17 @@ def _stages() -> dict[str, dict]:
 
 
 def _declared(stage: dict) -> set[str]:
-    return {dep for dep in stage.get("deps", []) if dep.startswith("src/")}
+    """The stage's source files; a package folder stands for every module in it (.dvcignore
+    leaves its __pycache__ out of the hash)."""
+    declared: set[str] = set()
+    for dep in stage.get("deps", []):
+        if dep.startswith("src/") and (REPO_ROOT / dep).is_dir():
+            declared |= {
+                str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / dep).rglob("*.py")
+            }
+        elif dep.startswith("src/"):
+            declared.add(dep)
+    return declared
 
 
 def test_every_stage_declares_the_modules_its_code_runs() -> None:
@@ -123,3 +133,16 @@ def test_an_undeclared_import_is_found(tmp_path: Path) -> None:
     assert "src/mlops_template/plots.py" in runs(stage) - {str(stage)}
     stage.write_text("if TYPE_CHECKING:\n    " + helper_import)
     assert "src/mlops_template/plots.py" not in runs(stage)
+
+
+def test_a_package_folder_dependency_leaves_out_its_bytecode() -> None:
+    """A folder dep hashes every file in it: Python's __pycache__ must be in .dvcignore, or a
+    stage would re-run whenever another interpreter imported the package."""
+    folders = {
+        dep
+        for stage in _stages().values()
+        for dep in stage.get("deps", [])
+        if dep.startswith("src/") and (REPO_ROOT / dep).is_dir()
+    }
+    ignored = (REPO_ROOT / ".dvcignore").read_text().splitlines()
+    assert not folders or "__pycache__/" in ignored

@@ -1,7 +1,8 @@
 """Compile the trained scikit-learn pipeline to ONNX, and check the two agree.
 
-The service runs the compiled model in onnxruntime: one row in tens of microseconds instead
-of ~10 ms, and an image without scikit-learn, SciPy or pandas. The train stage calls
+The service runs the compiled model in onnxruntime: a row scored without scikit-learn's
+per-call overhead (`make bench-serve` compares the two runtimes), and an image without
+scikit-learn, SciPy or pandas. The train stage calls
 `to_onnx` and `check_parity`, and fails, naming the worst rows, unless the compiled model
 gives the same labels and probabilities within `serve.parity_tolerance` on the test split.
 

@@ -231,31 +231,71 @@ def profile(
     if task is None:
         notes.append(f"task inferred from '{target}': {chosen} (pass --task to choose)")
     target_spec = _target(labelled[target], chosen, margin)
-    if chosen != "regression":
-        counts = labelled[target].map(category_text).value_counts()
+    notes += _label_notes(labelled[target], chosen)
+    positive = _positive(labelled[target], chosen, positive, target_spec, notes)
+    features, ignored = _features(frame, target, ignore, margin, strict_nulls, notes)
+    raw = contract_dict(
+        Contract(
+            name=name,
+            description=f"Predict {target} ({chosen}) from {len(features)} features.",
+            task=chosen,
+            target=target_spec,
+            features=features,
+            example={},
+            positive=positive,
+            ignored=ignored,
+        )
+    )
+    raw["example"] = _example(labelled, features)
+    return Profile(parse_contract(raw, Path(name)), notes)
+
+
+def _label_notes(labels: pd.Series, task: Task) -> list[str]:
+    """What the labelled rows mean for the split: a class too rare to split, a small table."""
+    notes: list[str] = []
+    if task != "regression":
+        counts = labels.map(category_text).value_counts()
         lonely = sorted(counts[counts < 2].index)
         if lonely:
             notes.append(
                 f"class(es) {lonely} have a single row: the split needs at least 2 per class"
                 " (add rows, or drop them from the table)"
             )
-    if len(labelled) < SMALL_TABLE:
+    if len(labels) < SMALL_TABLE:
         notes.append(
-            f"only {len(labelled)} labelled rows: the test split will be small and its metrics"
-            " noisy"
+            f"only {len(labels)} labelled rows: the test split will be small and its metrics noisy"
         )
-    if chosen == "binary":
-        if positive is None:
-            counts = labelled[target].map(category_text).value_counts()
-            positive = str(counts.sort_values(kind="stable").index[0])
-            notes.append(f"positive class: '{positive}', the rarer one (pass --positive)")
-        elif str(positive) not in target_spec.categories:
-            raise ProfileError(
-                f"--positive {positive!r} is not a value of '{target}':"
-                f" {list(target_spec.categories)}"
-            )
-    elif positive is not None:
-        raise ProfileError("--positive applies to a binary target only")
+    return notes
+
+
+def _positive(
+    labels: pd.Series, task: Task, positive: str | None, target: ColumnSpec, notes: list[str]
+) -> str | None:
+    """A binary target's positive class: the one given (checked), else the rarer."""
+    if task != "binary":
+        if positive is not None:
+            raise ProfileError("--positive applies to a binary target only")
+        return None
+    if positive is None:
+        counts = labels.map(category_text).value_counts()
+        positive = str(counts.sort_values(kind="stable").index[0])
+        notes.append(f"positive class: '{positive}', the rarer one (pass --positive)")
+    elif str(positive) not in target.categories:
+        raise ProfileError(
+            f"--positive {positive!r} is not a value of '{labels.name}': {list(target.categories)}"
+        )
+    return str(positive)
+
+
+def _features(
+    frame: pd.DataFrame,
+    target: str,
+    ignore: tuple[str, ...],
+    margin: float,
+    strict_nulls: bool,
+    notes: list[str],
+) -> tuple[tuple[ColumnSpec, ...], tuple[str, ...]]:
+    """The feature columns' specs, and the columns left out (asked to, or unusable: noted)."""
     features: list[ColumnSpec] = []
     ignored: list[str] = []
     for column in frame.columns:
@@ -272,20 +312,7 @@ def profile(
             features.append(spec)
     if not features:
         raise ProfileError("no usable feature column (see the notes above)")
-    raw = contract_dict(
-        Contract(
-            name=name,
-            description=f"Predict {target} ({chosen}) from {len(features)} features.",
-            task=chosen,
-            target=target_spec,
-            features=tuple(features),
-            example={},
-            positive=str(positive) if positive is not None else None,
-            ignored=tuple(ignored),
-        )
-    )
-    raw["example"] = _example(labelled, tuple(features))
-    return Profile(parse_contract(raw, Path(name)), notes)
+    return tuple(features), tuple(ignored)
 
 
 HEADER = """\

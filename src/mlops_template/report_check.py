@@ -197,16 +197,7 @@ def regular_file(path: Path, what: str) -> None:
 def check_report(folder: Path, allowed_urls: Iterable[str] = ()) -> CheckedReport:
     """Check `folder/report.md` and what it links; raise ReportRefusedError listing problems."""
     allowed = list(allowed_urls)
-    if folder.is_symlink() or not folder.is_dir():
-        raise ReportRefusedError(f"{folder} is not a directory")
-    report = folder / REPORT_NAME
-    regular_file(report, "the report")
-    if report.stat().st_size > MAX_REPORT_BYTES:
-        raise ReportRefusedError(f"{report} is over {MAX_REPORT_BYTES} bytes")
-    try:
-        markdown = report.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ReportRefusedError(f"{report} is not UTF-8 text") from None
+    report, markdown = _read_report(folder)
     checked = CheckedReport(folder, markdown)
     problems: list[str] = []
     if "\0" in markdown:
@@ -215,37 +206,65 @@ def check_report(folder: Path, allowed_urls: Iterable[str] = ()) -> CheckedRepor
     problems += unparsed
     for link in links:
         where = f"line {markdown.count(chr(10), 0, link.start) + 1}: `{link.target[:80]}`"
-        target = link.target
-        if target.startswith("#") and not link.image and re.fullmatch(r"#[\w-]*", target):
-            checked.links.append(link)
-            continue
-        if SCHEME.match(target) or target.startswith("//"):
-            if link.image:
-                problems.append(f"{where}: an image must be a PNG inside the report folder")
-            elif not _url_allowed(target, allowed):
-                problems.append(f"{where}: a URL that is not allowed")
-            else:
-                checked.links.append(link)
-            continue
-        path, why = local_file(folder, target)
-        if path is None:
-            problems.append(f"{where}: {why}")
-            continue
-        if link.image:
-            if path.suffix.lower() != ".png":
-                problems.append(f"{where}: an image that is not a .png")
-                continue
-            with path.open("rb") as handle:
-                if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
-                    problems.append(f"{where}: not a PNG file")
-                    continue
-            if path.stat().st_size > MAX_IMAGE_BYTES:
-                problems.append(f"{where}: an image over {MAX_IMAGE_BYTES} bytes")
-                continue
-            checked.images[target] = path
-        checked.links.append(link)
+        problem = _check_link(checked, link, allowed)
+        if problem:
+            problems.append(f"{where}: {problem}")
     if len(checked.images) > MAX_IMAGES:
         problems.append(f"more than {MAX_IMAGES} images")
+    problems += _prose_problems(markdown, links, allowed)
+    if problems:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise ReportRefusedError(f"{report}: refused, nothing is posted:\n{listed}")
+    return checked
+
+
+def _read_report(folder: Path) -> tuple[Path, str]:
+    """The report's path and text: a regular file in a real folder, small, UTF-8."""
+    if folder.is_symlink() or not folder.is_dir():
+        raise ReportRefusedError(f"{folder} is not a directory")
+    report = folder / REPORT_NAME
+    regular_file(report, "the report")
+    if report.stat().st_size > MAX_REPORT_BYTES:
+        raise ReportRefusedError(f"{report} is over {MAX_REPORT_BYTES} bytes")
+    try:
+        return report, report.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ReportRefusedError(f"{report} is not UTF-8 text") from None
+
+
+def _check_link(checked: CheckedReport, link: Link, allowed: list[str]) -> str | None:
+    """Why `link` is refused, or None: then it is added to `checked` (an image also to its
+    images)."""
+    target = link.target
+    if target.startswith("#") and not link.image and re.fullmatch(r"#[\w-]*", target):
+        checked.links.append(link)
+        return None
+    if SCHEME.match(target) or target.startswith("//"):
+        if link.image:
+            return "an image must be a PNG inside the report folder"
+        if not _url_allowed(target, allowed):
+            return "a URL that is not allowed"
+        checked.links.append(link)
+        return None
+    path, why = local_file(checked.folder, target)
+    if path is None:
+        return why
+    if link.image:
+        if path.suffix.lower() != ".png":
+            return "an image that is not a .png"
+        with path.open("rb") as handle:
+            if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                return "not a PNG file"
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            return f"an image over {MAX_IMAGE_BYTES} bytes"
+        checked.images[target] = path
+    checked.links.append(link)
+    return None
+
+
+def _prose_problems(markdown: str, links: list[Link], allowed: list[str]) -> list[str]:
+    """Links outside the inline syntax: reference definitions, autolinks, HTML, bare URLs."""
+    problems: list[str] = []
     for match in _DEFINITION.finditer(markdown):
         line = markdown.count("\n", 0, match.start()) + 1
         problems.append(f"line {line}: reference-style link definitions are not allowed")
@@ -272,10 +291,7 @@ def check_report(folder: Path, allowed_urls: Iterable[str] = ()) -> CheckedRepor
         url = match.group(0)
         if not _url_allowed(url, allowed):
             problems.append(f"a URL that is not allowed: `{url[:80]}`")
-    if problems:
-        listed = "\n".join(f"  - {problem}" for problem in problems)
-        raise ReportRefusedError(f"{report}: refused, nothing is posted:\n{listed}")
-    return checked
+    return problems
 
 
 def render(checked: CheckedReport, note: str, images: dict[str, str] | None = None) -> str:

@@ -1,161 +1,46 @@
-"""The data contract: the task, the target and every feature, read from a YAML file.
-
-The contract is data, not code: `mlops init-schema` profiles a table and writes it
-(`data.contract` in params.yaml, by default `data/contract.yaml`); the user reviews and commits
-it. Everything else derives from the `Contract` loaded here: the pandera schema that the
-`validate` stage enforces, the features the `train` stage preprocesses, the metrics the
-`evaluate` stage computes for the task, the service's request model and its example, the
-drift reference and the model card.
-
-pandera is imported only to build the table schema: the service reads the contract and must
-start fast without it.
+"""The data contract's file: reading it (every error names the file and the key) and writing
+it. The contract itself, the objects every stage and the service use, is contract.py; its names
+are imported from here too (`from mlops_template.schema import Contract`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import yaml
 
-from mlops_template.declarations import Behaviour, declarations_dict, parse_declarations
+from mlops_template.contract import (
+    KINDS,
+    MISSING_CATEGORY,
+    TASKS,
+    ColumnSpec,
+    Contract,
+    Kind,
+    Task,
+    as_category,
+    category_text,
+    reserved_name,
+)
+from mlops_template.declarations import declarations_dict, parse_declarations
 from mlops_template.errors import PipelineError
 
-if TYPE_CHECKING:
-    import pandera.pandas as pa
-
-Kind = Literal["numeric", "categorical"]
-Task = Literal["binary", "multiclass", "regression"]
-TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
-KINDS: tuple[Kind, ...] = ("numeric", "categorical")
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One column of the table. `minimum`/`maximum` apply to numeric columns, `categories` to
-    categorical ones; `nullable` says whether missing values are allowed."""
-
-    name: str
-    kind: Kind
-    description: str = ""
-    nullable: bool = True
-    minimum: float | None = None
-    maximum: float | None = None
-    categories: tuple[str, ...] = ()
-    sensitive: bool = False  # the model card's fairness section compares its groups
-
-
-@dataclass(frozen=True)
-class Contract:
-    """What the table holds and what to predict.
-
-    `task` is binary or multiclass classification (the target is categorical; a binary
-    target names its `positive` class) or regression (the target is numeric). `example` is
-    one valid record of the features: the service's OpenAPI example and the smoke test's
-    request. `behaviour`, `intended_use` and `limitations`: see declarations.py."""
-
-    name: str
-    description: str
-    task: Task
-    target: ColumnSpec
-    features: tuple[ColumnSpec, ...]
-    example: Mapping[str, Any]
-    positive: str | None = None
-    min_rows: int = 10
-    ignored: tuple[str, ...] = field(default=())
-    behaviour: Behaviour = field(default_factory=Behaviour)
-    intended_use: tuple[str, ...] = ()
-    limitations: tuple[str, ...] = ()
-
-    @property
-    def columns(self) -> tuple[ColumnSpec, ...]:
-        return (self.target, *self.features)
-
-    @property
-    def is_classification(self) -> bool:
-        return self.task != "regression"
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        """The target's classes (empty for regression)."""
-        return self.target.categories if self.is_classification else ()
-
-    def feature_names(self) -> list[str]:
-        return [spec.name for spec in self.features]
-
-    def numeric_features(self) -> list[str]:
-        return [spec.name for spec in self.features if spec.kind == "numeric"]
-
-    def categorical_features(self) -> list[str]:
-        return [spec.name for spec in self.features if spec.kind == "categorical"]
-
-    def sensitive_features(self) -> list[str]:
-        return [spec.name for spec in self.features if spec.sensitive]
-
-    def dataframe_schema(self) -> pa.DataFrameSchema:
-        """The pandera schema for the whole table. Extra columns are dropped
-        (`strict="filter"`), missing ones are errors, and the table must have at least
-        `min_rows` rows."""
-        import pandera.pandas as pa
-
-        minimum = self.min_rows
-        return pa.DataFrameSchema(
-            {spec.name: _column(spec) for spec in self.columns},
-            strict="filter",
-            ordered=False,
-            checks=[pa.Check(lambda frame: len(frame) >= minimum, name=f"at_least_{minimum}_rows")],
-            name=self.name,
-        )
-
-
-# How a missing category reaches the model (train, evaluate, the ONNX feed): the empty string,
-# not NaN. skl2onnx compiles an imputer of text only for a text missing-value marker, so a
-# contract's category is never empty text (_category refuses it).
-MISSING_CATEGORY = ""
-
-
-def category_text(value: object) -> str:
-    """A category as text, the same however the table stored it: `True` for a boolean, `1`
-    for the whole numbers 1 and 1.0 (a 0/1 column with a gap is read as floats), else
-    `str(value)`."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if hasattr(value, "item") and not isinstance(value, str | bytes):  # NumPy scalars
-        return category_text(value.item())
-    return str(value)
-
-
-def as_category(value: object, categories: tuple[str, ...]) -> str | None:
-    """`value` as one of `categories`, or None. Categories are text (the validate stage reads
-    every categorical column as text, see category_text), so a JSON `true`, `1` or `2.5`
-    names the category `True`, `1` or `2.5`."""
-    if isinstance(value, str):
-        return value if value in categories else None
-    if isinstance(value, bool | int | float):
-        text = category_text(value)
-        return text if text in categories else None
-    return None
-
-
-def _column(spec: ColumnSpec) -> pa.Column:
-    import pandera.pandas as pa
-
-    checks: list[pa.Check] = []
-    if spec.kind == "numeric":
-        if spec.minimum is not None and spec.maximum is not None:
-            checks.append(pa.Check.in_range(spec.minimum, spec.maximum))
-        elif spec.minimum is not None:
-            checks.append(pa.Check.ge(spec.minimum))
-        elif spec.maximum is not None:
-            checks.append(pa.Check.le(spec.maximum))
-        return pa.Column(float, checks=checks, nullable=spec.nullable, coerce=True)
-    checks.append(pa.Check.isin(list(spec.categories)))
-    return pa.Column(str, checks=checks, nullable=spec.nullable, coerce=True)
-
-
-# --- reading and writing the contract file ---------------------------------------------------
+__all__ = [
+    "KINDS",
+    "MISSING_CATEGORY",
+    "TASKS",
+    "ColumnSpec",
+    "Contract",
+    "ContractError",
+    "Kind",
+    "Task",
+    "as_category",
+    "category_text",
+    "contract_dict",
+    "load_contract",
+    "parse_contract",
+    "reserved_name",
+]
 
 
 class ContractError(PipelineError):
@@ -168,11 +53,6 @@ def _number(value: object, where: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ContractError(f"{where}: expected a number, got {value!r}")
     return float(value)
-
-
-def reserved_name(name: str) -> bool:
-    """Names pydantic does not allow as request fields."""
-    return name.startswith(("_", "model_"))
 
 
 def _category(value: object, where: str) -> str:
@@ -291,7 +171,32 @@ def parse_contract(raw: object, source: Path) -> Contract:
     task = raw.get("task")
     if task not in TASKS:
         raise ContractError(f"{where}: `task` must be one of {list(TASKS)}, got {task!r}")
-    target = _spec(raw.get("target"), f"{where}: target")
+    target = _target(raw.get("target"), task, where)
+    positive = _positive(raw.get("positive"), task, target, where)
+    features = _features(raw.get("features"), target, where)
+    min_rows = raw.get("min_rows", 10)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 2:
+        raise ContractError(f"{where}: `min_rows` must be an integer of at least 2")
+    ignored = raw.get("ignored") or []
+    if not isinstance(ignored, list):
+        raise ContractError(f"{where}: `ignored` must be a list of column names")
+    return Contract(
+        name=str(raw.get("name") or source.stem),
+        description=str(raw.get("description") or ""),
+        task=task,
+        target=target,
+        features=features,
+        example=_example(raw.get("example", {}), features, where),
+        positive=positive,
+        min_rows=min_rows,
+        ignored=tuple(str(name) for name in ignored),
+        **parse_declarations(raw, where, features, task, target.categories),
+    )
+
+
+def _target(raw: object, task: Task, where: str) -> ColumnSpec:
+    """The target's spec, of the kind the task needs (classes: 2 for binary, 3+ multiclass)."""
+    target = _spec(raw, f"{where}: target")
     if task == "regression" and target.kind != "numeric":
         raise ContractError(f"{where}: a regression target must be numeric ({target.name})")
     if task != "regression":
@@ -312,7 +217,11 @@ def parse_contract(raw: object, source: Path) -> Contract:
             )
     if target.nullable:
         raise ContractError(f"{where}: the target ({target.name}) must not be nullable")
-    positive = raw.get("positive")
+    return target
+
+
+def _positive(positive: object, task: Task, target: ColumnSpec, where: str) -> str | None:
+    """A binary task's positive class, one of the target's categories; no other task has one."""
     if task == "binary":
         if positive is not None:
             positive = _category(positive, f"{where}: positive")
@@ -321,35 +230,22 @@ def parse_contract(raw: object, source: Path) -> Contract:
                 f"{where}: a binary task names its `positive` class, one of"
                 f" {list(target.categories)}; got {positive!r}"
             )
-        positive = str(positive)
-    elif positive is not None:
+        return str(positive)
+    if positive is not None:
         raise ContractError(f"{where}: `positive` applies to a binary task only")
-    features_raw = raw.get("features")
-    if not isinstance(features_raw, list) or not features_raw:
+    return None
+
+
+def _features(raw: object, target: ColumnSpec, where: str) -> tuple[ColumnSpec, ...]:
+    """The feature specs: at least one, no column named twice (the target included)."""
+    if not isinstance(raw, list) or not raw:
         raise ContractError(f"{where}: `features` must be a non-empty list")
-    features = tuple(_spec(item, f"{where}: features[{i}]") for i, item in enumerate(features_raw))
+    features = tuple(_spec(item, f"{where}: features[{i}]") for i, item in enumerate(raw))
     names = [spec.name for spec in (target, *features)]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ContractError(f"{where}: columns named more than once: {repeated}")
-    min_rows = raw.get("min_rows", 10)
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 2:
-        raise ContractError(f"{where}: `min_rows` must be an integer of at least 2")
-    ignored = raw.get("ignored") or []
-    if not isinstance(ignored, list):
-        raise ContractError(f"{where}: `ignored` must be a list of column names")
-    return Contract(
-        name=str(raw.get("name") or source.stem),
-        description=str(raw.get("description") or ""),
-        task=task,
-        target=target,
-        features=features,
-        example=_example(raw.get("example", {}), features, where),
-        positive=positive,
-        min_rows=min_rows,
-        ignored=tuple(str(name) for name in ignored),
-        **parse_declarations(raw, where, features, task, target.categories),
-    )
+    return features
 
 
 def load_contract(path: Path) -> Contract:

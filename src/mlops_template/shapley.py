@@ -1,11 +1,11 @@
 """Interventional Shapley values in plain NumPy, for any model that scores columns of features.
 
 Used where shap is not (the service's image has no shap, numba or scikit-learn) or is too
-slow (shap's model-agnostic explainers call the pipeline once per coalition batch and row:
-~25 s for the penguins test split, against ~1 s here). The definition is shap's
-interventional one (ExactExplainer with an Independent masker): the value of a coalition S
-of features is the model's mean output over the background rows with the features in S set
-to the explained record's values. Then
+slow (shap's model-agnostic explainers call the pipeline once per coalition batch and row;
+here the coalitions' rows go to the model in batches of up to MAX_BATCH_ROWS). The
+definition is shap's interventional one (ExactExplainer with an Independent masker): the
+value of a coalition S of features is the model's mean output over the background rows with
+the features in S set to the explained record's values. Then
 
     phi_i = sum over S without i of |S|! (n - |S| - 1)! / n! * (v(S + i) - v(S))
 

@@ -3,7 +3,7 @@
 Why it is built this way (more in docs/tuning.md):
 - Candidates come from scikit-learn's ParameterGrid / ParameterSampler, which GridSearchCV and
   RandomizedSearchCV draw from, seeded with `seed`. Optuna's TPE did no better here (measured).
-- A candidate is a `model:` section, validated by config.py, fitted by the train stage's `fit`
+- A candidate is a `model:` section, validated by config/, fitted by the train stage's `fit`
   and scored by `scoring.metric_value` (as evaluate scores): what `make run` trains after
   `make tune APPLY=1`.
   Trial 0 is the current section, so APPLY never writes values that cross-validate worse.

@@ -507,7 +507,7 @@ def test_the_branch_is_pushed_with_the_pr_token_when_set(
     would keep its old commit's checks. With DEPLOY_PR_TOKEN the push is that account's."""
     import base64
 
-    from mlops_template import deploy_cli
+    from mlops_template import deploy_proposal
 
     origin = tmp_path / "repo"
     git(tmp_path, "init", "-q", str(origin))
@@ -527,12 +527,12 @@ def test_the_branch_is_pushed_with_the_pr_token_when_set(
     def no_api(token: str) -> None:
         raise StopError(token)
 
-    monkeypatch.setattr(deploy_cli, "_git", fake_git)
+    monkeypatch.setattr(deploy_proposal, "_git", fake_git)
     monkeypatch.setattr("mlops_template.github.GitHub.from_env", no_api)
     overlays = k8s / "overlays"
     result = deploy.bump(overlays, "staging", deploy.validate_release(IMAGE, DIGEST, VERSION))
     with pytest.raises(StopError):
-        deploy_cli._propose(result, overlays, "main", "t", "")
+        deploy_proposal.propose(result, overlays, "main", "t", "")
     (push,) = pushes
     header = push["GIT_CONFIG_VALUE_0"].removeprefix("AUTHORIZATION: basic ")
     assert base64.b64decode(header).decode() == f"x-access-token:{used}"

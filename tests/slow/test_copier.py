@@ -116,7 +116,7 @@ def test_update_brings_a_later_template_revision(template: Path, tmp_path: Path)
     params = project / "params.yaml"
     params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 300"))
     (project / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
-    config = project / "src" / "penguin_watch" / "config.py"
+    config = project / "src" / "penguin_watch" / "config" / "__init__.py"
     config.write_text(config.read_text() + "# the project's own line\n")
     sh(project, "git", "commit", "-q", "-am", "our changes")
     sh(project, "git", "add", "dvc.lock")

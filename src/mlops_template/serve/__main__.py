@@ -46,6 +46,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
@@ -56,8 +57,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from mlops_template import storage
 from mlops_template.config import DEFAULT_PARAMS, Params, ServeSettings, load_params
 from mlops_template.errors import PipelineError
+from mlops_template.schema import Contract
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.explain import load_background
+from mlops_template.serve.guard import Guard
 from mlops_template.serve.model import ServedModel
 
 log = logging.getLogger("mlops_template.serve")
@@ -244,7 +247,7 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mlops_template.serve")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     parser.add_argument(
@@ -261,41 +264,47 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print the data contract's example record (a valid request body) and exit",
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        params = load_params(args.params)
-        contract = params.contract
-        if args.example:
-            print(json.dumps(dict(contract.example)))
-            return 0
-        settings = params.serve.model_copy(update=_overrides(args, os.environ))
-        model_path = served_model_path(params, settings)
-        # Refuse to start on a model whose bytes do not match the expected hash; the
-        # (slower) deserialization then happens in the background, on bytes hashed again.
-        expected, pinned = pinned_sha256(model_path, os.environ)
-        check_served_file(model_path, expected)
-        challenger = challenger_of(settings, os.environ)
-        internal = "internal" in (settings.metrics, settings.docs, settings.explain)
-        if internal and (settings.internal_host, settings.internal_port) == (
-            settings.host,
-            settings.port,
-        ):
-            raise PipelineError("serve.internal_port: must differ from serve.port")
-    except (PipelineError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if not pinned:
-        log.warning(
-            "%s: verified against the sha256 recorded beside it, which is not pinned; set"
-            " MLOPS_MODEL_SHA256 (the image pins it at build time)",
-            model_path,
-        )
-    state = ServiceState()
+    return parser
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What the service starts with, every part checked before anything listens."""
+
+    params: Params
+    contract: Contract
+    settings: ServeSettings
+    model_path: Path
+    expected: str  # the champion's sha256
+    pinned: bool  # expected came from the reviewed commit, not from beside the model
+    challenger: tuple[Path, str] | None
+    internal: bool  # a second listener for the routes set to `internal`
+
+
+def _check(params: Params, args: argparse.Namespace) -> _Checked:
+    contract = params.contract
+    settings = params.serve.model_copy(update=_overrides(args, os.environ))
+    model_path = served_model_path(params, settings)
+    # Refuse to start on a model whose bytes do not match the expected hash; the
+    # (slower) deserialization then happens in the background, on bytes hashed again.
+    expected, pinned = pinned_sha256(model_path, os.environ)
+    check_served_file(model_path, expected)
+    challenger = challenger_of(settings, os.environ)
+    internal = "internal" in (settings.metrics, settings.docs, settings.explain)
+    if internal and (settings.internal_host, settings.internal_port) == (
+        settings.host,
+        settings.port,
+    ):
+        raise PipelineError("serve.internal_port: must differ from serve.port")
+    return _Checked(params, contract, settings, model_path, expected, pinned, challenger, internal)
+
+
+def _app(checked: _Checked, state: ServiceState) -> Guard:
+    params, contract, challenger = checked.params, checked.contract, checked.challenger
     threshold = params.evaluate.threshold
-    app = create_app(
-        settings,
-        lambda: ServedModel.load(model_path, expected, contract, threshold),
+    return create_app(
+        checked.settings,
+        lambda: ServedModel.load(checked.model_path, checked.expected, contract, threshold),
         state,
         contract=contract,
         load_challenger=(
@@ -304,11 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         reference=_reference(params.paths.reference),
         api_key=os.environ.get("MLOPS_API_KEY") or None,
         model_name=params.registry.model_name,  # the Open Inference Protocol's /v2/models/{name}
-        background=_background(params, settings),
+        background=_background(params, checked.settings),
         explain=params.explain,
     )
-    graceful = int(settings.request_timeout_seconds) + 1
-    config = uvicorn.Config(
+
+
+def _uvicorn_config(app: Guard, settings: ServeSettings, graceful: int) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -322,8 +333,33 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=graceful,
         log_level="info",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_params(args.params)
+        if args.example:
+            print(json.dumps(dict(params.contract.example)))
+            return 0
+        checked = _check(params, args)
+    except (PipelineError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not checked.pinned:
+        log.warning(
+            "%s: verified against the sha256 recorded beside it, which is not pinned; set"
+            " MLOPS_MODEL_SHA256 (the image pins it at build time)",
+            checked.model_path,
+        )
+    state = ServiceState()
+    settings = checked.settings
+    app = _app(checked, state)
+    graceful = int(settings.request_timeout_seconds) + 1
+    config = _uvicorn_config(app, settings, graceful)
     sockets = None
-    if internal:
+    if checked.internal:
         listener = uvicorn.Config(app, host=settings.internal_host, port=settings.internal_port)
         sockets = [config.bind_socket(), listener.bind_socket()]
     # The event loop shares the GIL with the log writer and shadow threads: hand it over

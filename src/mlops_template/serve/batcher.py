@@ -7,16 +7,12 @@ whatever has arrived by then. A lone request is scored at once.
 
 Where the call runs is the caller's choice (`in_loop`): a fast call (the ONNX runtime, a few
 rows: tens of microseconds) runs on the event loop, since handing it to a thread costs more
-than the call; a slow one (scikit-learn, about 11 ms, or a large batch) runs in a thread so
-the loop keeps answering. Measured with wrk on 2 shared cores, /predict, the ONNX model
-(issue 13; each figure the range of 3-4 runs, on a machine busy with other work, so
-noisy):
-
-    scoring                          c1 req/s      c1 p50        c16 req/s     c16 p99
-    no batching, in the loop         1,330-1,770   0.51-0.69 ms  1,140-1,850   15-155 ms
-    no batching, in a thread         1,150-1,260   0.74-0.85 ms  1,050-1,270   56-71 ms
-    batching, in a thread            860-1,280     0.77-0.88 ms  1,480-2,390   38-69 ms
-    batching, in the loop (kept)     1,110-1,720   0.52-0.73 ms  1,730-2,320   48-88 ms
+than the call; a slow one (scikit-learn, whose every call has a fixed overhead far above
+ONNX's, or a large batch) runs in a thread so the loop keeps answering. Of the four ways
+compared with wrk on /predict with the ONNX model (batching or not, in the loop or in a
+thread; issue 13), batching in the loop answered a lone request as fast as no batching and
+served the most requests under concurrency, so it is kept; `make bench-serve` measures the
+service as it is.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ times that (whitespace, pretty-printing, long decimal expansions), /predict one 
 caps both.
 
 Validation. Pydantic builds one error object per problem, in one call that holds the GIL: a
-record with 130,000 unknown keys cost 0.43 s and an 11 MB answer. Here unknown keys are found
+record with a hundred thousand unknown keys stalled every other request and got an answer
+of megabytes (tests/serve/test_limits.py sends one). Here unknown keys are found
 with one set operation per record and never reach pydantic; each record is validated on its
 own (so a batch is many short calls, and a thread doing it hands the GIL back to the event
 loop between them); only the first `serve.max_validation_errors` problems are kept, with the

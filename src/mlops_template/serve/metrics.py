@@ -23,19 +23,23 @@ class ServiceMetrics:
     regression: bool = False
 
     def __post_init__(self) -> None:
+        self._add_serving_metrics()
+        self._add_monitoring_metrics()
+        self._add_shadow_metrics()
+
+    def _gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def _add_serving_metrics(self) -> None:
+        """Requests, latency, predictions, micro-batches, the served model, the log's health."""
+        by_route = ("route", "status")
         self.requests = Counter(
-            "http_requests",
-            "HTTP requests by route and status.",
-            ["route", "status"],
-            registry=self.registry,
+            "http_requests", "HTTP requests by route and status.", by_route, registry=self.registry
         )
         self.latency = Histogram(
-            "http_request_duration_seconds",
-            "Request latency by route and status.",
-            ["route", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+            "http_request_duration_seconds", "Request latency by route and status.", by_route,
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
         if self.regression:
             self.predictions = Counter("predictions", "Predictions made.", registry=self.registry)
         else:
@@ -43,105 +47,85 @@ class ServiceMetrics:
                 "predictions", "Predicted classes.", ["predicted_class"], registry=self.registry
             )
         self.batch_rows = Histogram(
-            "micro_batch_rows",
-            "Rows scored together per model call.",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-            registry=self.registry,
+            "micro_batch_rows", "Rows scored together per model call.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry,
+        )  # fmt: skip
+        self.model_info = self._gauge(
+            "model_info", "The served model (value is always 1).", ("version",)
         )
-        self.model_info = Gauge(
-            "model_info",
-            "The served model (value is always 1).",
-            ["version"],
-            registry=self.registry,
-        )
-        self.log_dropped = Gauge(
+        self.log_dropped = self._gauge(
             "prediction_log_dropped",
             "Prediction log lines dropped because the disk lagged or failed.",
-            registry=self.registry,
         )
-        self.log_healthy = Gauge(
+        self.log_healthy = self._gauge(
             "prediction_log_healthy",
             "1 while the prediction log is being written; 0 when it cannot be (readiness 503).",
-            registry=self.registry,
         )
-        # Live drift signals over the newest serve.monitor_window predictions (monitor.py).
-        self.window_rows = Gauge(
-            "monitor_window_rows", "Predictions in the monitoring window.", registry=self.registry
-        )
-        self.missing_ratio = Gauge(
+
+    def _add_monitoring_metrics(self) -> None:
+        """Live drift signals over the newest serve.monitor_window predictions (monitor.py)."""
+        gauge = self._gauge
+        self.window_rows = gauge("monitor_window_rows", "Predictions in the monitoring window.")
+        self.missing_ratio = gauge(
             "input_missing_ratio",
             "Share of requests in the window with this feature missing.",
-            ["feature"],
-            registry=self.registry,
+            ("feature",),
         )
-        self.missing_ratio_reference = Gauge(
+        self.missing_ratio_reference = gauge(
             "input_missing_ratio_reference",
             "Share of training rows with this feature missing.",
-            ["feature"],
-            registry=self.registry,
+            ("feature",),
         )
         if self.regression:
-            self.prediction_mean = Gauge(
-                "prediction_mean", "Mean prediction in the window.", registry=self.registry
+            self.prediction_mean = gauge("prediction_mean", "Mean prediction in the window.")
+            self.prediction_mean_reference = gauge(
+                "prediction_mean_reference", "Mean of the target in the training rows."
             )
-            self.prediction_mean_reference = Gauge(
-                "prediction_mean_reference",
-                "Mean of the target in the training rows.",
-                registry=self.registry,
-            )
-            self.prediction_mean_shift = Gauge(
+            self.prediction_mean_shift = gauge(
                 "prediction_mean_shift",
                 "(prediction_mean - prediction_mean_reference) in training-target standard"
                 " deviations.",
-                registry=self.registry,
             )
         else:
-            self.class_share = Gauge(
+            self.class_share = gauge(
                 "prediction_class_share",
                 "Share of predictions in the window that are this class.",
-                ["predicted_class"],
-                registry=self.registry,
+                ("predicted_class",),
             )
-            self.class_share_reference = Gauge(
+            self.class_share_reference = gauge(
                 "prediction_class_share_reference",
                 "Share of training rows of this class.",
-                ["predicted_class"],
-                registry=self.registry,
+                ("predicted_class",),
             )
-            self.drift_psi = Gauge(
+            self.drift_psi = gauge(
                 "prediction_drift_psi",
                 "Population stability index of the window's predicted classes against training.",
-                registry=self.registry,
             )
-        # Shadow scoring of a challenger (shadow.py).
-        self.shadow_model_info = Gauge(
+
+    def _add_shadow_metrics(self) -> None:
+        """Shadow scoring of a challenger (shadow.py)."""
+        gauge = self._gauge
+        self.shadow_model_info = gauge(
             "shadow_model_info",
             "The challenger scored in shadow (value is always 1).",
-            ["version"],
-            registry=self.registry,
+            ("version",),
         )
-        self.shadow_window_rows = Gauge(
-            "shadow_window_rows",
-            "Shadow-scored predictions in the agreement window.",
-            registry=self.registry,
+        self.shadow_window_rows = gauge(
+            "shadow_window_rows", "Shadow-scored predictions in the agreement window."
         )
         if self.regression:
-            self.shadow_difference = Gauge(
+            self.shadow_difference = gauge(
                 "shadow_mean_abs_difference",
                 "Mean absolute difference between the challenger's and the champion's"
                 " predictions over the window.",
-                registry=self.registry,
             )
         else:
-            self.shadow_agreement = Gauge(
+            self.shadow_agreement = gauge(
                 "shadow_agreement_ratio",
                 "Share of the window's requests on which the challenger agreed with the champion.",
-                registry=self.registry,
             )
-        self.shadow_dropped = Gauge(
-            "shadow_dropped",
-            "Requests not shadow-scored because the challenger fell behind.",
-            registry=self.registry,
+        self.shadow_dropped = gauge(
+            "shadow_dropped", "Requests not shadow-scored because the challenger fell behind."
         )
 
     def count(self, predicted: str | float) -> None:
