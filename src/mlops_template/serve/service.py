@@ -127,7 +127,8 @@ class Service:
 
     def _fast(self, rows: int) -> bool:
         """Whether scoring `rows` is quick enough for the event loop: only the ONNX runtime's
-        small batches (a scikit-learn call takes about 11 ms; a stub model may block)."""
+        small batches (a scikit-learn call has a fixed cost far above ONNX's, `make bench-serve`;
+        a stub model may block)."""
         runtime = getattr(self.state.model, "runtime", None)
         return runtime == "onnx" and rows <= IN_LOOP_MAX_ROWS
 
