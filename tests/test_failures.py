@@ -15,7 +15,8 @@ from mlops_template import failures, storage
 from mlops_template.cli import app
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.report import ReportInputs, render, write_params_failure
+from mlops_template.report import render, write_params_failure
+from mlops_template.report_inputs import ReportInputs
 
 
 def invoke(*args: str) -> tuple[int, str]:

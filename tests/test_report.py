@@ -7,15 +7,13 @@ import pandas as pd
 
 from mlops_template import plots, storage
 from mlops_template.config import Params
-from mlops_template.report import (
+from mlops_template.report import baseline_warning, render, verdict
+from mlops_template.report_inputs import (
     MetricDiff,
     ReportInputs,
-    baseline_warning,
     contract_change,
     metric_diffs,
     params_changes,
-    render,
-    verdict,
 )
 from mlops_template.schema import Contract, contract_dict
 from mlops_template.stages import evaluate, split, train
