@@ -78,7 +78,8 @@ def test_close_is_bounded_with_a_stuck_writer_and_a_full_queue(
     sink = PredictionLog(fifo, max_bytes=10_000_000, backups=1, queue_size=100)
     for index in range(1_000):
         sink.write(record(index))
-    assert sink.dropped == 900  # the queue is full
+    # The queue holds 100; the writer may already hold one more, blocked opening the file.
+    assert sink.dropped in (899, 900)
     time.sleep(0.3)
     assert "stuck" in (sink.health() or "")
     began = time.monotonic()
