@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Metric facts, in one place. The headline metrics each task computes (stages/evaluate.py),
+# Metric facts, in one place. The headline metrics each task computes (scoring.py),
 # compared by the PR report and the promotion gate; `primary_metric` must be one of its task's.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss"),
@@ -22,7 +22,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "multiclass": ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr"),
     "regression": ("rmse", "mae", "r2"),
 }
-# A model must beat its baseline (stages/evaluate.py) on the primary metric and on these: a
+# A model must beat its baseline (scoring.py) on the primary metric and on these: a
 # proper score of the probabilities (majority-class accuracy and macro F1 are easy to beat by
 # chance), or the absolute error.
 BASELINE_ALSO: dict[str, tuple[str, ...]] = {

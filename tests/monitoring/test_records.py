@@ -112,6 +112,11 @@ def test_only_the_last_files_unfinished_last_line_is_skipped(tmp_path: Path) -> 
     assert [number for number, _ in records_in(path, last_file=True)] == [1]
     with pytest.raises(PipelineError, match=r"predictions\.jsonl:2: not a JSON prediction record"):
         list(records_in(path, last_file=False))
+    path.write_text(f'{CHAMPION}\n{{"ts": 1}}')  # complete JSON, not a record: not skipped
+    with pytest.raises(
+        PipelineError, match=r"predictions\.jsonl:2: a prediction record needs `id`"
+    ):
+        list(records_in(path, last_file=True))
 
 
 def test_rotated_files_are_found_oldest_first(tmp_path: Path) -> None:

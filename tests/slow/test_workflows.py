@@ -286,10 +286,12 @@ def test_ci_workflow_lints_and_tests(forge: Forge) -> None:
         # run a module, the real-service run promtool's check): the slow and docker tests are
         # what is running this one (most of an hour), and the whole suite runs on this same
         # tree around it. What is checked here is the job's wiring: provision, lint, then both
-        # pytest runs under MLOPS_FAIL_ON_SKIP.
+        # pytest runs under MLOPS_FAIL_ON_SKIP, and coverage's report (a few tests cover a
+        # fraction of src/, so the floor is 0 here; the whole suite around this one has it).
         env={
             "PYTEST_ADDOPTS": "-p no:cacheprovider --color=no tests/test_config.py"
-            " tests/slow/test_prometheus.py::test_promtool_accepts_the_config_and_the_rules"
+            " tests/slow/test_prometheus.py::test_promtool_accepts_the_config_and_the_rules",
+            "COVERAGE_FLOOR": "0",
         },
     )
     output = succeeded(result)
@@ -298,6 +300,8 @@ def test_ci_workflow_lints_and_tests(forge: Forge) -> None:
     assert len(re.findall(r"=+ \d+ passed", output)) == 2  # two pytest runs, both green
     assert re.search(r"=+ 1 passed\b", output)  # the real-service run's one (on xdist workers)
     assert "MLOPS_FAIL_ON_SKIP=1" in output  # a skip would have failed the job
+    assert re.search(r"^.*TOTAL +\d+ +\d+ +\d+\.\d%", output, re.MULTILINE)  # both runs measured
+    assert "--fail-under=0" in output
 
 
 def test_merge_queue_rechecks_the_candidate_against_main_and_pushes_nothing(

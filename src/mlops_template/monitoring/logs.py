@@ -23,6 +23,7 @@ import pandas as pd
 from mlops_template.errors import PipelineError
 from mlops_template.monitoring.records import (
     Label,
+    NotJSONError,
     PredictionRecord,
     RecordError,
     is_number,
@@ -43,7 +44,8 @@ class Traffic:
 
 def records_in(path: Path, last_file: bool) -> Iterator[tuple[int, PredictionRecord]]:
     """The file's records with their line numbers. A line that is not a record is an error
-    (the log is corrupt), except the last file's unfinished last line."""
+    (the log is corrupt), except the last file's unfinished last line (JSON cut short; a
+    complete JSON line that is not a record is an error there too)."""
     text = path.read_text(encoding="utf-8")
     lines = text.split("\n")
     for number, line in enumerate(lines, start=1):
@@ -52,7 +54,8 @@ def records_in(path: Path, last_file: bool) -> Iterator[tuple[int, PredictionRec
         try:
             record = PredictionRecord.from_json(line)
         except RecordError as error:
-            if last_file and number == len(lines) and not text.endswith("\n"):
+            cut_short = isinstance(error, NotJSONError) and not text.endswith("\n")
+            if cut_short and last_file and number == len(lines):
                 break  # the line the service is writing right now
             raise PipelineError(f"{path}:{number}: {error}") from None
         yield number, record

@@ -38,6 +38,10 @@ class RecordError(ValueError):
     """A log line that is not a prediction record; the message names the field."""
 
 
+class NotJSONError(RecordError):
+    """A log line that is not JSON at all: corrupt, or cut short while being written."""
+
+
 def is_number(value: object) -> TypeGuard[int | float]:
     """A finite JSON number (not a boolean, which Python counts as an int)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -112,7 +116,7 @@ class PredictionRecord:
         try:
             data = json.loads(line)
         except json.JSONDecodeError as error:
-            raise RecordError(f"not a JSON prediction record ({error})") from None
+            raise NotJSONError(f"not a JSON prediction record ({error})") from None
         if not isinstance(data, dict):
             raise RecordError("a prediction record must be a JSON object")
         return cls.from_dict(data)
