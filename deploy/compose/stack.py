@@ -179,13 +179,16 @@ def seconds(duration: str) -> float:
 
 
 def urls() -> dict[str, str]:
-    """What `up` waits for, by what it prints: each published URL and its health endpoint."""
-    return {
+    """What `up` waits for, by what it prints: each published URL (see HEALTH)."""
+    found = {
         "Prediction service": f"http://127.0.0.1:{setting('SERVICE_PORT', '8000')}",
         "Prometheus": f"http://127.0.0.1:{setting('PROMETHEUS_PORT', '9090')}",
         "MLflow": f"http://127.0.0.1:{setting('MLFLOW_PORT', '5000')}",
         "S3 API (moto)": f"http://127.0.0.1:{setting('S3_PORT', '5555')}",
     }
+    if "grafana" in os.environ.get("COMPOSE_PROFILES", "").split(","):
+        found["Grafana"] = f"http://127.0.0.1:{setting('GRAFANA_PORT', '3000')}"
+    return found
 
 
 HEALTH = {
@@ -193,7 +196,21 @@ HEALTH = {
     "Prometheus": "/-/ready",
     "MLflow": "/health",
     "S3 API (moto)": "/moto-api/",
+    "Grafana": "/api/health",
 }
+
+
+def checkout_user() -> None:
+    """The traffic container reads the checkout (mounted read-only) as its owner, so that a
+    private home directory works too."""
+    os.environ.setdefault("STACK_USER", f"{os.getuid()}:{os.getgid()}")
+
+
+def profiles(local: bool) -> None:
+    """Grafana (profile `grafana`) has no Debian package: no local stand-in, so it starts only
+    from the public image. COMPOSE_PROFILES, if set, decides."""
+    if "COMPOSE_PROFILES" not in os.environ and not local:
+        os.environ["COMPOSE_PROFILES"] = "grafana"
 
 
 def healthy(url: str) -> bool:
@@ -219,14 +236,15 @@ def wait_healthy(timeout: float) -> None:
 
 def up(local: bool) -> None:
     started = time.monotonic()
-    env = {**os.environ, **images(local), **service_image()}
+    profiles(local)
+    checkout_user()
+    os.environ.update({**images(local), **service_image()})  # what compose.yaml reads
     state = Path(setting("STACK_STATE", str(ROOT / ".stack"))).resolve()
     write_prometheus_files(state, setting("ALERT_FOR", "30s"))
-    env["STACK_STATE"] = str(state)
-    os.environ.update(env)
-    run([*compose(), "up", "--detach"], env=env)
+    os.environ["STACK_STATE"] = str(state)
+    run([*compose(), "up", "--detach"])
     wait_healthy(float(setting("STACK_TIMEOUT", "300")))
-    print(f"stack: healthy in {time.monotonic() - started:.0f} s")
+    print(f"stack: healthy {time.monotonic() - started:.0f} s after `up` began (builds included)")
     for name, url in urls().items():
         print(f"  {name + ':':20} {url}")
     print('  make stack-traffic SHIFT="island=Biscoe" shifts the traffic; make down stops it all')
@@ -234,11 +252,13 @@ def up(local: bool) -> None:
 
 def traffic(local: bool) -> None:
     os.environ.update({**images(local), **service_image()})
+    checkout_user()
     run([*compose(), "run", "--rm", "--no-deps", "traffic"])
 
 
 def down(volumes: bool) -> None:
-    # The image variables only need to parse: down never pulls or builds.
+    # Every profile, so that whatever `up` started goes; down never pulls or builds.
+    os.environ["COMPOSE_PROFILES"] = "grafana"
     run([*compose(), "down", "--remove-orphans", *(["--volumes"] if volumes else [])])
 
 

@@ -8,6 +8,8 @@ it down (the fixture takes it down again, whatever happened). Every wait is boun
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import subprocess
 import time
@@ -85,6 +87,7 @@ def stack(
     env = {
         **engine.env,
         **ports,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",  # engine.env's would win over sh()'s
         "COMPOSE_PROJECT_NAME": PROJECT,
         "STACK_STATE": str(tmp_path_factory.mktemp("stack-state")),
         "ALERT_FOR": ALERT_FOR,
@@ -263,6 +266,24 @@ def test_shifted_traffic_fires_the_drift_alert(stack: Stack) -> None:
         return "firing" if "firing" in states else ""
 
     _poll("MlopsPredictionDrift firing", drift_alert)
+
+
+DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "dashboards" / "mlops-service.json"
+
+
+def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+    """After the traffic above (the drift alert firing), each panel's every query, as Grafana
+    would send it ($__rate_interval a minute), returns at least one finite value."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    empty = []
+    for panel in panels:
+        for target in panel["targets"]:
+            promql = target["expr"].replace("$__rate_interval", "1m")
+            result = _prometheus(stack, "query", query=promql)["result"]
+            values = [float(sample["value"][1]) for sample in result]
+            if not any(math.isfinite(value) for value in values):
+                empty.append(f"{panel['title']} / {target['refId']}: {promql} -> {values}")
+    assert not empty, "\n".join(empty)
 
 
 def test_make_down_leaves_nothing(stack: Stack) -> None:
