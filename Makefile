@@ -291,7 +291,7 @@ STACK_BUILD_ARGS = $(if $(filter 1,$(LOCAL_IMAGES)),--network host --build-arg B
 	--build-arg BASE_TAG=3.11-bookworm $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=ca_bundle$(,)src=/etc/ssl/certs/ca-certificates.crt))
 , := ,
 
-.PHONY: up down stack-traffic stack-images
+.PHONY: up down stack-traffic stack-images stack-register
 stack-images: install ## The stack's images that are missing (LOCAL_IMAGES=1: local stand-ins for the public ones)
 	$(STACK) images
 	@$(DOCKER) image inspect "$(IMAGE)" >/dev/null 2>&1 || \
@@ -302,6 +302,14 @@ up: stack-images ## Start the local stack (deploy/compose), wait until healthy, 
 
 stack-traffic: install ## More traffic to the stack: REQUESTS (1000), SHIFT="feature=delta ..." (e.g. island=Biscoe)
 	TRAFFIC_REQUESTS="$${REQUESTS:-1000}" TRAFFIC_SHIFT="$${SHIFT:-}" $(STACK) traffic
+
+# The stack's MLflow would hand out presigned S3 URLs naming its own network's endpoint
+# (http://s3:5000), which the host cannot reach: its clients download through MLflow instead.
+STACK_MLFLOW_ENV = MLFLOW_TRACKING_URI="http://127.0.0.1:$${MLFLOW_PORT:-5000}" \
+	MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=false
+stack-register: install ## Register the model dvc.lock describes in the stack's MLflow and promote it (after `make run`)
+	$(STACK_MLFLOW_ENV) $(RUN) mlops register
+	$(STACK_MLFLOW_ENV) $(RUN) mlops promote
 
 down: install ## Stop the local stack and remove its containers and network; VOLUMES=1 its data too
 	$(STACK) down $(if $(filter 1,$(VOLUMES)),--volumes)

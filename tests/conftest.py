@@ -124,18 +124,18 @@ def contract() -> Contract:
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """`-n N --dist loadfile` (make ci's real-service run) with one change: every test under
-    tests/docker/ (and tests/stack/, which uses the same engine and image) goes to the same
-    worker, as if one file, so the session starts one Docker engine and builds the image once.
-    Each other module stays whole on one worker: its module fixtures run once and its ordered
-    sequences (a second merge after the first) stay in order. (xdist's `loadgroup` marks do
-    not group under pytest 9, which renamed the node id field xdist rewrites.)"""
+    tests/docker/ goes to the same worker, as if one file, so the session starts one Docker
+    engine and builds the image once. Each other module stays whole on one worker: its module
+    fixtures run once and its ordered sequences (a second merge after the first) stay in
+    order. (xdist's `loadgroup` marks do not group under pytest 9, which renamed the node id
+    field xdist rewrites.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
     class DockerTestsTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith(("tests/docker/", "tests/stack/")):
+            if nodeid.startswith("tests/docker/"):
                 return "tests/docker/"
             return str(super()._split_scope(nodeid))
 

@@ -1,7 +1,7 @@
 """The local stack's files, without Docker: compose.yaml publishes only on 127.0.0.1 and pins
 every public image by digest, the Prometheus files `make up` writes keep deploy/prometheus's
 job and expressions, and the Grafana dashboard queries the service's job. The stack itself
-runs in test_stack.py."""
+runs in tests/docker/test_stack.py."""
 
 from __future__ import annotations
 

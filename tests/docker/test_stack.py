@@ -1,6 +1,6 @@
 """`make up`, traffic, a drift alert firing in Prometheus, MLflow on PostgreSQL with artefacts
-in S3, and `make down`: the local stack of deploy/compose, for real, on the tests' own Docker
-engine (tests/docker/conftest.py), with LOCAL_IMAGES=1 (no registry is reachable here).
+in S3, and `make down`: the local stack of deploy/compose, for real, on the session's Docker
+engine and service image (conftest.py), with LOCAL_IMAGES=1 (no registry is reachable here).
 
 One stack for the module, started once; the tests run in file order and the last one takes
 it down (the fixture takes it down again, whatever happened). Every wait is bounded."""
@@ -25,13 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.docker.conftest import (  # noqa: F401 (fixtures)
-    DOCKER,
-    Engine,
-    engine,
-    image,
-    image_context,
-)
+from tests.docker.conftest import DOCKER, Engine
 from tests.support.processes import VENV_BIN, free_port
 from tests.support.project import sh
 
@@ -69,9 +63,9 @@ def _compose_installed(docker: Engine) -> bool:
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory,
-    engine: Engine,  # noqa: F811
-    image: str,  # noqa: F811
-    image_context: Path,  # noqa: F811
+    engine: Engine,
+    image: str,
+    image_context: Path,
 ) -> Iterator[Stack]:
     if not _compose_installed(engine):
         pytest.skip("no compose: apt-get install docker-compose (.ci/provision does)")
@@ -93,8 +87,13 @@ def stack(
         "ALERT_FOR": ALERT_FOR,
         "STACK_TIMEOUT": "180",
     }
+    # The stack's own copy of the image's context, where the whole pipeline runs (the model is
+    # the image's: train already ran) so that `make stack-register` can register and promote.
+    root = tmp_path_factory.mktemp("stack") / "project"
+    shutil.copytree(image_context, root, symlinks=True)
+    sh(root, "dvc", "repro")
     stack = Stack(
-        root=image_context,
+        root=root,
         env=env,
         make_args=[
             f"UV={tools / 'uv'}",
@@ -228,6 +227,16 @@ def test_mlflow_keeps_runs_in_postgres_and_artefacts_in_s3(stack: Stack, tmp_pat
         check=True,
     )
     assert rows.stdout.strip() == "FINISHED"
+
+
+def test_the_registered_champion_is_in_the_stack_mlflow(stack: Stack) -> None:
+    from mlflow import MlflowClient
+
+    registered = stack.make("stack-register")
+    assert "registered version 1" in registered.stdout + registered.stderr, registered.stdout
+    name = yaml.safe_load((stack.root / "params.yaml").read_text())["registry"]["model_name"]
+    model = MlflowClient(tracking_uri=stack.urls["mlflow"]).get_registered_model(name)
+    assert model.aliases.get("champion") == "1", model.aliases
 
 
 def _postgres(stack: Stack) -> list[str]:
