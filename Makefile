@@ -292,7 +292,7 @@ STACK_BUILD_ARGS = $(if $(filter 1,$(LOCAL_IMAGES)),--network host --build-arg B
 , := ,
 
 .PHONY: up down stack-traffic stack-images stack-register
-stack-images: install ## The stack's images that are missing (LOCAL_IMAGES=1: local stand-ins for the public ones)
+stack-images: install ## Build the stack's images (cached), IMAGE if missing; LOCAL_IMAGES=1: local stand-ins for the public ones
 	$(STACK) images
 	@$(DOCKER) image inspect "$(IMAGE)" >/dev/null 2>&1 || \
 		$(MAKE) --no-print-directory image BUILD_ARGS="$(STACK_BUILD_ARGS) $(BUILD_ARGS)"

@@ -1,6 +1,6 @@
 """`make up`, `make down`, `make stack-traffic`: the local stack of deploy/compose/compose.yaml.
 
-    stack.py images [--local]   build the images that are missing (but the service's)
+    stack.py images [--local]   build the stack's images (but the service's: `make image`)
     stack.py up [--local]       write Prometheus's files, start, wait until healthy, print URLs
     stack.py traffic [--local]  one more bounded traffic run (TRAFFIC_REQUESTS, TRAFFIC_SHIFT)
     stack.py down [--volumes]   remove everything `up` started (--volumes: its data too)
@@ -119,21 +119,24 @@ def local_base() -> None:
         run([*docker(), "import", "-c", 'CMD ["/bin/bash"]', "-", LOCAL_BASE], stdin=tar)
 
 
-def images(local: bool) -> dict[str, str]:
-    """Build the images compose.yaml needs that are missing, but the service's; return the
-    image variables to use."""
+def images(local: bool, build_them: bool = True) -> dict[str, str]:
+    """The image variables compose.yaml reads, but the service's. The images made here (the
+    tools image, and with `local` the stand-ins) are built every time, so that they follow
+    their Dockerfiles and uv.lock; BuildKit's cache makes an unchanged one take seconds. An
+    image variable set to another image is used as it is."""
     chosen: dict[str, str] = {}
     base_args = [f"BASE_REPO={LOCAL_BASE.split(':')[0]}", f"BASE_TAG={LOCAL_BASE.split(':')[1]}"]
     if local:
-        local_base()
+        if build_them:
+            local_base()
         for variable, (image, dockerfile) in LOCAL_IMAGES.items():
             chosen[variable] = setting(variable, image)
-            if chosen[variable] == image and not image_exists(image):
+            if build_them and chosen[variable] == image:
                 build(image, HERE / "images" / dockerfile, HERE / "images", f"BASE={LOCAL_BASE}")
-    tools = setting("TOOLS_IMAGE", DEFAULT_TOOLS_IMAGE)
-    if not image_exists(tools):
-        build(tools, HERE / "images" / "tools.Dockerfile", ROOT, *(base_args if local else []))
-    chosen["TOOLS_IMAGE"] = tools
+    chosen["TOOLS_IMAGE"] = setting("TOOLS_IMAGE", DEFAULT_TOOLS_IMAGE)
+    if build_them and chosen["TOOLS_IMAGE"] == DEFAULT_TOOLS_IMAGE:
+        tools_args = base_args if local else []
+        build(DEFAULT_TOOLS_IMAGE, HERE / "images" / "tools.Dockerfile", ROOT, *tools_args)
     return chosen
 
 
@@ -238,20 +241,20 @@ def up(local: bool) -> None:
     started = time.monotonic()
     profiles(local)
     checkout_user()
-    os.environ.update({**images(local), **service_image()})  # what compose.yaml reads
+    os.environ.update({**images(local, build_them=False), **service_image()})
     state = Path(setting("STACK_STATE", str(ROOT / ".stack"))).resolve()
     write_prometheus_files(state, setting("ALERT_FOR", "30s"))
     os.environ["STACK_STATE"] = str(state)
     run([*compose(), "up", "--detach"])
     wait_healthy(float(setting("STACK_TIMEOUT", "300")))
-    print(f"stack: healthy {time.monotonic() - started:.0f} s after `up` began (builds included)")
+    print(f"stack: healthy in {time.monotonic() - started:.0f} s")
     for name, url in urls().items():
         print(f"  {name + ':':20} {url}")
     print('  make stack-traffic SHIFT="island=Biscoe" shifts the traffic; make down stops it all')
 
 
 def traffic(local: bool) -> None:
-    os.environ.update({**images(local), **service_image()})
+    os.environ.update({**images(local, build_them=False), **service_image()})
     checkout_user()
     run([*compose(), "run", "--rm", "--no-deps", "traffic"])
 

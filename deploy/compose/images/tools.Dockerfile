@@ -38,8 +38,11 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     && /app/.venv/bin/mlflow --version \
     && /app/.venv/bin/mlops simulate-traffic --help >/dev/null \
     && /app/.venv/bin/python -c "import psycopg, boto3, moto.server"
+# MLflow's usage telemetry is off (as onnxruntime's in the service's image).
 ENV PATH=/app/.venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    DO_NOT_TRACK=true
 WORKDIR /project
 USER 10001:10001
