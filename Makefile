@@ -295,3 +295,38 @@ schedule-note: ## In retrain.yml: on a run started by hand, note in the job summ
 clean: ## Remove pipeline outputs and local tracking data (not the DVC cache)
 	rm -rf data/*.parquet models/model.joblib models/model.onnx reports/train_timing.json reports/validation_failure.json \
 		reports/stage_failure.json mlflow.db mlruns dvc_plots $(REPORT_DIR)
+
+# The local stack (deploy/compose/, its README): the service, Prometheus with deploy/prometheus,
+# MLflow on PostgreSQL with artefacts in an S3 API (moto), and bounded traffic; ports on
+# 127.0.0.1 only. Public images are pinned by digest in compose.yaml; LOCAL_IMAGES=1 builds
+# local stand-ins from Debian's packages instead (no registry needed). The service image is
+# IMAGE, built by `make image` when missing (it needs models/ from `make run` or `make pull`).
+LOCAL_IMAGES ?=
+STACK = DOCKER="$(DOCKER)" SERVICE_IMAGE="$(IMAGE)" LOCAL_IMAGES="$(LOCAL_IMAGES)" $(RUN) python deploy/compose/stack.py
+# With LOCAL_IMAGES=1 the service image is built on the same local base, through the host network.
+STACK_BUILD_ARGS = $(if $(filter 1,$(LOCAL_IMAGES)),--network host --build-arg BASE_REPO=local/python \
+	--build-arg BASE_TAG=3.11-bookworm $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=ca_bundle$(,)src=/etc/ssl/certs/ca-certificates.crt))
+, := ,
+
+.PHONY: up down stack-traffic stack-images stack-register
+stack-images: install ## Build the stack's images (cached), IMAGE if missing; LOCAL_IMAGES=1: local stand-ins for the public ones
+	$(STACK) images
+	@$(DOCKER) image inspect "$(IMAGE)" >/dev/null 2>&1 || \
+		$(MAKE) --no-print-directory image BUILD_ARGS="$(STACK_BUILD_ARGS) $(BUILD_ARGS)"
+
+up: stack-images ## Start the local stack (deploy/compose), wait until healthy, print its URLs
+	$(STACK) up
+
+stack-traffic: install ## More traffic to the stack: REQUESTS (1000), SHIFT="feature=delta ..." (e.g. island=Biscoe)
+	TRAFFIC_REQUESTS="$${REQUESTS:-1000}" TRAFFIC_SHIFT="$${SHIFT:-}" $(STACK) traffic
+
+# The stack's MLflow would hand out presigned S3 URLs naming its own network's endpoint
+# (http://s3:5000), which the host cannot reach: its clients download through MLflow instead.
+STACK_MLFLOW_ENV = MLFLOW_TRACKING_URI="http://127.0.0.1:$${MLFLOW_PORT:-5000}" \
+	MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=false
+stack-register: install ## Register the model dvc.lock describes in the stack's MLflow and promote it (after `make run`)
+	$(STACK_MLFLOW_ENV) $(RUN) mlops register
+	$(STACK_MLFLOW_ENV) $(RUN) mlops promote
+
+down: install ## Stop the local stack and remove its containers and network; VOLUMES=1 its data too
+	$(STACK) down $(if $(filter 1,$(VOLUMES)),--volumes)

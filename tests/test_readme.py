@@ -41,6 +41,10 @@ README = REPO_ROOT / "README.md"
 SKIPPED: dict[tuple[str, ...], str] = {
     ("make", "ci"): "it is the whole test suite, this test included; CI runs it",
     ("git", "push"): "there is no remote to push to",
+    ("make", "image"): "the local stack's: tests/docker/test_stack.py builds it on its engine",
+    ("make", "up"): "tests/docker/test_stack.py runs it, on the tests' own Docker engine",
+    ("make", "stack-traffic"): "tests/docker/test_stack.py runs it, then sees the alert fire",
+    ("make", "down"): "tests/docker/test_stack.py runs it and checks that nothing is left",
     ("mlflow", "server"): (
         "needs a PostgreSQL server and an S3 bucket; tests/slow/test_registry.py runs "
         "mlflow server on PostgreSQL"
