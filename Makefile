@@ -308,7 +308,7 @@ STACK_BUILD_ARGS = $(if $(filter 1,$(LOCAL_IMAGES)),--network host --build-arg B
 	--build-arg BASE_TAG=3.11-bookworm $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=ca_bundle$(,)src=/etc/ssl/certs/ca-certificates.crt))
 , := ,
 
-.PHONY: up down stack-traffic stack-images stack-register
+.PHONY: up down stack-traffic stack-images stack-register stack-drift screenshots
 stack-images: install ## Build the stack's images (cached), IMAGE if missing; LOCAL_IMAGES=1: local stand-ins for the public ones
 	$(STACK) images
 	@$(DOCKER) image inspect "$(IMAGE)" >/dev/null 2>&1 || \
@@ -327,6 +327,18 @@ STACK_MLFLOW_ENV = MLFLOW_TRACKING_URI="http://127.0.0.1:$${MLFLOW_PORT:-5000}" 
 stack-register: install ## Register the model dvc.lock describes in the stack's MLflow and promote it (after `make run`)
 	$(STACK_MLFLOW_ENV) $(RUN) mlops register
 	$(STACK_MLFLOW_ENV) $(RUN) mlops promote
+
+# The stack's log shipper copies the service's prediction log to s3://prediction-logs in its
+# S3 API, as production's platform ships it to a bucket: the drift report reads it from there.
+STACK_S3_ENV = AWS_ENDPOINT_URL="http://127.0.0.1:$${S3_PORT:-5555}" AWS_ACCESS_KEY_ID=testing \
+	AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+stack-drift: install ## Drift report on the stack's traffic (reports/drift/drift.html): its shipped log fetched from the stack's S3, then mlops drift
+	$(STACK_S3_ENV) $(RUN) mlops fetch-monitoring --source s3://prediction-logs
+	$(RUN) mlops drift --fetched || [ $$? -eq 3 ]
+
+SCREENSHOTS ?= docs/images
+screenshots: install ## The running stack in headless Chromium, as PNGs in SCREENSHOTS: MLflow's champion, Prometheus's drift alert, the drift report
+	$(RUN) python deploy/compose/screenshots.py --out "$(SCREENSHOTS)"
 
 down: install ## Stop the local stack and remove its containers and network; VOLUMES=1 its data too
 	$(STACK) down $(if $(filter 1,$(VOLUMES)),--volumes)

@@ -1,6 +1,7 @@
 """`make up`, traffic, a drift alert firing in Prometheus, MLflow on PostgreSQL with artefacts
-in S3, and `make down`: the local stack of deploy/compose, for real, on the session's Docker
-engine and service image (conftest.py), with LOCAL_IMAGES=1 (no registry is reachable here).
+in S3, the drift report from the shipped log, screenshots in headless Chromium, and `make
+down`: the local stack of deploy/compose, for real, on the session's Docker engine and
+service image (conftest.py), with LOCAL_IMAGES=1 (no registry is reachable here).
 
 One stack for the module, started once; the tests run in file order and the last one takes
 it down (the fixture takes it down again, whatever happened). Every wait is bounded."""
@@ -275,6 +276,48 @@ def test_shifted_traffic_fires_the_drift_alert(stack: Stack) -> None:
         return "firing" if "firing" in states else ""
 
     _poll("MlopsPredictionDrift firing", drift_alert)
+
+
+def test_the_drift_report_reads_the_log_shipped_to_the_object_store(stack: Stack) -> None:
+    """The log shipper copies the service's log to s3://prediction-logs; `make stack-drift`
+    fetches it from there (as from production's bucket) and finds the shifted features."""
+    report_file = stack.root / "reports" / "drift" / "drift.json"
+
+    def every_prediction_reported() -> dict[str, Any] | None:
+        stack.make("stack-drift")
+        report: dict[str, Any] = json.loads(report_file.read_text())
+        return report if report["window_rows"] == 1300 else None  # 300 at start, 1000 shifted
+
+    report = _poll("the whole log shipped and reported", every_prediction_reported, seconds=60)
+    assert report["drifted"] is True
+    drifted = {check["column"] for check in report["checks"] if check["drifted"]}
+    assert {"island", "flipper_length_mm"} <= drifted, drifted
+    assert (stack.root / "reports" / "drift" / "drift.html").is_file()
+
+
+def test_screenshots_show_the_champion_the_firing_alert_and_the_drift_report(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`make screenshots` in headless Chromium: each page checked (API, then the rendered
+    DOM) before its PNG is kept. STACK_SCREENSHOTS=docs/images makes the README's pictures."""
+    from PIL import Image
+
+    out = Path(os.environ.get("STACK_SCREENSHOTS") or tmp_path).resolve()
+    taken = stack.make("screenshots", f"SCREENSHOTS={out}")
+    expected = {
+        "stack-mlflow-champion.png": ("'champion'", (1280, 900)),
+        "stack-prometheus-alerts.png": ("'MlopsPredictionDrift'", (1280, 900)),
+        "stack-drift-report.png": ("'drift'", (1280, 1400)),
+    }
+    for name, (shows, size) in expected.items():
+        assert f"{out / name} shows" in taken.stdout, taken.stdout
+        assert shows in taken.stdout
+        with Image.open(out / name) as picture:
+            assert picture.format == "PNG"
+            assert picture.size == size
+            colours = picture.convert("RGB").getcolors(maxcolors=1_000_000) or []
+            assert len(colours) > 50, f"{name}: {len(colours)} colours, a blank page?"
+    assert not list(out.glob(".*.partial.png"))
 
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "dashboards" / "mlops-service.json"

@@ -1,6 +1,6 @@
 # The stack's Python services, from the project's own locked environment (uv.lock): the MLflow
 # tracking server (with PostgreSQL's driver and boto3 for S3 artefacts), moto's S3 server (a
-# stand-in for the object store) and `mlops simulate-traffic`. One image for the three, as no
+# stand-in for the object store), the log shipper and `mlops simulate-traffic`. One image for the three, as no
 # public image carries this project's versions. Built by `make stack-images`, from the
 # repository root:
 #   docker build -f deploy/compose/images/tools.Dockerfile -t mlops-template-tools:local .
@@ -38,6 +38,8 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     && /app/.venv/bin/mlflow --version \
     && /app/.venv/bin/mlops simulate-traffic --help >/dev/null \
     && /app/.venv/bin/python -c "import psycopg, boto3, moto.server"
+# The log shipper (the `log-shipper` service): standard library and boto3.
+COPY deploy/compose/ship_logs.py /app/ship_logs.py
 # MLflow's usage telemetry is off (as onnxruntime's in the service's image).
 ENV PATH=/app/.venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
