@@ -45,6 +45,9 @@ SKIPPED: dict[tuple[str, ...], str] = {
     ("make", "up"): "tests/docker/test_stack.py runs it, on the tests' own Docker engine",
     ("make", "stack-traffic"): "tests/docker/test_stack.py runs it, then sees the alert fire",
     ("make", "down"): "tests/docker/test_stack.py runs it and checks that nothing is left",
+    ("make", "stack-register"): "tests/docker/test_stack.py runs it against the stack's MLflow",
+    ("make", "stack-drift"): "tests/docker/test_stack.py runs it on the log shipped to S3",
+    ("make", "screenshots"): "tests/docker/test_stack.py runs it in headless Chromium",
     ("mlflow", "server"): (
         "needs a PostgreSQL server and an S3 bucket; tests/slow/test_registry.py runs "
         "mlflow server on PostgreSQL"

@@ -112,9 +112,10 @@ def drift_page(report: Path) -> Page:
 
 
 class VisibleText(html.parser.HTMLParser):
-    """The text a reader sees: everything outside <script>, <style> and <noscript>."""
+    """The text the picture shows: everything outside <script>, <style>, <noscript> and
+    <title> (the title is the tab's, not the page's)."""
 
-    HIDDEN = frozenset({"script", "style", "noscript", "template"})
+    HIDDEN = frozenset({"script", "style", "noscript", "template", "title"})
 
     def __init__(self) -> None:
         super().__init__()

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import boto3
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
 Stamp = tuple[int, int]  # (modification time in ns, size)
@@ -38,7 +39,7 @@ def ship_once(s3: object, folder: Path, bucket: str, shipped: dict[str, Stamp]) 
             continue
         try:
             s3.upload_file(str(folder / name), bucket, name)  # type: ignore[attr-defined]
-        except (OSError, BotoCoreError, ClientError) as error:
+        except (OSError, Boto3Error, BotoCoreError, ClientError) as error:
             print(f"ship_logs: {name}: not shipped this round: {error}", flush=True)
             continue
         shipped[name] = stamp

@@ -105,3 +105,15 @@ def test_the_dashboard_queries_the_service_through_the_provisioned_source() -> N
     grafana = _services()["grafana"]
     mounted = {volume.split(":")[1] for volume in grafana["volumes"]}
     assert provider["providers"][0]["options"]["path"] in mounted
+
+
+def test_the_readme_shows_the_screenshots_the_stack_test_takes() -> None:
+    """The README's pictures are the PNGs `make screenshots` writes (docs/images), committed."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    source = (REPO_ROOT / "deploy" / "compose" / "screenshots.py").read_text()
+    taken = set(re.findall(r'"(stack-[a-z-]+\.png)"', source))
+    shown = set(re.findall(r"\]\(docs/images/(stack-[a-z-]+\.png)\)", readme))
+    assert taken == shown, (taken, shown)
+    assert len(shown) == 3
+    for name in shown:
+        assert (REPO_ROOT / "docs" / "images" / name).read_bytes().startswith(b"\x89PNG\r\n")
