@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.support import dashboard
 
 COMPOSE = REPO_ROOT / "deploy" / "compose" / "compose.yaml"
 GRAFANA = REPO_ROOT / "deploy" / "grafana"
@@ -117,3 +118,21 @@ def test_the_readme_shows_the_screenshots_the_stack_test_takes() -> None:
     assert len(shown) == 3
     for name in shown:
         assert (REPO_ROOT / "docs" / "images" / name).read_bytes().startswith(b"\x89PNG\r\n")
+
+
+def test_every_dashboard_query_reads_metrics_the_service_defines() -> None:
+    """A query reading a metric no task defines would show no data forever; every panel shows
+    something for a classifier and for a regressor (the live checks: tests/docker/test_stack.py,
+    tests/slow/test_prometheus.py)."""
+    queries = dashboard.queries()
+    defined = dashboard.exported(False) | dashboard.exported(True) | dashboard.PROMETHEUS_SERIES
+    for query in queries:
+        assert query.metrics, query
+        assert query.metrics <= defined, f"{query}: no task defines {query.metrics - defined}"
+        tasks = [dashboard.applies(query, regression) for regression in (False, True)]
+        assert any(tasks), f"{query}: mixes a classifier's and a regressor's metrics"
+    for panel in {query.panel for query in queries}:
+        for regression in (False, True):
+            assert any(
+                dashboard.applies(query, regression) for query in queries if query.panel == panel
+            ), (panel, "regressor" if regression else "classifier")

@@ -4,13 +4,15 @@ real Prometheus (Debian's `prometheus` package) scraping the real prediction ser
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,17 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from mlops_template.stages.train import reference_profile
+from tests.conftest import DEFAULT_CONTRACT, REPO_ROOT
 from tests.serve.conftest import (  # noqa: F401 (fixtures)
     GENTOO,
     model_path,
     penguin_task,
+    regression_task,
     service_params_file,
 )
+from tests.serve.tasks import TaskModel
+from tests.support import dashboard
 from tests.support.processes import free_port, start_server, stop, wait_healthy
 
 pytestmark = pytest.mark.slow
@@ -124,14 +130,21 @@ def _instant(base: str, promql: str) -> dict[str, float]:
     return {sample["metric"].get("instance", ""): float(sample["value"][1]) for sample in result}
 
 
-def test_real_prometheus_scrapes_the_service_and_loads_the_rules(
+@contextmanager
+def _scraped_service(
     tmp_path: Path,
-    model_path: Path,  # noqa: F811
-) -> None:
+    model: Path,
+    contract: Path = DEFAULT_CONTRACT,
+    reference: dict[str, object] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """The service on `model` (with the train stage's `reference`, if given) and a real
+    Prometheus scraping it with the shipped config and rules: (the service's URL,
+    Prometheus's URL)."""
     prometheus = _binary("prometheus")
-    params, service_port = service_params_file(tmp_path, model_path, drain_seconds=0)
+    params, service_port = service_params_file(tmp_path, model, contract, drain_seconds=0)
+    if reference is not None:
+        (tmp_path / "models" / "reference.json").write_text(json.dumps(reference))
     service_url = f"http://127.0.0.1:{service_port}"
-    target = f"127.0.0.1:{service_port}"
     service = start_server(
         [
             sys.executable,
@@ -163,7 +176,19 @@ def test_real_prometheus_scrapes_the_service_and_loads_the_rules(
             tmp_path / "prometheus.log",
         )
         wait_healthy(f"{base}/-/ready", server, tmp_path / "prometheus.log")
+        yield service_url, base
+    finally:
+        if server is not None:
+            stop(server)
+        stop(service)
 
+
+def test_real_prometheus_scrapes_the_service_and_loads_the_rules(
+    tmp_path: Path,
+    model_path: Path,  # noqa: F811
+) -> None:
+    with _scraped_service(tmp_path, model_path) as (service_url, base):
+        target = service_url.removeprefix("http://")
         with httpx.Client(base_url=service_url, timeout=10) as client:
             for _ in range(3):
                 assert client.post("/predict", json=GENTOO).status_code == 200
@@ -194,7 +219,40 @@ def test_real_prometheus_scrapes_the_service_and_loads_the_rules(
         for name, rule in rules.items():
             assert rule["health"] == "ok", (name, rule.get("lastError"))
         assert rules["MlopsServiceDown"]["state"] == "inactive"
-    finally:
-        if server is not None:
-            stop(server)
-        stop(service)
+
+
+def test_a_regressors_dashboard_queries_return_data(
+    tmp_path: Path,
+    regression_task: TaskModel,  # noqa: F811
+) -> None:
+    """The dashboard's queries on a regressor's own metrics (the mean prediction, its shift,
+    the shadow difference) return data from a real Prometheus scraping a regressor under
+    traffic; the local stack's test checks the rest, on a classifier."""
+    own = [
+        query
+        for query in dashboard.queries()
+        if dashboard.applies(query, regression=True)
+        and not dashboard.applies(query, regression=False)
+    ]
+    assert len(own) >= 3, own
+    task = regression_task
+    reference = reference_profile(task.frame, task.contract)  # as the train stage writes it
+    scraped = _scraped_service(tmp_path, task.onnx_path, task.contract_path, reference)
+    with scraped as (service_url, base):
+        with httpx.Client(base_url=service_url, timeout=10) as client:
+            for index in range(300):
+                response = client.post("/predict", json=task.record(index))
+                assert response.status_code == 200, response.text
+
+        def empty() -> list[str]:
+            missing = []
+            for query in own:
+                values = _instant(base, query.promql()).values()
+                if not any(math.isfinite(value) for value in values):
+                    missing.append(f"{query} -> {list(values)}")
+            return missing
+
+        try:
+            _poll("every regressor query with data", lambda: not empty())
+        except AssertionError:
+            assert not empty(), "\n".join(empty())
