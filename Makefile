@@ -143,7 +143,7 @@ lint: install ## pre-commit on every file: ruff lint + format, mypy --strict (sr
 lint-workflows: install ## zizmor (regular, pedantic, auditor), actionlint, check-jsonschema on .github/
 	.ci/lint-workflows
 
-lint-container: install ## hadolint and checkov on the Dockerfile
+lint-container: install ## hadolint and checkov on the Dockerfile and the local stack's (deploy/compose/images)
 	UV="$(UV)" .ci/lint-container
 
 lint-k8s: install ## Render each deploy/k8s overlay: kubernetes-validate --strict and checkov (zero findings)

@@ -132,7 +132,7 @@ def images(local: bool, build_them: bool = True) -> dict[str, str]:
         for variable, (image, dockerfile) in LOCAL_IMAGES.items():
             chosen[variable] = setting(variable, image)
             if build_them and chosen[variable] == image:
-                build(image, HERE / "images" / dockerfile, HERE / "images", f"BASE={LOCAL_BASE}")
+                build(image, HERE / "images" / dockerfile, HERE / "images", *base_args)
     chosen["TOOLS_IMAGE"] = setting("TOOLS_IMAGE", DEFAULT_TOOLS_IMAGE)
     if build_them and chosen["TOOLS_IMAGE"] == DEFAULT_TOOLS_IMAGE:
         tools_args = base_args if local else []

@@ -5,8 +5,9 @@
 # /var/lib/postgresql/data; pg_isready is on PATH for the health check.
 #   docker build -f deploy/compose/images/postgres.Dockerfile -t local/postgres:debian deploy/compose/images
 # The base: a Debian bookworm image (the tests import one made with debootstrap).
-ARG BASE=local/python:3.11-bookworm
-FROM ${BASE}
+ARG BASE_REPO=local/python
+ARG BASE_TAG=3.11-bookworm
+FROM ${BASE_REPO}:${BASE_TAG}
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends postgresql-15 \
@@ -21,5 +22,6 @@ ENV PATH=/usr/lib/postgresql/15/bin:${PATH} \
 # hadolint ignore=DL3066
 USER postgres
 EXPOSE 5432
+HEALTHCHECK --interval=10s --timeout=5s --retries=3 CMD ["pg_isready", "--host=127.0.0.1"]
 ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]
 CMD ["postgres"]
