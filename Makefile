@@ -322,19 +322,19 @@ stack-traffic: install ## More traffic to the stack: REQUESTS (1000), SHIFT="fea
 
 # The stack's MLflow would hand out presigned S3 URLs naming its own network's endpoint
 # (http://s3:5000), which the host cannot reach: its clients download through MLflow instead.
-STACK_MLFLOW_ENV = MLFLOW_TRACKING_URI="http://127.0.0.1:$${MLFLOW_PORT:-5000}" \
+# The caller's own MLflow credentials are not sent to the stack's (env -u).
+STACK_MLFLOW_ENV = env -u MLFLOW_TRACKING_TOKEN -u MLFLOW_TRACKING_USERNAME -u MLFLOW_TRACKING_PASSWORD \
+	NO_PROXY=127.0.0.1,localhost MLFLOW_TRACKING_URI="http://127.0.0.1:$${MLFLOW_PORT:-5000}" \
 	MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=false
 stack-register: install ## Register the model dvc.lock describes in the stack's MLflow and promote it (after `make run`)
 	$(STACK_MLFLOW_ENV) $(RUN) mlops register
 	$(STACK_MLFLOW_ENV) $(RUN) mlops promote
 
 # The stack's log shipper copies the service's prediction log to s3://prediction-logs in its
-# S3 API, as production's platform ships it to a bucket: the drift report reads it from there.
-STACK_S3_ENV = AWS_ENDPOINT_URL="http://127.0.0.1:$${S3_PORT:-5555}" AWS_ACCESS_KEY_ID=testing \
-	AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
-stack-drift: install ## Drift report on the stack's traffic (reports/drift/drift.html): its shipped log fetched from the stack's S3, then mlops drift
-	$(STACK_S3_ENV) $(RUN) mlops fetch-monitoring --source s3://prediction-logs
-	$(RUN) mlops drift --fetched || [ $$? -eq 3 ]
+# S3 API, as production's platform ships it to a bucket: the drift report reads it from there,
+# into .stack/ (STACK_STATE), not the checkout's logs/ and reports/. Exit 3 (drift) is a report.
+stack-drift: install ## Drift report on the stack's traffic (.stack/drift/drift.html): the log shipped to the stack's S3, fetched, then mlops drift
+	$(STACK) drift || [ $$? -eq 3 ]
 
 SCREENSHOTS ?= docs/images
 screenshots: install ## The running stack in headless Chromium, as PNGs in SCREENSHOTS: MLflow's champion, Prometheus's drift alert, the drift report

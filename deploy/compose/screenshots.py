@@ -9,7 +9,8 @@ DOM must show the expected text before the picture is kept:
                                   (after `make stack-register`)
     stack-prometheus-alerts.png   Prometheus's alerts page, MlopsPredictionDrift firing
                                   (after `make stack-traffic SHIFT=...`, about a minute)
-    stack-drift-report.png        the drift report, drift.html (after `make stack-drift`)
+    stack-drift-report.png        the drift report, STACK_STATE/drift/drift.html (after
+                                  `make stack-drift`, on this stack)
 
 A page that is not ready is an error naming it and the command that makes it ready; no
 picture is written for it and the previous one stays (each PNG is written beside its target,
@@ -28,15 +29,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from stack import ROOT, urls
+from stack import LOOPBACK, ROOT, stack_state, urls
 
 WIDTH, HEIGHT = 1280, 900
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -57,13 +58,13 @@ class Page:
 
 
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (http on loopback)
+    with LOOPBACK.open(url, timeout=10) as response:
         return json.load(response)
 
 
 def answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
+        with LOOPBACK.open(url, timeout=5) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -74,7 +75,7 @@ def mlflow_page(base: str, model: str) -> Page:
         query = urllib.parse.urlencode({"name": model})
         try:
             found = get_json(f"{base}/api/2.0/mlflow/registered-models/get?{query}")
-        except OSError as error:
+        except urllib.error.HTTPError as error:  # MLflow answered: not registered
             message = f"MLflow has no model {model!r} ({error}): `make stack-register`"
             raise NotReadyError(message) from None
         aliases = [a["alias"] for a in found["registered_model"].get("aliases", [])]
@@ -96,19 +97,25 @@ def prometheus_page(base: str) -> Page:
                 '`make stack-traffic SHIFT="island=Biscoe flipper_length_mm=15"`, then a minute'
             )
 
-    # Prometheus 2 (Debian's package) keeps its server-rendered page under /classic; the
-    # React page of Prometheus 3 (the public image) is /alerts.
+    # Prometheus 2 (Debian's package) keeps its server-rendered page under /classic, which
+    # counts each rule's active alerts; the React page of Prometheus 3 (the public image) is
+    # /alerts.
     classic = f"{base}/classic/alerts"
-    url = classic if answers(classic) else f"{base}/alerts"
-    return Page("stack-prometheus-alerts.png", url, (DRIFT_ALERT,), ready)
+    if answers(classic):
+        shows: tuple[str, ...] = (f"{DRIFT_ALERT} (1 active)",)
+        return Page("stack-prometheus-alerts.png", classic, shows, ready)
+    return Page("stack-prometheus-alerts.png", f"{base}/alerts", (DRIFT_ALERT,), ready)
 
 
-def drift_page(report: Path) -> Page:
+def drift_page(report: Path, since: float = 0.0) -> Page:
+    """The drift report, if written after `since` (a timestamp: this stack's start)."""
+
     def ready() -> None:
-        if not report.is_file():
-            raise NotReadyError(f"no drift report at {report}: `make stack-drift`")
+        if not report.is_file() or report.stat().st_mtime < since:
+            state = "older than this stack" if report.is_file() else "none"
+            raise NotReadyError(f"no drift report at {report} ({state}): `make stack-drift`")
 
-    return Page("stack-drift-report.png", report.as_uri(), ("drift",), ready, height=1400)
+    return Page("stack-drift-report.png", report.as_uri(), ("drift report",), ready, height=1400)
 
 
 class VisibleText(html.parser.HTMLParser):
@@ -194,14 +201,18 @@ def capture(page: Page, out: Path, profile: Path) -> Path:
 
 
 def pages(params_file: Path) -> list[Page]:
+    """The pages of the stack `make up` started: its STACK_STATE holds the Prometheus files
+    it wrote (their time is the stack's start) and the report `make stack-drift` writes."""
     params = yaml.safe_load(params_file.read_text())
     found = urls()
     model = str(params["registry"]["model_name"])
-    report = (params_file.parent / params["paths"]["drift"] / "drift.html").resolve()
+    state = stack_state()
+    started = state / "prometheus" / "prometheus.yml"
+    since = started.stat().st_mtime if started.is_file() else float("inf")
     return [
         mlflow_page(found["MLflow"], model),
         prometheus_page(found["Prometheus"]),
-        drift_page(report),
+        drift_page(state / "drift" / "drift.html", since),
     ]
 
 

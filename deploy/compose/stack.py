@@ -3,14 +3,16 @@
     stack.py images [--local]   build the stack's images (but the service's: `make image`)
     stack.py up [--local]       write Prometheus's files, start, wait until healthy, print URLs
     stack.py traffic [--local]  one more bounded traffic run (TRAFFIC_REQUESTS, TRAFFIC_SHIFT)
+    stack.py drift              the drift report on the log shipped to the stack's S3
     stack.py down [--volumes]   remove everything `up` started (--volumes: its data too)
 
 Settings come from the environment, as compose reads them: DOCKER (the client, default
 `docker`), COMPOSE (default `docker compose` if present, else `docker-compose`),
 COMPOSE_PROJECT_NAME (mlops-stack), the image variables of compose.yaml, the ports
-(SERVICE_PORT 8000, PROMETHEUS_PORT 9090, MLFLOW_PORT 5000, S3_PORT 5555), STACK_STATE (where
-Prometheus's files are written, .stack/ at the repository root), ALERT_FOR (30s) and
-STACK_TIMEOUT (seconds to wait for health, 300).
+(SERVICE_PORT 8000, PROMETHEUS_PORT 9090, MLFLOW_PORT 5000, S3_PORT 5555, GRAFANA_PORT 3000),
+STACK_STATE (the stack's files on the host: Prometheus's, the drift report; .stack/ at the
+repository root), ALERT_FOR (30s), STACK_TIMEOUT (seconds to wait for health, 300) and SHADOW
+(1: the served model is also scored in shadow as its own challenger; 0: no challenger).
 """
 
 from __future__ import annotations
@@ -68,9 +70,9 @@ def compose() -> list[str]:
     return [*command, "--project-name", project, "--file", str(COMPOSE_FILE)]
 
 
-def run(command: list[str], **kwargs: Any) -> None:
+def run(command: list[str], *, check: bool = True, **kwargs: Any) -> None:
     print("+", shlex.join(command), file=sys.stderr)
-    subprocess.run(command, check=True, **kwargs)
+    subprocess.run(command, check=check, **kwargs)
 
 
 def image_exists(image: str) -> bool:
@@ -216,9 +218,13 @@ def profiles(local: bool) -> None:
         os.environ["COMPOSE_PROFILES"] = "grafana"
 
 
+# The stack is on 127.0.0.1: never through an HTTP proxy the environment may name.
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (http on loopback)
+        with LOOPBACK.open(url, timeout=2) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -237,12 +243,47 @@ def wait_healthy(timeout: float) -> None:
             time.sleep(1)
 
 
+def stack_state() -> Path:
+    return Path(setting("STACK_STATE", str(ROOT / ".stack"))).resolve()
+
+
+def shadow_challenger(image: str) -> dict[str, str]:
+    """With SHADOW=1 (the default), the served model as its own shadow challenger, so that
+    shadow scoring runs and its panel moves (agreement 100%): its path and digest as the
+    image pinned them at build time (/etc/mlops-template/model.sha256: `digest  path`)."""
+    if setting("SHADOW", "1") != "1":
+        return {"CHALLENGER_MODEL": "", "CHALLENGER_SHA256": ""}
+    pinned = subprocess.run(
+        [
+            *docker(),
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "cat",
+            image,
+            "/etc/mlops-template/model.sha256",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    fields = pinned.stdout.split()
+    if pinned.returncode != 0 or len(fields) != 2:
+        sys.exit(f"stack: {image} has no pinned model digest: {pinned.stderr.strip()}")
+    digest, path = fields
+    return {"CHALLENGER_MODEL": path, "CHALLENGER_SHA256": digest}
+
+
 def up(local: bool) -> None:
     started = time.monotonic()
     profiles(local)
     checkout_user()
     os.environ.update({**images(local, build_them=False), **service_image()})
-    state = Path(setting("STACK_STATE", str(ROOT / ".stack"))).resolve()
+    os.environ.update(shadow_challenger(os.environ["SERVICE_IMAGE"]))
+    state = stack_state()
     write_prometheus_files(state, setting("ALERT_FOR", "30s"))
     os.environ["STACK_STATE"] = str(state)
     run([*compose(), "up", "--detach"])
@@ -259,6 +300,46 @@ def traffic(local: bool) -> None:
     run([*compose(), "run", "--rm", "--no-deps", "traffic"])
 
 
+LOG_BUCKET = "s3://prediction-logs"  # where compose.yaml's log-shipper puts the log
+
+
+def drift() -> None:
+    """What the scheduled drift job does in production, on the stack: fetch the prediction
+    log from the object store, then `mlops drift --fetched`. Into STACK_STATE (a params.yaml
+    there points monitoring.fetched and paths.drift at it), never the checkout's own logs/
+    and reports/. The stack's S3 and its test credentials only: the caller's AWS session or
+    profile is not passed on. Exit 0: no drift, 3: drift (a report either way)."""
+    state = stack_state()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["monitoring"]["fetched"] = str(state / "logs")
+    params["paths"]["drift"] = str(state / "drift")
+    overlay = state / "params.yaml"
+    state.mkdir(parents=True, exist_ok=True)
+    overlay.write_text(
+        "# Written by deploy/compose/stack.py drift: params.yaml, with the stack's paths.\n"
+        + yaml.safe_dump(params, sort_keys=False)
+    )
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AWS_") or name == "AWS_CA_BUNDLE"
+    }
+    env.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{setting('S3_PORT', '5555')}",
+        AWS_ACCESS_KEY_ID="testing",  # moto takes any key
+        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 (not a secret: moto's)
+        AWS_DEFAULT_REGION="us-east-1",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    fetch = ["mlops", "fetch-monitoring", "--params", str(overlay), "--source", LOG_BUCKET]
+    run(fetch, env=env, cwd=ROOT)
+    report = subprocess.run(["mlops", "drift", "--params", str(overlay), "--fetched"], cwd=ROOT)
+    if report.returncode not in (0, 3):
+        sys.exit(report.returncode)
+    print(f"stack: the drift report is {state / 'drift' / 'drift.html'}")
+    sys.exit(report.returncode)
+
+
 def down(volumes: bool) -> None:
     # Every profile, so that whatever `up` started goes; down never pulls or builds.
     os.environ["COMPOSE_PROFILES"] = "grafana"
@@ -271,6 +352,7 @@ def main() -> None:
     for name in ("images", "up", "traffic"):
         command = commands.add_parser(name)
         command.add_argument("--local", action="store_true", help="build local public stand-ins")
+    commands.add_parser("drift")
     commands.add_parser("down").add_argument("--volumes", action="store_true")
     arguments = parser.parse_args()
     local = bool(getattr(arguments, "local", False)) or os.environ.get("LOCAL_IMAGES") == "1"
@@ -280,6 +362,8 @@ def main() -> None:
         up(local)
     elif arguments.command == "traffic":
         traffic(local)
+    elif arguments.command == "drift":
+        drift()
     else:
         down(arguments.volumes)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -173,6 +174,7 @@ def test_screenshots_of_a_stack_that_is_not_up_name_each_page_and_write_nothing(
         "registry: {model_name: my-model}\npaths: {drift: reports/drift}\n"
     )
     closed = {name: str(free_port()) for name in ("MLFLOW_PORT", "PROMETHEUS_PORT")}
+    state = tmp_path / "state"  # no stack started here: no report can be this stack's
     taken = subprocess.run(
         [
             sys.executable,
@@ -182,7 +184,7 @@ def test_screenshots_of_a_stack_that_is_not_up_name_each_page_and_write_nothing(
             "--params",
             str(tmp_path / "params.yaml"),
         ],
-        env={**os.environ, **closed, "CHROMIUM": "/bin/false"},
+        env={**os.environ, **closed, "STACK_STATE": str(state), "CHROMIUM": "/bin/false"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -192,22 +194,35 @@ def test_screenshots_of_a_stack_that_is_not_up_name_each_page_and_write_nothing(
     assert "stack-mlflow-champion.png: " in taken.stderr
     assert "is the stack up?" in taken.stderr
     assert "stack-prometheus-alerts.png: " in taken.stderr
-    drift_html = tmp_path / "reports" / "drift" / "drift.html"
-    assert f"stack-drift-report.png: no drift report at {drift_html}: `make stack-drift`" in (
-        taken.stderr
-    )
+    drift_html = state / "drift" / "drift.html"
+    refusal = f"no drift report at {drift_html} (none): `make stack-drift`"
+    assert f"stack-drift-report.png: {refusal}" in taken.stderr
     assert sorted(p.name for p in out.iterdir()) == ["stack-mlflow-champion.png"]
     assert previous.read_bytes() == b"the previous picture"
+
+
+def test_a_report_from_before_the_stack_started_is_not_taken(tmp_path: Path) -> None:
+    screenshots = _module("screenshots")
+    report = tmp_path / "drift.html"
+    report.write_text("<h1>Drift report: drift</h1>")
+    os.utime(report, (1_000_000, 1_000_000))
+    page = screenshots.drift_page(report, since=2_000_000)
+    with pytest.raises(screenshots.NotReadyError, match="older than this stack"):
+        page.ready()
+    screenshots.drift_page(report, since=500_000).ready()
 
 
 def test_a_page_that_renders_without_its_text_is_refused(tmp_path: Path) -> None:
     """Real Chromium on a drift report that is not one: no picture."""
     screenshots = _module("screenshots")
+    if not any(map(shutil.which, screenshots.BROWSERS)):
+        pytest.skip("no Chromium: apt-get install chromium (.ci/provision does)")
     report = tmp_path / "drift.html"
     report.write_text(
-        "<html><body><h1>Something else</h1><script>document.title = 'drift'</script></body>"
+        "<html><body><h1>Something else</h1>"
+        "<script>document.title = 'Drift report'</script></body></html>"
     )
-    with pytest.raises(screenshots.NotReadyError, match=r"rendered without \['drift'\]"):
+    with pytest.raises(screenshots.NotReadyError, match=r"rendered without \['drift report'\]"):
         screenshots.capture(screenshots.drift_page(report), tmp_path, tmp_path / "profile")
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".png") == []
     report.write_text("<html><body><h1>Drift report: no drift</h1></body></html>")

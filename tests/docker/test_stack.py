@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,11 @@ class Stack:
     env: dict[str, str]
     make_args: list[str]
     urls: dict[str, str]
+    moments: dict[str, float] = field(default_factory=dict)  # what happened when (time.time())
+
+    @property
+    def state(self) -> Path:
+        return Path(self.env["STACK_STATE"])
 
     def make(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return sh(
@@ -147,8 +152,8 @@ def _poll(what: str, probe: Callable[[], Any], seconds: float = POLL_SECONDS) ->
         time.sleep(1)
 
 
-def _value(stack: Stack, promql: str) -> float | None:
-    result = _prometheus(stack, "query", query=promql)["result"]
+def _value(stack: Stack, promql: str, **at: str) -> float | None:
+    result = _prometheus(stack, "query", query=promql, **at)["result"]
     return float(result[0]["value"][1]) if result else None
 
 
@@ -269,6 +274,7 @@ def test_shifted_traffic_fires_the_drift_alert(stack: Stack) -> None:
     assert before < 0.2
     sent = stack.make("stack-traffic", "REQUESTS=1000", "SHIFT=island=Biscoe flipper_length_mm=15")
     assert "status: 200: 1000" in sent.stdout, sent.stdout
+    stack.moments["shifted traffic sent"] = time.time()
     _poll("PSI above 0.2", lambda: (_value(stack, "prediction_drift_psi") or 0) > 0.2)
 
     def drift_alert() -> str:
@@ -277,12 +283,14 @@ def test_shifted_traffic_fires_the_drift_alert(stack: Stack) -> None:
         return "firing" if "firing" in states else ""
 
     _poll("MlopsPredictionDrift firing", drift_alert)
+    stack.moments["drift alert firing"] = time.time()
 
 
 def test_the_drift_report_reads_the_log_shipped_to_the_object_store(stack: Stack) -> None:
     """The log shipper copies the service's log to s3://prediction-logs; `make stack-drift`
-    fetches it from there (as from production's bucket) and finds the shifted features."""
-    report_file = stack.root / "reports" / "drift" / "drift.json"
+    fetches it from there (as from production's bucket) into the stack's own folder, not the
+    checkout's logs/ and reports/, and finds the shifted features."""
+    report_file = stack.state / "drift" / "drift.json"
 
     def every_prediction_reported() -> dict[str, Any] | None:
         stack.make("stack-drift")
@@ -293,7 +301,9 @@ def test_the_drift_report_reads_the_log_shipped_to_the_object_store(stack: Stack
     assert report["drifted"] is True
     drifted = {check["column"] for check in report["checks"] if check["drifted"]}
     assert {"island", "flipper_length_mm"} <= drifted, drifted
-    assert (stack.root / "reports" / "drift" / "drift.html").is_file()
+    assert (stack.state / "drift" / "drift.html").is_file()
+    assert not (stack.root / "reports" / "drift").exists()
+    assert not (stack.root / "logs" / "production").exists()
 
 
 def test_screenshots_show_the_champion_the_firing_alert_and_the_drift_report(
@@ -322,19 +332,25 @@ def test_screenshots_show_the_champion_the_firing_alert_and_the_drift_report(
 
 
 def test_every_dashboard_query_returns_data(stack: Stack) -> None:
-    """After the traffic above (the drift alert firing), each panel's every query that reads
-    a classifier's metrics, as Grafana would send it, returns at least one finite value. The
-    rest read a regressor's only (tests/slow/test_prometheus.py runs those)."""
+    """Under the shifted traffic (evaluated at the moment the drift alert fired, or 45 s after
+    the traffic if later: the rates' one-minute window still holds it), each panel's every
+    query that reads a classifier's metrics returns at least one finite value; the rest read
+    a regressor's only (tests/slow/test_prometheus.py runs those). The stack shadow-scores
+    the served model as its own challenger, so the shadow panel has real rows."""
+    moment = min(stack.moments["drift alert firing"], stack.moments["shifted traffic sent"] + 45)
     empty = []
     for query in dashboard.queries():
         if not dashboard.applies(query, regression=False):
             assert dashboard.applies(query, regression=True), query
             continue
-        result = _prometheus(stack, "query", query=query.promql())["result"]
-        values = [float(sample["value"][1]) for sample in result]
+        result = _prometheus(stack, "query", query=query.promql(), time=f"{moment:.3f}")
+        values = [float(sample["value"][1]) for sample in result["result"]]
         if not any(math.isfinite(value) for value in values):
             empty.append(f"{query} -> {values}")
     assert not empty, "\n".join(empty)
+    at = {"time": f"{moment:.3f}"}
+    assert (_value(stack, 'shadow_window_rows{job="mlops-service"}', **at) or 0) > 0
+    assert _value(stack, 'shadow_agreement_ratio{job="mlops-service"}', **at) == 1.0
 
 
 def test_make_down_leaves_nothing(stack: Stack) -> None:
