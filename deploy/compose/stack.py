@@ -340,10 +340,25 @@ def drift() -> None:
     sys.exit(report.returncode)
 
 
+# What `up` and `drift` write into STACK_STATE; `down --volumes` removes these (only these:
+# STACK_STATE may be a folder of the user's choosing).
+STATE_ENTRIES = ("prometheus", "logs", "drift", "params.yaml")
+
+
 def down(volumes: bool) -> None:
     # Every profile, so that whatever `up` started goes; down never pulls or builds.
     os.environ["COMPOSE_PROFILES"] = "grafana"
     run([*compose(), "down", "--remove-orphans", *(["--volumes"] if volumes else [])])
+    if volumes:
+        state = stack_state()
+        for name in STATE_ENTRIES:
+            path = state / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        if state.is_dir() and not any(state.iterdir()):
+            state.rmdir()
 
 
 def main() -> None:

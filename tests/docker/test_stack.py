@@ -354,7 +354,9 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
 
 
 def test_make_down_leaves_nothing(stack: Stack) -> None:
+    assert (stack.state / "drift" / "drift.html").is_file()  # written by the tests above
     stack.make("down", "VOLUMES=1")
+    assert not stack.state.exists()  # what up and stack-drift wrote there, then the folder
     label = f"label=com.docker.compose.project={PROJECT}"
     for kind in ("container", "volume", "network"):
         left = subprocess.run(
