@@ -53,8 +53,9 @@ TEMPLATE_OUTPUTS = (
     "models/background.json",
 )
 # A whole name only (not inside another, such as a package `mlops_template_fraud`), so that
-# renaming a renamed tree changes nothing; `mlops-template-dvc` is a name of its own.
-TEMPLATE_NAME = re.compile(r"(?<![\w-])mlops([_-])template(?!\w)")
+# renaming a renamed tree changes nothing; `mlops-template-dvc` is a name of its own, and so is
+# a default after a shell or compose `${VAR:-`.
+TEMPLATE_NAME = re.compile(r"(?:(?<![\w-])|(?<=:-))mlops([_-])template(?!\w)")
 # Where the text is the user's, never rewritten: data/ (tables, the contract) and tables
 # anywhere, and copier's answers file (it names the template's source, maybe by its name).
 SKIPPED_DIRS = {".git", ".venv", ".tools", "node_modules", "__pycache__"}  # at any depth

@@ -123,10 +123,12 @@ def test_whole_names_only() -> None:
     text = (
         "import mlops_template.storage\nsrc/mlops_template/x\nimage: ghcr.io/o/mlops-template:1\n"
         "s3://mlops-template-dvc/store\nmy_mlops_template\nmlops_templates\nx-mlops-template\n"
+        "image: ${TOOLS_IMAGE:-mlops-template-tools:local}\n"
     )
     assert rename(text, "churn_pkg", "churn") == (
         "import churn_pkg.storage\nsrc/churn_pkg/x\nimage: ghcr.io/o/churn:1\n"
         "s3://churn-dvc/store\nmy_mlops_template\nmlops_templates\nx-mlops-template\n"
+        "image: ${TOOLS_IMAGE:-churn-tools:local}\n"
     )
     # A new name holding the template's: renaming the renamed text changes nothing.
     once = rename(text, "mlops_template_fraud", "mlops-template-fraud")
