@@ -291,6 +291,8 @@ def test_the_drift_report_reads_the_log_shipped_to_the_object_store(stack: Stack
     fetches it from there (as from production's bucket) into the stack's own folder, not the
     checkout's logs/ and reports/, and finds the shifted features."""
     report_file = stack.state / "drift" / "drift.json"
+    checkout = [stack.root / "reports" / "drift", stack.root / "logs" / "production"]
+    before = [_listing(path) for path in checkout]
 
     def every_prediction_reported() -> dict[str, Any] | None:
         stack.make("stack-drift")
@@ -302,8 +304,14 @@ def test_the_drift_report_reads_the_log_shipped_to_the_object_store(stack: Stack
     drifted = {check["column"] for check in report["checks"] if check["drifted"]}
     assert {"island", "flipper_length_mm"} <= drifted, drifted
     assert (stack.state / "drift" / "drift.html").is_file()
-    assert not (stack.root / "reports" / "drift").exists()
-    assert not (stack.root / "logs" / "production").exists()
+    assert [_listing(path) for path in checkout] == before  # the checkout's own: untouched
+
+
+def _listing(folder: Path) -> list[tuple[str, int]]:
+    """A folder's files with their modification times (empty if there is no folder)."""
+    if not folder.is_dir():
+        return []
+    return sorted((str(p), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file())
 
 
 def test_screenshots_show_the_champion_the_firing_alert_and_the_drift_report(
@@ -317,8 +325,8 @@ def test_screenshots_show_the_champion_the_firing_alert_and_the_drift_report(
     taken = stack.make("screenshots", f"SCREENSHOTS={out}")
     expected = {
         "stack-mlflow-champion.png": ("'champion'", (1280, 900)),
-        "stack-prometheus-alerts.png": ("'MlopsPredictionDrift'", (1280, 900)),
-        "stack-drift-report.png": ("'drift'", (1280, 1400)),
+        "stack-prometheus-alerts.png": ("'MlopsPredictionDrift (1 active)'", (1280, 900)),
+        "stack-drift-report.png": ("'drift report'", (1280, 1400)),
     }
     for name, (shows, size) in expected.items():
         assert f"{out / name} shows" in taken.stdout, taken.stdout
