@@ -8,9 +8,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from mlops_template import deploy
+from mlops_template import actions_run, deploy
+from mlops_template.actions_run import BOT_EMAIL, BOT_NAME
 from mlops_template.errors import PipelineError
-from mlops_template.workflow_cli import BOT_EMAIL, BOT_NAME, _git, _push_env, _run_url, _summary
 
 
 def _pr_token_variable() -> str:
@@ -48,8 +48,8 @@ def check_proposable(overlays: Path, env: str, base: str, command: str) -> None:
             " write); nothing was changed"
         )
     try:
-        _git("fetch", "--quiet", "--no-tags", "origin", f"refs/heads/{base}",
-             env=_push_env(_pr_token_variable()))  # fmt: skip
+        actions_run.git("fetch", "--quiet", "--no-tags", "origin", f"refs/heads/{base}",
+             env=actions_run.push_env(_pr_token_variable()))  # fmt: skip
     except PipelineError:
         raise PipelineError(
             f"{command}: could not fetch {base} from origin (see above) to check that this"
@@ -94,11 +94,11 @@ def propose(
     branch = github.validate_branch(f"{deploy.BRANCH_PREFIX}{env}")
     folder = overlays / env
     paths = [(folder / deploy.KUSTOMIZATION).as_posix(), (folder / deploy.RELEASE).as_posix()]
-    run_url = _run_url() if _in_actions_run() else ""
+    run_url = actions_run.run_url() if _in_actions_run() else ""
     origin = f"Run: {run_url}" if run_url else f"Opened by `{local}` (local)"
-    _git("switch", "--quiet", "--force-create", branch)
-    _git("add", "--", *paths)
-    _git(
+    actions_run.git("switch", "--quiet", "--force-create", branch)
+    actions_run.git("add", "--", *paths)
+    actions_run.git(
         "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
         "commit", "--quiet", "-m", title, "-m", origin, "--", *paths,
     )  # fmt: skip
@@ -106,11 +106,13 @@ def propose(
     # Pushed with DEPLOY_PR_TOKEN too when it is set: a push made with the workflow's token
     # starts no workflow, so an open pull request's checks would never run on the new commit.
     token = _pr_token_variable()
-    push_env = _push_env(token)
-    _git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}", env=push_env)
+    push_env = actions_run.push_env(token)
+    actions_run.git(
+        "push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}", env=push_env
+    )
     print(f"deploy-pr: pushed {branch}")
     gh = github.GitHub.from_env(token)
     body = deploy.pr_body(result, run_url, paths, note, local)
     outcome, number, url = deploy.open_or_update_pr(gh, branch, title, body, base)
     print(f"deploy-pr: {outcome} pull request #{number} {url} ({branch} into {base})")
-    _summary(f"Deploy pull request #{number} {outcome}: {title}")
+    actions_run.summary(f"Deploy pull request #{number} {outcome}: {title}")

@@ -8,7 +8,6 @@ github.py, report_check.py and handoff.py.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import shutil
@@ -22,14 +21,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mlops_template import actions_run
+from mlops_template.actions_run import BOT_EMAIL, BOT_NAME
 from mlops_template.errors import PipelineError
 
 if TYPE_CHECKING:
     from mlops_template.github import GitHub
     from mlops_template.report_check import CheckedReport
 
-BOT_NAME = "github-actions[bot]"
-BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
 # GitHub refuses a pull request body over 65536 characters; leave room for the footer.
 MAX_PR_BODY = 60000
 MAX_COMMENT = 60000
@@ -44,57 +43,11 @@ def _guarded(action: Callable[[], None]) -> None:
         raise typer.Exit(code=1) from None
 
 
-def _github_output(**values: str) -> None:
-    path = os.environ.get("GITHUB_OUTPUT")
-    if path:
-        with open(path, "a", encoding="utf-8") as out:
-            out.writelines(f"{key}={value}\n" for key, value in values.items())
-
-
-def _summary(text: str) -> None:
-    path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if path:
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(text + "\n")
-
-
-def _server_repo_url() -> str:
-    server = os.environ.get("GITHUB_SERVER_URL") or "https://github.com"
-    return f"{server.rstrip('/')}/{os.environ.get('GITHUB_REPOSITORY', '')}"
-
-
-def _run_url() -> str:
-    return f"{_server_repo_url()}/actions/runs/{os.environ.get('GITHUB_RUN_ID', '')}"
-
-
 def _truncate(body: str, limit: int, footer: str = "") -> str:
     if len(body) + len(footer) <= limit:
         return body + footer
     note = "\n\n_… truncated: the full report is the run's artifact._"
     return body[: limit - len(footer) - len(note)] + note + footer
-
-
-def _push_env(variable: str = "GITHUB_TOKEN") -> dict[str, str]:
-    """The token in environment variable `variable` (the workflow's, by default) for `git
-    push` to github.com, through git's environment config (never on a command line)."""
-    env = dict(os.environ)
-    token = os.environ.get(variable, "")
-    origin = subprocess.run(
-        ["git", "remote", "get-url", "origin"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    if token and origin.startswith("https://github.com/"):
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        env.update(
-            GIT_CONFIG_COUNT="1",
-            GIT_CONFIG_KEY_0="http.https://github.com/.extraheader",
-            GIT_CONFIG_VALUE_0=f"AUTHORIZATION: basic {basic}",
-        )
-    return env
-
-
-def _git(*args: str, env: dict[str, str] | None = None) -> None:
-    if subprocess.run(["git", *args], check=False, env=env).returncode != 0:
-        raise PipelineError(f"git {args[0]} failed (see above)")
 
 
 def check_report(
@@ -108,7 +61,7 @@ def check_report(
     from mlops_template import report_check
 
     def check() -> None:
-        allowed = allow_url or [f"{_server_repo_url()}/"]
+        allowed = allow_url or [f"{actions_run.server_repo_url()}/"]
         checked = report_check.check_report(folder, allowed)
         print(
             f"check-report: {folder / report_check.REPORT_NAME}: {len(checked.links)}"
@@ -138,10 +91,10 @@ def post_report(
         pr_file = folder / "pr_number"
         report_check.regular_file(pr_file, "the PR number")
         claimed = github.read_pr_number(pr_file.read_text(encoding="ascii", errors="replace"))
-        checked = report_check.check_report(folder, [f"{_server_repo_url()}/"])
+        checked = report_check.check_report(folder, [f"{actions_run.server_repo_url()}/"])
         gh = github.GitHub.from_env()
         target = github.verify_report_target(gh, run_id, claimed)
-        run_url = f"{_server_repo_url()}/actions/runs/{run_id}"
+        run_url = f"{actions_run.server_repo_url()}/actions/runs/{run_id}"
         if re.fullmatch(r"https://[\w.-]+(?:/[\w.-]+)+", target.run_url):
             run_url = target.run_url
         print(f"post-report: run {run_id} is pull request #{claimed}'s (verified)")
@@ -157,7 +110,7 @@ def post_report(
         body = github.REPORT_MARKER + "\n" + _truncate(body, MAX_COMMENT)
         outcome = github.upsert_comment(gh, claimed, body)
         print(f"post-report: {outcome} the report comment on pull request #{claimed}")
-        _summary(f"Report {outcome} on pull request #{claimed}.")
+        actions_run.summary(f"Report {outcome} on pull request #{claimed}.")
 
     _guarded(post)
 
@@ -182,7 +135,7 @@ def collect_outputs(
         if changes:
             changed = handoff.git_changes(Path(), exclude=extra or [])
             print(f"collect-outputs: {len(changed)} changed file(s) in git")
-            _github_output(changed="true" if changed else "false")
+            actions_run.github_output(changed="true" if changed else "false")
 
     _guarded(collect)
 
@@ -252,7 +205,9 @@ def _open_pr(incoming: Path | None, report: Path, drift_dir: Path, base: str) ->
                 f"{file} is missing or empty (run make drift, make retrain, make report first)"
             )
     drifted = os.environ.get("DRIFTED", "false") == "true"
-    _git("add", "--all", "--", *(path for path in handoff.GIT_PATHS if Path(path).exists()))
+    actions_run.git(
+        "add", "--all", "--", *(path for path in handoff.GIT_PATHS if Path(path).exists())
+    )
     if not drifted and not handoff.git_changes(Path(), exclude=[drift_dir.as_posix()]):
         print("open-pr: no drift and retraining changed nothing: no pull request needed")
         return
@@ -264,7 +219,7 @@ def _open_pr(incoming: Path | None, report: Path, drift_dir: Path, base: str) ->
         )
     gh = github.GitHub.from_env("RETRAIN_PR_TOKEN")
     author = os.environ.get("RETRAIN_PR_AUTHOR") or github.token_login(gh)
-    run_url = _run_url()
+    run_url = actions_run.run_url()
 
     # While a retraining PR is open, this run's drift report becomes a comment on it.
     open_number = github.find_open_retraining_pr(gh, author, base)
@@ -325,12 +280,14 @@ def _push_retrain_branch(drifted: bool, run_url: str) -> tuple[str, str]:
     github.validate_branch(branch)
     title = f"Retrain: {'drift in production traffic' if drifted else 'scheduled run'} ({today})"
 
-    _git("switch", "--quiet", "--create", branch)
-    _git(
+    actions_run.git("switch", "--quiet", "--create", branch)
+    actions_run.git(
         "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
         "commit", "--quiet", "-m", title, "-m", f"Run: {run_url}",
     )  # fmt: skip
-    _git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", env=_push_env())
+    actions_run.git(
+        "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", env=actions_run.push_env()
+    )
     print(f"open-pr: pushed {branch}")
     return branch, title
 
@@ -341,7 +298,7 @@ def _retrain_pr_body(report: Path, drift_md: Path, run_url: str) -> str:
     from mlops_template import report_check
 
     try:
-        checked = report_check.check_report(report.parent, [f"{_server_repo_url()}/"])
+        checked = report_check.check_report(report.parent, [f"{actions_run.server_repo_url()}/"])
         note = "_The plots are in the `retrain-report` artifact of the run linked below._"
         training = report_check.render(checked, note)
     except report_check.ReportRefusedError as error:
@@ -375,7 +332,7 @@ def _post_with_cml(checked: CheckedReport, number: int, run_url: str) -> None:
         footer = f"\n\n_Posted for the [training run]({run_url})._"
         text = github.REPORT_MARKER + "\n" + _truncate(body, MAX_COMMENT, footer)
         (Path(staging) / "comment.md").write_text(text, encoding="utf-8")
-        repo = _server_repo_url()
+        repo = actions_run.server_repo_url()
         env = {**os.environ, "REPO_TOKEN": os.environ.get("GITHUB_TOKEN", "")}
         command = [
             cml, "comment", "update", "--publish", f"--target=pr/{number}", f"--repo={repo}",

@@ -527,7 +527,7 @@ def test_the_branch_is_pushed_with_the_pr_token_when_set(
     def no_api(token: str) -> None:
         raise StopError(token)
 
-    monkeypatch.setattr(deploy_proposal, "_git", fake_git)
+    monkeypatch.setattr(deploy_proposal.actions_run, "git", fake_git)
     monkeypatch.setattr("mlops_template.github.GitHub.from_env", no_api)
     overlays = k8s / "overlays"
     result = deploy.bump(overlays, "staging", deploy.validate_release(IMAGE, DIGEST, VERSION))
