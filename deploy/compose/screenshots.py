@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from stack import LOOPBACK, ROOT, stack_state, urls
+from stack import LOOPBACK, ROOT, healthy, stack_state, urls
 
 WIDTH, HEIGHT = 1280, 900
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -60,14 +60,6 @@ class Page:
 def get_json(url: str) -> Any:
     with LOOPBACK.open(url, timeout=10) as response:
         return json.load(response)
-
-
-def answers(url: str) -> bool:
-    try:
-        with LOOPBACK.open(url, timeout=5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def mlflow_page(base: str, model: str) -> Page:
@@ -101,7 +93,7 @@ def prometheus_page(base: str) -> Page:
     # counts each rule's active alerts; the React page of Prometheus 3 (the public image) is
     # /alerts.
     classic = f"{base}/classic/alerts"
-    if answers(classic):
+    if healthy(classic, timeout=5):
         shows: tuple[str, ...] = (f"{DRIFT_ALERT} (1 active)",)
         return Page("stack-prometheus-alerts.png", classic, shows, ready)
     return Page("stack-prometheus-alerts.png", f"{base}/alerts", (DRIFT_ALERT,), ready)

@@ -222,9 +222,10 @@ def profiles(local: bool) -> None:
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def healthy(url: str) -> bool:
+def healthy(url: str, timeout: float = 2) -> bool:
+    """Whether `url` answers 200 (on loopback, no proxy)."""
     try:
-        with LOOPBACK.open(url, timeout=2) as response:
+        with LOOPBACK.open(url, timeout=timeout) as response:
             return bool(response.status == 200)
     except OSError:
         return False

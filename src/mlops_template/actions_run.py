@@ -33,8 +33,11 @@ def server_repo_url() -> str:
     return f"{server.rstrip('/')}/{os.environ.get('GITHUB_REPOSITORY', '')}"
 
 
-def run_url() -> str:
-    return f"{server_repo_url()}/actions/runs/{os.environ.get('GITHUB_RUN_ID', '')}"
+def run_url(run_id: str | None = None) -> str:
+    """The URL of run `run_id`, by default this job's own run (GITHUB_RUN_ID)."""
+    if run_id is None:
+        run_id = os.environ.get("GITHUB_RUN_ID", "")
+    return f"{server_repo_url()}/actions/runs/{run_id}"
 
 
 def push_env(variable: str = "GITHUB_TOKEN") -> dict[str, str]:

@@ -94,7 +94,7 @@ def post_report(
         checked = report_check.check_report(folder, [f"{actions_run.server_repo_url()}/"])
         gh = github.GitHub.from_env()
         target = github.verify_report_target(gh, run_id, claimed)
-        run_url = f"{actions_run.server_repo_url()}/actions/runs/{run_id}"
+        run_url = actions_run.run_url(str(run_id))
         if re.fullmatch(r"https://[\w.-]+(?:/[\w.-]+)+", target.run_url):
             run_url = target.run_url
         print(f"post-report: run {run_id} is pull request #{claimed}'s (verified)")
