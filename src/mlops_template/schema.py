@@ -278,6 +278,15 @@ def _spec_dict(spec: ColumnSpec) -> dict[str, Any]:
 
 def contract_dict(contract: Contract) -> dict[str, Any]:
     """The contract as the mapping its YAML file holds (round-trips through parse_contract)."""
+    return data_dict(contract) | declarations_dict(
+        contract.behaviour, contract.intended_use, contract.limitations
+    )
+
+
+def data_dict(contract: Contract) -> dict[str, Any]:
+    """The contract without its declarations (`behaviour`, `intended_use`, `limitations`):
+    the part that decides what the table holds and what the model learns. The validate stage
+    writes it for the stages after it to depend on (dvc.yaml)."""
     out: dict[str, Any] = {
         "name": contract.name,
         "description": contract.description,
@@ -291,4 +300,4 @@ def contract_dict(contract: Contract) -> dict[str, Any]:
     out["example"] = dict(contract.example)
     if contract.ignored:
         out["ignored"] = list(contract.ignored)
-    return out | declarations_dict(contract.behaviour, contract.intended_use, contract.limitations)
+    return out

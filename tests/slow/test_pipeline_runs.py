@@ -5,11 +5,20 @@ report."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.support.project import STAGES, TEST_DATA, copy_repo, ran_stages, sh, use_test_table
+from tests.support.project import (
+    STAGES,
+    TEST_CONTRACT,
+    TEST_DATA,
+    copy_repo,
+    ran_stages,
+    sh,
+    use_test_table,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +62,35 @@ def test_editing_the_data_file_in_place_reruns_the_pipeline(root: Path) -> None:
         assert "325 rows" in report(root) or "324 rows" in report(root)
     finally:
         data.write_text(original)
+    ok, output = make_run(root)
+    assert ok, output
+
+
+def test_editing_a_behaviour_check_reruns_no_training_but_a_range_does(root: Path) -> None:
+    """A data scientist tightens a check: only validate and behaviour run, the model stays,
+    and the report judges the new threshold. Editing what the table must hold (a range)
+    makes every stage after validate out of date."""
+    contract = root / TEST_CONTRACT
+    original = contract.read_text()
+    model = (root / "models" / "model.joblib").read_bytes()
+    old_check = "metric: accuracy, threshold: 0.9, min_rows: 10"
+    assert old_check in original
+    contract.write_text(
+        original.replace(old_check, "metric: accuracy, threshold: 0.85, min_rows: 10")
+    )
+    try:
+        ok, output = make_run(root)
+        assert ok, output
+        assert ran_stages(output) == ["validate", "behaviour"]
+        assert (root / "models" / "model.joblib").read_bytes() == model
+        assert "≥ 0.85" in report(root)
+        # A range: validate writes another data part, which every later stage depends on.
+        contract.write_text(original.replace("maximum: 7000.0", "maximum: 7500.0"))
+        sh(root, "dvc", "repro", "--single-item", "validate")
+        status = sh(root, "dvc", "status", "--json").stdout
+        assert set(json.loads(status)) == {"split", "train", "evaluate", "behaviour", "explain"}
+    finally:
+        contract.write_text(original)
     ok, output = make_run(root)
     assert ok, output
 

@@ -6,6 +6,8 @@ import pytest
 
 from mlops_template import storage
 from mlops_template.config import Params
+from mlops_template.declarations import declarations_dict
+from mlops_template.schema import contract_dict, data_dict
 from mlops_template.stages import validate
 
 
@@ -114,6 +116,7 @@ def test_failure_removes_stale_outputs_of_an_earlier_good_run(
         validate.run(params)
     assert not params.paths.validated.exists()
     assert not params.paths.validation_report.exists()
+    assert not params.paths.validated_contract.exists()
 
 
 def _with_copies(penguins: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
@@ -209,3 +212,20 @@ def test_a_missing_target_value_is_a_violation_under_the_fail_policy(
     _write_raw(params, unlabelled)
     with pytest.raises(validate.DataValidationError, match="column 'species'"):
         validate.run(params)
+
+
+def test_it_writes_the_contract_without_its_declarations(
+    params: Params, penguins: pd.DataFrame
+) -> None:
+    """What the stages after validate depend on: everything but behaviour, intended_use and
+    limitations, so a declaration edit leaves the file (and the trained model) as it was."""
+    _write_raw(params, penguins)
+    validate.run(params)
+    written = storage.read_json(params.paths.validated_contract)
+    assert params.contract.behaviour.declared  # the tests' contract declares some
+    assert written == data_dict(params.contract)
+    assert {"behaviour", "intended_use", "limitations"}.isdisjoint(written)
+    assert {"task", "target", "features", "example", "min_rows"} <= set(written)
+    assert contract_dict(params.contract) == written | declarations_dict(
+        params.contract.behaviour, params.contract.intended_use, params.contract.limitations
+    )

@@ -19,6 +19,9 @@ class Paths(Section):
     raw: Path
     validated: Path
     validation_report: Path
+    # validate: the contract's data part the table was checked against (schema.data_dict);
+    # the stages after validate depend on it, so editing only a declaration re-runs no training
+    validated_contract: Path = Path("data/validated_contract.json")
     validation_failure: Path
     stage_failure: Path
     train: Path

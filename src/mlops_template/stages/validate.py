@@ -5,6 +5,10 @@ On success it writes the validated (type-coerced, extra columns dropped) table a
 nothing the next stage could use: it records every violation (column, check, failing values,
 count) as JSON at `paths.validation_failure` and raises with a readable summary.
 
+It also writes the contract's data part (`paths.validated_contract`, without the behaviour
+checks, intended use and limitations), which the stages after it depend on in place of the
+contract file: editing a declaration alone re-runs no training.
+
 Exact duplicate rows (every column equal, missing values equal to each other) are counted and,
 by `validate.duplicates`, dropped (the first of each kept) or made a violation. Rows whose
 features repeat another row's under a different label (conflicting labels) are counted too;
@@ -24,7 +28,7 @@ import pandera.pandas as pa
 from mlops_template import storage
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
-from mlops_template.schema import Contract, category_text
+from mlops_template.schema import Contract, category_text, data_dict
 
 MAX_EXAMPLES = 5
 DUPLICATE_CHECK = "no_duplicate_rows"
@@ -193,6 +197,7 @@ def run(params: Params) -> pd.DataFrame:
         # Stale outputs of an earlier good run must not feed the next stage either.
         params.paths.validated.unlink(missing_ok=True)
         params.paths.validation_report.unlink(missing_ok=True)
+        params.paths.validated_contract.unlink(missing_ok=True)
         storage.write_json(
             params.paths.validation_failure,
             {
@@ -222,4 +227,5 @@ def run(params: Params) -> pd.DataFrame:
         )
     storage.write_parquet(params.paths.validated, valid)
     storage.write_json(params.paths.validation_report, report)
+    storage.write_json(params.paths.validated_contract, data_dict(params.contract))
     return valid
