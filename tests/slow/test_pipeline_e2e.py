@@ -52,6 +52,7 @@ def test_repro_produces_every_output_and_a_clean_status(project: Path) -> None:
     for output in (
         "data/raw.parquet",
         "data/validated.parquet",
+        "data/validated_contract.json",
         "data/train.parquet",
         "data/test.parquet",
         "models/model.joblib",
