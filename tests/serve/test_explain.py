@@ -73,6 +73,7 @@ def test_a_chosen_class_and_top_k(make_client: Client, penguin_task: TaskModel) 
     wrong = client.post("/explain", json=GENTOO, params={"class": "Emperor"})
     assert wrong.status_code == 422
     assert wrong.json()["detail"][0]["loc"] == ["query", "class"]
+    assert wrong.json()["error_count"] == 1
     assert "Adelie', 'Chinstrap' or 'Gentoo" in wrong.json()["detail"][0]["msg"]
     twice = client.post("/explain?class=Adelie&class=Gentoo", json=GENTOO)
     assert twice.status_code == 422
@@ -123,7 +124,11 @@ def test_regression_explains_the_prediction(
     assert answer["output_value"] == pytest.approx(
         client.post("/predict", json=record).json()["prediction"], rel=1e-5
     )
-    assert client.post("/explain", json=record, params={"class": "x"}).status_code == 422
+    refused = client.post("/explain", json=record, params={"class": "x"})
+    assert refused.status_code == 422
+    # the same shape as every other 422: the problems and their count
+    assert refused.json()["error_count"] == len(refused.json()["detail"]) == 1
+    assert refused.json()["detail"][0]["loc"] == ["query", "class"]
 
 
 def test_onnx_and_sklearn_runtimes_agree(penguin_task: TaskModel) -> None:

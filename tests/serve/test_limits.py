@@ -108,6 +108,7 @@ def test_nesting_too_deep_is_422_not_500(make_client: Client) -> None:
     )
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert response.json()["error_count"] == 1
 
 
 @pytest.mark.parametrize("record", [{}, {name: None for name in GENTOO}])

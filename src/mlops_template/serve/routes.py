@@ -128,7 +128,7 @@ def _add_error_handlers(api: FastAPI, settings: ServeSettings) -> None:
                 "msg": "body is not valid UTF-8 JSON",
                 "type": "json_invalid",
             }
-            return JSONResponse({"detail": [problem]}, status_code=422)
+            return JSONResponse(cap([problem], settings.max_validation_errors), 422)
         return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
 
     @api.exception_handler(UnscorableError)
@@ -137,12 +137,12 @@ def _add_error_handlers(api: FastAPI, settings: ServeSettings) -> None:
         if request.url.path.startswith("/v2"):
             return JSONResponse({"error": str(error)}, status_code=400)
         problem = {"loc": ["body"], "msg": str(error), "type": "unscorable"}
-        return JSONResponse({"detail": [problem]}, status_code=422)
+        return JSONResponse(cap([problem], settings.max_validation_errors), 422)
 
     @api.exception_handler(ClassError)
     async def unknown_class(_: Request, error: ClassError) -> JSONResponse:
         problem = {"loc": ["query", "class"], "msg": str(error), "type": "value_error"}
-        return JSONResponse({"detail": [problem]}, status_code=422)
+        return JSONResponse(cap([problem], settings.max_validation_errors), 422)
 
     @api.exception_handler(BusyError)
     async def busy(_: Request, error: BusyError) -> JSONResponse:
