@@ -137,6 +137,16 @@ def test_a_bad_slice_fails_minimum_and_small_slices_are_not_judged() -> None:
     )
     assert small["passed"]
     assert {s["value"]: s["score"] for s in small["slices"]}["red"] is None
+    # the table names the worst slice, not just its score
+    assert behaviour.result_text(result) == ("0.0000 (`red`)", "≥ 0.9")
+
+
+def test_the_table_shows_the_largest_change_beside_the_pass_rate() -> None:
+    contract = contract_of("binary")
+    result = behaviour.invariance(BY_X, table(), contract, Invariance("colour", 0.2))
+    measured, required = behaviour.result_text(result)
+    assert measured == f"100.0% of {result['rows']} rows (largest change 0)"
+    assert required == "≥ 100%"
 
 
 def test_regression_changes_are_shares_of_the_targets_spread() -> None:

@@ -151,6 +151,24 @@ BROKEN = {
         {"minimum": {"feature": "colour"}},
         r"behaviour.minimum: expected a list",
     ),
+    "a probability's tolerance of 1 or more": (
+        _check("invariance", tolerance=5),
+        r"invariance\[0\].tolerance: a change of a probability, below 1 .*could never fail.*got 5",
+    ),
+    "a directional tolerance of 1": (
+        _check("directional", tolerance=1),
+        r"directional\[0\].tolerance: a change of a probability, below 1",
+    ),
+    "the same check twice": (
+        {
+            "minimum": [
+                GOOD["minimum"][0],
+                {"feature": "colour", "metric": "accuracy", "threshold": 0.7},
+                GOOD["minimum"][0],
+            ]
+        },
+        r"behaviour.minimum\[2\]: the same check as minimum\[0\]",
+    ),
 }
 
 
@@ -159,6 +177,12 @@ def test_bad_declarations_name_the_key(section: dict[str, Any], message: str) ->
     with pytest.raises(ContractError, match=message) as caught:
         parse_contract(_with(behaviour=section), SOURCE)
     assert str(caught.value).startswith(f"{SOURCE}: ")
+
+
+def test_a_regression_tolerance_counts_standard_deviations_and_may_exceed_1() -> None:
+    section = {"invariance": [{"feature": "colour", "tolerance": 2}]}
+    contract = parse_contract(_with("regression", behaviour=section), SOURCE)
+    assert contract.behaviour.invariance == (Invariance("colour", 2.0, 1.0),)
 
 
 def test_a_multiclass_directional_check_names_its_class() -> None:

@@ -396,7 +396,7 @@ def test_failed_behaviour_checks_are_flagged_on_the_verdict_and_tabled() -> None
     section = text[text.index("### Behaviour") : text.index("### Params changed")]
     assert (
         "| invariance | changing `sex` moves any output by at most 0.2 | 50.0% of 86 rows"
-        " | ≥ 95% | ❌ **fail** |" in section
+        " (largest change 0.6) | ≥ 95% | ❌ **fail** |" in section
     )
     assert (
         "| minimum | each `island` slice of 10+ test rows: accuracy | 0.9500 | ≥ 0.9 | ✅ pass |"

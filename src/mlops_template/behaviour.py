@@ -212,12 +212,30 @@ def describe(check: dict[str, Any]) -> str:
 
 
 def result_text(check: dict[str, Any]) -> tuple[str, str]:
-    """(measured, required) as short text."""
+    """(measured, required) as short text, with the worst case: the slice that scored it, or
+    the largest change (invariance) or move the wrong way (directional) of any row."""
     if check["kind"] == "minimum":
-        worst = "—" if check["worst"] is None else f"{check['worst']:.4f}"
         bound = "≤" if check["metric"] in LOWER_IS_BETTER else "≥"
-        return worst, f"{bound} {check['threshold']:g}"
-    return f"{check['pass_rate']:.1%} of {check['rows']} rows", f"≥ {check['min_pass_rate']:.0%}"
+        return _worst_slice(check), f"{bound} {check['threshold']:g}"
+    rate = f"{check['pass_rate']:.1%} of {check['rows']} rows"
+    if check["rows"]:
+        largest = (
+            "largest change" if check["kind"] == "invariance" else "largest move the wrong way"
+        )
+        rate += f" ({largest} {check['worst']:.3g})"
+    return rate, f"≥ {check['min_pass_rate']:.0%}"
+
+
+def _worst_slice(check: dict[str, Any]) -> str:
+    worst = check["worst"]
+    if worst is None:
+        return "—"
+    names = [
+        item["value"]
+        for item in check.get("slices", [])
+        if item["score"] is not None and round(item["score"], DIGITS) == worst
+    ]
+    return f"{worst:.4f}" + (f" (`{names[0]}`)" if names else "")
 
 
 def table(results: dict[str, Any] | None) -> list[str]:

@@ -136,11 +136,25 @@ def _feature(raw: dict[str, Any], where: str, features: dict[str, ColumnSpec], k
     return name
 
 
-def _invariance(raw: object, where: str, features: dict[str, ColumnSpec]) -> Invariance:
+def _tolerance(raw: dict[str, Any], where: str, classification: bool) -> float:
+    """At least 0; a classifier's is in probabilities, which move by at most 1, so 1 or more
+    is a check that can never fail."""
+    tolerance = _float(raw, "tolerance", where, 0.0)
+    if classification and tolerance >= 1.0:
+        raise _error(
+            f"{where}.tolerance: a change of a probability, below 1 (a probability moves by"
+            f" at most 1, so this check could never fail), got {tolerance:g}"
+        )
+    return tolerance
+
+
+def _invariance(
+    raw: object, where: str, features: dict[str, ColumnSpec], classification: bool
+) -> Invariance:
     item = _keys(raw, where, {"feature", "tolerance"}, {"min_pass_rate"})
     return Invariance(
         _feature(item, where, features, "any"),
-        _float(item, "tolerance", where, 0.0),
+        _tolerance(item, where, classification),
         _rate(item, where),
     )
 
@@ -148,6 +162,7 @@ def _invariance(raw: object, where: str, features: dict[str, ColumnSpec]) -> Inv
 def _directional(
     raw: object, where: str, features: dict[str, ColumnSpec], classes: tuple[str, ...]
 ) -> Directional:
+    """`classes`: the target's classes (none for a regression)."""
     optional = {"class", "tolerance", "min_pass_rate"}
     item = _keys(raw, where, {"feature", "direction", "step"}, optional)
     if item["direction"] not in ("increasing", "decreasing"):
@@ -165,7 +180,7 @@ def _directional(
         direction=item["direction"],
         step=step,
         target_class=None if target_class is None else str(target_class),
-        tolerance=_float(item, "tolerance", where, 0.0),
+        tolerance=_tolerance(item, where, bool(classes)),
         min_pass_rate=_rate(item, where),
     )
 
@@ -202,14 +217,30 @@ def parse_behaviour(
     section = _keys(raw, where, set(), {"invariance", "directional", "minimum"})
     by_name = {spec.name: spec for spec in features}
     kinds = [_list(section, key, where) for key in ("invariance", "directional", "minimum")]
-    return Behaviour(
-        tuple(_invariance(x, f"{where}.invariance[{i}]", by_name) for i, x in enumerate(kinds[0])),
+    classification = task != "regression"
+    behaviour = Behaviour(
+        tuple(
+            _invariance(x, f"{where}.invariance[{i}]", by_name, classification)
+            for i, x in enumerate(kinds[0])
+        ),
         tuple(
             _directional(x, f"{where}.directional[{i}]", by_name, classes)
             for i, x in enumerate(kinds[1])
         ),
         tuple(_minimum(x, f"{where}.minimum[{i}]", by_name, task) for i, x in enumerate(kinds[2])),
     )
+    _no_repeats(behaviour, where)
+    return behaviour
+
+
+def _no_repeats(behaviour: Behaviour, where: str) -> None:
+    """The same check twice is a copy-paste slip: it would be run and counted twice."""
+    for key in ("invariance", "directional", "minimum"):
+        checks: tuple[object, ...] = getattr(behaviour, key)
+        for index, check in enumerate(checks):
+            if check in checks[:index]:
+                first = checks.index(check)
+                raise _error(f"{where}.{key}[{index}]: the same check as {key}[{first}]")
 
 
 def parse_text(raw: object, where: str) -> tuple[str, ...]:

@@ -25,5 +25,8 @@ def run(params: Params) -> dict[str, Any]:
     summary = results["summary"]
     for check in behaviour.failed(results):
         log.warning("behaviour check failed: %s %s", check["kind"], behaviour.describe(check))
-    log.info("behaviour: %d of %d checks passed", summary["passed"], summary["checks"])
+    if summary["checks"]:
+        log.info("behaviour: %d of %d checks passed", summary["passed"], summary["checks"])
+    else:
+        log.info("behaviour: no checks declared (the data contract's `behaviour:` section)")
     return results
