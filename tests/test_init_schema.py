@@ -355,4 +355,10 @@ def test_the_written_contract_shows_the_declarations_it_may_add(
     uncommented.write_text(body + "".join(line[2:] + "\n" for line in footer.splitlines()[2:]))
     contract = load_contract(uncommented)
     assert contract.behaviour.declared == checks  # no categorical feature: no minimum
+    # the step is on the feature's own scale: a tenth of its range (diabetes' are about 0.2)
+    step = contract.behaviour.directional[0]
+    spec = next(spec for spec in contract.features if spec.name == step.feature)
+    assert spec.minimum is not None
+    assert spec.maximum is not None
+    assert step.step == pytest.approx((spec.maximum - spec.minimum) / 10, rel=0.05)
     assert contract.intended_use == ("What the model is for.", "What it must not be used for.")

@@ -331,9 +331,14 @@ def declarations_example(contract: Contract) -> str:
     first = contract.feature_names()[0]
     target_class = f", class: {contract.classes[-1]}" if contract.task == "multiclass" else ""
     metric = (
-        "mae, min_rows: 20, threshold: 10.0} # at most"
+        f"mae, min_rows: 20, threshold: {_tenth(contract.target)}}} # at most"
         if contract.task == "regression"
         else ("accuracy, min_rows: 20, threshold: 0.8} # at least")
+    )
+    step = (
+        next(_tenth(spec) for spec in contract.features if spec.name == numeric[0])
+        if numeric
+        else 1.0
     )
     lines = [
         "What the model is for and must do besides scoring well (docs/behaviour.md). Uncomment",
@@ -341,13 +346,15 @@ def declarations_example(contract: Contract) -> str:
         "intended_use: [What the model is for., What it must not be used for.]",
         "limitations: [What it is known not to do well.]",
         "behaviour:",
-        "  invariance: # changing the feature moves any output by at most `tolerance`",
+        "  invariance: # changing a feature that must NOT matter moves any output by at most",
+        f"    #          `tolerance` ({first} is a placeholder: name such a feature)",
         f"    - {{feature: {first}, tolerance: 0.05, min_pass_rate: 0.95}}",
     ]
     if numeric:
         lines += [
-            "  directional: # adding `step` to the feature moves the output the declared way",
-            f"    - {{feature: {numeric[0]}, direction: increasing, step: 1.0{target_class}}}",
+            "  directional: # adding `step` (here a tenth of its range) to the feature moves the",
+            "    #           output the declared way",
+            f"    - {{feature: {numeric[0]}, direction: increasing, step: {step}{target_class}}}",
         ]
     if category:
         lines += [
@@ -355,6 +362,14 @@ def declarations_example(contract: Contract) -> str:
             f"    - {{feature: {category[0]}, metric: {metric}",
         ]
     return "".join(f"# {line}\n" for line in lines)
+
+
+def _tenth(spec: ColumnSpec) -> float:
+    """A tenth of a numeric column's range, to two significant figures: a step or an error
+    on the column's own scale (1.0 without a range)."""
+    if spec.minimum is None or spec.maximum is None or spec.maximum <= spec.minimum:
+        return 1.0
+    return float(f"{(spec.maximum - spec.minimum) / 10:.2g}")
 
 
 def write(profile_: Profile, out: Path, source: Path, rows: int) -> None:
