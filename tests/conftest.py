@@ -121,23 +121,63 @@ def contract() -> Contract:
     return load_contract(DEFAULT_CONTRACT)
 
 
+# The real-service run's longest work units, in seconds: each one's total in make ci's
+# durations (2 cores, both workers busy). The scheduler below starts them first, longest
+# first, so that no long unit starts near the end while the other worker has run out of work
+# (by test count, xdist's own order, the two single-test nested suites came last, on the same
+# worker). Units not listed follow in xdist's order; an estimate only orders, it skips nothing.
+LONGEST_FIRST = {
+    "tests/docker/": 1240,
+    "tests/slow/test_copier.py": 480,
+    "tests/slow/test_readme_byod.py": 440,
+    "tests/serve/test_fuzz.py": 335,
+    "tests/slow/test_workflows.py": 330,
+    "tests/slow/test_registry.py": 265,
+    "tests/slow/test_pipeline_runs.py": 220,
+    "tests/slow/test_retrain_workflow.py": 200,
+    "tests/slow/test_pipeline_e2e.py": 175,
+    "tests/test_readme.py": 150,
+    "tests/slow/test_tasks_e2e.py": 150,
+    "tests/slow/test_rollback.py": 125,
+}
+
+
+def longest_first(scopes: list[str]) -> list[str]:
+    """The work units in the order workers take them: LONGEST_FIRST's, longest first, then
+    the others in the order given (xdist's: most tests first)."""
+    return sorted(scopes, key=lambda scope: -LONGEST_FIRST.get(scope, 0))
+
+
+def _split_scope(nodeid: str) -> str:
+    """A test's work unit: its module, or tests/docker/ for every Docker test."""
+    return "tests/docker/" if nodeid.startswith("tests/docker/") else nodeid.split("::", 1)[0]
+
+
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """`-n N --dist loadfile` (make ci's real-service run) with one change: every test under
+    """`-n N --dist loadfile` (make ci's real-service run) with two changes: every test under
     tests/docker/ goes to the same worker, as if one file, so the session starts one Docker
-    engine and builds the image once. Each other module stays whole on one worker: its module
-    fixtures run once and its ordered sequences (a second merge after the first) stay in
-    order. (xdist's `loadgroup` marks do not group under pytest 9, which renamed the node id
-    field xdist rewrites.)"""
+    engine and builds the image once; and the longest units go first (longest_first). Each
+    other module stays whole on one worker: its module fixtures run once and its ordered
+    sequences (a second merge after the first) stay in order. (xdist's `loadgroup` marks do
+    not group under pytest 9, which renamed the node id field xdist rewrites.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
     class DockerTestsTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith("tests/docker/"):
-                return "tests/docker/"
-            return str(super()._split_scope(nodeid))
+            return _split_scope(nodeid)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            # The first call comes with the whole queue, as xdist ordered it: reorder it once.
+            if not getattr(self, "_reordered", False):
+                self._reordered = True
+                queue = dict(self.workqueue)
+                self.workqueue.clear()
+                for scope in longest_first(list(queue)):
+                    self.workqueue[scope] = queue[scope]
+            super()._assign_work_unit(node)
 
     return DockerTestsTogether(config, log)
 

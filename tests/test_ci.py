@@ -1,5 +1,6 @@
 """One CI: `.ci/run` and ci.yml run `make ci`; uv is the same pinned version everywhere; the
-retraining workflow's note on a run started by hand."""
+real-service run starts its longest units first; the retraining workflow's note on a run
+started by hand."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import LONGEST_FIRST, REPO_ROOT, longest_first
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 
@@ -76,3 +77,17 @@ def test_retrain_workflow_writes_the_note() -> None:
     retrain = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "retrain.yml").read_text())
     runs = [step.get("run") for step in retrain["jobs"]["retrain"]["steps"]]
     assert "make schedule-note" in runs
+
+
+def test_the_longest_real_service_units_start_first() -> None:
+    """Each unit LONGEST_FIRST names still exists (a renamed module would silently go back to
+    xdist's order; a copier copy has no test_copier.py, copier.yml leaves it out); listed ones
+    go first, longest first, the others after, in their order."""
+    gone = {scope for scope in LONGEST_FIRST if not (REPO_ROOT / scope).exists()}
+    assert gone <= {"tests/slow/test_copier.py"}, f"LONGEST_FIRST names {gone}: gone"
+    scopes = ["tests/slow/test_a.py", "tests/slow/test_copier.py", "tests/slow/test_b.py"]
+    scopes += ["tests/slow/test_readme_byod.py", "tests/docker/"]
+    assert longest_first(scopes) == [
+        "tests/docker/", "tests/slow/test_copier.py", "tests/slow/test_readme_byod.py",
+        "tests/slow/test_a.py", "tests/slow/test_b.py",
+    ]  # fmt: skip
