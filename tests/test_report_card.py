@@ -121,3 +121,12 @@ def test_markup_problems_allow_only_link_free_markdown() -> None:
     assert markup_problems("**bold**, `code`, <br>") == []
     assert markup_problems("[x](model_card.md)") == ["a link to `model_card.md`"]
     assert markup_problems("<a href=x>") == ["line 1: HTML `<a href=x>` is not allowed"]
+
+
+def test_the_report_leaves_post_report_room_for_its_note() -> None:
+    """post-report cuts what it posts at MAX_COMMENT (under GitHub's 65,536 characters) and
+    adds a marker and a line about the plots: a report within REPORT_LIMIT is never cut."""
+    from mlops_template.github import MAX_BODY
+    from mlops_template.workflow_cli import MAX_COMMENT
+
+    assert REPORT_LIMIT + 1_000 <= MAX_COMMENT < MAX_BODY
