@@ -15,7 +15,8 @@ import pytest
 
 from mlops_template import storage
 from mlops_template.config import Params
-from mlops_template.model_card import model_card, within_limit
+from mlops_template.model_card import model_card
+from mlops_template.model_card_fit import DESCRIPTION_LIMIT, description
 from mlops_template.stages import behaviour, evaluate, split, train
 from tests.conftest import small_contract
 
@@ -46,7 +47,8 @@ def no_raw_dictionaries(card: str) -> None:
 
 
 @pytest.fixture
-def penguin_card(make_params: Callable[..., Params], penguins: pd.DataFrame) -> str:
+def penguin_run(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params:
+    """The pipeline's outputs for the penguins (20 trees)."""
     params = make_params(model={"kind": "random_forest", "n_estimators": 20})
     train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
     storage.write_parquet(params.paths.train, train_frame)
@@ -54,7 +56,35 @@ def penguin_card(make_params: Callable[..., Params], penguins: pd.DataFrame) -> 
     train.run(params)
     evaluate.run(params)
     behaviour.run(params)
-    return model_card(params, tags_of(params, len(penguins)), None)
+    return params
+
+
+@pytest.fixture
+def penguin_card(penguin_run: Params, penguins: pd.DataFrame) -> str:
+    return model_card(penguin_run, tags_of(penguin_run, len(penguins)), None)
+
+
+def test_the_penguin_card_as_registered_keeps_its_lineage(
+    penguin_run: Params, penguins: pd.DataFrame
+) -> None:
+    """As `mlops register` stores it: every lineage tag, the ONNX model, a champion."""
+    tags = tags_of(penguin_run, len(penguins)) | {
+        "git_commit": "a" * 40,
+        "onnx_sha256": "b" * 64,
+        "onnx_model_uri": "models:/m/1",
+        "dvc_model_md5": "d" * 32,
+        "dvc_data_md5": "e" * 32,
+        "params_sha256": "c" * 64,
+    }
+    champion = {"f1_macro": 0.97, "accuracy": 0.98, "log_loss": 0.1, "roc_auc_ovr": 0.99}
+    card = model_card(penguin_run, tags, champion)
+    stored = description(card, "model_card.md")
+    assert len(stored) <= DESCRIPTION_LIMIT
+    for heading in ["## Lineage", "## Metrics (test split,", "## Fairness", "## Training data"]:
+        assert heading in stored, heading
+    assert "| params sha256 | `" + "c" * 64 + "` |" in stored
+    if stored != card:
+        assert stored.endswith("in the artifacts of this version's run._\n")
 
 
 def test_the_penguin_card_has_every_section(penguin_card: str) -> None:
@@ -188,22 +218,6 @@ def test_binary_and_regression_cards_make_sense(
     assert "Slice `colour = (missing)` has 1 test row: its metrics are noisy." in card
     # x is 0 to 10 in training and in the contract: no range limitation
     assert "Training covered less than" not in card
-
-
-def test_a_long_card_fits_the_registry_leaving_out_the_least_needed_sections() -> None:
-    sections = ["Known limitations", "Calibration", "Behaviour checks", "Lineage"]
-    card = "# Model card: m\n\n" + "\n\n".join(f"## {name}\n" + "x" * 300 for name in sections)
-    assert within_limit(card, "model_card.md", limit=len(card)) == card
-    short = within_limit(card, "model_card.md", limit=1000)
-    assert len(short) <= 1000
-    assert "## Known limitations" in short
-    assert "## Behaviour checks" in short
-    assert "## Lineage" not in short
-    assert "## Calibration" not in short
-    assert short.endswith(
-        "_Left out here (a registry description holds 1000 characters): Calibration, Lineage."
-        " The full card is `model_card.md` in the artifacts of this version's run._\n"
-    )
 
 
 def test_only_ranges_training_covers_little_of_are_limitations(

@@ -1,11 +1,12 @@
 """The model card: what a reviewer, an auditor or a user reads about one model, as markdown.
 
-The same text is the PR report's linked card and the registered version's description
-(registry.py). It is rendered from what the pipeline wrote: the lineage tags, the metrics,
-the training split, the slices and calibration of the evaluate stage, the behaviour checks,
-and what the data contract declares (intended use, limitations, sensitive columns). Every
-section is prose or a table: no raw dictionaries. A file a section needs that is missing (a
-run before these existed) is said, not an error.
+The same text is the PR report's card (report.py folds it in) and the registered version's
+description (registry.py); model_card_fit.py fits it into either's size limit. It is
+rendered from what the pipeline wrote: the lineage tags, the metrics, the training split,
+the slices and calibration of the evaluate stage, the behaviour checks, and what the data
+contract declares (intended use, limitations, sensitive columns). Every section is prose or
+a table: no raw dictionaries. A file a section needs that is missing (a run before these
+existed) is said, not an error.
 """
 
 from __future__ import annotations
@@ -32,10 +33,7 @@ from mlops_template.schema import Contract
 
 FEW_TRAINING_ROWS = 30  # a class with fewer training rows than this is named a limitation
 RANGE_COVERED = 0.75  # a training range covering less of the contract's range is a limitation
-# MLflow stores a model version's description in VARCHAR(5000) on PostgreSQL (SQLite has no
-# limit): a longer card fails `register`. Sections leave the description in this order.
-DESCRIPTION_LIMIT = 5000
-LEAST_NEEDED = ("Lineage", "Calibration", "Metrics per slice", "Training data", "Fairness")
+LISTED_FEATURES = 10  # the intended use names this many features, Training data all
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,10 @@ def gather(params: Params, tags: dict[str, str], previous: dict[str, Any] | None
 def _intended_use(card: CardInputs) -> list[str]:
     contract = card.contract
     task = contract.task + (f", positive class `{contract.positive}`" if contract.positive else "")
-    features = ", ".join(f"`{name}`" for name in contract.feature_names())
+    names = [f"`{name}`" for name in contract.feature_names()]
+    features = ", ".join(names[:LISTED_FEATURES])
+    if len(names) > LISTED_FEATURES:  # the training data's table lists every one
+        features += f" and {len(names) - LISTED_FEATURES} more ({len(names)} in all)"
     lines = [
         "## What it predicts and intended use",
         f"{contract.description} Target `{contract.target.name}` ({task}); features {features}.",
@@ -284,24 +285,3 @@ def render(card: CardInputs) -> str:
 def model_card(params: Params, tags: dict[str, str], previous: dict[str, Any] | None) -> str:
     """Markdown: the PR report's card and the registered version's description."""
     return render(gather(params, tags, previous))
-
-
-def within_limit(card: str, artifact: str, limit: int = DESCRIPTION_LIMIT) -> str:
-    """The card as a registry description of at most `limit` characters: whole sections are
-    left out, least needed first (LEAST_NEEDED, then from the end), and named in a last line
-    pointing to the full card, the register run's artifact `artifact`."""
-    head, *sections = card.rstrip("\n").split("\n\n## ")
-    order = [i for name in LEAST_NEEDED for i, s in enumerate(sections) if s.startswith(name)]
-    order += [i for i in reversed(range(len(sections))) if i not in order]
-    left_out: list[int] = []
-    text = card
-    while len(text) > limit and len(left_out) < len(sections):
-        left_out.append(order[len(left_out)])
-        kept = [s for i, s in enumerate(sections) if i not in left_out]
-        names = ", ".join(sections[i].split("\n", 1)[0] for i in sorted(left_out))
-        note = (
-            f"_Left out here (a registry description holds {limit} characters): {names}."
-            f" The full card is `{artifact}` in the artifacts of this version's run._"
-        )
-        text = "\n\n## ".join([head, *kept]) + "\n\n" + note + "\n"
-    return text[:limit]

@@ -24,7 +24,8 @@ from mlops_template.compile import model_input
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import HEADLINE, baseline_verdict, gain
-from mlops_template.model_card import model_card, within_limit
+from mlops_template.model_card import model_card
+from mlops_template.model_card_fit import description
 from mlops_template.scoring import compute_metrics, with_baseline
 
 CHAMPION = "champion"
@@ -129,7 +130,7 @@ def register(params: Params) -> tuple[str, bool]:
         card = model_card(params, tags, previous)
         mlflow.log_text(card, CARD_ARTIFACT)  # whole, whatever the description may hold
     version = mlflow.register_model(logged.model_uri, name, tags=tags).version
-    client.update_model_version(name, version, description=within_limit(card, CARD_ARTIFACT))
+    client.update_model_version(name, version, description=description(card, CARD_ARTIFACT))
     return str(version), True
 
 

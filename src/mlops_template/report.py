@@ -2,10 +2,11 @@
 
 `mlops report --base main` gathers what DVC knows (metrics and params diffs against the base
 revision), what the stages wrote (validation summary or failure, timing, model size), renders
-the plot data to PNG, and writes `report.md` beside a folder of images. CML posts that file;
-this module never talks to GitHub. Gathering (subprocesses, files: report_inputs.py) is kept
-apart from rendering (a pure function of a `ReportInputs`), so every case is testable without
-DVC.
+the plot data to PNG, and writes `report.md` beside a folder of images and the branch's
+`model_card.md`, which the report also shows, folded, at its end (card_section).
+post-report posts that file; this module never talks to GitHub. Gathering (subprocesses,
+files: report_inputs.py) is kept apart from rendering (a pure function of a `ReportInputs`),
+so every case is testable without DVC.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlops_template import behaviour, report_explain, storage
+from mlops_template import behaviour, model_card_fit, report_check, report_explain, storage
 from mlops_template.compile import serving_sentence
 from mlops_template.config import Params
 from mlops_template.errors import PipelineError, check_revision
@@ -23,6 +24,15 @@ from mlops_template.metric_facts import below_baseline, better
 from mlops_template.report_inputs import MetricDiff, ReportInputs, gather
 
 NO_CHANGE = 1e-9
+# post-report posts at most 60,000 characters (GitHub holds 65,536): the report keeps to this,
+# leaving room for the line post-report puts where the plots were. The model card at its end
+# is shortened to fit (model_card_fit.py), or left out below MIN_CARD_ROOM.
+REPORT_LIMIT = 58_000
+MIN_CARD_ROOM = 1_000
+CARD_NAME = "model_card.md"  # beside report.md: the whole card, in the report's artifact
+# The card's sections the report shows already (its metrics, its behaviour checks), and the
+# comparison with the champion, which only `register` looks up.
+SHOWN_ABOVE = ("Metrics", "Behaviour checks", "Compared with the previous champion")
 
 
 def baseline_warning(inputs: ReportInputs) -> str | None:
@@ -223,15 +233,56 @@ def run(params: Params, base: str, out: Path) -> str:
     inputs = gather(params, base, image_dir, out.parent)
     text = render(inputs)
     if not inputs.failed:  # a failed run has no model of this branch to describe
-        from mlops_template.registry import write_model_card
-
-        try:
-            card = write_model_card(params, out.parent / "model_card.md")
-            text += f"\nModel card of this branch's model: [{card.name}]({card.name})\n"
-        except PipelineError as error:  # the pipeline has not run here: no model yet
-            text += f"\nNo model card: {error}\n"
+        room = REPORT_LIMIT - len(text) - 1
+        text += "\n" + "\n".join(model_card_section(params, out.parent, room)) + "\n"
     storage.write_text(out, text)
     return text
+
+
+def model_card_section(params: Params, folder: Path, room: int) -> list[str]:
+    """Write this branch's card to `folder`, and the report's section showing it (or saying
+    why there is none: the pipeline has not run here), in at most `room` characters."""
+    from mlops_template.registry import write_model_card
+
+    try:
+        card = write_model_card(params, folder / CARD_NAME)
+    except PipelineError as error:
+        return ["### Model card", "", f"No model card: {error}"]
+    return card_section(card.read_text(encoding="utf-8"), room)
+
+
+def card_section(card: str, room: int) -> list[str]:
+    """The model card, folded, in at most `room` characters: without what the report shows
+    above (SHOWN_ABOVE), its headings under the report's, its long tables and least needed
+    sections cut as the registry's are when it would not fit; or a line saying why not."""
+    lines = [
+        "### Model card",
+        "",
+        f"Model card of this branch's model: [{CARD_NAME}]({CARD_NAME}), the whole card, in"
+        " the report's artifact; below without the metrics and behaviour checks shown above.",
+        "",
+    ]
+    fixed = len("\n".join([*lines, "<details><summary></summary>", "", "", "</details>"]))
+    if room - fixed < MIN_CARD_ROOM:
+        return [*lines, "_Not shown here: the report leaves no room for it in a PR comment._"]
+    why = "what the report leaves of a PR comment (GitHub holds 65,536 characters)"
+    body = model_card_fit.within_limit(
+        model_card_fit.without(card, SHOWN_ABOVE),
+        room - fixed,
+        why,
+        f"The whole card is `{CARD_NAME}`.",
+    )
+    if problems := report_check.markup_problems(body):
+        # Not echoed: the problem quotes the text the check refuses.
+        return [
+            *lines,
+            f"_Not shown here: it holds {len(problems)} link(s), URL(s) or HTML tag(s) the"
+            " comment check refuses._",
+        ]
+    title, _, rest = body.rstrip("\n").partition("\n\n")
+    summary = f"<details><summary>{title.removeprefix('# ')}</summary>"
+    demoted = ["##" + line if line.startswith("## ") else line for line in rest.split("\n")]
+    return [*lines, summary, "", *demoted, "", "</details>"]
 
 
 def write_params_failure(out: Path, error: PipelineError) -> None:

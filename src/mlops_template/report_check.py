@@ -218,6 +218,17 @@ def check_report(folder: Path, allowed_urls: Iterable[str] = ()) -> CheckedRepor
     return checked
 
 
+def markup_problems(markdown: str) -> list[str]:
+    """What check_report would refuse in a text that should hold no link at all (the model
+    card the PR report folds in): any link or image, a URL, raw HTML but the harmless tags,
+    a reference definition, a NUL. Stricter than check_report: no link is allowed."""
+    links, problems = find_links(markdown)
+    problems += [f"a link to `{link.target[:80]}`" for link in links]
+    if "\0" in markdown:
+        problems.append("a NUL character")
+    return problems + _prose_problems(markdown, links, [])
+
+
 def _read_report(folder: Path) -> tuple[Path, str]:
     """The report's path and text: a regular file in a real folder, small, UTF-8."""
     if folder.is_symlink() or not folder.is_dir():
