@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 
 from mlops_template import storage
+from mlops_template.declarations import declarations_example
 from mlops_template.errors import PipelineError
 from mlops_template.schema import (
     ColumnSpec,
@@ -321,55 +322,6 @@ HEADER = """\
 # model card all follow it. Ranges are the observed values widened by a margin; descriptions
 # are generated (replace them with what the columns mean).
 """
-
-
-def declarations_example(contract: Contract) -> str:
-    """A commented example of what a contract may declare about the model (declarations.py),
-    naming this table's features, so a fork finds the section where it edits the contract.
-    Uncommented as it stands, it is a valid contract."""
-    numeric, category = contract.numeric_features(), contract.categorical_features()
-    first = contract.feature_names()[0]
-    target_class = f", class: {contract.classes[-1]}" if contract.task == "multiclass" else ""
-    metric = (
-        f"mae, min_rows: 20, threshold: {_tenth(contract.target)}}} # at most"
-        if contract.task == "regression"
-        else ("accuracy, min_rows: 20, threshold: 0.8} # at least")
-    )
-    step = (
-        next(_tenth(spec) for spec in contract.features if spec.name == numeric[0])
-        if numeric
-        else 1.0
-    )
-    lines = [
-        "What the model is for and must do besides scoring well (docs/behaviour.md). Uncomment",
-        "and edit; mark a feature `sensitive: true` for a fairness section in the model card.",
-        "intended_use: [What the model is for., What it must not be used for.]",
-        "limitations: [What it is known not to do well.]",
-        "behaviour:",
-        "  invariance: # changing a feature that must NOT matter moves any output by at most",
-        f"    #          `tolerance` ({first} is a placeholder: name such a feature)",
-        f"    - {{feature: {first}, tolerance: 0.05, min_pass_rate: 0.95}}",
-    ]
-    if numeric:
-        lines += [
-            "  directional: # adding `step` (here a tenth of its range) to the feature moves the",
-            "    #           output the declared way",
-            f"    - {{feature: {numeric[0]}, direction: increasing, step: {step}{target_class}}}",
-        ]
-    if category:
-        lines += [
-            "  minimum: # every slice of `min_rows` test rows or more scores within the threshold",
-            f"    - {{feature: {category[0]}, metric: {metric}",
-        ]
-    return "".join(f"# {line}\n" for line in lines)
-
-
-def _tenth(spec: ColumnSpec) -> float:
-    """A tenth of a numeric column's range, to two significant figures: a step or an error
-    on the column's own scale (1.0 without a range)."""
-    if spec.minimum is None or spec.maximum is None or spec.maximum <= spec.minimum:
-        return 1.0
-    return float(f"{(spec.maximum - spec.minimum) / 10:.2g}")
 
 
 def write(profile_: Profile, out: Path, source: Path, rows: int) -> None:
