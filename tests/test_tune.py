@@ -15,7 +15,7 @@ import yaml
 from sklearn.model_selection import GridSearchCV
 from typer.testing import CliRunner
 
-from mlops_template import config, init_schema, storage, tune
+from mlops_template import config, init_schema, storage, tune, tune_reports
 from mlops_template.cli import app
 from mlops_template.compile import model_input
 from mlops_template.config import Params
@@ -270,7 +270,7 @@ def test_the_reports(prepared: Callable[..., Params]) -> None:
     params = prepared()
     result = tune.run(params, Path("params.yaml"))
     out = params.paths.tune
-    assert sorted(path.name for path in out.iterdir()) == sorted(tune.REPORTS)
+    assert sorted(path.name for path in out.iterdir()) == sorted(tune_reports.REPORTS)
     table = pd.read_csv(out / "trials.csv")
     assert list(table["trial"]) == [0, 1, 2, 3]
     assert table.loc[table["rank"] == 1, "trial"].item() == result.best.number

@@ -33,7 +33,7 @@ from joblib import Parallel, delayed
 from sklearn import model_selection
 from sklearn.utils import check_random_state
 
-from mlops_template import config, storage, tracking
+from mlops_template import config, storage, tracking, tune_reports
 from mlops_template.config import Choices, Params, Range
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import LOWER_IS_BETTER, TASK_METRICS
@@ -45,7 +45,6 @@ from mlops_template.stages.split import feature_groups
 log = logging.getLogger(__name__)
 
 Fold = tuple[np.ndarray, np.ndarray]  # rows to fit on, rows to score
-REPORTS = ("trials.csv", "best.json", "trials.png", "params.png")
 
 
 @dataclass(frozen=True)
@@ -221,85 +220,7 @@ def search(params: Params, train: pd.DataFrame, on_trial: Callable[[Search], Non
     return Search(metric, tuple(done), len(trials_values), seconds, stopped)
 
 
-# --- what a search leaves: reports/tune/, an MLflow run, DVC experiments, params.yaml ----
-
-
-def _shown(values: Mapping[str, Any]) -> str:
-    return " ".join(f"{name}={value}" for name, value in values.items())
-
-
-def progress_line(progress: Search) -> str:
-    """One line for the trial that just finished: its score, the best so far, its values."""
-    trial, best, total = progress.trials[-1], progress.best, progress.planned - 1
-    return (
-        f"tune: trial {trial.number:>{len(str(total))}}/{total}"
-        f"{' (current)' if trial.number == 0 else ''}  {progress.metric} {trial.mean:.4f}"
-        f" ± {trial.std:.4f}  best {best.mean:.4f} (trial {best.number})"
-        f"  {_shown(trial.values)}  {trial.seconds:.1f} s  [{progress.seconds:.0f} s]"
-    )
-
-
-def trials_table(search: Search) -> pd.DataFrame:
-    rank = {trial.number: place for place, trial in enumerate(search.ranked(), start=1)}
-    metric = search.metric
-    return pd.DataFrame(  # object columns: max_depth 8 stays 8 beside a None
-        (
-            {
-                "trial": trial.number,
-                "rank": rank[trial.number],
-                **trial.values,
-                f"cv_{metric}": round(trial.mean, 6),
-                f"cv_{metric}_std": round(trial.std, 6),
-                **{f"fold_{i}": round(score, 6) for i, score in enumerate(trial.scores, start=1)},
-                "seconds": round(trial.seconds, 3),
-            }
-            for trial in search.trials
-        ),
-        dtype=object,
-    )
-
-
-def _scored(trial: Trial) -> dict[str, Any]:
-    return {"values": trial.values, "cv_mean": round(trial.mean, 6), "cv_std": round(trial.std, 6)}
-
-
-def summary(search: Search, params: Params, rows: int) -> dict[str, Any]:
-    """best.json: the best values, the current ones (trial 0), and how the search ran."""
-    return {
-        "metric": search.metric,
-        "lower_is_better": search.metric in LOWER_IS_BETTER,
-        "best": {"trial": search.best.number, **_scored(search.best)},
-        "current": _scored(search.trials[0]),
-        "trials": len(search.trials),
-        "planned": search.planned,
-        "stopped": search.stopped,
-        "seconds": round(search.seconds, 3),
-        "settings": {**settings(params, search.metric), "train": str(params.paths.train)},
-        "rows": rows,
-    }
-
-
-def write_reports(search: Search, params: Params, rows: int) -> list[Path]:
-    """trials.csv, best.json and the plots (plots.py) in paths.tune."""
-    from mlops_template import plots
-
-    out = params.paths.tune
-    storage.write_text(out / "trials.csv", trials_table(search).to_csv(index=False))
-    storage.write_json(out / "best.json", summary(search, params, rows))
-    space = params.tune.space.of(params.model.kind) or {}
-    return [out / "trials.csv", out / "best.json", *plots.write_tune_figures(search, space, out)]
-
-
-def settings(params: Params, metric: str) -> dict[str, Any]:
-    """How the search ran: the seed, the model kind, the tune section with scoring resolved."""
-    tune = params.tune.model_dump(exclude={"space", "scoring", "dvc_experiments"})
-    return {
-        "seed": params.seed,
-        "model.kind": params.model.kind,
-        "tune.scoring": metric,
-        "tune.space": params.tune.space.model_dump()[params.model.kind],
-        **{f"tune.{key}": value for key, value in tune.items()},
-    }
+# --- what a search leaves: an MLflow run, DVC experiments, params.yaml (tune_reports.py) --
 
 
 def record_experiments(search: Search, params_path: Path, out: Path, limit: int) -> list[str]:
@@ -363,11 +284,11 @@ def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool =
         file=sys.stderr,
     )
     with tracking.tracker(params.tracking, run_name="tune") as tracker:
-        logged = settings(params, metric)
+        logged = tune_reports.settings(params, metric)
         tracker.log_params({**logged, "tune.space": json.dumps(logged["tune.space"])})
 
         def on_trial(progress: Search) -> None:
-            print(progress_line(progress), file=sys.stderr, flush=True)
+            print(tune_reports.progress_line(progress), file=sys.stderr, flush=True)
             trial = progress.trials[-1]
             scores = {f"cv_{metric}": trial.mean, f"cv_{metric}_std": trial.std}
             values = {f"model.{name}": value for name, value in trial.values.items()}
@@ -377,22 +298,11 @@ def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool =
         best = result.best
         tracker.log_metrics({f"best_cv_{metric}": best.mean, "trials": len(result.trials)})
         tracker.set_tags({"best_trial": str(best.number)})
-        for path in write_reports(result, params, len(train)):
+        for path in tune_reports.write_reports(result, params, len(train)):
             tracker.log_artifact(path, "tune")
     names = record_experiments(result, params_path, params.paths.tune, params.tune.dvc_experiments)
-    print(_outcome(result, params, names))
+    print(tune_reports.outcome(result, params, names))
     if apply:
         diff = config.write_model_values(params_path, best.values)
         print(diff or f"{params_path} already holds the best values: nothing to change")
     return result
-
-
-def _outcome(result: Search, params: Params, names: list[str]) -> str:
-    best, current = result.best, result.trials[0]
-    return (
-        f"tune: best trial {best.number} of {len(result.trials)}: {result.metric}"
-        f" {best.mean:.4f} ± {best.std:.4f} ({_shown(best.values)}), current {current.mean:.4f}"
-        + (f"; stopped early: {result.stopped}" if result.stopped else "")
-        + f"\ntune: wrote {', '.join(REPORTS)} in {params.paths.tune}"
-        + (f"\ntune: DVC experiments {', '.join(names)}: dvc exp show --only-changed" * bool(names))
-    )
