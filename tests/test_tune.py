@@ -318,11 +318,68 @@ def test_apply_writes_the_best_values_and_nothing_else(
     assert after == before.replace("  max_depth: 1\n", "  max_depth: null\n")
     assert "-  max_depth: 1\n+  max_depth: null\n" in result.output
     assert config.load_params(workdir / "params.yaml").tune == params.tune
+    assert ": trial 1 is proposed" in result.output
     again = CliRunner().invoke(app, ["tune", "--apply"])
-    assert "params.yaml already holds the best values" in again.output
+    assert "params.yaml already holds the proposed values" in again.output
     assert (workdir / "params.yaml").read_text() == after
     assert CliRunner().invoke(app, ["tune"]).exit_code == 0  # without --apply: unchanged
     assert (workdir / "params.yaml").read_text() == after
+
+
+def _diabetes_ridge(workdir: Path, prepared: Callable[..., Params], **tune_section: Any) -> Params:
+    data, target, _ = write_table("diabetes", workdir)
+    init_schema.run(data, target, workdir / "diabetes.yaml")
+    return prepared(
+        data={"source": str(data), "contract": str(workdir / "diabetes.yaml")},
+        model={"kind": "ridge", "alpha": 1.0},
+        evaluate={"primary_metric": "auto"},
+        tune={"cv_folds": 5, **tune_section},
+    )
+
+
+def test_a_best_within_the_noise_is_not_proposed(
+    prepared: Callable[..., Params], workdir: Path
+) -> None:
+    """Ridge on diabetes: alpha 0.985 cross-validates 0.0001 RMSE better than 1.0, far less
+    than the fold differences vary. The best trial, but APPLY writes nothing, and says why."""
+    _diabetes_ridge(workdir, prepared, method="grid", space={"ridge": {"alpha": [0.985]}})
+    before = (workdir / "params.yaml").read_text()
+    result = CliRunner().invoke(app, ["tune", "--apply"])
+    assert result.exit_code == 0, result.output
+    assert (workdir / "params.yaml").read_text() == before
+    assert "params.yaml already holds the proposed values: nothing to change" in result.output
+    best = storage.read_json(workdir / "reports" / "tune" / "best.json")
+    assert best["best"]["trial"] == 1
+    assert best["proposed"] == {"trial": 0, "values": {"alpha": 1.0}}
+    gain, error = best["gain"]["mean"], best["gain"]["standard_error"]
+    assert 0 < gain < error
+    assert best["verdict"] == (
+        f"trial 1 beats the current values by {gain:.6f} rmse (the mean of the paired fold"
+        f" differences), not more than their standard error ({error:.6f}): within the noise,"
+        " the current values are kept"
+    )
+    assert f"tune: {best['verdict']}" in result.output
+
+
+def test_the_margin_is_the_standard_error_of_the_paired_differences() -> None:
+    """Fold by fold against trial 0: a gain that varies in sign is noise, however large the
+    folds' own spread; a small but consistent one is not. Lower-is-better metrics likewise."""
+    current = tune.Trial(0, {"C": 1.0}, (0.80, 0.90, 0.70), 0.1)
+    mixed = tune.Trial(1, {"C": 2.0}, (0.82, 0.87, 0.73), 0.1)  # +0.02 -0.03 +0.03
+    steady = tune.Trial(2, {"C": 3.0}, (0.801, 0.901, 0.701), 0.1)  # +0.001 each
+    noisy = tune.Search("accuracy", (current, mixed), 2, 1.0, "")
+    assert noisy.best is mixed
+    assert noisy.proposed is current
+    mean, error = noisy.gain(mixed)
+    assert mean == pytest.approx(0.02 / 3)
+    assert error == pytest.approx(pd.Series([0.02, -0.03, 0.03]).std() / 3**0.5)
+    assert tune.Search("accuracy", (current, steady), 2, 1.0, "").proposed is steady
+    lower = tune.Search("rmse", (current, steady), 2, 1.0, "")
+    assert lower.best is current
+    assert lower.proposed is current
+    assert tune_reports.verdict(lower) == (
+        "the current values (trial 0) score best: nothing to propose"
+    )
 
 
 def test_write_model_values_checks_the_result(workdir: Path) -> None:

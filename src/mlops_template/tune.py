@@ -6,7 +6,8 @@ Why it is built this way (more in docs/tuning.md):
 - A candidate is a `model:` section, validated by config/, fitted by the train stage's `fit`
   and scored by `scoring.metric_value` (as evaluate scores): what `make run` trains after
   `make tune APPLY=1`.
-  Trial 0 is the current section, so APPLY never writes values that cross-validate worse.
+  Trial 0 is the current section, so APPLY never writes values that cross-validate worse,
+  nor values better by less than the noise of the folds (Search.proposed).
 - Only `paths.train` is read. Folds keep identical feature rows together, as the split does.
 - The loop is ours for what GridSearchCV lacks: a time bound, a line per trial, an MLflow child
   run per trial as it finishes. Inside, the same fit-and-score per fold (the tests compare the
@@ -79,6 +80,21 @@ class Search:
     @property
     def best(self) -> Trial:
         return self.ranked()[0]
+
+    def gain(self, trial: Trial) -> tuple[float, float]:
+        """How much better `trial` scores than the current values (trial 0) on the same folds:
+        the mean of the paired fold differences (positive: better) and its standard error."""
+        sign = -1.0 if self.metric in LOWER_IS_BETTER else 1.0
+        differences = sign * (np.array(trial.scores) - np.array(self.trials[0].scores))
+        error = np.std(differences, ddof=1) / math.sqrt(len(differences))
+        return float(np.mean(differences)), float(error)
+
+    @property
+    def proposed(self) -> Trial:
+        """The best trial when it beats the current values by more than the standard error of
+        the paired fold differences; otherwise trial 0: within that noise, nothing changes."""
+        mean, error = self.gain(self.best)
+        return self.best if mean > error else self.trials[0]
 
 
 def scoring_metric(params: Params) -> str:
@@ -273,7 +289,8 @@ def record_experiments(search: Search, params_path: Path, out: Path, limit: int)
 
 def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool = False) -> Search:
     """Search, then write reports/tune/, an MLflow run with a child run per trial and the DVC
-    experiments; with `apply`, the best values into params_path's `model:` section."""
+    experiments; with `apply`, the proposed values (Search.proposed) into params_path's
+    `model:` section."""
     if not params.paths.train.is_file():  # storage.read_parquet's message blames the previous stage
         raise PipelineError(f"{params.paths.train} not found: `make tune` runs `dvc repro split`")
     train, metric = storage.read_parquet(params.paths.train), scoring_metric(params)
@@ -295,14 +312,14 @@ def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool =
             tracker.log_child(f"trial-{trial.number}", values, {**scores, "seconds": trial.seconds})
 
         result = search(params, train, on_trial)
-        best = result.best
-        tracker.log_metrics({f"best_cv_{metric}": best.mean, "trials": len(result.trials)})
-        tracker.set_tags({"best_trial": str(best.number)})
+        metrics, tags = tune_reports.parent_run(result)
+        tracker.log_metrics(metrics)
+        tracker.set_tags(tags)
         for path in tune_reports.write_reports(result, params, len(train)):
             tracker.log_artifact(path, "tune")
     names = record_experiments(result, params_path, params.paths.tune, params.tune.dvc_experiments)
     print(tune_reports.outcome(result, params, names))
     if apply:
-        diff = config.write_model_values(params_path, best.values)
-        print(diff or f"{params_path} already holds the best values: nothing to change")
+        diff = config.write_model_values(params_path, result.proposed.values)
+        print(diff or f"{params_path} already holds the proposed values: nothing to change")
     return result

@@ -58,13 +58,46 @@ def _scored(trial: Trial) -> dict[str, Any]:
     return {"values": trial.values, "cv_mean": round(trial.mean, 6), "cv_std": round(trial.std, 6)}
 
 
+def verdict(search: Search) -> str:
+    """Whether the best trial is proposed (what APPLY writes), with the numbers that decided."""
+    best, proposed = search.best, search.proposed
+    if best.number == 0:
+        return "the current values (trial 0) score best: nothing to propose"
+    gain, error = search.gain(best)
+    by = (
+        f"trial {best.number} beats the current values by {gain:.6f} {search.metric} (the mean"
+        f" of the paired fold differences), {{}} their standard error ({error:.6f})"
+    )
+    if proposed is best:
+        return by.format("more than") + f": trial {best.number} is proposed"
+    return by.format("not more than") + ": within the noise, the current values are kept"
+
+
+def parent_run(search: Search) -> tuple[dict[str, float], dict[str, str]]:
+    """The MLflow `tune` run's metrics and tags: the best score, its gain on the current
+    values and that gain's standard error, the best and the proposed trial, the verdict."""
+    best, (gain, error) = search.best, search.gain(search.best)
+    metrics = {f"best_cv_{search.metric}": best.mean, "trials": float(len(search.trials))}
+    tags = {"best_trial": str(best.number), "proposed_trial": str(search.proposed.number)}
+    return (
+        {**metrics, "best_gain": gain, "best_gain_se": error},
+        {**tags, "verdict": verdict(search)},
+    )
+
+
 def summary(search: Search, params: Params, rows: int) -> dict[str, Any]:
-    """best.json: the best values, the current ones (trial 0), and how the search ran."""
+    """best.json: the best values, the current ones (trial 0), the proposed ones (what APPLY
+    writes) and why, and how the search ran."""
+    gain, error = search.gain(search.best)
+    proposed = search.proposed
     return {
         "metric": search.metric,
         "lower_is_better": search.metric in LOWER_IS_BETTER,
         "best": {"trial": search.best.number, **_scored(search.best)},
         "current": _scored(search.trials[0]),
+        "gain": {"mean": round(gain, 6), "standard_error": round(error, 6)},
+        "proposed": {"trial": proposed.number, "values": proposed.values},
+        "verdict": verdict(search),
         "trials": len(search.trials),
         "planned": search.planned,
         "stopped": search.stopped,
@@ -103,6 +136,7 @@ def outcome(result: Search, params: Params, names: list[str]) -> str:
         f"tune: best trial {best.number} of {len(result.trials)}: {result.metric}"
         f" {best.mean:.4f} ± {best.std:.4f} ({shown(best.values)}), current {current.mean:.4f}"
         + (f"; stopped early: {result.stopped}" if result.stopped else "")
+        + f"\ntune: {verdict(result)}"
         + f"\ntune: wrote {', '.join(REPORTS)} in {params.paths.tune}"
         + (f"\ntune: DVC experiments {', '.join(names)}: dvc exp show --only-changed" * bool(names))
     )
