@@ -161,6 +161,35 @@ def test_results_do_not_depend_on_n_jobs(prepared: Callable[..., Params]) -> Non
     assert [t.scores for t in one.trials] == [t.scores for t in two.trials]
 
 
+@pytest.mark.parametrize(
+    "model",
+    [{"kind": "hist_gradient_boosting", "max_iter": 10}, {"kind": "logistic_regression"}],
+)
+def test_every_fit_runs_on_one_thread(
+    prepared: Callable[..., Params], monkeypatch: pytest.MonkeyPatch, model: dict[str, Any]
+) -> None:
+    """Gradient boosting (OpenMP) and the linear models (BLAS) are fitted with their thread
+    pools at one thread, even where the caller allows four: tune.n_jobs is the parallelism."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    grid = {"method": "grid", "space": {"hist_gradient_boosting": {"max_iter": [5]},
+                                        "logistic_regression": {"C": [0.5]}}}  # fmt: skip
+    params = prepared(model=model, tune=grid)
+    pools: list[dict[str, Any]] = []
+    fit = tune.train_stage.fit
+
+    def recording(*args: Any) -> Any:
+        pools.extend(threadpool_info())
+        return fit(*args)
+
+    monkeypatch.setattr(tune.train_stage, "fit", recording)
+    with threadpool_limits(limits=4):
+        result = _search(params)  # tune.n_jobs 1: the fits run in this process
+    assert len(result.trials) == 2
+    assert {pool["user_api"] for pool in pools} >= {"openmp", "blas"}
+    assert {pool["num_threads"] for pool in pools} == {1}
+
+
 def test_the_scores_are_gridsearchcv_scores(prepared: Callable[..., Params]) -> None:
     """Same folds, same scorer (evaluate's metric): our loop gives GridSearchCV's numbers."""
     params = prepared(tune={"method": "grid", "space": {"random_forest": {"max_depth": [2, 6]}}})

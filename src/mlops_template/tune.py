@@ -9,6 +9,8 @@ Why it is built this way (more in docs/tuning.md):
   Trial 0 is the current section, so APPLY never writes values that cross-validate worse,
   nor values better by less than the noise of the folds (Search.proposed).
 - Only `paths.train` is read. Folds keep identical feature rows together, as the split does.
+- Every fit runs on one thread (forests: n_jobs 1; OpenMP and BLAS: threadpoolctl), so the
+  only parallelism is tune.n_jobs processes, and no fit competes with another for the cores.
 - The loop is ours for what GridSearchCV lacks: a time bound, a line per trial, an MLflow child
   run per trial as it finishes. Inside, the same fit-and-score per fold (the tests compare the
   scores with GridSearchCV's) and the same joblib parallelism over (candidate, fold) pairs.
@@ -33,6 +35,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn import model_selection
 from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
 
 from mlops_template import config, storage, tracking, tune_reports
 from mlops_template.config import Choices, Params, Range
@@ -155,7 +158,8 @@ def candidates(
 
 def trial_params(params: Params, values: Mapping[str, Any]) -> Params:
     """params with these model values, validated as params.yaml's `model:` would be. Forests
-    run on one thread: the search parallelises over fits instead (tune.n_jobs)."""
+    run on one thread (score_fold limits the other kinds): the search parallelises over fits
+    instead (tune.n_jobs)."""
     model = {**params.model.model_dump(), **values}
     if "n_jobs" in model:
         model["n_jobs"] = 1
@@ -180,12 +184,15 @@ def folds(train: pd.DataFrame, contract: Contract, k: int, seed: int) -> list[Fo
 
 
 def score_fold(trial: Params, train: pd.DataFrame, fold: Fold, metric: str) -> tuple[float, float]:
-    """Fit as the train stage does on one side of the fold, score as evaluate does the other."""
+    """Fit as the train stage does on one side of the fold, score as evaluate does the other.
+    On one thread: OpenMP (gradient boosting) and BLAS (linear models) would otherwise start a
+    thread per core in every tune.n_jobs process, and compete with them and each other."""
     fit_rows, score_rows = fold
     started = time.perf_counter()
-    model = train_stage.fit(train.iloc[fit_rows], trial)
-    threshold = trial.evaluate.threshold
-    score = metric_value(metric, model, train.iloc[score_rows], trial.contract, threshold)
+    with threadpool_limits(limits=1):
+        model = train_stage.fit(train.iloc[fit_rows], trial)
+        threshold = trial.evaluate.threshold
+        score = metric_value(metric, model, train.iloc[score_rows], trial.contract, threshold)
     return score, time.perf_counter() - started
 
 

@@ -12,7 +12,7 @@ from mlops_template.config.model import MODEL_KINDS
 from mlops_template.config.pipeline import PrimaryMetric
 
 # Settings that do not change the fitted model, so there is nothing to search: the search
-# runs every forest with one thread itself and parallelises over fits (tune.n_jobs).
+# runs every fit on one thread itself and parallelises over fits (tune.n_jobs).
 NOT_SEARCHED = frozenset({"kind", "n_jobs"})
 
 
