@@ -58,9 +58,10 @@ def prepared(workdir: Path, make_params: Callable[..., Params]) -> Callable[...,
     return build
 
 
-def _error(tune_section: dict[str, Any]) -> str:
+def _error(tune_section: dict[str, Any], model: dict[str, Any] | None = None) -> str:
     raw = repo_params_dict()
     raw["tune"] = tune_section
+    raw["model"] = model or raw["model"]
     with pytest.raises(PipelineError) as caught:
         config.parse_params(raw)
     return str(caught.value)
@@ -118,8 +119,29 @@ def test_other_tune_settings_are_checked() -> None:
     assert "tune.n_jobs: Value error, 0 runs nothing" in _error({"n_jobs": 0})
     assert "tune.cv_folds: Input should be greater than or equal to 2" in _error({"cv_folds": 1})
     assert "tune.scoring: Input should be" in _error({"scoring": "f2"})
-    grid = {"method": "grid", "space": {"ridge": {"alpha": {"low": 0.1, "high": 1}}}}
-    assert "space.ridge.alpha: method grid needs a list of values" in _error(grid)
+
+
+def test_method_grid_needs_lists_in_the_searched_space_only() -> None:
+    """Switching the repository's params.yaml to method grid: one error, for model.kind's
+    space, naming each of its ranges; the other kinds' ranges are left alone."""
+    raw = repo_params_dict()
+    raw["tune"]["method"] = "grid"
+    forest = "tune: Value error, method grid needs a list of values for each hyperparameter of"
+    assert _error(raw["tune"]) == (
+        f"params.yaml: invalid parameters\n  {forest} space.random_forest (model.kind);"
+        " min_samples_leaf: a {low, high} range needs method random"
+    )
+    boosting = _error(raw["tune"], model={"kind": "hist_gradient_boosting"})
+    assert boosting.endswith(
+        "space.hist_gradient_boosting (model.kind); learning_rate, max_leaf_nodes,"
+        " min_samples_leaf, l2_regularization: a {low, high} range needs method random"
+    )
+    raw["tune"]["space"]["random_forest"]["min_samples_leaf"] = [1, 5]
+    parsed = config.parse_params(raw).tune
+    assert parsed.method == "grid"
+    assert isinstance(parsed.space.of("ridge")["alpha"], config.Range)  # not searched: kept
+    raw["tune"]["space"]["ridge"]["alpha"] = {"low": 1, "hi": 2}  # still checked as a space
+    assert "alpha: high: Field required; hi: Extra inputs are not permitted" in _error(raw["tune"])
 
 
 def test_a_grid_larger_than_the_budget_is_refused(prepared: Callable[..., Params]) -> None:
