@@ -3,6 +3,7 @@ bounds, and the values it writes back (tests/slow/test_tune.py runs `make tune` 
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import time
 from collections.abc import Callable
@@ -328,6 +329,9 @@ def test_the_reports(prepared: Callable[..., Params]) -> None:
     best = storage.read_json(out / "best.json")
     assert best["best"]["values"] == result.best.values
     assert best["current"]["values"] == {"n_estimators": 10, "min_samples_leaf": 1}
+    train = params.paths.train.read_bytes()
+    assert best["settings"]["train_md5"] == hashlib.md5(train, usedforsecurity=False).hexdigest()
+    assert best["settings"]["git_commit"] == "unknown"  # the test's folder is no git work tree
     assert (out / "trials.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -369,7 +373,8 @@ def test_apply_writes_the_best_values_and_nothing_else(
     assert after == before.replace("  max_depth: 1\n", "  max_depth: null\n")
     assert "-  max_depth: 1\n+  max_depth: null\n" in result.output
     assert config.load_params(workdir / "params.yaml").tune == params.tune
-    assert ": trial 1 is proposed" in result.output
+    assert "tune: best trial 1 beats the current values by " in result.output
+    assert ": its values are proposed" in result.output
     again = CliRunner().invoke(app, ["tune", "--apply"])
     assert "params.yaml already holds the proposed values" in again.output
     assert (workdir / "params.yaml").read_text() == after
@@ -405,7 +410,7 @@ def test_a_best_within_the_noise_is_not_proposed(
     gain, error = best["gain"]["mean"], best["gain"]["standard_error"]
     assert 0 < gain < error
     assert best["verdict"] == (
-        f"trial 1 beats the current values by {gain:.6f} rmse (the mean of the paired fold"
+        f"best trial 1 beats the current values by {gain:.6f} rmse (the mean of the paired fold"
         f" differences), not more than their standard error ({error:.6f}): within the noise,"
         " the current values are kept"
     )

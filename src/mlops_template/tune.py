@@ -307,9 +307,14 @@ def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool =
         f" CV on the {len(train)} rows of {params.paths.train}; {metric}, {direction} is better",
         file=sys.stderr,
     )
+    source = {
+        "git_commit": tracking.git_commit(),
+        "train_md5": storage.md5_file(params.paths.train),
+    }
     with tracking.tracker(params.tracking, run_name="tune") as tracker:
         logged = tune_reports.settings(params, metric)
         tracker.log_params({**logged, "tune.space": json.dumps(logged["tune.space"])})
+        tracker.set_tags(source)  # which code and which training split (dvc.lock's md5)
 
         def on_trial(progress: Search) -> None:
             print(tune_reports.progress_line(progress), file=sys.stderr, flush=True)
@@ -322,7 +327,7 @@ def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool =
         metrics, tags = tune_reports.parent_run(result)
         tracker.log_metrics(metrics)
         tracker.set_tags(tags)
-        for path in tune_reports.write_reports(result, params, len(train)):
+        for path in tune_reports.write_reports(result, params, len(train), source):
             tracker.log_artifact(path, "tune")
     names = record_experiments(result, params_path, params.paths.tune, params.tune.dvc_experiments)
     print(tune_reports.outcome(result, params, names))

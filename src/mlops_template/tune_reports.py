@@ -65,11 +65,12 @@ def verdict(search: Search) -> str:
         return "the current values (trial 0) score best: nothing to propose"
     gain, error = search.gain(best)
     by = (
-        f"trial {best.number} beats the current values by {gain:.6f} {search.metric} (the mean"
-        f" of the paired fold differences), {{}} their standard error ({error:.6f})"
+        f"best trial {best.number} beats the current values by {gain:.6f} {search.metric}"
+        " (the mean of the paired fold differences), {} their standard error"
+        f" ({error:.6f})"
     )
     if proposed is best:
-        return by.format("more than") + f": trial {best.number} is proposed"
+        return by.format("more than") + ": its values are proposed"
     return by.format("not more than") + ": within the noise, the current values are kept"
 
 
@@ -85,9 +86,9 @@ def parent_run(search: Search) -> tuple[dict[str, float], dict[str, str]]:
     )
 
 
-def summary(search: Search, params: Params, rows: int) -> dict[str, Any]:
+def summary(search: Search, params: Params, rows: int, source: Mapping[str, str]) -> dict[str, Any]:
     """best.json: the best values, the current ones (trial 0), the proposed ones (what APPLY
-    writes) and why, and how the search ran."""
+    writes) and why, and how the search ran: on which training split (its md5) and commit."""
     gain, error = search.gain(search.best)
     proposed = search.proposed
     return {
@@ -102,18 +103,21 @@ def summary(search: Search, params: Params, rows: int) -> dict[str, Any]:
         "planned": search.planned,
         "stopped": search.stopped,
         "seconds": round(search.seconds, 3),
-        "settings": {**settings(params, search.metric), "train": str(params.paths.train)},
+        "settings": {**settings(params, search.metric), "train": str(params.paths.train), **source},
         "rows": rows,
     }
 
 
-def write_reports(search: Search, params: Params, rows: int) -> list[Path]:
-    """trials.csv, best.json and the plots (plots.py) in paths.tune."""
+def write_reports(
+    search: Search, params: Params, rows: int, source: Mapping[str, str]
+) -> list[Path]:
+    """trials.csv, best.json and the plots (plots.py) in paths.tune; `source`: the git commit
+    and the training split's md5, which best.json records."""
     from mlops_template import plots
 
     out = params.paths.tune
     storage.write_text(out / "trials.csv", trials_table(search).to_csv(index=False))
-    storage.write_json(out / "best.json", summary(search, params, rows))
+    storage.write_json(out / "best.json", summary(search, params, rows, source))
     space = params.tune.space.of(params.model.kind) or {}
     return [out / "trials.csv", out / "best.json", *plots.write_tune_figures(search, space, out)]
 
