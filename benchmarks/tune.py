@@ -16,6 +16,13 @@ if results depended on n_jobs, comparing their times would mean nothing; the scr
 
 Results: benchmarks/out/tune.json, and the table between the bench-tune markers in
 docs/tuning.md (`--docs ''` leaves the docs alone).
+
+    python benchmarks/tune.py --threads 5    # one gradient-boosting fold, thread pools side by side
+
+`--threads ROUNDS` measures something else, in-process and without the table: one fold of a
+hist_gradient_boosting trial fitted and scored as tune.score_fold does, with the OpenMP/BLAS
+thread pools at their default (a thread per core, as the search ran before it limited them)
+and at one thread (as it runs now), interleaved; it prints the median seconds of each.
 """
 
 from __future__ import annotations
@@ -187,6 +194,40 @@ def write_docs(path: Path, table: str) -> None:
     path.write_text(f"{text[:start]}\n{table}\n{text[end:]}", encoding="utf-8")
 
 
+def threads_side_by_side(rounds: int) -> None:
+    """--threads: one hist_gradient_boosting fold, thread pools unlimited against one thread."""
+    from threadpoolctl import threadpool_limits
+
+    from mlops_template import config, storage, tune
+    from mlops_template.scoring import metric_value
+
+    os.chdir(SCRATCH)  # the scratch params' relative paths (the split) are from here
+    params = config.load_params(scratch_params(1))
+    params = tune.trial_params(
+        params.model_copy(
+            update={
+                "model": config.MODEL_KINDS["hist_gradient_boosting"].model_validate(
+                    {"kind": "hist_gradient_boosting"}
+                )
+            }
+        ),
+        {},
+    )
+    train, metric = storage.read_parquet(params.paths.train), tune.scoring_metric(params)
+    fold = tune.folds(train, params.contract, params.tune.cv_folds, params.seed)[0]
+    seconds: dict[str, list[float]] = {"default": [], "one thread": []}
+    for _ in range(rounds):
+        for setting, limit in (("default", None), ("one thread", 1)):
+            started = time.perf_counter()
+            with threadpool_limits(limits=limit):
+                model = tune.train_stage.fit(train.iloc[fold[0]], params)
+                metric_value(metric, model, train.iloc[fold[1]], params.contract, 0.5)
+            seconds[setting].append(time.perf_counter() - started)
+    for setting, values in seconds.items():
+        print(f"{setting}: {statistics.median(values):.2f} s (median of {rounds};"
+              f" {min(values):.2f} to {max(values):.2f})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-jobs", default="1,2,-1", help="settings, comma-separated")
@@ -196,6 +237,7 @@ def main() -> None:
     parser.add_argument("--max-elsewhere", type=float, default=2.0, help="CPU-s others may use")
     parser.add_argument("--json", type=Path, default=HERE / "out" / "tune.json")
     parser.add_argument("--docs", default=str(REPO / "docs" / "tuning.md"))
+    parser.add_argument("--threads", type=int, default=0, help="rounds: the thread pools instead")
     args = parser.parse_args()
     settings = [int(value) for value in args.n_jobs.split(",")]
     shutil.rmtree(SCRATCH, ignore_errors=True)
@@ -203,6 +245,9 @@ def main() -> None:
     params = [scratch_params(n_jobs) for n_jobs in settings]
     for stage in ("ingest", "validate", "split"):  # the training split the search reads
         mlops(stage, "--params", str(params[0]))
+    if args.threads:
+        threads_side_by_side(args.threads)
+        return
     runs = []
     for round_ in range(1, args.rounds + 1):
         for n_jobs in settings:

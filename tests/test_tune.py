@@ -3,6 +3,7 @@ bounds, and the values it writes back (tests/slow/test_tune.py runs `make tune` 
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import yaml
 from sklearn.model_selection import GridSearchCV
 from typer.testing import CliRunner
 
-from mlops_template import config, init_schema, storage, tune
+from mlops_template import config, init_schema, storage, tune, tune_reports
 from mlops_template.cli import app
 from mlops_template.compile import model_input
 from mlops_template.config import Params
@@ -58,9 +59,10 @@ def prepared(workdir: Path, make_params: Callable[..., Params]) -> Callable[...,
     return build
 
 
-def _error(tune_section: dict[str, Any]) -> str:
+def _error(tune_section: dict[str, Any], model: dict[str, Any] | None = None) -> str:
     raw = repo_params_dict()
     raw["tune"] = tune_section
+    raw["model"] = model or raw["model"]
     with pytest.raises(PipelineError) as caught:
         config.parse_params(raw)
     return str(caught.value)
@@ -118,8 +120,29 @@ def test_other_tune_settings_are_checked() -> None:
     assert "tune.n_jobs: Value error, 0 runs nothing" in _error({"n_jobs": 0})
     assert "tune.cv_folds: Input should be greater than or equal to 2" in _error({"cv_folds": 1})
     assert "tune.scoring: Input should be" in _error({"scoring": "f2"})
-    grid = {"method": "grid", "space": {"ridge": {"alpha": {"low": 0.1, "high": 1}}}}
-    assert "space.ridge.alpha: method grid needs a list of values" in _error(grid)
+
+
+def test_method_grid_needs_lists_in_the_searched_space_only() -> None:
+    """Switching the repository's params.yaml to method grid: one error, for model.kind's
+    space, naming each of its ranges; the other kinds' ranges are left alone."""
+    raw = repo_params_dict()
+    raw["tune"]["method"] = "grid"
+    forest = "tune: Value error, method grid needs a list of values for each hyperparameter of"
+    assert _error(raw["tune"]) == (
+        f"params.yaml: invalid parameters\n  {forest} space.random_forest (model.kind);"
+        " min_samples_leaf: a {low, high} range needs method random"
+    )
+    boosting = _error(raw["tune"], model={"kind": "hist_gradient_boosting"})
+    assert boosting.endswith(
+        "space.hist_gradient_boosting (model.kind); learning_rate, max_leaf_nodes,"
+        " min_samples_leaf, l2_regularization: a {low, high} range needs method random"
+    )
+    raw["tune"]["space"]["random_forest"]["min_samples_leaf"] = [1, 5]
+    parsed = config.parse_params(raw).tune
+    assert parsed.method == "grid"
+    assert isinstance(parsed.space.of("ridge")["alpha"], config.Range)  # not searched: kept
+    raw["tune"]["space"]["ridge"]["alpha"] = {"low": 1, "hi": 2}  # still checked as a space
+    assert "alpha: high: Field required; hi: Extra inputs are not permitted" in _error(raw["tune"])
 
 
 def test_a_grid_larger_than_the_budget_is_refused(prepared: Callable[..., Params]) -> None:
@@ -159,6 +182,35 @@ def test_results_do_not_depend_on_n_jobs(prepared: Callable[..., Params]) -> Non
     parallel = params.model_copy(update={"tune": params.tune.model_copy(update={"n_jobs": 2})})
     one, two = _search(params), _search(parallel)
     assert [t.scores for t in one.trials] == [t.scores for t in two.trials]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [{"kind": "hist_gradient_boosting", "max_iter": 10}, {"kind": "logistic_regression"}],
+)
+def test_every_fit_runs_on_one_thread(
+    prepared: Callable[..., Params], monkeypatch: pytest.MonkeyPatch, model: dict[str, Any]
+) -> None:
+    """Gradient boosting (OpenMP) and the linear models (BLAS) are fitted with their thread
+    pools at one thread, even where the caller allows four: tune.n_jobs is the parallelism."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    grid = {"method": "grid", "space": {"hist_gradient_boosting": {"max_iter": [5]},
+                                        "logistic_regression": {"C": [0.5]}}}  # fmt: skip
+    params = prepared(model=model, tune=grid)
+    pools: list[dict[str, Any]] = []
+    fit = tune.train_stage.fit
+
+    def recording(*args: Any) -> Any:
+        pools.extend(threadpool_info())
+        return fit(*args)
+
+    monkeypatch.setattr(tune.train_stage, "fit", recording)
+    with threadpool_limits(limits=4):
+        result = _search(params)  # tune.n_jobs 1: the fits run in this process
+    assert len(result.trials) == 2
+    assert {pool["user_api"] for pool in pools} >= {"openmp", "blas"}
+    assert {pool["num_threads"] for pool in pools} == {1}
 
 
 def test_the_scores_are_gridsearchcv_scores(prepared: Callable[..., Params]) -> None:
@@ -270,13 +322,16 @@ def test_the_reports(prepared: Callable[..., Params]) -> None:
     params = prepared()
     result = tune.run(params, Path("params.yaml"))
     out = params.paths.tune
-    assert sorted(path.name for path in out.iterdir()) == sorted(tune.REPORTS)
+    assert sorted(path.name for path in out.iterdir()) == sorted(tune_reports.REPORTS)
     table = pd.read_csv(out / "trials.csv")
     assert list(table["trial"]) == [0, 1, 2, 3]
     assert table.loc[table["rank"] == 1, "trial"].item() == result.best.number
     best = storage.read_json(out / "best.json")
     assert best["best"]["values"] == result.best.values
     assert best["current"]["values"] == {"n_estimators": 10, "min_samples_leaf": 1}
+    train = params.paths.train.read_bytes()
+    assert best["settings"]["train_md5"] == hashlib.md5(train, usedforsecurity=False).hexdigest()
+    assert best["settings"]["git_commit"] == "unknown"  # the test's folder is no git work tree
     assert (out / "trials.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -318,11 +373,69 @@ def test_apply_writes_the_best_values_and_nothing_else(
     assert after == before.replace("  max_depth: 1\n", "  max_depth: null\n")
     assert "-  max_depth: 1\n+  max_depth: null\n" in result.output
     assert config.load_params(workdir / "params.yaml").tune == params.tune
+    assert "tune: best trial 1 beats the current values by " in result.output
+    assert ": its values are proposed" in result.output
     again = CliRunner().invoke(app, ["tune", "--apply"])
-    assert "params.yaml already holds the best values" in again.output
+    assert "params.yaml already holds the proposed values" in again.output
     assert (workdir / "params.yaml").read_text() == after
     assert CliRunner().invoke(app, ["tune"]).exit_code == 0  # without --apply: unchanged
     assert (workdir / "params.yaml").read_text() == after
+
+
+def _diabetes_ridge(workdir: Path, prepared: Callable[..., Params], **tune_section: Any) -> Params:
+    data, target, _ = write_table("diabetes", workdir)
+    init_schema.run(data, target, workdir / "diabetes.yaml")
+    return prepared(
+        data={"source": str(data), "contract": str(workdir / "diabetes.yaml")},
+        model={"kind": "ridge", "alpha": 1.0},
+        evaluate={"primary_metric": "auto"},
+        tune={"cv_folds": 5, **tune_section},
+    )
+
+
+def test_a_best_within_the_noise_is_not_proposed(
+    prepared: Callable[..., Params], workdir: Path
+) -> None:
+    """Ridge on diabetes: alpha 0.985 cross-validates 0.0001 RMSE better than 1.0, far less
+    than the fold differences vary. The best trial, but APPLY writes nothing, and says why."""
+    _diabetes_ridge(workdir, prepared, method="grid", space={"ridge": {"alpha": [0.985]}})
+    before = (workdir / "params.yaml").read_text()
+    result = CliRunner().invoke(app, ["tune", "--apply"])
+    assert result.exit_code == 0, result.output
+    assert (workdir / "params.yaml").read_text() == before
+    assert "params.yaml already holds the proposed values: nothing to change" in result.output
+    best = storage.read_json(workdir / "reports" / "tune" / "best.json")
+    assert best["best"]["trial"] == 1
+    assert best["proposed"] == {"trial": 0, "values": {"alpha": 1.0}}
+    gain, error = best["gain"]["mean"], best["gain"]["standard_error"]
+    assert 0 < gain < error
+    assert best["verdict"] == (
+        f"best trial 1 beats the current values by {gain:.6f} rmse (the mean of the paired fold"
+        f" differences), not more than their standard error ({error:.6f}): within the noise,"
+        " the current values are kept"
+    )
+    assert f"tune: {best['verdict']}" in result.output
+
+
+def test_the_margin_is_the_standard_error_of_the_paired_differences() -> None:
+    """Fold by fold against trial 0: a gain that varies in sign is noise, however large the
+    folds' own spread; a small but consistent one is not. Lower-is-better metrics likewise."""
+    current = tune.Trial(0, {"C": 1.0}, (0.80, 0.90, 0.70), 0.1)
+    mixed = tune.Trial(1, {"C": 2.0}, (0.82, 0.87, 0.73), 0.1)  # +0.02 -0.03 +0.03
+    steady = tune.Trial(2, {"C": 3.0}, (0.801, 0.901, 0.701), 0.1)  # +0.001 each
+    noisy = tune.Search("accuracy", (current, mixed), 2, 1.0, "")
+    assert noisy.best is mixed
+    assert noisy.proposed is current
+    mean, error = noisy.gain(mixed)
+    assert mean == pytest.approx(0.02 / 3)
+    assert error == pytest.approx(pd.Series([0.02, -0.03, 0.03]).std() / 3**0.5)
+    assert tune.Search("accuracy", (current, steady), 2, 1.0, "").proposed is steady
+    lower = tune.Search("rmse", (current, steady), 2, 1.0, "")
+    assert lower.best is current
+    assert lower.proposed is current
+    assert tune_reports.verdict(lower) == (
+        "the current values (trial 0) score best: nothing to propose"
+    )
 
 
 def test_write_model_values_checks_the_result(workdir: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,12 +39,6 @@ def _lock_md5(lock: dict[str, Any], stage: str, path: Path) -> str:
     raise PipelineError(f"{LOCK}: no output {path} in stage '{stage}'; run `make run` first")
 
 
-def _git_commit() -> str:
-    """The commit checked out here, or "unknown" outside a git work tree."""
-    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
-
-
 def lineage(params: Params) -> dict[str, str]:
     """Where the model came from: commit, dvc.lock hashes, params, metrics, validation."""
     for needed in (LOCK, params.paths.model, params.paths.metrics, params.paths.validation_report):
@@ -62,7 +55,7 @@ def lineage(params: Params) -> dict[str, str]:
     if params.serve.runtime == "onnx":
         served[tracking.ONNX_SHA_TAG] = storage.read_recorded_sha256(params.paths.onnx_model)
     return {
-        "git_commit": _git_commit(),
+        "git_commit": tracking.git_commit(),
         tracking.MODEL_SHA_TAG: model_sha,
         **served,
         "dvc_model_md5": _lock_md5(lock, "train", params.paths.model),
@@ -244,7 +237,12 @@ def _record(client: Any, name: str, version: str, event: str, detail: dict[str, 
     now = datetime.now(UTC)
     actor = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"
     value = json.dumps(
-        {"at": now.strftime("%Y%m%dT%H%M%SZ"), "actor": actor, "commit": _git_commit(), **detail},
+        {
+            "at": now.strftime("%Y%m%dT%H%M%SZ"),
+            "actor": actor,
+            "commit": tracking.git_commit(),
+            **detail,
+        },
         sort_keys=True,
     )
     key = f"{event}.{now.strftime('%Y%m%dT%H%M%S.%fZ')}"

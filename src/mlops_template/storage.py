@@ -104,6 +104,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def md5_file(path: Path) -> str:
+    """The md5 DVC records for a file (dvc.lock): which data a run read, not a security check."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def sha256_sidecar(path: Path) -> Path:
     """The file recording `path`'s sha256, in `sha256sum` format so `sha256sum -c` checks it."""
     return path.with_name(path.name + ".sha256")

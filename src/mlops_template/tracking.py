@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +47,12 @@ SKOPS_TRUSTED_TYPES = [
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def git_commit() -> str:
+    """The commit checked out here, or "unknown" outside a git work tree."""
+    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
 
 
 def probe(uri: str, timeout: float) -> str | None:

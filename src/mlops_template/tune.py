@@ -6,8 +6,11 @@ Why it is built this way (more in docs/tuning.md):
 - A candidate is a `model:` section, validated by config/, fitted by the train stage's `fit`
   and scored by `scoring.metric_value` (as evaluate scores): what `make run` trains after
   `make tune APPLY=1`.
-  Trial 0 is the current section, so APPLY never writes values that cross-validate worse.
+  Trial 0 is the current section, so APPLY never writes values that cross-validate worse,
+  nor values better by less than the noise of the folds (Search.proposed).
 - Only `paths.train` is read. Folds keep identical feature rows together, as the split does.
+- Every fit runs on one thread (forests: n_jobs 1; OpenMP and BLAS: threadpoolctl), so the
+  only parallelism is tune.n_jobs processes, and no fit competes with another for the cores.
 - The loop is ours for what GridSearchCV lacks: a time bound, a line per trial, an MLflow child
   run per trial as it finishes. Inside, the same fit-and-score per fold (the tests compare the
   scores with GridSearchCV's) and the same joblib parallelism over (candidate, fold) pairs.
@@ -32,8 +35,9 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn import model_selection
 from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
 
-from mlops_template import config, storage, tracking
+from mlops_template import config, storage, tracking, tune_reports
 from mlops_template.config import Choices, Params, Range
 from mlops_template.errors import PipelineError
 from mlops_template.metric_facts import LOWER_IS_BETTER, TASK_METRICS
@@ -45,7 +49,6 @@ from mlops_template.stages.split import feature_groups
 log = logging.getLogger(__name__)
 
 Fold = tuple[np.ndarray, np.ndarray]  # rows to fit on, rows to score
-REPORTS = ("trials.csv", "best.json", "trials.png", "params.png")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,21 @@ class Search:
     @property
     def best(self) -> Trial:
         return self.ranked()[0]
+
+    def gain(self, trial: Trial) -> tuple[float, float]:
+        """How much better `trial` scores than the current values (trial 0) on the same folds:
+        the mean of the paired fold differences (positive: better) and its standard error."""
+        sign = -1.0 if self.metric in LOWER_IS_BETTER else 1.0
+        differences = sign * (np.array(trial.scores) - np.array(self.trials[0].scores))
+        error = np.std(differences, ddof=1) / math.sqrt(len(differences))
+        return float(np.mean(differences)), float(error)
+
+    @property
+    def proposed(self) -> Trial:
+        """The best trial when it beats the current values by more than the standard error of
+        the paired fold differences; otherwise trial 0: within that noise, nothing changes."""
+        mean, error = self.gain(self.best)
+        return self.best if mean > error else self.trials[0]
 
 
 def scoring_metric(params: Params) -> str:
@@ -140,7 +158,8 @@ def candidates(
 
 def trial_params(params: Params, values: Mapping[str, Any]) -> Params:
     """params with these model values, validated as params.yaml's `model:` would be. Forests
-    run on one thread: the search parallelises over fits instead (tune.n_jobs)."""
+    run on one thread (score_fold limits the other kinds): the search parallelises over fits
+    instead (tune.n_jobs)."""
     model = {**params.model.model_dump(), **values}
     if "n_jobs" in model:
         model["n_jobs"] = 1
@@ -165,12 +184,15 @@ def folds(train: pd.DataFrame, contract: Contract, k: int, seed: int) -> list[Fo
 
 
 def score_fold(trial: Params, train: pd.DataFrame, fold: Fold, metric: str) -> tuple[float, float]:
-    """Fit as the train stage does on one side of the fold, score as evaluate does the other."""
+    """Fit as the train stage does on one side of the fold, score as evaluate does the other.
+    On one thread: OpenMP (gradient boosting) and BLAS (linear models) would otherwise start a
+    thread per core in every tune.n_jobs process, and compete with them and each other."""
     fit_rows, score_rows = fold
     started = time.perf_counter()
-    model = train_stage.fit(train.iloc[fit_rows], trial)
-    threshold = trial.evaluate.threshold
-    score = metric_value(metric, model, train.iloc[score_rows], trial.contract, threshold)
+    with threadpool_limits(limits=1):
+        model = train_stage.fit(train.iloc[fit_rows], trial)
+        threshold = trial.evaluate.threshold
+        score = metric_value(metric, model, train.iloc[score_rows], trial.contract, threshold)
     return score, time.perf_counter() - started
 
 
@@ -221,85 +243,7 @@ def search(params: Params, train: pd.DataFrame, on_trial: Callable[[Search], Non
     return Search(metric, tuple(done), len(trials_values), seconds, stopped)
 
 
-# --- what a search leaves: reports/tune/, an MLflow run, DVC experiments, params.yaml ----
-
-
-def _shown(values: Mapping[str, Any]) -> str:
-    return " ".join(f"{name}={value}" for name, value in values.items())
-
-
-def progress_line(progress: Search) -> str:
-    """One line for the trial that just finished: its score, the best so far, its values."""
-    trial, best, total = progress.trials[-1], progress.best, progress.planned - 1
-    return (
-        f"tune: trial {trial.number:>{len(str(total))}}/{total}"
-        f"{' (current)' if trial.number == 0 else ''}  {progress.metric} {trial.mean:.4f}"
-        f" ± {trial.std:.4f}  best {best.mean:.4f} (trial {best.number})"
-        f"  {_shown(trial.values)}  {trial.seconds:.1f} s  [{progress.seconds:.0f} s]"
-    )
-
-
-def trials_table(search: Search) -> pd.DataFrame:
-    rank = {trial.number: place for place, trial in enumerate(search.ranked(), start=1)}
-    metric = search.metric
-    return pd.DataFrame(  # object columns: max_depth 8 stays 8 beside a None
-        (
-            {
-                "trial": trial.number,
-                "rank": rank[trial.number],
-                **trial.values,
-                f"cv_{metric}": round(trial.mean, 6),
-                f"cv_{metric}_std": round(trial.std, 6),
-                **{f"fold_{i}": round(score, 6) for i, score in enumerate(trial.scores, start=1)},
-                "seconds": round(trial.seconds, 3),
-            }
-            for trial in search.trials
-        ),
-        dtype=object,
-    )
-
-
-def _scored(trial: Trial) -> dict[str, Any]:
-    return {"values": trial.values, "cv_mean": round(trial.mean, 6), "cv_std": round(trial.std, 6)}
-
-
-def summary(search: Search, params: Params, rows: int) -> dict[str, Any]:
-    """best.json: the best values, the current ones (trial 0), and how the search ran."""
-    return {
-        "metric": search.metric,
-        "lower_is_better": search.metric in LOWER_IS_BETTER,
-        "best": {"trial": search.best.number, **_scored(search.best)},
-        "current": _scored(search.trials[0]),
-        "trials": len(search.trials),
-        "planned": search.planned,
-        "stopped": search.stopped,
-        "seconds": round(search.seconds, 3),
-        "settings": {**settings(params, search.metric), "train": str(params.paths.train)},
-        "rows": rows,
-    }
-
-
-def write_reports(search: Search, params: Params, rows: int) -> list[Path]:
-    """trials.csv, best.json and the plots (plots.py) in paths.tune."""
-    from mlops_template import plots
-
-    out = params.paths.tune
-    storage.write_text(out / "trials.csv", trials_table(search).to_csv(index=False))
-    storage.write_json(out / "best.json", summary(search, params, rows))
-    space = params.tune.space.of(params.model.kind) or {}
-    return [out / "trials.csv", out / "best.json", *plots.write_tune_figures(search, space, out)]
-
-
-def settings(params: Params, metric: str) -> dict[str, Any]:
-    """How the search ran: the seed, the model kind, the tune section with scoring resolved."""
-    tune = params.tune.model_dump(exclude={"space", "scoring", "dvc_experiments"})
-    return {
-        "seed": params.seed,
-        "model.kind": params.model.kind,
-        "tune.scoring": metric,
-        "tune.space": params.tune.space.model_dump()[params.model.kind],
-        **{f"tune.{key}": value for key, value in tune.items()},
-    }
+# --- what a search leaves: an MLflow run, DVC experiments, params.yaml (tune_reports.py) --
 
 
 def record_experiments(search: Search, params_path: Path, out: Path, limit: int) -> list[str]:
@@ -352,7 +296,8 @@ def record_experiments(search: Search, params_path: Path, out: Path, limit: int)
 
 def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool = False) -> Search:
     """Search, then write reports/tune/, an MLflow run with a child run per trial and the DVC
-    experiments; with `apply`, the best values into params_path's `model:` section."""
+    experiments; with `apply`, the proposed values (Search.proposed) into params_path's
+    `model:` section."""
     if not params.paths.train.is_file():  # storage.read_parquet's message blames the previous stage
         raise PipelineError(f"{params.paths.train} not found: `make tune` runs `dvc repro split`")
     train, metric = storage.read_parquet(params.paths.train), scoring_metric(params)
@@ -362,37 +307,31 @@ def run(params: Params, params_path: Path = config.DEFAULT_PARAMS, apply: bool =
         f" CV on the {len(train)} rows of {params.paths.train}; {metric}, {direction} is better",
         file=sys.stderr,
     )
+    source = {
+        "git_commit": tracking.git_commit(),
+        "train_md5": storage.md5_file(params.paths.train),
+    }
     with tracking.tracker(params.tracking, run_name="tune") as tracker:
-        logged = settings(params, metric)
+        logged = tune_reports.settings(params, metric)
         tracker.log_params({**logged, "tune.space": json.dumps(logged["tune.space"])})
+        tracker.set_tags(source)  # which code and which training split (dvc.lock's md5)
 
         def on_trial(progress: Search) -> None:
-            print(progress_line(progress), file=sys.stderr, flush=True)
+            print(tune_reports.progress_line(progress), file=sys.stderr, flush=True)
             trial = progress.trials[-1]
             scores = {f"cv_{metric}": trial.mean, f"cv_{metric}_std": trial.std}
             values = {f"model.{name}": value for name, value in trial.values.items()}
             tracker.log_child(f"trial-{trial.number}", values, {**scores, "seconds": trial.seconds})
 
         result = search(params, train, on_trial)
-        best = result.best
-        tracker.log_metrics({f"best_cv_{metric}": best.mean, "trials": len(result.trials)})
-        tracker.set_tags({"best_trial": str(best.number)})
-        for path in write_reports(result, params, len(train)):
+        metrics, tags = tune_reports.parent_run(result)
+        tracker.log_metrics(metrics)
+        tracker.set_tags(tags)
+        for path in tune_reports.write_reports(result, params, len(train), source):
             tracker.log_artifact(path, "tune")
     names = record_experiments(result, params_path, params.paths.tune, params.tune.dvc_experiments)
-    print(_outcome(result, params, names))
+    print(tune_reports.outcome(result, params, names))
     if apply:
-        diff = config.write_model_values(params_path, best.values)
-        print(diff or f"{params_path} already holds the best values: nothing to change")
+        diff = config.write_model_values(params_path, result.proposed.values)
+        print(diff or f"{params_path} already holds the proposed values: nothing to change")
     return result
-
-
-def _outcome(result: Search, params: Params, names: list[str]) -> str:
-    best, current = result.best, result.trials[0]
-    return (
-        f"tune: best trial {best.number} of {len(result.trials)}: {result.metric}"
-        f" {best.mean:.4f} ± {best.std:.4f} ({_shown(best.values)}), current {current.mean:.4f}"
-        + (f"; stopped early: {result.stopped}" if result.stopped else "")
-        + f"\ntune: wrote {', '.join(REPORTS)} in {params.paths.tune}"
-        + (f"\ntune: DVC experiments {', '.join(names)}: dvc exp show --only-changed" * bool(names))
-    )

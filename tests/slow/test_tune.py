@@ -89,6 +89,14 @@ def test_make_tune_records_every_trial_and_apply_writes_the_best(
         [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert sorted(run.info.run_name for run in children) == ["trial-0", "trial-1", "trial-2"]
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    [train] = [
+        out for out in lock["stages"]["split"]["outs"] if out["path"].endswith("train.parquet")
+    ]
+    assert parent.data.tags["train_md5"] == train["md5"]  # the search is traceable
+    assert parent.data.tags["git_commit"] == sh(repo, "git", "rev-parse", "HEAD").stdout.strip()
+    assert parent.data.tags["proposed_trial"] == parent.data.tags["best_trial"] != "0"
+    assert parent.data.tags["verdict"].endswith(": its values are proposed")
     assert all("cv_f1_macro" in run.data.metrics for run in children)
     assert {run.data.params["model.max_depth"] for run in children} == {"1", "2", "None"}
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from mlops_template.config.base import Section
 from mlops_template.config.model import (
@@ -113,6 +113,16 @@ class Params(Section):
     registry: RegistrySettings = RegistrySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     tune: TuneSettings = TuneSettings()
+
+    @field_validator("tune")
+    @classmethod
+    def _grid_of_model_kind(cls, tune: TuneSettings, info: ValidationInfo) -> TuneSettings:
+        """Only model.kind's space is searched, so only it must suit tune.method (`model`,
+        declared before `tune`, is validated first; when it is invalid, its error says so)."""
+        model = info.data.get("model")
+        if model is not None:
+            tune.check_grid(model.kind)
+        return tune
 
     @property
     def contract(self) -> Contract:

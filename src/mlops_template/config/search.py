@@ -12,7 +12,7 @@ from mlops_template.config.model import MODEL_KINDS
 from mlops_template.config.pipeline import PrimaryMetric
 
 # Settings that do not change the fitted model, so there is nothing to search: the search
-# runs every forest with one thread itself and parallelises over fits (tune.n_jobs).
+# runs every fit on one thread itself and parallelises over fits (tune.n_jobs).
 NOT_SEARCHED = frozenset({"kind", "n_jobs"})
 
 
@@ -146,15 +146,16 @@ class TuneSettings(Section):
             raise ValueError("0 runs nothing: give 1 or more, or -1 for one per core")
         return n_jobs
 
-    @model_validator(mode="after")
-    def _grid_of_lists(self) -> TuneSettings:
-        if self.method != "grid":
-            return self
-        for kind in MODEL_KINDS:
-            for name, choices in (self.space.of(kind) or {}).items():
-                if isinstance(choices, Range):
-                    raise ValueError(
-                        f"space.{kind}.{name}: method grid needs a list of values;"
-                        " a {low, high} range needs method random"
-                    )
-        return self
+    def check_grid(self, kind: str) -> None:
+        """method grid: model.kind's space (the one searched) must list values, naming every
+        {low, high} range in it at once. The other kinds' spaces may keep their ranges."""
+        ranges = [
+            name
+            for name, choices in (self.space.of(kind) or {}).items()
+            if isinstance(choices, Range)
+        ]
+        if self.method == "grid" and ranges:
+            raise ValueError(
+                f"method grid needs a list of values for each hyperparameter of space.{kind}"
+                f" (model.kind); {', '.join(ranges)}: a {{low, high}} range needs method random"
+            )
