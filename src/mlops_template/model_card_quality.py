@@ -115,7 +115,7 @@ def _gap_text(groups: dict[str, Any], name: str) -> str | None:
         return None
     (high, top), (low, bottom) = found
     if top == bottom:
-        return f"{name} none (every group {top:.4f})"
+        return f"{name}: no gap, every group scores {top:.4f}"
     return f"{name} {top - bottom:.4f} (`{high}` {top:.4f}, `{low}` {bottom:.4f})"
 
 
