@@ -144,3 +144,11 @@ def test_sections_leave_least_needed_first_and_lineage_last() -> None:
         " Calibration left out. The full card is `model_card.md` in the artifacts of this"
         " version's run._\n"
     )
+
+
+def test_a_declared_text_line_starting_with_a_bar_is_not_a_table() -> None:
+    """A limitation the contract declares may hold a line starting with `|`: left as it is."""
+    card = "# Model card: m\n\n## Known limitations\n| a lone bar\n\n## Lineage\n\n" + "x" * 900
+    short = within_limit(card, 600, "a test (600 characters)", "Full card: elsewhere.")
+    assert len(short) <= 600
+    assert short.startswith("# Model card: m")

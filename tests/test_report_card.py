@@ -95,13 +95,30 @@ def test_a_card_the_comment_check_would_refuse_is_not_shown(
 ) -> None:
     """The contract's prose reaches the card: a URL or HTML in it must not cost the report."""
     for bad_number, bad in enumerate(
-        ["See https://example.com/data.", "A <img src=x> tag.", "[a](../../etc)"]
+        [
+            "See https://example.com/data.",
+            "A <img src=x> tag.",
+            "[a](../../etc)",
+            "</details> Outside the fold.",
+            "A slice `src = x`.",
+        ]
     ):
         card = penguin_card.replace("Predicts the species", f"{bad} Predicts the species")
         text = comment(tmp_path / f"bad{bad_number}", card)
         assert "#### Fairness" not in text
         assert "link(s), URL(s) or HTML tag(s) the comment check refuses._" in text
         assert "example.com" not in text
+        assert "Outside the fold" not in text
+
+
+def test_the_demoted_headings_fit_the_room(penguin_card: str, tmp_path: Path) -> None:
+    """Each `## ` heading becomes `#### ` in the fold: two characters more per heading, which
+    the fitting must count (comment() asserts the section fits its room)."""
+    many = "\n\n".join(f"## Note {n}\nshort." for n in range(300))
+    card = penguin_card.replace("## Lineage", many + "\n\n## Lineage")
+    for room in (3000, 6000, 20000):
+        text = comment(tmp_path / f"headings{room}", card, room=room)
+        assert text.rstrip().endswith("</details>")
 
 
 def test_without_a_model_the_report_says_why_there_is_no_card(
@@ -114,13 +131,18 @@ def test_without_a_model_the_report_says_why_there_is_no_card(
     assert not (workdir / "model_card.md").exists()
 
 
-def test_markup_problems_allow_only_link_free_markdown() -> None:
-    assert markup_problems("<details><summary>x</summary>\n\n| `<NA>` | `a](b` |\n</details>") == [
-        "line 3: `](` outside a link this check understands"
-    ]
-    assert markup_problems("**bold**, `code`, <br>") == []
-    assert markup_problems("[x](model_card.md)") == ["a link to `model_card.md`"]
-    assert markup_problems("<a href=x>") == ["line 1: HTML `<a href=x>` is not allowed"]
+def test_markup_problems_allow_only_link_and_html_free_markdown() -> None:
+    assert markup_problems("**bold**, `code`, a `<NA>` category, 3 < 5") == []
+    assert markup_problems("[x](model_card.md)")[0] == "a link to `model_card.md`"
+    assert "line 1: HTML `<a href=x>` is not allowed" in markup_problems("<a href=x>")
+    # a tag the comment check allows could still close the fold the card sits in
+    assert markup_problems("text </details> more") == ["an HTML tag"]
+    assert markup_problems("<br>") == ["an HTML tag"]
+    # what render() refuses even in code, or the whole comment would be refused
+    assert "link syntax (`](`, `src=`, `href=` or a definition)" in markup_problems(
+        "Slice `href = a` has 3 rows"
+    )
+    assert markup_problems("| `a](b` |") != []
 
 
 def test_the_report_leaves_post_report_room_for_its_note() -> None:

@@ -54,6 +54,8 @@ def without(card: str, names: tuple[str, ...]) -> str:
 
 
 def _cut_table(table: list[str], rows: int) -> list[str]:
+    if len(table) < 3:  # not a table with a body (a line of declared text starting with |)
+        return table
     head, align, *body = table
     if len(body) <= rows:
         return table

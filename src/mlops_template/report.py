@@ -262,16 +262,17 @@ def card_section(card: str, room: int) -> list[str]:
         " the report's artifact; below without the metrics and behaviour checks shown above.",
         "",
     ]
-    fixed = len("\n".join([*lines, "<details><summary></summary>", "", "", "</details>"]))
+    card = model_card_fit.without(card, SHOWN_ABOVE)
+    # What the fold adds around the fitted card: its summary (the card's title) and end, and
+    # two characters for each `## ` heading it demotes (counted before any section leaves).
+    title = card.split("\n", 1)[0].removeprefix("# ")
+    fold = ["<details><summary>" + title + "</summary>", "", "", "</details>"]
+    headings = sum(line.startswith("## ") for line in card.split("\n"))
+    fixed = len("\n".join([*lines, *fold])) + 2 * headings
     if room - fixed < MIN_CARD_ROOM:
         return [*lines, "_Not shown here: the report leaves no room for it in a PR comment._"]
     why = "what the report leaves of a PR comment (GitHub holds 65,536 characters)"
-    body = model_card_fit.within_limit(
-        model_card_fit.without(card, SHOWN_ABOVE),
-        room - fixed,
-        why,
-        f"The whole card is `{CARD_NAME}`.",
-    )
+    body = model_card_fit.within_limit(card, room - fixed, why, f"The whole card is `{CARD_NAME}`.")
     if problems := report_check.markup_problems(body):
         # Not echoed: the problem quotes the text the check refuses.
         return [

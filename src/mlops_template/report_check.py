@@ -219,13 +219,18 @@ def check_report(folder: Path, allowed_urls: Iterable[str] = ()) -> CheckedRepor
 
 
 def markup_problems(markdown: str) -> list[str]:
-    """What check_report would refuse in a text that should hold no link at all (the model
-    card the PR report folds in): any link or image, a URL, raw HTML but the harmless tags,
-    a reference definition, a NUL. Stricter than check_report: no link is allowed."""
+    """What check_report or render() would refuse in a text that should hold no link and no
+    HTML at all (the model card the PR report folds in): any link or image, a URL, any HTML
+    tag (one could close the fold it sits in), link syntax even in code, a reference
+    definition, a NUL. Stricter than check_report."""
     links, problems = find_links(markdown)
     problems += [f"a link to `{link.target[:80]}`" for link in links]
     if "\0" in markdown:
         problems.append("a NUL character")
+    if _TAG.search(_without_code(markdown)):  # in code, `<NA>` is text
+        problems.append("an HTML tag")
+    if _link_syntax(markdown):
+        problems.append("link syntax (`](`, `src=`, `href=` or a definition)")
     return problems + _prose_problems(markdown, links, [])
 
 
@@ -329,10 +334,15 @@ def render(checked: CheckedReport, note: str, images: dict[str, str] | None = No
     leftover = re.sub(
         r"!\[[\w .,:-]*\]\(([\w.-]+)\)", lambda m: "" if m.group(1) in emitted else m.group(0), text
     )
-    if (
-        "](" in leftover
-        or re.search(r"(?i)\b(?:src|href|srcset)\s*=", leftover)
-        or _DEFINITION.search(leftover)
-    ):
+    if _link_syntax(leftover):
         raise ReportRefusedError("the rendered comment still holds link syntax: refused")
     return text.replace(_NOTE, note)
+
+
+def _link_syntax(text: str) -> bool:
+    """Link syntax anywhere, code spans included: render()'s last guard."""
+    return bool(
+        "](" in text
+        or re.search(r"(?i)\b(?:src|href|srcset)\s*=", text)
+        or _DEFINITION.search(text)
+    )
