@@ -241,9 +241,10 @@ bench-serve: install ## Our service (ONNX) vs the seed Flask app, gunicorn and m
 
 # Hyperparameter search: params.yaml's tune section (docs/tuning.md). It reads the split stage's
 # training split, so `dvc repro split` runs first (nothing to do when it is up to date).
-# APPLY=1 writes the best values into params.yaml's model section: `git diff params.yaml`.
+# APPLY=1 writes the best values into params.yaml's model section when they beat the current
+# ones by more than the standard error of the paired fold differences: `git diff params.yaml`.
 .PHONY: tune bench-tune
-tune: install ## Seeded, bounded search over tune.space, cross-validated on the training split only; APPLY=1 writes the best into params.yaml
+tune: install ## Seeded, bounded search over tune.space, cross-validated on the training split only; APPLY=1 writes a real improvement into params.yaml
 	$(RUN) dvc repro split
 	@set --; if [ "$${APPLY:-}" = 1 ]; then set -- --apply; fi; set -x; $(RUN) mlops tune "$$@"
 

@@ -227,3 +227,22 @@ def test_a_numeric_feature_cannot_be_sensitive() -> None:
     raw["features"][0]["sensitive"] = True
     with pytest.raises(ContractError, match=r"features\[0\] \(x\).sensitive: only a categorical"):
         parse_contract(raw, SOURCE)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "written"),
+    [(0.0, 0.0005, "5.0e-05"), (0.0, 2e17, "2.0e+16"), (150.0, 250.0, "10.0"), (1.0, 1.0, "1.0")],
+)
+def test_the_examples_steps_are_numbers_yaml_reads_back(
+    low: float, high: float, written: str
+) -> None:
+    """init-schema's commented example writes a tenth of the range; PyYAML reads `5e-05`
+    (no dot) as text, so a tiny or huge range must still be written as a YAML number."""
+    import yaml
+
+    from mlops_template.declarations import _tenth
+    from mlops_template.schema import ColumnSpec
+
+    text = _tenth(ColumnSpec("x", "numeric", minimum=low, maximum=high))
+    assert text == written
+    assert isinstance(yaml.safe_load(f"step: {text}")["step"], float)

@@ -321,7 +321,7 @@ def declarations_example(contract: Contract) -> str:
     step = (
         next(_tenth(spec) for spec in contract.features if spec.name == numeric[0])
         if numeric
-        else 1.0
+        else "1.0"
     )
     lines = [
         "What the model is for and must do besides scoring well (docs/behaviour.md). Uncomment",
@@ -347,9 +347,12 @@ def declarations_example(contract: Contract) -> str:
     return "".join(f"# {line}\n" for line in lines)
 
 
-def _tenth(spec: ColumnSpec) -> float:
-    """A tenth of a numeric column's range, to two significant figures: a step or an error
-    on the column's own scale (1.0 without a range)."""
+def _tenth(spec: ColumnSpec) -> str:
+    """A tenth of a numeric column's range, to two significant figures, as YAML reads a
+    number: a step or an error on the column's own scale (1.0 without a range)."""
     if spec.minimum is None or spec.maximum is None or spec.maximum <= spec.minimum:
-        return 1.0
-    return float(f"{(spec.maximum - spec.minimum) / 10:.2g}")
+        return "1.0"
+    text = repr(float(f"{(spec.maximum - spec.minimum) / 10:.2g}"))
+    mantissa, e, exponent = text.partition("e")
+    # YAML 1.1 (PyYAML) reads 5e-05 as text: its floats need a dot before the exponent.
+    return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text

@@ -50,8 +50,11 @@ def tracking_uri() -> str:
 
 
 def git_commit() -> str:
-    """The commit checked out here, or "unknown" outside a git work tree."""
-    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    """The commit checked out here, or "unknown" outside a git work tree or without git."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return "unknown"
     return result.stdout.strip() or "unknown"
 
 
