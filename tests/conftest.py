@@ -195,3 +195,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter:
             reporter.write_line(f"MLOPS_FAIL_ON_SKIP=1: {skipped} test(s) skipped", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def penguin_run(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params:
+    """The pipeline's outputs for the penguins (20 trees): split, train, evaluate, behaviour."""
+    from mlops_template import storage
+    from mlops_template.stages import behaviour, evaluate, split, train
+
+    params = make_params(model={"kind": "random_forest", "n_estimators": 20})
+    train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
+    storage.write_parquet(params.paths.train, train_frame)
+    storage.write_parquet(params.paths.test, test_frame)
+    train.run(params)
+    evaluate.run(params)
+    behaviour.run(params)
+    return params

@@ -47,19 +47,6 @@ def no_raw_dictionaries(card: str) -> None:
 
 
 @pytest.fixture
-def penguin_run(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params:
-    """The pipeline's outputs for the penguins (20 trees)."""
-    params = make_params(model={"kind": "random_forest", "n_estimators": 20})
-    train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    storage.write_parquet(params.paths.train, train_frame)
-    storage.write_parquet(params.paths.test, test_frame)
-    train.run(params)
-    evaluate.run(params)
-    behaviour.run(params)
-    return params
-
-
-@pytest.fixture
 def penguin_card(penguin_run: Params, penguins: pd.DataFrame) -> str:
     return model_card(penguin_run, tags_of(penguin_run, len(penguins)), None)
 

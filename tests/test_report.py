@@ -1,9 +1,6 @@
 """The PR report for each situation a reviewer meets."""
 
-from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
 
 from mlops_template import plots, storage
 from mlops_template.config import Params
@@ -16,7 +13,6 @@ from mlops_template.report_inputs import (
     params_changes,
 )
 from mlops_template.schema import Contract, contract_dict
-from mlops_template.stages import evaluate, split, train
 
 VALIDATION = {
     "passed": True,
@@ -170,16 +166,8 @@ def test_dvc_diffs_are_parsed_in_reading_order() -> None:
     assert params_changes(params) == {"model.n_estimators": (100, 7)}
 
 
-def test_plots_are_rendered_from_the_evaluate_outputs(
-    make_params: Callable[..., Params], penguins: pd.DataFrame, tmp_path: Path
-) -> None:
-    params = make_params(model={"kind": "random_forest", "n_estimators": 20})
-    train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    storage.write_parquet(params.paths.train, train_frame)
-    storage.write_parquet(params.paths.test, test_frame)
-    train.run(params)
-    evaluate.run(params)
-    images = plots.render_images(params.paths, tmp_path / "images")
+def test_plots_are_rendered_from_the_evaluate_outputs(penguin_run: Params, tmp_path: Path) -> None:
+    images = plots.render_images(penguin_run.paths, tmp_path / "images")
     assert set(images) == {
         "Confusion matrix",
         "ROC",

@@ -16,21 +16,14 @@ from mlops_template.model_card import model_card
 from mlops_template.report import REPORT_LIMIT, card_section, model_card_section, render
 from mlops_template.report_check import check_report, markup_problems
 from mlops_template.report_check import render as posted
-from mlops_template.stages import behaviour, evaluate, split, train
 from tests.test_report import _inputs
 
 NOTE = "_The plots are in the run's artifact._"
 
 
 @pytest.fixture
-def penguin_card(make_params: Callable[..., Params], penguins: pd.DataFrame) -> str:
-    params = make_params(model={"kind": "random_forest", "n_estimators": 20})
-    train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    storage.write_parquet(params.paths.train, train_frame)
-    storage.write_parquet(params.paths.test, test_frame)
-    train.run(params)
-    evaluate.run(params)
-    behaviour.run(params)
+def penguin_card(penguin_run: Params, penguins: pd.DataFrame) -> str:
+    params = penguin_run
     tags = {
         "metrics": json.dumps(storage.read_json(params.paths.metrics)),
         "validation": json.dumps({"rows": len(penguins), "missing": {"sex": 11}}),
