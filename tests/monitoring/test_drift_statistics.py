@@ -130,6 +130,26 @@ def test_a_constant_numeric_feature_is_compared_without_empty_quantile_bins() ->
     moved = check(compare(window(100, x=[3.0] * 100), constant), "x", "numeric")
     assert moved.detail == "median 5 -> 3"
     assert moved.drifted
+    # upward too: values above the only value training saw get a bin of their own
+    up = check(compare(window(100, x=[7.0] * 100), constant), "x", "numeric")
+    assert up.detail == "median 5 -> 7"
+    assert up.psi is not None
+    assert up.psi > SETTINGS.psi_threshold
+    assert up.drifted
+
+
+def test_values_beyond_a_cap_the_training_rows_pile_up_at_are_drift() -> None:
+    """A feature capped at its maximum (a fifth of the training rows at 10): live values
+    above the cap, never seen in training, are drift; the same mix below the cap is not."""
+    capped = np.concatenate([np.linspace(0.0, 10.0, 240), [10.0] * 60])
+    training = reference(300, x=capped)
+    same = check(compare(window(300, x=list(capped)), training), "x", "numeric")
+    assert not same.drifted
+    beyond = np.concatenate([np.linspace(0.0, 10.0, 240), [14.0] * 60])
+    over = check(compare(window(300, x=list(beyond)), training), "x", "numeric")
+    assert over.psi is not None
+    assert over.psi > SETTINGS.psi_threshold
+    assert over.drifted
 
 
 def test_drift_needs_a_material_psi_and_a_significant_p_value() -> None:

@@ -2,7 +2,8 @@
 training split (logs.py reads the traffic), column by column as the data contract declares
 them:
 
-- numeric features: two-sample Kolmogorov-Smirnov test and PSI over quantile bins;
+- numeric features: two-sample Kolmogorov-Smirnov test and PSI over quantile bins (and one
+  above the reference's maximum when its top bin holds only that value);
 - categorical features and the predicted classes: chi-square test and PSI over the shares;
 - regression predictions: KS and PSI against the model's own predictions on the test split,
   not against the training target: a regressor's predictions are narrower than the target
@@ -88,6 +89,11 @@ def _numeric(spec: ColumnSpec, reference: pd.Series, current: pd.Series, bins: i
     if len(ref) == 0 or len(cur) == 0:
         return Check(spec.name, "numeric", "KS + PSI", "no values to compare")
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    if edges.size and edges[-1] == ref.max():
+        # The top bin holds only the reference's maximum (a constant feature, or one that
+        # piles up at its cap): values above it, never seen in training, get a bin of their
+        # own. Otherwise a shift upward would stay in that bin, and PSI would not see it.
+        edges = np.append(edges, np.nextafter(ref.max(), np.inf))
     ref_shares = np.bincount(np.searchsorted(edges, ref, "right"), minlength=len(edges) + 1)
     cur_shares = np.bincount(np.searchsorted(edges, cur, "right"), minlength=len(edges) + 1)
     index = psi(list(ref_shares / len(ref)), list(cur_shares / len(cur)))
