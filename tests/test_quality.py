@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +9,6 @@ import pytest
 from mlops_template import quality, storage
 from mlops_template.config import Params
 from mlops_template.schema import Contract
-from mlops_template.stages import evaluate, split, train
 
 
 def test_brier_is_the_mean_summed_squared_error_of_the_probabilities() -> None:
@@ -31,18 +28,8 @@ def test_reliability_bins_by_tenths_per_class(contract: Contract) -> None:
     assert sum(r["rows"] for r in rows) == 3 * len(actual)
 
 
-@pytest.fixture
-def evaluated(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params:
-    params = make_params(model={"kind": "random_forest", "n_estimators": 10})
-    train_frame, test_frame = split.split(penguins, params.contract, 0.25, seed=params.seed)
-    storage.write_parquet(params.paths.train, train_frame)
-    storage.write_parquet(params.paths.test, test_frame)
-    train.run(params)
-    evaluate.run(params)
-    return params
-
-
-def test_evaluate_writes_brier_calibration_and_slices(evaluated: Params) -> None:
+def test_evaluate_writes_brier_calibration_and_slices(penguin_run: Params) -> None:
+    evaluated = penguin_run
     metrics = storage.read_json(evaluated.paths.metrics)
     assert 0 <= metrics["brier"] < metrics["baseline"]["brier"]
     points = storage.read_json(evaluated.paths.calibration)["calibration"]
