@@ -266,9 +266,9 @@ def card_section(card: str, room: int) -> list[str]:
     # What the fold adds around the fitted card: its summary (the card's title) and end, and
     # two characters for each `## ` heading it demotes (counted before any section leaves).
     title = card.split("\n", 1)[0].removeprefix("# ")
-    fold = ["<details><summary>" + title + "</summary>", "", "", "</details>"]
+    summary = f"<details><summary>{title}</summary>"
     headings = sum(line.startswith("## ") for line in card.split("\n"))
-    fixed = len("\n".join([*lines, *fold])) + 2 * headings
+    fixed = len("\n".join([*lines, summary, "", "", "</details>"])) + 2 * headings
     if room - fixed < MIN_CARD_ROOM:
         return [*lines, "_Not shown here: the report leaves no room for it in a PR comment._"]
     why = "what the report leaves of a PR comment (GitHub holds 65,536 characters)"
@@ -280,8 +280,7 @@ def card_section(card: str, room: int) -> list[str]:
             f"_Not shown here: it holds {len(problems)} link(s), URL(s) or HTML tag(s) the"
             " comment check refuses._",
         ]
-    title, _, rest = body.rstrip("\n").partition("\n\n")
-    summary = f"<details><summary>{title.removeprefix('# ')}</summary>"
+    rest = body.rstrip("\n").partition("\n\n")[2]  # the title is the summary's
     demoted = ["##" + line if line.startswith("## ") else line for line in rest.split("\n")]
     return [*lines, summary, "", *demoted, "", "</details>"]
 
