@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from palmerpenguins import load_penguins
 
-from mlops_template.schema import load_contract
+from mlops_template.contract import load_contract
 
 SEED = 20240601
 NOISE = 0.02

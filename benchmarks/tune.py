@@ -14,13 +14,13 @@ if results depended on n_jobs, comparing their times would mean nothing; the scr
     make bench-tune                                      # n_jobs 1, 2 and -1; 3 rounds
     python benchmarks/tune.py --n-jobs 1,2 --rounds 1    # a quick check of the harness
 
-Results: benchmarks/out/tune.json, and the table between the bench-tune markers in
+Results: benchmarks/out/search.json, and the table between the bench-tune markers in
 docs/tuning.md (`--docs ''` leaves the docs alone).
 
     python benchmarks/tune.py --threads 5    # one gradient-boosting fold, thread pools side by side
 
 `--threads ROUNDS` measures something else, in-process and without the table: one fold of a
-hist_gradient_boosting trial fitted and scored as tune.score_fold does, with the OpenMP/BLAS
+hist_gradient_boosting trial fitted and scored as search.score_fold does, with the OpenMP/BLAS
 thread pools at their default (a thread per core, as the search ran before it limited them)
 and at one thread (as it runs now), interleaved; it prints the median seconds of each.
 """
@@ -198,12 +198,14 @@ def threads_side_by_side(rounds: int) -> None:
     """--threads: one hist_gradient_boosting fold, thread pools unlimited against one thread."""
     from threadpoolctl import threadpool_limits
 
-    from mlops_template import config, storage, tune
-    from mlops_template.scoring import metric_value
+    from mlops_template import config
+    from mlops_template.evaluation.scoring import metric_value
+    from mlops_template.io import storage
+    from mlops_template.tuning import search
 
     os.chdir(SCRATCH)  # the scratch params' relative paths (the split) are from here
     params = config.load_params(scratch_params(1))
-    params = tune.trial_params(
+    params = search.trial_params(
         params.model_copy(
             update={
                 "model": config.MODEL_KINDS["hist_gradient_boosting"].model_validate(
@@ -213,14 +215,14 @@ def threads_side_by_side(rounds: int) -> None:
         ),
         {},
     )
-    train, metric = storage.read_parquet(params.paths.train), tune.scoring_metric(params)
-    fold = tune.folds(train, params.contract, params.tune.cv_folds, params.seed)[0]
+    train, metric = storage.read_parquet(params.paths.train), search.scoring_metric(params)
+    fold = search.folds(train, params.contract, params.tune.cv_folds, params.seed)[0]
     seconds: dict[str, list[float]] = {"default": [], "one thread": []}
     for _ in range(rounds):
         for setting, limit in (("default", None), ("one thread", 1)):
             started = time.perf_counter()
             with threadpool_limits(limits=limit):
-                model = tune.train_stage.fit(train.iloc[fold[0]], params)
+                model = search.train_stage.fit(train.iloc[fold[0]], params)
                 metric_value(metric, model, train.iloc[fold[1]], params.contract, 0.5)
             seconds[setting].append(time.perf_counter() - started)
     for setting, values in seconds.items():
@@ -235,7 +237,7 @@ def main() -> None:
     parser.add_argument("--quiet-below", type=float, default=0.3, help="cores others may use")
     parser.add_argument("--patience", type=float, default=600.0, help="seconds to wait for it")
     parser.add_argument("--max-elsewhere", type=float, default=2.0, help="CPU-s others may use")
-    parser.add_argument("--json", type=Path, default=HERE / "out" / "tune.json")
+    parser.add_argument("--json", type=Path, default=HERE / "out" / "search.json")
     parser.add_argument("--docs", default=str(REPO / "docs" / "tuning.md"))
     parser.add_argument("--threads", type=int, default=0, help="rounds: the thread pools instead")
     args = parser.parse_args()

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mlops_template.config import Params, parse_params
-from mlops_template.schema import Contract, load_contract
+from mlops_template.contract import Contract, load_contract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The unit tests' own table and contract (copies of the default ones): a fork that brings
@@ -200,7 +200,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture
 def penguin_run(make_params: Callable[..., Params], penguins: pd.DataFrame) -> Params:
     """The pipeline's outputs for the penguins (20 trees): split, train, evaluate, behaviour."""
-    from mlops_template import storage
+    from mlops_template.io import storage
     from mlops_template.stages import behaviour, evaluate, split, train
 
     params = make_params(model={"kind": "random_forest", "n_estimators": 20})

@@ -1,5 +1,5 @@
 """A recording stand-in for GitHub's REST API on 127.0.0.1: the one test double of the
-workflow tests (unit tests of mlops_template.github, and the workflows under act, which reach
+workflow tests (unit tests of mlops_template.io.github, and the workflows under act, which reach
 it through GITHUB_API_URL).
 
 It serves what the workflows ask for from plain dicts (runs, pull requests, the commits' pull

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mlops_template.cli import app
+from mlops_template import PipelineError
+from mlops_template.cli.app import app
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
 
 
 def _bad_frame(penguins: pd.DataFrame, column: str, value: object) -> pd.DataFrame:
@@ -145,7 +145,7 @@ def test_text_in_a_regression_target_names_the_column(
 ) -> None:
     from sklearn.datasets import load_diabetes
 
-    from mlops_template.init_schema import run as init_schema
+    from mlops_template.contract.profile import run as init_schema
 
     frame = load_diabetes(as_frame=True, scaled=False).frame
     init_schema(_saved(frame, workdir / "good.csv"), "target", workdir / "contract.yaml")

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import behaviour, storage
 from mlops_template.config import Params
-from mlops_template.declarations import Directional, Invariance, Minimum
-from mlops_template.schema import Contract, parse_contract
+from mlops_template.contract import Contract, Directional, Invariance, Minimum, parse_contract
+from mlops_template.evaluation import behaviour
+from mlops_template.io import storage
 from mlops_template.stages import behaviour as stage
 from mlops_template.stages import split, train
 from tests.conftest import small_contract

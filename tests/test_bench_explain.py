@@ -12,7 +12,7 @@ from types import ModuleType
 import pandas as pd
 import pytest
 
-from mlops_template import storage
+from mlops_template.io import storage
 from mlops_template.stages.explain import background_rows
 from tests.conftest import REPO_ROOT
 from tests.serve import tasks

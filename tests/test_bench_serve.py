@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_template import storage
-from mlops_template.compile import to_onnx
+from mlops_template.io import storage
+from mlops_template.stages.compile import to_onnx
 from tests.conftest import REPO_ROOT
 from tests.serve import tasks
 

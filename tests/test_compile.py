@@ -19,12 +19,13 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
 
-from mlops_template import init_schema, storage
-from mlops_template.compile import check_parity, model_input, onnx_feed, to_onnx
+from mlops_template import PipelineError
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.schema import MISSING_CATEGORY, Contract
+from mlops_template.contract import MISSING_CATEGORY, Contract, profile
+from mlops_template.contract.features import model_input
+from mlops_template.io import storage
 from mlops_template.stages import ingest, split, train, validate
+from mlops_template.stages.compile import check_parity, onnx_feed, to_onnx
 from tests.conftest import DEFAULT_CONTRACT, DEFAULT_DATA
 from tests.tables import breast_cancer, diabetes
 
@@ -47,7 +48,7 @@ def _table(task: str, workdir: Path) -> tuple[Path, Path]:
     )
     data, contract = workdir / f"{task}.csv", workdir / f"{task}.yaml"
     frame.to_csv(data, index=False)
-    init_schema.run(data, target, contract)
+    profile.run(data, target, contract)
     return data, contract
 
 
@@ -203,8 +204,8 @@ def test_the_same_pipeline_compiles_to_the_same_bytes_whatever_the_hash_seed(
         [
             "import hashlib, joblib",
             "from pathlib import Path",
-            "from mlops_template.compile import to_onnx",
-            "from mlops_template.schema import load_contract",
+            "from mlops_template.stages.compile import to_onnx",
+            "from mlops_template.contract import load_contract",
             f"model = joblib.load({str(saved)!r})",
             f"contract = load_contract(Path({str(DEFAULT_CONTRACT)!r}))",
             "print(hashlib.sha256(to_onnx(model, contract, '0' * 64)).hexdigest())",

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_template import config, metric_facts
-from mlops_template.errors import PipelineError
+from mlops_template import PipelineError, config
+from mlops_template.contract import metrics
 from tests.conftest import REPO_ROOT, repo_params_dict
 
 
@@ -201,8 +201,8 @@ def test_ridge_settings_parse() -> None:
 def test_better_and_gain_follow_the_metric(
     metric: str, candidate: float, reference: float, better: bool, gain: float
 ) -> None:
-    assert metric_facts.better(metric, candidate, reference) is better
-    assert metric_facts.gain(metric, candidate, reference) == pytest.approx(gain)
+    assert metrics.better(metric, candidate, reference) is better
+    assert metrics.gain(metric, candidate, reference) == pytest.approx(gain)
 
 
 def test_paths_name_one_plot_file_each(params: config.Params) -> None:

@@ -121,7 +121,8 @@ def run_with(module: ModuleType, root: Path, *extra: str, operation: str = "upda
 def test_whole_names_only() -> None:
     rename = setup_module_from_path().rename
     text = (
-        "import mlops_template.storage\nsrc/mlops_template/x\nimage: ghcr.io/o/mlops-template:1\n"
+        "import mlops_template.storage\nsrc/mlops_template/x\n"
+        "image: ghcr.io/o/mlops-template:1\n"
         "s3://mlops-template-dvc/store\nmy_mlops_template\nmlops_templates\nx-mlops-template\n"
         "image: ${TOOLS_IMAGE:-mlops-template-tools:local}\n"
     )

@@ -8,8 +8,15 @@ from typing import Any
 
 import pytest
 
-from mlops_template.declarations import Directional, Invariance, Minimum
-from mlops_template.schema import ContractError, contract_dict, load_contract, parse_contract
+from mlops_template.contract import (
+    ContractError,
+    Directional,
+    Invariance,
+    Minimum,
+    contract_dict,
+    load_contract,
+    parse_contract,
+)
 from tests.conftest import DEFAULT_CONTRACT, small_contract
 
 SOURCE = Path("small.yaml")
@@ -240,8 +247,8 @@ def test_the_examples_steps_are_numbers_yaml_reads_back(
     (no dot) as text, so a tiny or huge range must still be written as a YAML number."""
     import yaml
 
-    from mlops_template.declarations import _tenth
-    from mlops_template.schema import ColumnSpec
+    from mlops_template.contract import ColumnSpec
+    from mlops_template.contract.declarations import _tenth
 
     text = _tenth(ColumnSpec("x", "numeric", minimum=low, maximum=high))
     assert text == written

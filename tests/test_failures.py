@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mlops_template import failures, storage
-from mlops_template.cli import app
+from mlops_template import PipelineError
+from mlops_template.cli.app import app
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.report import render, write_params_failure
-from mlops_template.report_inputs import ReportInputs
+from mlops_template.io import storage
+from mlops_template.reporting.inputs import ReportInputs
+from mlops_template.reporting.report import render, write_params_failure
+from mlops_template.stages import failures
 
 
 def invoke(*args: str) -> tuple[int, str]:

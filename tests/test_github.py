@@ -1,4 +1,4 @@
-"""mlops_template.github against a recording stand-in for GitHub's REST API: which pull
+"""mlops_template.io.github against a recording stand-in for GitHub's REST API: which pull
 request a report belongs to, the report comment, the open retraining pull request, and the
 names from events that the workflows and the Makefile accept."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_template.github import (
+from mlops_template.io.github import (
     REPORT_MARKER,
     GitHub,
     GitHubError,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_template import handoff
-from mlops_template.handoff import HandoffError
+from mlops_template.io import handoff
+from mlops_template.io.handoff import HandoffError
 
 LOCK = {
     "schema": "2.0",

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mlops_template.cli import app
+from mlops_template import PipelineError
+from mlops_template.cli.app import app
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.init_schema import ProfileError, profile, run
-from mlops_template.schema import Contract, load_contract
+from mlops_template.contract import Contract, load_contract
+from mlops_template.contract.profile import ProfileError, profile, run
 from tests.conftest import DEFAULT_DATA
 from tests.tables import diabetes
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_template import storage
-from mlops_template.metric_facts import TASK_METRICS
-from mlops_template.scoring import compute_metrics, metric_value
+from mlops_template.contract.metrics import TASK_METRICS
+from mlops_template.evaluation.scoring import compute_metrics, metric_value
+from mlops_template.io import storage
 from tests.serve import tasks
 
 

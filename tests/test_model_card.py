@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import storage
 from mlops_template.config import Params
-from mlops_template.model_card import model_card
-from mlops_template.model_card_fit import DESCRIPTION_LIMIT, description
+from mlops_template.io import storage
+from mlops_template.reporting.model_card import DESCRIPTION_LIMIT, description, model_card
 from tests.conftest import small_contract
 
 SECTIONS = [

@@ -12,10 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_template import storage
 from mlops_template.config import Params
-from mlops_template.model_card import model_card
-from mlops_template.model_card_fit import DESCRIPTION_LIMIT, description, within_limit
+from mlops_template.io import storage
+from mlops_template.reporting.model_card import (
+    DESCRIPTION_LIMIT,
+    description,
+    model_card,
+    within_limit,
+)
 
 REGIONS = [f"region_{i:02d}" for i in range(14)]
 NUMERIC = [f"measurement_{i:02d}_mm" for i in range(38)]

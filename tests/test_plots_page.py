@@ -9,10 +9,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from mlops_template import storage
-from mlops_template.cli import app
+from mlops_template.cli.app import app
 from mlops_template.config import Params
-from mlops_template.plots_page import flatten, write_page
+from mlops_template.io import storage
+from mlops_template.reporting.plots_page import flatten, write_page
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from mlops_template.config import Params, load_params
-from mlops_template.schema import Contract
+from mlops_template.contract import Contract
 from mlops_template.serve.request import features_model
 from mlops_template.stages import validate
 from tests.conftest import REPO_ROOT
@@ -37,7 +37,7 @@ def contract(project: Params) -> Contract:
 
 @pytest.fixture(scope="module")
 def table(project: Params) -> pd.DataFrame:
-    from mlops_template import storage
+    from mlops_template.io import storage
 
     return storage.read_table(project.data.source)
 

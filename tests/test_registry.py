@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_template import storage
-from mlops_template.behaviour import GATE_KEY
-from mlops_template.compile import to_onnx
+from mlops_template import PipelineError
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.registry import Release, decide, publish_release, served_onnx
+from mlops_template.evaluation.behaviour import GATE_KEY
+from mlops_template.io import storage
+from mlops_template.release.registry import Release, decide, publish_release, served_onnx
 from mlops_template.stages import train
+from mlops_template.stages.compile import to_onnx
 
 CHAMPION = {"accuracy": 0.95, "f1_macro": 0.94, "log_loss": 0.20, "roc_auc_ovr": 0.99}
 

@@ -2,17 +2,18 @@
 
 from pathlib import Path
 
-from mlops_template import plots, storage
 from mlops_template.config import Params
-from mlops_template.report import baseline_warning, render, verdict
-from mlops_template.report_inputs import (
+from mlops_template.contract import Contract, contract_dict
+from mlops_template.evaluation import plots
+from mlops_template.io import storage
+from mlops_template.reporting.inputs import (
     MetricDiff,
     ReportInputs,
     contract_change,
     metric_diffs,
     params_changes,
 )
-from mlops_template.schema import Contract, contract_dict
+from mlops_template.reporting.report import baseline_warning, render, verdict
 
 VALIDATION = {
     "passed": True,
@@ -279,7 +280,8 @@ def test_a_base_that_is_not_a_revision_is_refused_before_git_or_dvc_see_it() -> 
     """`--base=--output=/tmp/x` would be an option to git show and dvc."""
     import pytest
 
-    from mlops_template.errors import PipelineError, check_revision
+    from mlops_template import PipelineError
+    from mlops_template.io.git import check_revision
 
     assert check_revision("origin/main") == "origin/main"
     for bad in ("--output=/tmp/x", "", "main\nrm", "a b"):

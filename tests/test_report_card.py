@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_template import storage
 from mlops_template.config import Params
-from mlops_template.model_card import model_card
-from mlops_template.report import REPORT_LIMIT, card_section, model_card_section, render
-from mlops_template.report_check import check_report, markup_problems
-from mlops_template.report_check import render as posted
+from mlops_template.io import storage
+from mlops_template.reporting.model_card import model_card
+from mlops_template.reporting.report import REPORT_LIMIT, card_section, model_card_section, render
+from mlops_template.reporting.safety import check_report, markup_problems
+from mlops_template.reporting.safety import render as posted
 from tests.test_report import _inputs
 
 NOTE = "_The plots are in the run's artifact._"
@@ -141,7 +141,7 @@ def test_markup_problems_allow_only_link_and_html_free_markdown() -> None:
 def test_the_report_leaves_post_report_room_for_its_note() -> None:
     """post-report cuts what it posts at MAX_COMMENT (under GitHub's 65,536 characters) and
     adds a marker and a line about the plots: a report within REPORT_LIMIT is never cut."""
-    from mlops_template.github import MAX_BODY
-    from mlops_template.workflow_cli import MAX_COMMENT
+    from mlops_template.cli.ci import MAX_COMMENT
+    from mlops_template.io.github import MAX_BODY
 
     assert REPORT_LIMIT + 1_000 <= MAX_COMMENT < MAX_BODY

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_template.report_check import (
+from mlops_template.reporting.safety import (
     PNG_SIGNATURE,
     ReportRefusedError,
     check_report,

@@ -7,8 +7,8 @@ import pandera.pandas as pa
 import pytest
 import yaml
 
-from mlops_template.errors import PipelineError
-from mlops_template.schema import (
+from mlops_template import PipelineError
+from mlops_template.contract import (
     Contract,
     ContractError,
     contract_dict,
@@ -326,7 +326,7 @@ def test_json_booleans_and_numbers_name_their_text_categories() -> None:
     or `1` and means the same category. Anything else is still refused."""
     from pydantic import ValidationError
 
-    from mlops_template.schema import as_category
+    from mlops_template.contract import as_category
     from mlops_template.serve.request import features_model
 
     assert as_category(True, ("False", "True")) == "True"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import scoring
-from mlops_template.schema import Contract, parse_contract
+from mlops_template.contract import Contract, parse_contract
+from mlops_template.evaluation import scoring
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template.compile import model_input
 from mlops_template.config import parse_params
-from mlops_template.schema import Contract
-from mlops_template.shapley import all_coalitions, explain_record, top
+from mlops_template.contract import Contract
+from mlops_template.contract.features import model_input
+from mlops_template.evaluation.shapley import all_coalitions, explain_record, top
 from mlops_template.stages.explain import columns_of, pipeline_score
 from mlops_template.stages.train import fit
 from tests.conftest import DEFAULT_CONTRACT, DEFAULT_DATA, repo_params_dict

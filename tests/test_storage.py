@@ -3,8 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_template import storage
-from mlops_template.errors import PipelineError
+from mlops_template import PipelineError
+from mlops_template.io import storage
 
 
 def test_atomic_write_leaves_target_untouched_when_the_writer_fails(tmp_path: Path) -> None:

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from mlops_template import init_schema, storage
+from mlops_template import PipelineError
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.registry import decide
+from mlops_template.contract import profile
+from mlops_template.io import storage
+from mlops_template.release.registry import decide
 from mlops_template.stages import evaluate, ingest, split, train, validate
 from tests.conftest import DEFAULT_CONTRACT, DEFAULT_DATA
 from tests.tables import breast_cancer, diabetes
@@ -39,12 +40,12 @@ def bring(workdir: Path, make_params: Callable[..., Params]) -> Callable[..., Pa
     and return the params pointing at both (a 20-tree forest, primary metric auto)."""
 
     def build(
-        frame: pd.DataFrame, target: str, name: str, profile: dict[str, Any] | None = None, **over
+        frame: pd.DataFrame, target: str, name: str, options: dict[str, Any] | None = None, **over
     ) -> Params:
         data = workdir / f"{name}.csv"
         frame.to_csv(data, index=False)
         contract = workdir / f"{name}.yaml"
-        init_schema.run(data, target, contract, **(profile or {}))
+        profile.run(data, target, contract, **(options or {}))
         return params_for(make_params, data, contract, **over)
 
     return build

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_template import tracking
+from mlops_template import PipelineError
 from mlops_template.config import Params, TrackingSettings
-from mlops_template.errors import PipelineError
+from mlops_template.io import tracking
 
 
 def _free_port() -> int:

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mlops_template import traffic
-from mlops_template.cli import app
+from mlops_template import PipelineError
+from mlops_template.cli.app import app
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.schema import Contract
+from mlops_template.contract import Contract
+from mlops_template.monitoring import traffic
 
 
 @dataclass

@@ -16,14 +16,16 @@ import yaml
 from sklearn.model_selection import GridSearchCV
 from typer.testing import CliRunner
 
-from mlops_template import config, init_schema, storage, tune, tune_reports
-from mlops_template.cli import app
-from mlops_template.compile import model_input
+from mlops_template import PipelineError, config
+from mlops_template.cli.app import app
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.scoring import metric_value
+from mlops_template.contract import profile
+from mlops_template.contract.features import model_input
+from mlops_template.evaluation.scoring import metric_value
+from mlops_template.io import storage
 from mlops_template.stages import ingest, split, validate
 from mlops_template.stages.train import build_pipeline
+from mlops_template.tuning import reports, search
 from tests.conftest import REPO_ROOT, repo_params_dict
 from tests.tables import write_table
 
@@ -151,21 +153,21 @@ def test_a_grid_larger_than_the_budget_is_refused(prepared: Callable[..., Params
             "n_estimators": [5, 10], "max_depth": [2, 4]}}}
     )  # fmt: skip
     with pytest.raises(PipelineError, match="has 4 combinations, more than n_trials"):
-        tune.plan(params)
+        search.plan(params)
 
 
 def test_the_budget_bounds_the_trials(prepared: Callable[..., Params]) -> None:
     params = prepared(tune={"n_trials": 4})
-    planned = tune.plan(params)
+    planned = search.plan(params)
     assert len(planned) == 5  # the current model section, then at most n_trials draws
     assert planned[0] == {"n_estimators": 10, "min_samples_leaf": 1}
     assert len({repr(values) for values in planned}) == len(planned)
     grid = {"method": "grid", "n_trials": 6, "space": {"random_forest": {"n_estimators": [5, 10]}}}
-    assert tune.plan(prepared(tune=grid)) == [{"n_estimators": 10}, {"n_estimators": 5}]
+    assert search.plan(prepared(tune=grid)) == [{"n_estimators": 10}, {"n_estimators": 5}]
 
 
-def _search(params: Params) -> tune.Search:
-    return tune.search(params, storage.read_parquet(params.paths.train), lambda _: None)
+def _search(params: Params) -> search.Search:
+    return search.search(params, storage.read_parquet(params.paths.train), lambda _: None)
 
 
 def test_the_same_params_give_the_same_trials(prepared: Callable[..., Params]) -> None:
@@ -199,13 +201,13 @@ def test_every_fit_runs_on_one_thread(
                                         "logistic_regression": {"C": [0.5]}}}  # fmt: skip
     params = prepared(model=model, tune=grid)
     pools: list[dict[str, Any]] = []
-    fit = tune.train_stage.fit
+    fit = search.train_stage.fit
 
     def recording(*args: Any) -> Any:
         pools.extend(threadpool_info())
         return fit(*args)
 
-    monkeypatch.setattr(tune.train_stage, "fit", recording)
+    monkeypatch.setattr(search.train_stage, "fit", recording)
     with threadpool_limits(limits=4):
         result = _search(params)  # tune.n_jobs 1: the fits run in this process
     assert len(result.trials) == 2
@@ -218,7 +220,7 @@ def test_the_scores_are_gridsearchcv_scores(prepared: Callable[..., Params]) -> 
     params = prepared(tune={"method": "grid", "space": {"random_forest": {"max_depth": [2, 6]}}})
     train, contract = storage.read_parquet(params.paths.train), params.contract
     ours = _search(params)
-    single = params.model_copy(update={"model": tune.trial_params(params, {}).model})
+    single = params.model_copy(update={"model": search.trial_params(params, {}).model})
 
     def scorer(model: Any, features: pd.DataFrame, truth: pd.Series) -> float:
         frame = features.assign(**{contract.target.name: truth.to_numpy()})
@@ -228,7 +230,7 @@ def test_the_scores_are_gridsearchcv_scores(prepared: Callable[..., Params]) -> 
         build_pipeline(single.model, contract, params.seed),
         {"model__max_depth": [None, 2, 6]},
         scoring=scorer,
-        cv=tune.folds(train, contract, 3, params.seed),
+        cv=search.folds(train, contract, 3, params.seed),
     )
     grid.fit(model_input(train, contract), train[contract.target.name].astype(str))
     results = grid.cv_results_
@@ -251,7 +253,7 @@ def test_the_test_split_is_never_read(
     monkeypatch.setattr(
         pd, "read_parquet", lambda path, **kw: read.append(Path(path)) or original(path, **kw)
     )
-    result = tune.run(params, Path("params.yaml"))
+    result = search.run(params, Path("params.yaml"))
     assert read == [params.paths.train]
     assert len(result.trials) == 4
     assert params.paths.test.read_bytes() == b"not a parquet file"
@@ -284,7 +286,7 @@ def test_a_regression_is_folded_by_groups_and_minimises_rmse(
     """diabetes (regression): grouped folds without strata; rmse, lower is better, by default.
     A ridge this stiff predicts about the mean: the worst of the three."""
     data, target, _ = write_table("diabetes", workdir)
-    init_schema.run(data, target, workdir / "diabetes.yaml")
+    profile.run(data, target, workdir / "diabetes.yaml")
     params = prepared(
         data={"source": str(data), "contract": str(workdir / "diabetes.yaml")},
         model={"kind": "ridge", "alpha": 1.0},
@@ -296,13 +298,13 @@ def test_a_regression_is_folded_by_groups_and_minimises_rmse(
     assert result.ranked()[-1].values == {"alpha": 1e6}
     assert result.best.mean == min(t.mean for t in result.trials)
     train = storage.read_parquet(params.paths.train)
-    for fit_rows, score_rows in tune.folds(train, params.contract, 3, params.seed):
+    for fit_rows, score_rows in search.folds(train, params.contract, 3, params.seed):
         assert not set(fit_rows) & set(score_rows)
 
 
 def test_a_metric_of_another_task_is_named(prepared: Callable[..., Params]) -> None:
     with pytest.raises(PipelineError, match=r"tune\.scoring: 'rmse' is not a multiclass metric"):
-        tune.scoring_metric(prepared(tune={"scoring": "rmse"}))
+        search.scoring_metric(prepared(tune={"scoring": "rmse"}))
 
 
 def test_max_seconds_stops_the_search(prepared: Callable[..., Params]) -> None:
@@ -310,7 +312,7 @@ def test_max_seconds_stops_the_search(prepared: Callable[..., Params]) -> None:
     # too); the callback's sleep then spends the rest of it.
     params = prepared(tune={"max_seconds": 3})
     train = storage.read_parquet(params.paths.train)
-    result = tune.search(params, train, lambda progress: time.sleep(3.1))
+    result = search.search(params, train, lambda progress: time.sleep(3.1))
     assert [t.number for t in result.trials] == [0]
     assert result.stopped == "tune.max_seconds (3 s) reached"
     never = prepared(tune={"max_seconds": 1e-6})
@@ -320,9 +322,9 @@ def test_max_seconds_stops_the_search(prepared: Callable[..., Params]) -> None:
 
 def test_the_reports(prepared: Callable[..., Params]) -> None:
     params = prepared()
-    result = tune.run(params, Path("params.yaml"))
+    result = search.run(params, Path("params.yaml"))
     out = params.paths.tune
-    assert sorted(path.name for path in out.iterdir()) == sorted(tune_reports.REPORTS)
+    assert sorted(path.name for path in out.iterdir()) == sorted(reports.REPORTS)
     table = pd.read_csv(out / "trials.csv")
     assert list(table["trial"]) == [0, 1, 2, 3]
     assert table.loc[table["rank"] == 1, "trial"].item() == result.best.number
@@ -384,7 +386,7 @@ def test_apply_writes_the_best_values_and_nothing_else(
 
 def _diabetes_ridge(workdir: Path, prepared: Callable[..., Params], **tune_section: Any) -> Params:
     data, target, _ = write_table("diabetes", workdir)
-    init_schema.run(data, target, workdir / "diabetes.yaml")
+    profile.run(data, target, workdir / "diabetes.yaml")
     return prepared(
         data={"source": str(data), "contract": str(workdir / "diabetes.yaml")},
         model={"kind": "ridge", "alpha": 1.0},
@@ -420,22 +422,20 @@ def test_a_best_within_the_noise_is_not_proposed(
 def test_the_margin_is_the_standard_error_of_the_paired_differences() -> None:
     """Fold by fold against trial 0: a gain that varies in sign is noise, however large the
     folds' own spread; a small but consistent one is not. Lower-is-better metrics likewise."""
-    current = tune.Trial(0, {"C": 1.0}, (0.80, 0.90, 0.70), 0.1)
-    mixed = tune.Trial(1, {"C": 2.0}, (0.82, 0.87, 0.73), 0.1)  # +0.02 -0.03 +0.03
-    steady = tune.Trial(2, {"C": 3.0}, (0.801, 0.901, 0.701), 0.1)  # +0.001 each
-    noisy = tune.Search("accuracy", (current, mixed), 2, 1.0, "")
+    current = search.Trial(0, {"C": 1.0}, (0.80, 0.90, 0.70), 0.1)
+    mixed = search.Trial(1, {"C": 2.0}, (0.82, 0.87, 0.73), 0.1)  # +0.02 -0.03 +0.03
+    steady = search.Trial(2, {"C": 3.0}, (0.801, 0.901, 0.701), 0.1)  # +0.001 each
+    noisy = search.Search("accuracy", (current, mixed), 2, 1.0, "")
     assert noisy.best is mixed
     assert noisy.proposed is current
     mean, error = noisy.gain(mixed)
     assert mean == pytest.approx(0.02 / 3)
     assert error == pytest.approx(pd.Series([0.02, -0.03, 0.03]).std() / 3**0.5)
-    assert tune.Search("accuracy", (current, steady), 2, 1.0, "").proposed is steady
-    lower = tune.Search("rmse", (current, steady), 2, 1.0, "")
+    assert search.Search("accuracy", (current, steady), 2, 1.0, "").proposed is steady
+    lower = search.Search("rmse", (current, steady), 2, 1.0, "")
     assert lower.best is current
     assert lower.proposed is current
-    assert tune_reports.verdict(lower) == (
-        "the current values (trial 0) score best: nothing to propose"
-    )
+    assert reports.verdict(lower) == ("the current values (trial 0) score best: nothing to propose")
 
 
 def test_write_model_values_checks_the_result(workdir: Path) -> None:
@@ -468,11 +468,11 @@ def test_the_best_trials_become_dvc_experiments(workdir: Path) -> None:
     _git(workdir, "add", "-A")
     _git(workdir, "commit", "-q", "-m", "base")
     trials = tuple(
-        tune.Trial(number, {"n_estimators": trees}, (score, score), 0.1)
+        search.Trial(number, {"n_estimators": trees}, (score, score), 0.1)
         for number, trees, score in ((0, 100, 0.8), (1, 50, 0.9), (2, 25, 0.7))
     )
-    result = tune.Search("f1_macro", trials, 3, 1.0, "")
-    names = tune.record_experiments(result, Path("params.yaml"), Path("reports/tune"), 2)
+    result = search.Search("f1_macro", trials, 3, 1.0, "")
+    names = search.record_experiments(result, Path("params.yaml"), Path("reports/tune"), 2)
     assert names == ["tune-1", "tune-0"]
     assert _git(workdir, "status", "--porcelain") == ""
     assert (workdir / "params.yaml").read_text() == PARAMS_TEXT

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_template.github import REPORT_MARKER
+from mlops_template.io.github import REPORT_MARKER
 from tests.conftest import REPO_ROOT
 from tests.fake_github import REPOSITORY, FakeGitHub, pull_request, workflow_run
 from tests.test_report_check import GOOD, folder

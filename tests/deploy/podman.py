@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from mlops_template.deploy import Release, validate_release
+from mlops_template.release.gitops import Release, validate_release
 from tests.docker.conftest import Engine
 from tests.support.processes import VENV_BIN, free_port
 

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_template import deploy
+from mlops_template.release import gitops
 from tests.conftest import REPO_ROOT
 from tests.deploy import test_k8s
 from tests.fake_github import REPOSITORY, FakeGitHub, pull_request
+from tests.support.overlays import read_overlay
 
 MLOPS = Path(sys.executable).with_name("mlops")
 IMAGE = "ghcr.io/acme/penguins"
@@ -72,7 +73,7 @@ def test_the_bump_sets_the_three_values_and_keeps_every_other_byte(k8s: Path) ->
     expected_lines = {
         "overlays/staging/kustomization.yaml": {
             "    newName: ghcr.io/your-org/mlops-template": f"    newName: {IMAGE}",
-            f"    digest: {deploy.PLACEHOLDER_DIGEST}": f"    digest: {DIGEST}",
+            f"    digest: {gitops.PLACEHOLDER_DIGEST}": f"    digest: {DIGEST}",
         },
         "overlays/staging/release.yaml": {
             '        mlops-template/model-version: "unreleased"':
@@ -90,7 +91,7 @@ def test_the_bump_sets_the_three_values_and_keeps_every_other_byte(k8s: Path) ->
     kustomization = yaml.safe_load(after["overlays/staging/kustomization.yaml"])
     assert kustomization["images"] == [{"name": "mlops-template", "newName": IMAGE,
                                         "digest": DIGEST}]  # fmt: skip
-    assert f"staging: ghcr.io/your-org/mlops-template@{deploy.PLACEHOLDER_DIGEST}" in result.stdout
+    assert f"staging: ghcr.io/your-org/mlops-template@{gitops.PLACEHOLDER_DIGEST}" in result.stdout
     assert f"-> {IMAGE}@{DIGEST} (model {VERSION})" in result.stdout
     assert f"+    digest: {DIGEST}" in result.stdout  # the diff
     assert f'+        mlops-template/model-version: "{VERSION}"' in result.stdout
@@ -133,7 +134,7 @@ def test_production_is_bumped_alone(k8s: Path) -> None:
         ("digest", "sha256:" + "ab" * 31, "digest"),
         ("digest", DIGEST + "\nimages: []", "digest"),
         ("digest", "sha512:" + "ab" * 64, "digest"),
-        ("digest", deploy.PLACEHOLDER_DIGEST, "placeholder"),
+        ("digest", gitops.PLACEHOLDER_DIGEST, "placeholder"),
         ("version", "unreleased", "model version"),
         ("version", VERSION + "c", "model version"),
         ("version", "0123456789AB", "model version"),
@@ -188,7 +189,7 @@ def test_the_makefile_passes_the_values_as_data(tmp_path: Path) -> None:
 
 
 def test_a_bumped_overlay_renders_and_passes_the_k8s_checks(k8s: Path) -> None:
-    for env in deploy.ENVIRONMENTS:
+    for env in gitops.ENVIRONMENTS:
         assert bump_cli(k8s, env=env).returncode == 0
         text = test_k8s.render(k8s / "overlays" / env)
         objects = list(yaml.safe_load_all(text))
@@ -201,7 +202,7 @@ def test_a_bumped_overlay_renders_and_passes_the_k8s_checks(k8s: Path) -> None:
         assert {c["image"] for c in spec["containers"] + spec["initContainers"]} == {
             f"{IMAGE}@{DIGEST}"}  # fmt: skip
         template = test_k8s.the(objects, "Deployment")["spec"]["template"]
-        assert template["metadata"]["annotations"][deploy.ANNOTATION] == VERSION
+        assert template["metadata"]["annotations"][gitops.ANNOTATION] == VERSION
 
 
 @pytest.mark.parametrize("version", ["123456789012", "012345678901"])
@@ -213,7 +214,7 @@ def test_an_all_digit_model_version_stays_a_string(k8s: Path, version: str) -> N
     assert result.returncode == 0, result.stderr
     release = k8s / "overlays" / "staging" / "release.yaml"
     assert f'        mlops-template/model-version: "{version}"\n' in release.read_text()
-    assert deploy.read_overlay(k8s / "overlays", "staging").model_version == version
+    assert read_overlay(k8s / "overlays", "staging").model_version == version
     again = bump_cli(k8s, version=version)
     assert again.returncode == 0, again.stderr
     assert "nothing changed" in again.stdout
@@ -222,7 +223,7 @@ def test_an_all_digit_model_version_stays_a_string(k8s: Path, version: str) -> N
     test_k8s.test_validates_against_the_kubernetes_schemas_strictly(("staging", text, objects))
     test_k8s.test_the_image_is_pinned_by_digest_with_a_model_version(("staging", text, objects))
     template = test_k8s.the(objects, "Deployment")["spec"]["template"]
-    assert template["metadata"]["annotations"][deploy.ANNOTATION] == version  # the string
+    assert template["metadata"]["annotations"][gitops.ANNOTATION] == version  # the string
     other = bump_cli(k8s, digest=OTHER_DIGEST, version=OTHER_VERSION)  # and from it, onwards
     assert other.returncode == 0, other.stderr
     assert f"(model {version}) -> {IMAGE}@{OTHER_DIGEST} (model {OTHER_VERSION})" in other.stdout
@@ -237,14 +238,14 @@ def test_an_overlay_with_the_version_unquoted_still_reads_and_bumps(
     """Overlays committed before the quotes (a fork's) hold the value bare."""
     release = k8s / "overlays" / "staging" / "release.yaml"
     text = release.read_text()
-    line = f'        {deploy.ANNOTATION}: "unreleased"\n'
+    line = f'        {gitops.ANNOTATION}: "unreleased"\n'
     assert text.endswith(line)
-    release.write_text(text.replace(line, f"        {deploy.ANNOTATION}: {written}\n"))
-    assert deploy.read_overlay(k8s / "overlays", "staging").model_version == written.strip("'")
+    release.write_text(text.replace(line, f"        {gitops.ANNOTATION}: {written}\n"))
+    assert read_overlay(k8s / "overlays", "staging").model_version == written.strip("'")
     result = bump_cli(k8s, version=OTHER_VERSION)
     assert result.returncode == 0, result.stderr
     assert release.read_text() == text.replace(
-        line, f'        {deploy.ANNOTATION}: "{OTHER_VERSION}"\n'
+        line, f'        {gitops.ANNOTATION}: "{OTHER_VERSION}"\n'
     )
 
 
@@ -346,8 +347,8 @@ def test_deploy_pr_updates_the_open_one_and_its_body_names_the_rollback(
     """main serves a release; the open deploy/staging PR (not a fork's) gets the newer one,
     and its body says how to put main's values back."""
     work, origin = checkout
-    deploy.bump(work / "deploy" / "k8s" / "overlays", "staging",
-                deploy.Release(IMAGE, DIGEST, VERSION))  # fmt: skip
+    gitops.bump(work / "deploy" / "k8s" / "overlays", "staging",
+                gitops.Release(IMAGE, DIGEST, VERSION))  # fmt: skip
     git(work, "commit", "-qam", "deployed")
     git(work, "push", "-q", "origin", "main")
     api.pulls[3] = pull_request(3, "deploy/staging", head_repo="eve/penguins")
@@ -371,8 +372,8 @@ def test_deploy_pr_with_what_main_serves_proposes_nothing(
     api: FakeGitHub, checkout: tuple[Path, Path]
 ) -> None:
     work, origin = checkout
-    deploy.bump(work / "deploy" / "k8s" / "overlays", "staging",
-                deploy.Release(IMAGE, DIGEST, VERSION))  # fmt: skip
+    gitops.bump(work / "deploy" / "k8s" / "overlays", "staging",
+                gitops.Release(IMAGE, DIGEST, VERSION))  # fmt: skip
     git(work, "commit", "-qam", "deployed")
     git(work, "push", "-q", "origin", "main")
     result = deploy_pr(api, work, *values())
@@ -507,7 +508,7 @@ def test_the_branch_is_pushed_with_the_pr_token_when_set(
     would keep its old commit's checks. With DEPLOY_PR_TOKEN the push is that account's."""
     import base64
 
-    from mlops_template import deploy_proposal
+    from mlops_template.release import proposals
 
     origin = tmp_path / "repo"
     git(tmp_path, "init", "-q", str(origin))
@@ -527,12 +528,12 @@ def test_the_branch_is_pushed_with_the_pr_token_when_set(
     def no_api(token: str) -> None:
         raise StopError(token)
 
-    monkeypatch.setattr(deploy_proposal.actions_run, "git", fake_git)
-    monkeypatch.setattr("mlops_template.github.GitHub.from_env", no_api)
+    monkeypatch.setattr(proposals.actions, "git", fake_git)
+    monkeypatch.setattr("mlops_template.io.github.GitHub.from_env", no_api)
     overlays = k8s / "overlays"
-    result = deploy.bump(overlays, "staging", deploy.validate_release(IMAGE, DIGEST, VERSION))
+    result = gitops.bump(overlays, "staging", gitops.validate_release(IMAGE, DIGEST, VERSION))
     with pytest.raises(StopError):
-        deploy_proposal.propose(result, overlays, "main", "t", "")
+        proposals.propose(result, overlays, "main", "t", "")
     (push,) = pushes
     header = push["GIT_CONFIG_VALUE_0"].removeprefix("AUTHORIZATION: basic ")
     assert base64.b64decode(header).decode() == f"x-access-token:{used}"
@@ -552,7 +553,7 @@ def test_deploy_workflow_triggers_on_the_release_and_by_hand() -> None:
                                   "branches": ["main"]}  # fmt: skip
     inputs = on["workflow_dispatch"]["inputs"]
     assert set(inputs) == {"environment", "image", "digest", "model_version"}
-    assert inputs["environment"]["options"] == list(deploy.ENVIRONMENTS)
+    assert inputs["environment"]["options"] == list(gitops.ENVIRONMENTS)
     assert spec["name"] == "deploy"
     assert workflow("release.yml")["name"] == "release"
     (job,) = spec["jobs"].values()

@@ -210,7 +210,7 @@ def test_the_flux_source_holds_deploy_k8s_and_nothing_else(flux, tmp_path: Path)
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / ".gitignore").write_text(source["spec"]["ignore"])
     kept = [path.relative_to(REPO_ROOT).as_posix() for path in (DEPLOY / "k8s").rglob("*.yaml")]
-    left_out = ["params.yaml", "src/mlops_template/cli.py", "deploy/prometheus/prometheus.yml",
+    left_out = ["params.yaml", "src/mlops_template/cli/app.py", "deploy/prometheus/prometheus.yml",
                 "deploy/flux/staging.yaml", "deploy/argocd/production.yaml"]  # fmt: skip
     result = subprocess.run(
         ["git", "-C", str(tmp_path), "check-ignore", "--no-index", "--stdin"],

@@ -18,18 +18,18 @@ from typing import Any
 
 import pytest
 
-from mlops_template import deploy, history, releases
-from mlops_template.errors import PipelineError
-from mlops_template.github import GitHub
+from mlops_template import PipelineError
+from mlops_template.io.github import GitHub
+from mlops_template.release import gitops, history, releases
 from tests.deploy import test_k8s
 from tests.deploy.test_bump import mlops
 from tests.deploy.test_rollback import NAME, Registry, Version
 from tests.fake_github import REPOSITORY, FakeGitHub, pull_request
 
 IMAGE = "ghcr.io/acme/penguins"
-A = deploy.Release(IMAGE, "sha256:" + "aa" * 32, "aaaaaaaaaaaa")
-B = deploy.Release(IMAGE, "sha256:" + "bb" * 32, "bbbbbbbbbbbb")
-C = deploy.Release(IMAGE, "sha256:" + "cc" * 32, "cccccccccccc")
+A = gitops.Release(IMAGE, "sha256:" + "aa" * 32, "aaaaaaaaaaaa")
+B = gitops.Release(IMAGE, "sha256:" + "bb" * 32, "bbbbbbbbbbbb")
+C = gitops.Release(IMAGE, "sha256:" + "cc" * 32, "cccccccccccc")
 
 
 @dataclass
@@ -66,13 +66,13 @@ class Repo:
 
     @property
     def overlays(self) -> Path:
-        return self.root / deploy.OVERLAYS
+        return self.root / gitops.OVERLAYS
 
-    def merge(self, env: str, release: deploy.Release, when: str, number: int) -> str:
+    def merge(self, env: str, release: gitops.Release, when: str, number: int) -> str:
         """A deploy pull request merged with a merge commit, as GitHub's merge button does."""
         branch = f"deploy/{env}"
         git(self.root, "switch", "-q", "-c", branch)
-        deploy.bump(self.overlays, env, release)
+        gitops.bump(self.overlays, env, release)
         git(self.root, "commit", "-qam", f"Deploy model {release.model_version}", when=when)
         git(self.root, "switch", "-q", "main")
         git(self.root, "merge", "-q", "--no-ff", "-m", f"Merge pull request #{number}", branch,
@@ -81,9 +81,9 @@ class Repo:
         self.merges.append(git(self.root, "rev-parse", "HEAD"))
         return self.merges[-1]
 
-    def push(self, env: str, release: deploy.Release, when: str) -> str:
+    def push(self, env: str, release: gitops.Release, when: str) -> str:
         """A commit straight to main, no pull request."""
-        deploy.bump(self.overlays, env, release)
+        gitops.bump(self.overlays, env, release)
         git(self.root, "commit", "-qam", "hotfix", when=when)
         return git(self.root, "rev-parse", "HEAD")
 
@@ -113,9 +113,9 @@ def digests(rows: list[history.Deployment]) -> list[str]:
 
 
 def test_git_alone_lists_each_change_of_what_is_served_newest_first(repo: Repo) -> None:
-    result = history.history(repo.root, deploy.OVERLAYS, list(deploy.ENVIRONMENTS))
+    result = history.history(repo.root, gitops.OVERLAYS, list(gitops.ENVIRONMENTS))
     production = result.deployments["production"]
-    assert digests(production) == [A.digest, B.digest, A.digest, deploy.PLACEHOLDER_DIGEST]
+    assert digests(production) == [A.digest, B.digest, A.digest, gitops.PLACEHOLDER_DIGEST]
     assert [row.state for row in production] == ["released"] * 3 + ["placeholder"]
     assert [row.commit for row in production[:3]] == repo.merges[::-1]
     assert [row.time for row in production] == [
@@ -127,7 +127,7 @@ def test_git_alone_lists_each_change_of_what_is_served_newest_first(repo: Repo) 
     assert production[0].author == "Ada"
     assert production[0].pr is None
     staging = result.deployments["staging"]
-    assert digests(staging) == [A.digest, deploy.PLACEHOLDER_DIGEST]
+    assert digests(staging) == [A.digest, gitops.PLACEHOLDER_DIGEST]
     assert result.sources["github"].startswith("not used")
     assert result.sources["registry"].startswith("not used")
     assert result.sources["git"] == "main: the overlays' commits"
@@ -154,7 +154,7 @@ def test_github_names_the_pull_request_who_merged_and_who_approved(repo: Repo) -
         api.reviews[12] = [review("bob", "APPROVED"), review("bob", "CHANGES_REQUESTED")]
         api.reviews[13] = [review("carol", "APPROVED")]
         gh = GitHub("token", REPOSITORY, api.url)
-        result = history.history(repo.root, deploy.OVERLAYS, ["production", "staging"], gh=gh)
+        result = history.history(repo.root, gitops.OVERLAYS, ["production", "staging"], gh=gh)
     production = result.deployments["production"]
     assert [row.pr for row in production] == [13, 12, 11, None]
     assert [row.merged_by for row in production[:3]] == ["merger13", "merger12", "merger11"]
@@ -178,7 +178,7 @@ def test_the_registry_names_the_version_each_release_served(repo: Repo) -> None:
     registry.versions["3"].tags["image"] = json.dumps({"digest": "sha256:" + "ee" * 32})
     registry.versions["3"].tags["onnx_sha256"] = "dd" * 32  # model version dddddddddddd
     registry.versions["1"].tags["image.20260101T000000.000000Z"] = "not json"
-    result = history.history(repo.root, deploy.OVERLAYS, ["production"],
+    result = history.history(repo.root, gitops.OVERLAYS, ["production"],
                              registry=(registry, NAME))  # fmt: skip
     production = result.deployments["production"]
     assert [row.registry_version for row in production] == ["1", "2", "1", None]
@@ -196,7 +196,7 @@ def test_an_overlay_that_no_longer_parses_is_shown_as_unreadable(repo: Repo) -> 
     kustomization = repo.overlays / "production" / "kustomization.yaml"
     kustomization.write_text(kustomization.read_text().replace("    digest: ", "    digest:  "))
     git(repo.root, "commit", "-qam", "broken", when="2026-01-06T00:00:00+00:00")
-    (row, *_) = history.history(repo.root, deploy.OVERLAYS, ["production"]).deployments[
+    (row, *_) = history.history(repo.root, gitops.OVERLAYS, ["production"]).deployments[
         "production"]  # fmt: skip
     assert row.state == "unreadable"
     assert "expected one `digest:` line" in row.note
@@ -228,7 +228,7 @@ def test_the_command_prints_a_table_or_json_and_names_its_sources(
     assert [row["digest"] for row in data["environments"]["production"]][:3] == [
         A.digest, B.digest, A.digest]  # fmt: skip
     # Refused before anything is read.
-    from mlops_template import deploy_cli
+    from mlops_template.cli import deploy
 
     for name in env:
         monkeypatch.delenv(name, raising=False)
@@ -241,7 +241,7 @@ def test_the_command_prints_a_table_or_json_and_names_its_sources(
     ):
         envs, output, ref, message = case
         with pytest.raises(PipelineError, match=re.escape(message)):
-            deploy_cli._history(params, envs, output, ref, overlays)
+            deploy._history(params, envs, output, ref, overlays)
 
 
 def test_a_shallow_clone_is_refused_before_anything_is_printed(repo: Repo, tmp_path: Path) -> None:
@@ -263,4 +263,4 @@ def test_a_shallow_clone_is_refused_before_anything_is_printed(repo: Repo, tmp_p
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["environments"]["production"]
     assert [row["digest"] for row in rows] == [A.digest, B.digest, A.digest,
-                                               deploy.PLACEHOLDER_DIGEST]  # fmt: skip
+                                               gitops.PLACEHOLDER_DIGEST]  # fmt: skip

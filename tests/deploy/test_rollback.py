@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from mlflow.exceptions import MlflowException
 
-from mlops_template import deploy, releases
-from mlops_template import registry as registry_module
+from mlops_template.release import gitops, releases
+from mlops_template.release import registry as registry_module
 from tests.conftest import REPO_ROOT
 from tests.deploy import test_k8s
 from tests.deploy.test_bump import (
@@ -33,10 +33,11 @@ from tests.deploy.test_bump import (
     workflow,
 )
 from tests.fake_github import REPOSITORY, FakeGitHub
+from tests.support.overlays import read_overlay
 
 NAME = "mlops-template"
-A = deploy.Release(IMAGE, DIGEST, VERSION)
-B = deploy.Release(IMAGE, OTHER_DIGEST, OTHER_VERSION)
+A = gitops.Release(IMAGE, DIGEST, VERSION)
+B = gitops.Release(IMAGE, OTHER_DIGEST, OTHER_VERSION)
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Registry:
                 if key.startswith(f"{event}.")]  # fmt: skip
 
 
-def released(a: deploy.Release = A, b: deploy.Release = B) -> Registry:
+def released(a: gitops.Release = A, b: gitops.Release = B) -> Registry:
     """Version 1 released with image `a`, then version 2 promoted over it with image `b`."""
     registry = Registry()
     for number in ("1", "2"):
@@ -99,8 +100,8 @@ def k8s(tmp_path: Path) -> Path:
     return tmp_path / "k8s"
 
 
-def serving(k8s: Path, env: str, release: deploy.Release) -> None:
-    deploy.bump(k8s / "overlays", env, release)
+def serving(k8s: Path, env: str, release: gitops.Release) -> None:
+    gitops.bump(k8s / "overlays", env, release)
 
 
 # --- the registry learns what shipped ------------------------------------------------------
@@ -116,7 +117,7 @@ def test_the_released_version_records_its_newest_image_and_every_change() -> Non
     assert releases.record_image(registry, NAME, "1", A) is False
     assert len(registry.records("1", "image")) == 1
     # The same model shipping new code: the tag names the newest image, the audit both.
-    newer = deploy.Release(IMAGE, "sha256:" + "ef" * 32, VERSION)
+    newer = gitops.Release(IMAGE, "sha256:" + "ef" * 32, VERSION)
     assert releases.record_image(registry, NAME, "1", newer) is True
     assert releases.recorded_image(registry.versions["1"]) == newer
     first, second = registry.records("1", "image")
@@ -129,16 +130,16 @@ def test_the_released_version_records_its_newest_image_and_every_change() -> Non
 def test_record_image_checks_every_value_before_the_registry_is_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlops_template import deploy_cli
+    from mlops_template.cli import deploy
 
     # Nothing listens on port 9: a value that got as far as the registry would fail otherwise.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     params = REPO_ROOT / "params.yaml"
-    with pytest.raises(deploy.DeployError, match="digest"):
-        deploy_cli._record_image(params, "1", IMAGE, DIGEST + "\nx: y", VERSION)
+    with pytest.raises(gitops.DeployError, match="digest"):
+        deploy._record_image(params, "1", IMAGE, DIGEST + "\nx: y", VERSION)
     for version in ("", "-", "1; true", "0", "../1", "1\n"):
-        with pytest.raises(deploy.DeployError, match="registry version"):
-            deploy_cli._record_image(params, version, IMAGE, DIGEST, VERSION)
+        with pytest.raises(gitops.DeployError, match="registry version"):
+            deploy._record_image(params, version, IMAGE, DIGEST, VERSION)
     # The command: exit 1 with the reason; nothing pushed, or no registry: nothing to do.
     refused = mlops("record-image", "--version", "1", "--image", IMAGE, "--digest", "x",
                     "--model-version", VERSION, cwd=REPO_ROOT)  # fmt: skip
@@ -148,7 +149,7 @@ def test_record_image_checks_every_value_before_the_registry_is_asked(
     assert nothing.returncode == 0, nothing.stderr
     assert "nothing was pushed" in nothing.stdout
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
-    deploy_cli._record_image(params, "-", IMAGE, DIGEST, VERSION)  # no registry: no error
+    deploy._record_image(params, "-", IMAGE, DIGEST, VERSION)  # no registry: no error
 
 
 # --- the rollback ------------------------------------------------------------------------------
@@ -164,8 +165,8 @@ def test_rollback_moves_the_alias_and_sets_the_overlay_to_the_previous_image(
     done = releases.rollback(registry, NAME, "production", k8s / "overlays")
     assert (done.from_version, done.to_version) == ("2", "1")
     assert registry.aliases["champion"] == "1"
-    assert deploy.read_overlay(k8s / "overlays", "production") == A
-    assert deploy.read_overlay(k8s / "overlays", "staging") == B  # only the one named
+    assert read_overlay(k8s / "overlays", "production") == A
+    assert read_overlay(k8s / "overlays", "staging") == B  # only the one named
     after = files(k8s)
     assert {name for name in before if before[name] != after[name]} == {
         "overlays/production/kustomization.yaml", "overlays/production/release.yaml"}  # fmt: skip
@@ -199,12 +200,12 @@ def test_a_second_rollback_catches_the_other_environment_up_and_goes_no_further_
     staging = releases.rollback(registry, NAME, "staging", k8s / "overlays")
     assert (staging.from_version, staging.to_version) == ("1", "1")
     assert registry.aliases["champion"] == "1"
-    assert deploy.read_overlay(k8s / "overlays", "staging") == A
+    assert read_overlay(k8s / "overlays", "staging") == A
     again = releases.rollback(registry, NAME, "production", k8s / "overlays")
     assert again.bump is not None
     assert not again.bump.changed
     assert registry.aliases["champion"] == "1"
-    assert deploy.read_overlay(k8s / "overlays", "production") == A
+    assert read_overlay(k8s / "overlays", "production") == A
     assert registry_module.WITHDRAWN_TAG not in registry.versions["1"].tags
 
 
@@ -224,7 +225,7 @@ def test_an_overlay_already_serving_the_previous_image_is_left_as_it_is(
 HOSTILE_IMAGES = [
     json.dumps({"image": IMAGE, "digest": DIGEST + "\nimages: []", "model_version": VERSION}),
     json.dumps({"image": IMAGE.upper(), "digest": DIGEST, "model_version": VERSION}),
-    json.dumps({"image": IMAGE, "digest": deploy.PLACEHOLDER_DIGEST, "model_version": VERSION}),
+    json.dumps({"image": IMAGE, "digest": gitops.PLACEHOLDER_DIGEST, "model_version": VERSION}),
     json.dumps({"image": IMAGE, "digest": DIGEST, "model_version": "$(touch pwned)"}),
     json.dumps({"image": IMAGE, "digest": DIGEST, "model_version": VERSION, "extra": "x"}),
     json.dumps({"image": IMAGE, "digest": DIGEST, "model_version": 12}),
@@ -242,7 +243,7 @@ def test_a_recorded_image_that_is_no_release_is_refused_and_nothing_changes(
     registry.versions["1"].tags["image"] = raw
     serving(k8s, "production", B)
     before = files(k8s)
-    with pytest.raises(deploy.DeployError, match="registry version 1: the recorded image"):
+    with pytest.raises(gitops.DeployError, match="registry version 1: the recorded image"):
         releases.rollback(registry, NAME, "production", k8s / "overlays")
     assert files(k8s) == before
     assert registry.aliases["champion"] == "2"
@@ -257,7 +258,7 @@ def test_a_hostile_previous_champion_tag_is_refused(
     registry = released()
     registry.versions["2"].tags[releases.PREVIOUS_TAG] = previous
     before = files(k8s)
-    with pytest.raises(deploy.DeployError, match="previous_champion"):
+    with pytest.raises(gitops.DeployError, match="previous_champion"):
         releases.rollback(registry, NAME, "production", k8s / "overlays")
     assert files(k8s) == before
     assert registry.aliases["champion"] == "2"
@@ -276,7 +277,7 @@ def test_a_previous_champion_without_an_image_needs_alias_only(k8s: Path) -> Non
     registry = released()
     del registry.versions["1"].tags["image"]
     before = files(k8s)
-    with pytest.raises(deploy.DeployError, match=r"records no image.*--alias-only"):
+    with pytest.raises(gitops.DeployError, match=r"records no image.*--alias-only"):
         releases.rollback(registry, NAME, "production", k8s / "overlays")
     assert registry.aliases["champion"] == "2"
     done = releases.rollback(registry, NAME, "production", k8s / "overlays", alias_only=True)
@@ -294,11 +295,11 @@ def test_an_overlay_that_cannot_be_prepared_moves_no_alias(k8s: Path) -> None:
         kustomization.read_text().replace("    digest: sha256", "    digest:  sha256")
     )
     before = files(k8s)
-    with pytest.raises(deploy.DeployError, match="expected one `digest:` line"):
+    with pytest.raises(gitops.DeployError, match="expected one `digest:` line"):
         releases.rollback(registry, NAME, "production", k8s / "overlays")
     assert files(k8s) == before
     assert registry.aliases["champion"] == "2"
-    with pytest.raises(deploy.DeployError, match="environment 'prod' refused"):
+    with pytest.raises(gitops.DeployError, match="environment 'prod' refused"):
         releases.rollback(registry, NAME, "prod", k8s / "overlays")
 
 
@@ -317,19 +318,19 @@ def test_the_bump_writes_both_files_or_neither(
     k8s: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlops_template import storage
+    from mlops_template.io import storage
 
     write_text = storage.write_text
 
     def failing(path: Path, text: str) -> None:
-        if path.name == deploy.RELEASE and "0123456789ab" in text:
+        if path.name == gitops.RELEASE and "0123456789ab" in text:
             raise OSError(28, "No space left on device")
         write_text(path, text)
 
     monkeypatch.setattr(storage, "write_text", failing)
     before = files(k8s)
-    with pytest.raises(deploy.DeployError, match=r"not written.*the overlay is unchanged"):
-        deploy.bump(k8s / "overlays", "production", A)
+    with pytest.raises(gitops.DeployError, match=r"not written.*the overlay is unchanged"):
+        gitops.bump(k8s / "overlays", "production", A)
     assert files(k8s) == before
 
 
@@ -338,14 +339,15 @@ def test_rollback_with_pr_proposes_it_as_the_environments_deploy_pull_request(
 ) -> None:
     """`mlops rollback --pr`: the prepared overlay goes to deploy/production, whose pull
     request says it is a rollback and from which registry version."""
-    from mlops_template import deploy_cli, registry
+    from mlops_template.cli import deploy
+    from mlops_template.release import registry
 
     origin, work = tmp_path / "origin.git", tmp_path / "work"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
     shutil.copytree(test_k8s.K8S, work / "deploy" / "k8s")
     shutil.copy(REPO_ROOT / "params.yaml", work / "params.yaml")
     git(work, "init", "-q", "-b", "main")
-    deploy.bump(work / deploy.OVERLAYS, "production", B)
+    gitops.bump(work / gitops.OVERLAYS, "production", B)
     git(work, "add", "deploy")
     git(work, "commit", "-qm", "main serves B")
     git(work, "remote", "add", "origin", str(origin))
@@ -358,8 +360,8 @@ def test_rollback_with_pr_proposes_it_as_the_environments_deploy_pull_request(
                             "GITHUB_TOKEN": "workflow-token", "DEPLOY_PR_TOKEN": "",
                             "GITHUB_RUN_ID": "9", "GITHUB_STEP_SUMMARY": ""}.items():  # fmt: skip
             monkeypatch.setenv(name, value)
-        deploy_cli._rollback(Path("params.yaml"), "production", False, True,
-                             deploy.OVERLAYS, "main")  # fmt: skip
+        deploy._rollback(Path("params.yaml"), "production", False, True,
+                             gitops.OVERLAYS, "main")  # fmt: skip
     assert fake.aliases["champion"] == "1"
     opened = api.writes()[-1]
     assert opened.body["head"] == "deploy/production"
@@ -378,14 +380,16 @@ def test_rollback_with_pr_from_a_feature_branch_moves_nothing(
 ) -> None:
     """The checkout is checked before the alias moves: refused, the registry and the overlay
     are as they were, nothing pushed, no API call."""
-    from mlops_template import deploy_cli, errors, registry
+    from mlops_template import PipelineError
+    from mlops_template.cli import deploy
+    from mlops_template.release import registry
 
     origin, work = tmp_path / "origin.git", tmp_path / "work"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
     shutil.copytree(test_k8s.K8S, work / "deploy" / "k8s")
     shutil.copy(REPO_ROOT / "params.yaml", work / "params.yaml")
     git(work, "init", "-q", "-b", "main")
-    deploy.bump(work / deploy.OVERLAYS, "production", B)
+    gitops.bump(work / gitops.OVERLAYS, "production", B)
     git(work, "add", "deploy")
     git(work, "commit", "-qm", "main serves B")
     git(work, "remote", "add", "origin", str(origin))
@@ -401,9 +405,9 @@ def test_rollback_with_pr_from_a_feature_branch_moves_nothing(
                             "GITHUB_TOKEN": "workflow-token", "DEPLOY_PR_TOKEN": "",
                             "GITHUB_STEP_SUMMARY": ""}.items():  # fmt: skip
             monkeypatch.setenv(name, value)
-        with pytest.raises(errors.PipelineError, match=r"HEAD \(branch wip, .*not origin/main"):
-            deploy_cli._rollback(Path("params.yaml"), "production", False, True,
-                                 deploy.OVERLAYS, "main")  # fmt: skip
+        with pytest.raises(PipelineError, match=r"HEAD \(branch wip, .*not origin/main"):
+            deploy._rollback(Path("params.yaml"), "production", False, True,
+                                 gitops.OVERLAYS, "main")  # fmt: skip
         assert api.calls == []
     assert fake.aliases["champion"] == "2"
     assert files(work / "deploy") == before

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from mlops_template.config import load_params
-from mlops_template.schema import Contract, load_contract
+from mlops_template.contract import Contract, load_contract
 from tests.conftest import REPO_ROOT
 from tests.docker.conftest import DOCKER, Engine, build_image
 from tests.support.processes import free_port

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mlops_template.github import REPORT_MARKER
+from mlops_template.io.github import REPORT_MARKER
 from tests.docker.conftest import BASE_REPO, BASE_TAG, CA_BUNDLE, DOCKER, Engine
 from tests.fake_github import FakeGitHub, pull_request, workflow_run
 from tests.support.act import act, succeeded

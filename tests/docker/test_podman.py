@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from mlops_template.config import load_params
-from mlops_template.deploy import ANNOTATION, Release
-from mlops_template.schema import Contract, load_contract
+from mlops_template.contract import Contract, load_contract
+from mlops_template.release.gitops import ANNOTATION, Release
 from tests.conftest import REPO_ROOT
 from tests.deploy.podman import (
     PlayedPod,

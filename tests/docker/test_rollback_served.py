@@ -17,10 +17,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mlops_template import deploy
 from tests.deploy.podman import PlayedPod, Podman, deploy_bump, isolated_podman, missing, played
 from tests.deploy.podman import push as push_image
 from tests.docker.conftest import Engine
+from tests.support.overlays import read_overlay
 from tests.support.project import copy_repo, sh
 
 pytestmark = pytest.mark.docker
@@ -108,7 +108,7 @@ def test_a_rollback_serves_the_previous_champions_image_again(
     rolled = sh(project, "mlops", "rollback", "--env", ENV, "--no-pr", env=env)
     assert "champion is version 1 (was 2)" in rolled.stdout
     assert f"+    digest: {first.digest}" in rolled.stdout
-    assert deploy.read_overlay(project / OVERLAYS, ENV) == first
+    assert read_overlay(project / OVERLAYS, ENV) == first
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
 
     # The rollback's overlay, played: the first release's image runs again, by digest.

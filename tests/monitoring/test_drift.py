@@ -26,13 +26,13 @@ import pytest
 from sklearn.model_selection import train_test_split
 from typer.testing import CliRunner
 
-from mlops_template import storage
-from mlops_template.cli import app
+from mlops_template.cli.app import app
 from mlops_template.config import Params
-from mlops_template.init_schema import profile as profile_table
+from mlops_template.contract import Contract, load_contract
+from mlops_template.contract.profile import profile as profile_table
+from mlops_template.io import storage
 from mlops_template.monitoring import checks, drift, logs, render
 from mlops_template.monitoring.records import PredictionRecord
-from mlops_template.schema import Contract, load_contract
 from mlops_template.stages.train import fit
 from tests.conftest import DEFAULT_CONTRACT
 from tests.serve import tasks

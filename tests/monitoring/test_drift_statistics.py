@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from mlops_template.config import MonitoringSettings
+from mlops_template.contract import parse_contract
 from mlops_template.monitoring import checks, logs
 from mlops_template.monitoring.records import PredictionRecord
-from mlops_template.schema import parse_contract
 from tests.conftest import small_contract
 
 # Target `y` (low, mid, high); features `x` (numeric, 0 to 10) and `colour` (blue, red).

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from mlops_template.cli import app
+from mlops_template.cli.app import app
 from mlops_template.config import Params
 
 

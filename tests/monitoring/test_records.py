@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_template.errors import PipelineError
+from mlops_template import PipelineError
 from mlops_template.monitoring.logs import records_in
 from mlops_template.monitoring.records import (
     PredictionRecord,

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from mlops_template import storage
 from mlops_template.config import ExplainSettings, ServeSettings
+from mlops_template.io import storage
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.model import ServedModel
 from tests.conftest import DEFAULT_CONTRACT, repo_params_dict

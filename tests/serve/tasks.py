@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mlops_template import storage
-from mlops_template.compile import to_onnx
 from mlops_template.config import Params, parse_params
-from mlops_template.init_schema import profile
-from mlops_template.schema import Contract, contract_dict
+from mlops_template.contract import Contract, contract_dict
+from mlops_template.contract.profile import profile
+from mlops_template.io import storage
+from mlops_template.stages.compile import to_onnx
 from mlops_template.stages.train import fit, serialize
 from tests.conftest import DEFAULT_CONTRACT, DEFAULT_DATA, repo_params_dict
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 from starlette.testclient import TestClient
 
+from mlops_template import PipelineError
 from mlops_template.config import ServeSettings
-from mlops_template.errors import PipelineError
-from mlops_template.schema import contract_dict, load_contract, parse_contract
+from mlops_template.contract import contract_dict, load_contract, parse_contract
 from mlops_template.serve import app as app_module
 from mlops_template.serve import guard
 from mlops_template.serve.model import ServedModel

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from mlops_template import storage
 from mlops_template.config import ServeSettings
+from mlops_template.io import storage
 from mlops_template.monitoring.records import PredictionRecord
 from mlops_template.serve.app import ServiceState
 from mlops_template.serve.model import ServedModel

@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mlops_template.config import ServeSettings
-from mlops_template.schema import load_contract
+from mlops_template.contract import load_contract
 from mlops_template.serve.app import Guard, create_app
 from mlops_template.serve.limits import body_limits, max_record_bytes
 from mlops_template.serve.model import ServedModel

@@ -14,9 +14,9 @@ import joblib
 import onnxruntime
 import pytest
 
-from mlops_template import storage
+from mlops_template import PipelineError
 from mlops_template.config import ServeSettings
-from mlops_template.errors import PipelineError
+from mlops_template.io import storage
 from mlops_template.serve.__main__ import challenger_of, pinned_sha256
 from mlops_template.serve.model import ServedModel
 from tests.serve.conftest import service_params_file

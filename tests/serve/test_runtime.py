@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from mlops_template import storage
-from mlops_template.errors import PipelineError
+from mlops_template import PipelineError
+from mlops_template.io import storage
 from mlops_template.serve.__main__ import check_served_file
 from mlops_template.serve.model import ServedModel, runtime_of
 from tests.serve.conftest import GENTOO, service_params_file, wait_ready
@@ -35,7 +35,7 @@ def test_the_service_imports_no_pipeline_library(penguin_task: TaskModel) -> Non
 import json, sys
 from pathlib import Path
 import mlops_template.serve.__main__, mlops_template.serve.app
-from mlops_template.schema import load_contract
+from mlops_template.contract import load_contract
 from mlops_template.serve.model import ServedModel
 model = ServedModel.load(Path({str(penguin_task.onnx_path)!r}),
                          contract=load_contract(Path({str(penguin_task.contract_path)!r})))
@@ -188,7 +188,7 @@ def test_binary_decisions_at_the_threshold_are_scikit_learns(
 ) -> None:
     """A 20-tree forest gives many exact 0.5s, which float32 returns as 0.49999994: the served
     decision must still be the one the evaluate stage scored (positive at >= threshold)."""
-    from mlops_template.metric_facts import decide
+    from mlops_template.contract.metrics import decide
 
     served = ServedModel.load(binary_task.onnx_path, contract=binary_task.contract)
     reference = ServedModel.load(binary_task.model_path, contract=binary_task.contract)

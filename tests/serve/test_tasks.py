@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from mlops_template.errors import PipelineError
-from mlops_template.metric_facts import decide
-from mlops_template.schema import ColumnSpec, Contract
+from mlops_template import PipelineError
+from mlops_template.contract import ColumnSpec, Contract
+from mlops_template.contract.metrics import decide
 from mlops_template.serve.__main__ import main
 from mlops_template.serve.app import ServiceState
 from mlops_template.serve.model import ServedModel

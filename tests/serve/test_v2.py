@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from mlops_template import PipelineError
 from mlops_template.config import ServeSettings
-from mlops_template.errors import PipelineError
 from mlops_template.serve.app import DEFAULT_MODEL_NAME, create_app
 from mlops_template.serve.model import ServedModel
 from tests.serve.conftest import GENTOO, BlockingModel, wait_ready

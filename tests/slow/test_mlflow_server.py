@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlops_template import storage, tracking
 from mlops_template.config import Params
+from mlops_template.io import storage, tracking
 from mlops_template.stages import evaluate, split, train
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mlops_template import storage
 from mlops_template.config import load_params
+from mlops_template.io import storage
 from mlops_template.serve.model import ServedModel
 from tests.support.processes import VENV_BIN, free_port, stop
 from tests.support.project import copy_repo, sh, use_test_table

@@ -17,8 +17,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mlops_template import deploy
+from mlops_template.release import gitops
 from tests.slow.test_registry import WEAK, _set_model
+from tests.support.overlays import read_overlay
 from tests.support.project import copy_repo, sh, use_test_table
 
 pytestmark = pytest.mark.slow
@@ -56,27 +57,27 @@ class Project:
         result = sh(self.root, "mlops", *args, env=self.env, check=check)
         return result.stdout + result.stderr
 
-    def release(self, digest: str) -> tuple[str, deploy.Release]:
+    def release(self, digest: str) -> tuple[str, gitops.Release]:
         """release.yml's publish job: the gate, the push (digest), the registry's record."""
         outcome = re.search(r"release: (promoted|unchanged): version (\d+)", self.mlops("release"))
         assert outcome is not None
         version = outcome.group(2)
         served = (self.root / "models" / "model.onnx.sha256").read_text()[:12]
-        shipped = deploy.Release(IMAGE, digest, served)
+        shipped = gitops.Release(IMAGE, digest, served)
         recorded = self.mlops("record-image", "--version", version, "--image", IMAGE,
                               "--digest", digest, "--model-version", served)  # fmt: skip
         assert f"version {version} is served by {shipped.reference}" in recorded
         return version, shipped
 
-    def deploy(self, shipped: deploy.Release, number: int) -> None:
+    def deploy(self, shipped: gitops.Release, number: int) -> None:
         """The production deploy pull request, merged."""
         self.mlops("deploy-bump", "--env", "production", "--image", shipped.image, "--digest",
                    shipped.digest, "--model-version", shipped.model_version)  # fmt: skip
         sh(self.root, "git", "add", "-A")
         sh(self.root, "git", "commit", "-qm", f"Merge pull request #{number}")
 
-    def production(self) -> deploy.Release:
-        return deploy.read_overlay(self.root / OVERLAYS, "production")
+    def production(self) -> gitops.Release:
+        return read_overlay(self.root / OVERLAYS, "production")
 
 
 def records(client: MlflowClient, version: str, event: str) -> list[dict]:
@@ -132,7 +133,7 @@ def test_a_rollback_puts_the_previous_champions_image_back(
     assert f"+    digest: {A}" in output
     assert "make deploy-pr ENV=production" in output
     assert site.production() == first
-    assert deploy.read_overlay(project / OVERLAYS, "staging").digest == deploy.PLACEHOLDER_DIGEST
+    assert read_overlay(project / OVERLAYS, "staging").digest == gitops.PLACEHOLDER_DIGEST
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
     for version in ("1", "2"):
         (record,) = records(client, version, "rollback")
@@ -143,7 +144,7 @@ def test_a_rollback_puts_the_previous_champions_image_back(
     # What was in production when: A, B, B2, then A again, each with its registry version.
     data = json.loads(site.mlops("history", "--env", "production", "--format", "json"))
     rows = data["environments"]["production"]
-    assert [row["digest"] for row in rows] == [A, B2, B, A, deploy.PLACEHOLDER_DIGEST]
+    assert [row["digest"] for row in rows] == [A, B2, B, A, gitops.PLACEHOLDER_DIGEST]
     assert [row["registry_version"] for row in rows] == ["1", "2", "2", "1", None]
     assert rows[0]["note"].startswith("back to the release deployed ")
     assert rows[-1]["state"] == "placeholder"

@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import storage
 from mlops_template.config import Params
-from mlops_template.metric_facts import baseline_verdict, below_baseline
-from mlops_template.schema import Contract
+from mlops_template.contract import Contract
+from mlops_template.contract.metrics import baseline_verdict, below_baseline
+from mlops_template.evaluation import plots
+from mlops_template.io import storage
 from mlops_template.stages import evaluate, split, train
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
@@ -27,14 +28,14 @@ def test_curves_are_bounded_and_span_zero_to_one(contract: Contract) -> None:
     rng = np.random.default_rng(0)
     actual = pd.Series(rng.choice(CLASSES, size=5000))
     proba = rng.dirichlet([1, 1, 1], size=5000)
-    roc, pr = evaluate.one_vs_rest_curves(actual, proba, CLASSES, contract)
+    roc, pr = plots.one_vs_rest_curves(actual, proba, CLASSES, contract)
     assert set(roc) == set(pr) == set(CLASSES)
     for points in roc.values():
-        assert len(points) <= evaluate.MAX_CURVE_POINTS
+        assert len(points) <= plots.MAX_CURVE_POINTS
         assert points[0] == {"fpr": 0.0, "tpr": 0.0}
         assert points[-1] == {"fpr": 1.0, "tpr": 1.0}
     for points in pr.values():
-        assert len(points) <= evaluate.MAX_CURVE_POINTS
+        assert len(points) <= plots.MAX_CURVE_POINTS
         assert points[0]["recall"] == 0.0
 
 

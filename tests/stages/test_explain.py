@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import init_schema, storage
-from mlops_template.compile import model_input
 from mlops_template.config import Params
+from mlops_template.contract import profile
+from mlops_template.contract.features import model_input
+from mlops_template.io import storage
 from mlops_template.stages import explain, split, train
 from tests.tables import breast_cancer, diabetes
 
@@ -35,7 +36,7 @@ def fork(
     """A fork's table and the contract init-schema writes for it."""
     data, contract = workdir / "table.csv", workdir / "table.yaml"
     frame.to_csv(data, index=False)
-    init_schema.run(data, target, contract)
+    profile.run(data, target, contract)
     return make_params(
         data={"source": str(data), "contract": str(contract)},
         evaluate={"primary_metric": "auto"},

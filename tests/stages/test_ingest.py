@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_template import storage
 from mlops_template.config import Params
+from mlops_template.io import storage
 from mlops_template.stages import ingest
 
 

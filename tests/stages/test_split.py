@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
-from mlops_template.errors import PipelineError
-from mlops_template.schema import Contract
+from mlops_template import PipelineError
+from mlops_template.contract import Contract
 from mlops_template.stages.split import split
 
 
@@ -95,7 +95,7 @@ def test_rows_with_conflicting_labels_stay_on_one_side(
 def test_a_regression_target_is_split_across_its_whole_range() -> None:
     from sklearn.datasets import load_diabetes
 
-    from mlops_template.init_schema import profile
+    from mlops_template.contract.profile import profile
 
     frame = load_diabetes(as_frame=True, scaled=False).frame
     contract = profile(frame, "target", name="diabetes").contract

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_template import storage
+from mlops_template import PipelineError
 from mlops_template.config import Params, parse_params
-from mlops_template.errors import PipelineError
+from mlops_template.io import storage
 from mlops_template.stages import split, train
 from tests.conftest import repo_params_dict
 

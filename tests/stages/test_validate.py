@@ -5,10 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_template import storage
 from mlops_template.config import Params
-from mlops_template.declarations import Behaviour
-from mlops_template.schema import data_dict, parse_contract
+from mlops_template.contract import Behaviour, data_dict, parse_contract
+from mlops_template.io import storage
 from mlops_template.stages import validate
 
 

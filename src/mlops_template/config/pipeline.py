@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from mlops_template import PipelineError
 from mlops_template.config.base import Section
-from mlops_template.errors import PipelineError
-from mlops_template.metric_facts import DEFAULT_PRIMARY, TASK_METRICS
+from mlops_template.contract.metrics import DEFAULT_PRIMARY, TASK_METRICS
 
 
 class Paths(Section):

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from mlops_template.errors import PipelineError
+from mlops_template import PipelineError
 
 _MODEL_SECTION = re.compile(r"model:[ \t]*(#.*)?\r?\n?")
 
@@ -59,8 +59,8 @@ def set_model_values(text: str, values: Mapping[str, Any]) -> str:
 def write_model_values(path: Path, values: Mapping[str, Any]) -> str:
     """Set `model.<name>` in the params file to these values, check the result reads back as
     exactly that change and validates, write it; returns the unified diff ("" if unchanged)."""
-    from mlops_template import storage
-    from mlops_template.config import parse_params  # the package imports this module
+    from mlops_template.config.params import parse_params
+    from mlops_template.io import storage
 
     before = path.read_text(encoding="utf-8")
     current = parse_params(yaml.safe_load(before), path).model

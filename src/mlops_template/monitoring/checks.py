@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 
 from mlops_template.config import MonitoringSettings
+from mlops_template.contract import ColumnSpec, Contract
 from mlops_template.monitoring.logs import Traffic
 from mlops_template.monitoring.psi import psi
 from mlops_template.monitoring.records import Label, PredictionRecord
-from mlops_template.schema import ColumnSpec, Contract
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,16 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_template import storage
-from mlops_template.compile import model_input
+from mlops_template import PipelineError
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.metric_facts import PER_ROW
+from mlops_template.contract import Contract
+from mlops_template.contract.features import model_input
+from mlops_template.contract.metrics import PER_ROW
+from mlops_template.io import storage
 from mlops_template.monitoring.checks import DriftReport, compare
 from mlops_template.monitoring.logs import read_feedback, read_traffic
 from mlops_template.monitoring.records import is_number
 from mlops_template.monitoring.render import figure_png, html_page, markdown, skipped_sentence
-from mlops_template.schema import Contract
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, cast
 
+from mlops_template import PipelineError
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
 from mlops_template.monitoring.records import rotated_index
 
 log = logging.getLogger(__name__)

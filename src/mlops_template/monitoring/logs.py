@@ -20,7 +20,8 @@ from typing import Any, cast
 
 import pandas as pd
 
-from mlops_template.errors import PipelineError
+from mlops_template import PipelineError
+from mlops_template.contract import Contract, as_category
 from mlops_template.monitoring.records import (
     Label,
     NotJSONError,
@@ -29,7 +30,6 @@ from mlops_template.monitoring.records import (
     is_number,
     log_files,
 )
-from mlops_template.schema import Contract, as_category
 
 
 @dataclass

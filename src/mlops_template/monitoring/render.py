@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_template.contract import ColumnSpec, Contract
 from mlops_template.monitoring.checks import (
     DriftReport,
     category_shares,
@@ -20,7 +21,6 @@ from mlops_template.monitoring.checks import (
     training_target,
 )
 from mlops_template.monitoring.logs import Traffic, reasons
-from mlops_template.schema import ColumnSpec, Contract
 
 
 def _number(value: float | None, digits: str = ".3g") -> str:
@@ -96,7 +96,7 @@ def figure_png(
     titled with its verdict; base64 PNG for the HTML page."""
     import matplotlib.pyplot as plt
 
-    from mlops_template import plots  # noqa: F401 (sets matplotlib's Agg backend)
+    from mlops_template.evaluation import plots  # noqa: F401 (sets matplotlib's Agg backend)
 
     current = logged_features(traffic, contract)
     verdicts = {(c.column, c.kind): c.drifted for c in report.checks}

@@ -54,10 +54,10 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from mlops_template import storage
+from mlops_template import PipelineError
 from mlops_template.config import DEFAULT_PARAMS, Params, ServeSettings, load_params
-from mlops_template.errors import PipelineError
-from mlops_template.schema import Contract
+from mlops_template.contract import Contract
+from mlops_template.io import storage
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.explain import load_background
 from mlops_template.serve.guard import Guard

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlops_template.config import ExplainSettings, RegistrySettings, ServeSettings
-from mlops_template.schema import Contract
+from mlops_template.contract import Contract
 from mlops_template.serve.guard import Guard
 from mlops_template.serve.limits import RequestChecker, body_limits
 from mlops_template.serve.model import ServedModel

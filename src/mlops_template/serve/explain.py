@@ -1,7 +1,7 @@
 """POST /explain: which features moved one record's prediction, and how far.
 
 The image has no shap (nor scikit-learn, numba): the values are interventional Shapley values
-computed in NumPy (mlops_template.shapley) over the served model itself, ONNX or
+computed in NumPy (mlops_template.evaluation.shapley) over the served model itself, ONNX or
 scikit-learn, with the training rows the explain stage wrote (`paths.background`) as the
 background. A record's missing values are scored as /predict scores them (ServedModel.feed
 and .frame build both).
@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from mlops_template import PipelineError
 from mlops_template.config import ExplainSettings
-from mlops_template.errors import PipelineError
-from mlops_template.schema import Contract
+from mlops_template.contract import Contract
+from mlops_template.evaluation.shapley import Columns, Score, explain_record, top
 from mlops_template.serve.model import PROBABILITIES, VARIABLE, ServedModel
-from mlops_template.shapley import Columns, Score, explain_record, top
 
 Record = dict[str, Any]
 # Rows per model call. onnxruntime holds the GIL while it converts text inputs, so smaller

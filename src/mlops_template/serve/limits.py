@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mlops_template.config import ServeSettings
-from mlops_template.schema import ColumnSpec
+from mlops_template.contract import ColumnSpec
 
 HEADROOM = 4
 ENVELOPE_BYTES = 1024

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from mlops_template import storage
-from mlops_template.errors import PipelineError
-from mlops_template.metric_facts import FLOAT32_SLACK, decide
-from mlops_template.schema import MISSING_CATEGORY, Contract
+from mlops_template import PipelineError
+from mlops_template.contract import MISSING_CATEGORY, Contract
+from mlops_template.contract.metrics import FLOAT32_SLACK, decide
+from mlops_template.io import storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -166,7 +166,7 @@ def _onnx_interface(session: Any, path: Path) -> tuple[str, tuple[str, ...], Fea
     except (KeyError, ValueError):
         raise PipelineError(
             f"{path}: no `task`, `classes` and `features` in the model's metadata; compile it"
-            " with the train stage (mlops_template.compile)"
+            " with the train stage (mlops_template.stages.compile)"
         ) from None
     if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
         raise PipelineError(f"{path}: the metadata's `classes` is not a list of text")

@@ -24,8 +24,8 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
+from mlops_template.contract import Contract
 from mlops_template.monitoring.psi import psi
-from mlops_template.schema import Contract
 from mlops_template.serve.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from mlops_template.schema import ColumnSpec, Contract, as_category
+from mlops_template.contract import ColumnSpec, Contract, as_category
 
 # Beyond this many alternatives the `anyOf` would bloat the OpenAPI (30 features, 3 required:
 # 4,060); the rule is then only enforced, and said in the description.

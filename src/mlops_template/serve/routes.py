@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from mlops_template.config import ServeSettings
-from mlops_template.schema import Contract
+from mlops_template.contract import Contract
 from mlops_template.serve import docs
 from mlops_template.serve.explain import BusyError, ClassError, Explanation
 from mlops_template.serve.guard import error_payload, route_of

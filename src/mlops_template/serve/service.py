@@ -21,8 +21,8 @@ import numpy as np
 from prometheus_client import generate_latest
 
 from mlops_template.config import ExplainSettings, ServeSettings
+from mlops_template.contract import Contract
 from mlops_template.monitoring.records import PredictionRecord
-from mlops_template.schema import Contract
 from mlops_template.serve.batcher import MicroBatcher
 from mlops_template.serve.explain import Explainer
 from mlops_template.serve.logsink import PredictionLog

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_template.schema import ColumnSpec, Contract
+from mlops_template.contract import ColumnSpec, Contract
 from mlops_template.serve.limits import Problems, RequestChecker
 
 NUMERIC_DATATYPES = frozenset(

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mlops_template import behaviour, storage
 from mlops_template.config import Params
+from mlops_template.evaluation import behaviour
+from mlops_template.io import storage
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ branches:
   at `evaluate.threshold`, accuracy, log loss;
 - multiclass: accuracy, macro F1, log loss, one-vs-rest ROC AUC, and per class precision,
   recall and F1;
-- classification also the Brier score (quality.brier; not a gate metric);
+- classification also the Brier score (calibration.brier; not a gate metric);
 - regression: RMSE, MAE, R².
 `baseline` holds the same metrics for the simplest honest model, fitted on the training
 split: the class shares (always the majority class) or the training mean. `beats_baseline`
@@ -18,8 +18,8 @@ Plot data (in `paths.plots`, drawn by dvc.yaml's `plots:`): the confusion matrix
 test example) and ROC and precision-recall curves (one per class; for binary, the positive
 class) for classification; predicted against actual and the residuals for regression; and
 permutation feature importance for every task; a reliability curve (classification); written
-by plot_data.py. Metrics
-per category of each categorical feature go to `paths.slices` (quality.py).
+by evaluation/plots.py. Metrics
+per category of each categorical feature go to `paths.slices` (evaluation/slices.py).
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-from mlops_template import plot_data, plots, quality, storage, tracking
-from mlops_template.compile import model_input
 from mlops_template.config import Params
-from mlops_template.metric_facts import LOWER_IS_BETTER, baseline_verdict
-from mlops_template.plot_data import MAX_CURVE_POINTS, one_vs_rest_curves  # noqa: F401 (re-exported)
-from mlops_template.schema import Contract
-from mlops_template.scoring import (
+from mlops_template.contract import Contract
+from mlops_template.contract.features import model_input
+from mlops_template.contract.metrics import LOWER_IS_BETTER, baseline_verdict
+from mlops_template.evaluation import plots, slices
+from mlops_template.evaluation.scoring import (
     classification_metrics,
     metric_value,
     predict_labels,
@@ -48,6 +47,7 @@ from mlops_template.scoring import (
     rounded,
     with_baseline,
 )
+from mlops_template.io import storage, tracking
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +123,17 @@ def evaluate(
         if contract.task == "binary":
             metrics["threshold"] = threshold
         predicted = np.asarray(classes)[predict_labels(proba, classes, contract, threshold)]
-        plot_data.write_classification_plots(params, actual, proba, classes, predicted)
+        plots.write_classification_plots(params, actual, proba, classes, predicted)
     else:
         actual_values = test[contract.target.name].to_numpy(float)
         predicted = model.predict(features)
         metrics = regression_metrics(actual_values, predicted)
-        plot_data.write_regression_plots(params, actual_values, predicted)
+        plots.write_regression_plots(params, actual_values, predicted)
     metrics = with_baseline(metrics, train, test, params)
     primary = params.primary_metric
     storage.write_json(
         paths.slices,
-        quality.slices(
+        slices.slices(
             test,
             predicted,
             contract,

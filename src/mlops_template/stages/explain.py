@@ -34,10 +34,11 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlops_template import shapley, storage, tracking
-from mlops_template.compile import model_input
 from mlops_template.config import Params
-from mlops_template.schema import Contract
+from mlops_template.contract import Contract
+from mlops_template.contract.features import model_input
+from mlops_template.evaluation import shapley
+from mlops_template.io import storage, tracking
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlops_template import storage
 from mlops_template.config import Params
+from mlops_template.io import storage
 
 
 def run(params: Params) -> pd.DataFrame:

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlops_template import storage
+from mlops_template import PipelineError
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.schema import Contract
+from mlops_template.contract import Contract
+from mlops_template.io import storage
 
 log = logging.getLogger(__name__)
 

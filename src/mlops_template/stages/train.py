@@ -33,11 +33,12 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlops_template import config, storage, tracking
-from mlops_template.compile import Parity, check_parity, model_input, to_onnx
+from mlops_template import PipelineError, config
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.schema import MISSING_CATEGORY, Contract
+from mlops_template.contract import MISSING_CATEGORY, Contract
+from mlops_template.contract.features import model_input
+from mlops_template.io import storage, tracking
+from mlops_template.stages.compile import Parity, check_parity, to_onnx
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from mlops_template import storage
+from mlops_template import PipelineError
 from mlops_template.config import Params
-from mlops_template.errors import PipelineError
-from mlops_template.schema import Contract, category_text, data_dict
+from mlops_template.contract import Contract, category_text, data_dict
+from mlops_template.io import storage
 
 MAX_EXAMPLES = 5
 DUPLICATE_CHECK = "no_duplicate_rows"

@@ -1,0 +1,1 @@
+"""Where the package meets the outside world: files on disk, MLflow runs, GitHub."""

@@ -1,0 +1,1 @@
+"""The hyperparameter search (`make tune`) and its reports."""
