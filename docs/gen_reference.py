@@ -198,7 +198,7 @@ def _field_comments(model: type) -> dict[str, str]:
             if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
                 continue
             line = lines[node.lineno - 1]
-            above = []
+            above: list[str] = []
             index = node.lineno - 2
             while index >= 0 and lines[index].strip().startswith("#"):
                 above.insert(0, lines[index].strip().lstrip("#").strip())
@@ -279,7 +279,8 @@ def params_page() -> str:
         parts.append("One of these, chosen by its first key:\n")
         for member in members:
             tag = ", ".join(
-                f"{n}: {type_name(f.annotation)}" for n, f in member.model_fields.items()
+                f"{n}: {type_name(f.annotation)}"
+                for n, f in member.model_fields.items()
                 if get_origin(f.annotation) is Literal
             )
             parts.append(f"### `{key}` ({tag})\n\n{_doc(member)}{TABLE_HEAD}")
