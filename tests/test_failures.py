@@ -179,7 +179,7 @@ def test_preflight_names_the_task_and_target(params: Params) -> None:
 def test_preflight_names_a_table_swapped_without_its_contract(
     make_params: Callable[..., Params], workdir: Path
 ) -> None:
-    """The README's step 2 forgotten: the new table, the old contract. Named before any stage
+    """The docs' step 2 forgotten: the new table, the old contract. Named before any stage
     runs, with the command that writes the right contract."""
     table = workdir / "houses.csv"
     table.write_text("rooms,price\n3,250000\n4,410000\n")

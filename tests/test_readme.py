@@ -1,15 +1,19 @@
-"""The README's commands, run as written in a fresh copy of the repository.
+"""The commands of the README and of the docs' walk-through pages, run as written in a fresh
+copy of the repository.
 
-Every command of every ```bash block runs, in order: backslash continuations and open quotes
-join lines, and comments are dropped. Each block runs in one bash process (so a `cd` or an
-`export` carries on within it), in a copy of the repository committed on `main` (copy_repo),
-with only the system's tools on PATH: no venv, no uv, as on a new machine. So `make` installs
-the pinned uv and the environment exactly as a new user's first `make run` does.
+Every command of every ```bash block of PAGES runs, page after page, in order: backslash
+continuations and open quotes join lines, and comments are dropped. Each block runs in one
+bash process (so a `cd` or an `export` carries on within it), in a copy of the repository
+committed on `main` (copy_repo), with only the system's tools on PATH: no venv, no uv, as on
+a new machine. So `make` installs the pinned uv and the environment exactly as a new user's
+first `make run` does.
 
 Commands that cannot run here are named in SKIPPED with the reason; every other command runs,
-so a command added to the README later is tested by default. Servers (LONG_RUNNING) are
-started in the background, polled on 127.0.0.1 until they answer, and stopped at the end of
-their block, so the commands after them (the `curl` under `make serve`) talk to them.
+so a command added to those pages later is tested by default. Any other page of docs/ may
+hold no ```bash block (a command not meant to run goes in a ```console or ```text block), so
+no command shown as runnable goes untested. Servers (LONG_RUNNING) are started in the
+background, polled on 127.0.0.1 until they answer, and stopped at the end of their block, so
+the commands after them (the `curl` under `make serve`) talk to them.
 
 Runtime: about 2 minutes on 2 cores, most of it the first `make` (uv and the environment
 from uv's cache) and two pipeline runs.
@@ -36,6 +40,19 @@ from tests.support.project import copy_repo
 pytestmark = pytest.mark.slow
 
 README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
+# The pages whose ```bash blocks run, in this order, in one copy: the README's `make run`
+# first, the parameter change before `make serve` (its curl), as a reader goes through them.
+# Bring your own data's steps are ```sh blocks, which tests/slow/test_readme_byod.py runs
+# on a table of their own (a data swap here would break the serving example).
+PAGES = [
+    README,
+    DOCS / "getting-started.md",
+    DOCS / "pipeline.md",
+    DOCS / "serving.md",
+    DOCS / "release.md",
+    DOCS / "bring-your-own-data.md",
+]
 
 # Token prefixes of commands that are not run here, and why.
 SKIPPED: dict[tuple[str, ...], str] = {
@@ -89,7 +106,7 @@ def bash_blocks(markdown: str) -> list[list[Command]]:
             if words:
                 commands.append(Command(pending, tuple(words)))
             pending = ""
-        assert not pending, f"unfinished command in a README bash block: {pending!r}"
+        assert not pending, f"unfinished command in a bash block: {pending!r}"
         blocks.append(commands)
     return blocks
 
@@ -181,10 +198,29 @@ def test_readme_parser_joins_continuations_and_quotes() -> None:
     assert [c.words for c in commands] == [("make", "run"), ("curl", "-s", "x", "-d", '{"a":\n 1}')]
 
 
-def test_skipped_commands_are_still_in_the_readme() -> None:
-    commands = [c for block in bash_blocks(README.read_text()) for c in block]
+def page_blocks() -> list[tuple[Path, list[Command]]]:
+    """Every ```bash block of PAGES, with its page, in the order they run."""
+    return [(page, block) for page in PAGES for block in bash_blocks(page.read_text())]
+
+
+def test_skipped_commands_are_still_in_the_pages() -> None:
+    commands = [c for _, block in page_blocks() for c in block]
     for prefix in [*SKIPPED, *LONG_RUNNING]:
-        assert any(c.matches(prefix) for c in commands), f"{prefix}: no longer in the README"
+        assert any(c.matches(prefix) for c in commands), f"{prefix}: no longer in the pages"
+
+
+def test_no_other_docs_page_has_a_bash_block() -> None:
+    """A ```bash block outside PAGES would look runnable and never run."""
+    others = [page for page in sorted(DOCS.rglob("*.md")) if page not in PAGES]
+    assert others, "docs/ has no other page: is DOCS right?"
+    for page in others:
+        assert not bash_blocks(page.read_text()), f"{page}: a bash block that no test runs"
+
+
+def test_the_readme_keeps_its_commands() -> None:
+    """The front door shows the two commands and the local stack, as runnable blocks."""
+    words = {c.words for block in bash_blocks(README.read_text()) for c in block}
+    assert {("make", "run"), ("make", "ci"), ("make", "up")} <= words
 
 
 def test_readme_commands_run_in_a_fresh_copy(tmp_path: Path) -> None:
@@ -202,7 +238,7 @@ def test_readme_commands_run_in_a_fresh_copy(tmp_path: Path) -> None:
     logs.mkdir()
     env = new_machine_env(tmp_path / "tmp")
     transcript = []
-    for number, commands in enumerate(bash_blocks(README.read_text()), start=1):
+    for number, (page, commands) in enumerate(page_blocks(), start=1):
         script = block_script(commands, logs)
         process = subprocess.Popen(
             ["bash", "-c", script],
@@ -220,7 +256,7 @@ def test_readme_commands_run_in_a_fresh_copy(tmp_path: Path) -> None:
             output, _ = process.communicate()
         finally:
             _stop_leftovers(logs / "pids")
-        transcript.append(f"--- block {number}\n{output}")
+        transcript.append(f"--- block {number} ({page.relative_to(REPO_ROOT)})\n{output}")
         assert process.returncode == 0, "\n".join(transcript)[-8000:]
     everything = "\n".join(transcript)
     assert '"prediction":' in everything, everything[-4000:]  # curl got an answer from serve

@@ -107,12 +107,13 @@ def test_the_dashboard_queries_the_service_through_the_provisioned_source() -> N
     assert provider["providers"][0]["options"]["path"] in mounted
 
 
-def test_the_readme_shows_the_screenshots_the_stack_test_takes() -> None:
-    """The README's pictures are the PNGs `make screenshots` writes (docs/images), committed."""
-    readme = (REPO_ROOT / "README.md").read_text()
+def test_getting_started_shows_the_screenshots_the_stack_test_takes() -> None:
+    """The pictures of the docs' "See it running" are the PNGs `make screenshots` writes
+    (docs/images), committed."""
+    page = (REPO_ROOT / "docs" / "getting-started.md").read_text()
     source = (REPO_ROOT / "deploy" / "compose" / "screenshots.py").read_text()
     taken = set(re.findall(r'"(stack-[a-z-]+\.png)"', source))
-    shown = set(re.findall(r"\]\(docs/images/(stack-[a-z-]+\.png)\)", readme))
+    shown = set(re.findall(r"\]\(images/(stack-[a-z-]+\.png)\)", page))
     assert taken == shown, (taken, shown)
     assert len(shown) == 3
     for name in shown:

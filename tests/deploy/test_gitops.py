@@ -120,7 +120,7 @@ def test_one_repository_url_the_placeholder_of_the_overlays_image(argocd, flux) 
         application["spec"]["source"]["repoURL"] for application in of_kind(argocd, "Application")
     }
     urls |= set(project["spec"]["sourceRepos"]) | {source["spec"]["url"]}
-    (url,) = urls  # a fork sets it in one go (README "GitOps: pull-based")
+    (url,) = urls  # a fork sets it in one go (docs/deploy.md, "GitOps: pull-based")
     match = REPO_URL.fullmatch(url)
     assert match, url
     # release.yml pushes to <registry>/<owner>/<repository> (lowercased, .ci/push-image): the

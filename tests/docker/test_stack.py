@@ -318,7 +318,7 @@ def test_screenshots_show_the_champion_the_firing_alert_and_the_drift_report(
     stack: Stack, tmp_path: Path
 ) -> None:
     """`make screenshots` in headless Chromium: each page checked (API, then the rendered
-    DOM) before its PNG is kept. STACK_SCREENSHOTS=docs/images makes the README's pictures."""
+    DOM) before its PNG is kept. STACK_SCREENSHOTS=docs/images makes the docs' pictures."""
     from PIL import Image
 
     out = Path(os.environ.get("STACK_SCREENSHOTS") or tmp_path).resolve()

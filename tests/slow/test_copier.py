@@ -6,7 +6,7 @@ The template is a throwaway git copy of this checkout, tagged (copier copies fro
 generated project's environment is installed by its own `make install` (the copy's task runs
 it to write the contract) from uv's cache, offline: nothing is downloaded. The renamed project
 is also the regression fork whose unchanged fast suite must pass (the binary fork's runs in
-tests/slow/test_readme_byod.py, through the README's `make test-fast`): one nested suite covers
+tests/slow/test_readme_byod.py, through the docs' `make test-fast`): one nested suite covers
 both, on both of the machine's cores.
 """
 

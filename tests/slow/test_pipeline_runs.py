@@ -96,7 +96,7 @@ def test_editing_a_behaviour_check_reruns_no_training_but_a_range_does(root: Pat
 
 
 def test_a_dvc_added_data_file_edited_in_place_reruns_the_pipeline(root: Path) -> None:
-    """The README's way for large files: `dvc add` it, point data.source at it."""
+    """Bring your own data's way for large files (docs): `dvc add` it, point data.source at it."""
     mine = root / "data" / "mine.csv"
     mine.write_text((root / DATA).read_text())
     sh(root, "dvc", "add", "data/mine.csv")

@@ -1,10 +1,10 @@
-"""README "Bring your own data", run as written on a table the project has never seen.
+"""The docs' "Bring your own data" page, run as written on a table the project has never seen.
 
-The section's ```sh blocks (not ```bash: tests/test_readme.py runs those in one copy, and a
+The page's ```sh blocks (not ```bash: tests/test_readme.py runs those in one copy, and a
 data swap there would break the serving example after it) run in order, in a fresh copy of
 the repository, with scikit-learn's breast cancer table as `data/cancer.csv`, the file the
-section names. Afterwards the pipeline has binary metrics, the fast suite passed and the
-work tree is clean: the commit the section shows took every file the steps touched.
+page names. Afterwards the pipeline has binary metrics, the fast suite passed and the
+work tree is clean: the commit the page shows took every file the steps touched.
 About 3 minutes, most of it `make test-fast` inside the copy.
 """
 
@@ -27,7 +27,7 @@ from tests.support.project import copy_repo, sh
 
 pytestmark = pytest.mark.slow
 
-SECTION = "## Bring your own data"
+PAGE = REPO_ROOT / "docs" / "bring-your-own-data.md"
 
 
 def offline_env() -> dict[str, str]:
@@ -53,16 +53,15 @@ def breast_cancer_csv(path: Path) -> Path:
 
 
 def section_blocks(markdown: str) -> list[str]:
-    """The ```sh blocks of the section (list items indent them), dedented."""
-    body = markdown.split(f"\n{SECTION}\n", 1)[1].split("\n## ", 1)[0]
-    found = re.findall(r"^( *)```sh\n(.*?)^\1```", body, flags=re.DOTALL | re.MULTILINE)
+    """The ```sh blocks of the page (list items indent them), dedented."""
+    found = re.findall(r"^( *)```sh\n(.*?)^\1```", markdown, flags=re.DOTALL | re.MULTILINE)
     return [textwrap.dedent(block) for _, block in found]
 
 
-def test_every_sh_block_of_the_readme_is_in_this_section() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert len(re.findall(r"^ *```sh$", readme, flags=re.MULTILINE)) == len(section_blocks(readme))
-    commands = "\n".join(section_blocks(readme))
+def test_the_page_shows_every_step() -> None:
+    page = PAGE.read_text()
+    assert len(re.findall(r"^ *```sh$", page, flags=re.MULTILINE)) == len(section_blocks(page))
+    commands = "\n".join(section_blocks(page))
     for step in ("make init-schema", "source: data/cancer.csv", "make run", "make test-fast"):
         assert step in commands
 
@@ -71,7 +70,7 @@ def test_bring_your_own_data_as_written(tmp_path: Path) -> None:
     repo = copy_repo(tmp_path / "repo")
     breast_cancer_csv(repo / "data" / "cancer.csv")
     transcript = []
-    for block in section_blocks((REPO_ROOT / "README.md").read_text()):
+    for block in section_blocks(PAGE.read_text()):
         result = sh(repo, "bash", "-euo", "pipefail", "-c", block, env=offline_env())
         transcript.append(f"$ {block}\n{result.stdout}\n{result.stderr}")
     output = "\n".join(transcript)
@@ -84,5 +83,5 @@ def test_bring_your_own_data_as_written(tmp_path: Path) -> None:
         assert name in metrics, sorted(metrics)
     assert metrics["roc_auc"] > metrics["baseline"]["roc_auc"]
     assert re.search(r"\d+ passed", output), output[-4000:]
-    assert sh(repo, "git", "status", "--porcelain").stdout == "", "files the README forgot"
+    assert sh(repo, "git", "status", "--porcelain").stdout == "", "files the page forgot"
     assert "Breast cancer diagnosis" in sh(repo, "git", "log", "-1", "--format=%s").stdout

@@ -1,5 +1,5 @@
 """A fork brings a table the project has never seen: a binary one (breast cancer) and a
-regression one (diabetes), both embedded in scikit-learn. The README's steps and nothing
+regression one (diabetes), both embedded in scikit-learn. The docs' steps and nothing
 else: `mlops init-schema`, one `params.yaml` line, `make run`'s two commands. Then what the
 team sees: the task's metrics beside their baseline, the plots, the PR report, the model card
 and the service answering the contract's example. No Python is edited."""

@@ -72,7 +72,7 @@ def same_repo_run(forge: Forge) -> tuple[Path, str]:
         event,
         secrets=dvc_remote_secrets(),
         env={"ACT_STUB_ARTIFACTS": str(artifacts)},
-        # The team's larger runner for training (README "From one laptop to a cluster").
+        # The team's larger runner for training (docs/scaling.md).
         variables={"TRAIN_RUNS_ON": TRAIN_RUNNER},
         runners=("ubuntu-latest", "mlops-train"),
     )
