@@ -1,4 +1,4 @@
-"""A model card fits the registry's 5000 characters (model_card_fit.py): long tables are cut
+"""A model card fits the registry's 5000 characters (reporting/model_card.py): long tables are cut
 first, then whole sections leave, least needed first; Lineage, Metrics and Fairness last,
 and the description names what it lost and where the full card is."""
 

@@ -1,9 +1,9 @@
 """The `mlops` command: one subcommand per dvc.yaml stage, and the steps of the workflows.
 
 Each group of subcommands lives in its own module and is added here, in `mlops --help`'s
-order: pipeline_cli.py (preflight, init-schema, the stages, tune, report, plots),
-operations_cli.py (model-card, the registry, monitoring), workflow_cli.py (the workflows'
-privileged steps) and deploy_cli.py (release records, deploy pull requests, rollback, history).
+order: cli/stage.py (preflight, init-schema, the stages, tune, report, plots),
+cli/model.py (model-card, the registry, monitoring), cli/ci.py (the workflows'
+privileged steps) and cli/deploy.py (release records, deploy pull requests, rollback, history).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 check-report and post-report (pr-comment.yml), collect-outputs and publish-outputs (train.yml,
 retrain.yml), open-pr (retrain.yml); the deploy's (release.yml, deploy.yml) are in
-deploy_cli.py. Each checks what an untrusted run handed over before it uses any of it; see
-github.py, report_check.py and handoff.py.
+cli/deploy.py. Each checks what an untrusted run handed over before it uses any of it; see
+github.py, reporting/safety.py and handoff.py.
 """
 
 from __future__ import annotations

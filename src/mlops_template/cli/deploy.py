@@ -5,7 +5,7 @@ registry), deploy-bump and deploy-pr (deploy.yml: an overlay's change as a pull 
 rollback (the previous champion back, in the registry and in an overlay) and history (every
 deployment per environment). Every value that reaches an overlay is checked by
 gitops.validate_release first, wherever it came from: a workflow input, an artifact or a
-registry tag. Proposing a deploy pull request (deploy-pr, rollback --pr) is deploy_proposal.py.
+registry tag. Proposing a deploy pull request (deploy-pr, rollback --pr) is release/proposals.py.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ class DataSettings(Section):
     pipeline."""
 
     source: Path = Path("data/penguins.csv")
-    # The data contract (schema.py): the task, the target and the features. Written by
+    # The data contract (contract/file.py): the task, the target and the features. Written by
     # `mlops init-schema`, reviewed and committed.
     contract: Path = Path("data/contract.yaml")
 
@@ -117,7 +117,7 @@ class DataSettings(Section):
 
 
 class ValidateSettings(Section):
-    """The `validate` stage's table-level policies (the column checks live in schema.py).
+    """The `validate` stage's table-level policies (the column checks live in contract/spec.py).
 
     `duplicates` decides what happens to exact duplicate rows (every column equal, missing
     values equal to each other): `drop` keeps the first of each and drops the copies before

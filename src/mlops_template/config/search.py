@@ -1,4 +1,4 @@
-"""params.yaml's `tune:` section: the hyperparameter search (`mlops tune`, tune.py), which
+"""params.yaml's `tune:` section: the hyperparameter search (`mlops tune`, tuning/search.py), which
 is not a pipeline stage. Each value to try is checked as the `model:` section would check it."""
 
 from __future__ import annotations

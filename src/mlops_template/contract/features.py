@@ -11,7 +11,7 @@ from mlops_template.contract.spec import MISSING_CATEGORY, Contract
 
 def model_input(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     """The contract's features of `frame` as every model here takes them: numbers as float64,
-    categories as text with MISSING_CATEGORY for a missing value (not NaN: see schema.py)."""
+    categories as text with MISSING_CATEGORY for a missing value (not NaN: see contract/spec.py)."""
     columns: dict[str, pd.Series] = {}
     for name in contract.feature_names():
         values = frame[name]

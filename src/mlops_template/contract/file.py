@@ -1,5 +1,5 @@
 """The data contract's file: reading it (every error names the file and the key) and writing
-it. The contract itself, the objects every stage and the service use, is contract.py; its names
+it. The contract itself, the objects every stage and the service use, is contract/spec.py; its names
 are imported from here too (`from mlops_template.contract import Contract`).
 """
 

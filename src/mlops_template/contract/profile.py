@@ -1,4 +1,4 @@
-"""`mlops init-schema`: profile a table and write its data contract (schema.py) as YAML.
+"""`mlops init-schema`: profile a table and write its data contract (contract/file.py) as YAML.
 
 The profile is a starting point the user reviews and commits, not a guess hidden in code:
 - the task is inferred from the target unless given: two values is binary (the rarer one is

@@ -2,7 +2,7 @@
 
 The contract is data, not code: `mlops init-schema` profiles a table and writes it
 (`data.contract` in params.yaml, by default `data/contract.yaml`); the user reviews and commits
-it; schema.py reads and checks the file into the objects here. Everything else derives from
+it; contract/file.py reads and checks the file into the objects here. Everything else derives from
 the `Contract`: the pandera schema that the `validate` stage enforces, the features the `train`
 stage preprocesses, the metrics the `evaluate` stage computes for the task, the service's
 request model and its example, the drift reference and the model card.

@@ -2,7 +2,7 @@
 the baseline's, and one metric alone. Pure functions of a model and data, shared by the
 evaluate stage, the behaviour checks, tuning and the registry's re-scoring (a module that
 is not a stage imports them here, not from the stage). Which metrics a task has and which
-are lower-is-better: metric_facts.py."""
+are lower-is-better: contract/metrics.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What a command running in a GitHub Actions job needs from its run: git with the job's
 token (never on a command line), the step summary and outputs, and the run's URL. Shared by
-the workflow commands (workflow_cli.py) and the deploy pull requests (deploy_proposal.py)."""
+the workflow commands (cli/ci.py) and the deploy pull requests (release/proposals.py)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ What an environment ran, and when, is the history of its overlay on main: each c
 main's first-parent line that changed the overlay's image digest or model version is a
 deployment, effective from that commit's time (the merge of its deploy pull request; Argo CD
 or Flux applies it within minutes). The overlay's files are read at each commit with
-deploy.py's reader. Two optional sources add what git cannot say:
+release/gitops.py's reader. Two optional sources add what git cannot say:
 
 - GitHub (GITHUB_TOKEN and GITHUB_REPOSITORY set): the pull request that merged the commit,
   who merged it and who approved it (the latest review of each reviewer is an approval); a

@@ -5,7 +5,7 @@ revision), what the stages wrote (validation summary or failure, timing, model s
 the plot data to PNG, and writes `report.md` beside a folder of images and the branch's
 `model_card.md`, which the report also shows, folded, at its end (card_section).
 post-report posts that file; this module never talks to GitHub. Gathering (subprocesses,
-files: report_inputs.py) is kept apart from rendering (a pure function of a `ReportInputs`),
+files: reporting/inputs.py) is kept apart from rendering (a pure function of a `ReportInputs`),
 so every case is testable without DVC.
 """
 

@@ -1,4 +1,4 @@
-"""What a `mlops tune` search leaves and says (tune.py searches): the line per trial, the
+"""What a `mlops tune` search leaves and says (tuning/search.py searches): the line per trial, the
 closing summary, reports/tune/ (trials.csv, best.json, the plots) and the settings it logs."""
 
 from __future__ import annotations
