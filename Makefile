@@ -83,24 +83,24 @@ install: $(UV) ## Install uv if missing, then the locked environment (uv.lock)
 	$(UV) sync --frozen $(UV_SYNC_FLAGS)
 
 run: install ## Check params.yaml as a whole, then the DVC pipeline (only stages whose inputs changed)
-	$(RUN) mlops preflight
+	$(RUN) mlops stage preflight
 	$(RUN) dvc repro
 
 diff: install ## Params, metrics and plots against BASE (default main; offline page: dvc_plots/plots.html)
 	@$(BASE_SH); set -x; $(RUN) dvc params diff "$$base"; \
 	$(RUN) dvc metrics diff "$$base"; $(RUN) dvc plots diff "$$base"; \
-	$(RUN) mlops plots --base "$$base" --out dvc_plots/plots.html
+	$(RUN) mlops report plots --base "$$base" --out dvc_plots/plots.html
 
 plots: install ## The evaluate stage's plots and metrics on one page that works offline (dvc_plots/plots.html)
-	$(RUN) mlops plots --out dvc_plots/plots.html
+	$(RUN) mlops report plots --out dvc_plots/plots.html
 
 model-card: install ## The model card of the model dvc.lock describes, as markdown (models/model_card.md)
-	$(RUN) mlops model-card --out models/model_card.md
+	$(RUN) mlops report card --out models/model_card.md
 
 init-schema: install ## Profile a table into data.contract: make init-schema DATA=data/x.csv TARGET=y [TASK=..] [POSITIVE=..] [IGNORE="col1 col2"] [FORCE=1 replaces it]
 	@set -f; set --; for column in $${IGNORE:-}; do set -- "$$@" --ignore "$$column"; done; \
 	if [ "$${FORCE:-}" = 1 ]; then set -- "$$@" --force; fi; \
-	$(RUN) mlops init-schema --data "$${DATA:?DATA=path/to/table.csv}" --target "$${TARGET:?TARGET=column}" \
+	$(RUN) mlops contract init --data "$${DATA:?DATA=path/to/table.csv}" --target "$${TARGET:?TARGET=column}" \
 		$${TASK:+--task "$$TASK"} $${POSITIVE:+--positive "$$POSITIVE"} "$$@" \
 	|| { status=$$?; [ "$${FORCE:-}" = 1 ] || echo "init-schema: if the contract exists, FORCE=1 replaces it" >&2; exit $$status; }
 
@@ -163,11 +163,11 @@ k8s-config: ## Copy params.yaml's serve section to deploy/k8s/base/serve.yaml (t
 	@echo "k8s-config: deploy/k8s/base/serve.yaml"
 
 check-lock: install ## Fail unless dvc.lock matches this commit's code, params and outputs
-	$(RUN) mlops preflight
+	$(RUN) mlops stage preflight
 	$(RUN) .ci/check-lock
 
 image: install ## Build the serving image IMAGE (needs models/ from `make run` or `make pull`)
-	$(RUN) mlops model-card --out models/model_card.md
+	$(RUN) mlops report card --out models/model_card.md
 	DOCKER_BUILDKIT=1 $(DOCKER) build --build-arg RUNTIME=$(or $(SERVE_RUNTIME),onnx) $(BUILD_ARGS) -t "$(IMAGE)" .
 
 smoke: ## Run IMAGE and check ready, predict, metrics and a non-root user
@@ -180,27 +180,27 @@ push-image: ## Load IMAGE_TAR, tag it with the commit and model version, push to
 	DOCKER="$(DOCKER)" .ci/push-image "$(IMAGE_TAR)" "$(REPOSITORY)"
 
 register: install ## Register the model dvc.lock describes in the MLflow Model Registry
-	$(RUN) mlops register
+	$(RUN) mlops model register
 
 promote: install ## Champion/challenger gate: promote the newest version only if it is better
-	$(RUN) mlops promote
+	$(RUN) mlops model promote
 
 # ENV (default production) is passed to `mlops` as data, as for the deploy targets below.
 rollback: install ## Roll ENV (production) back: champion to the version it replaced, ENV's overlay to its recorded image; OPEN_PR=1 proposes it, ALIAS_ONLY=1 moves the alias alone
 	@set --; if [ "$${ALIAS_ONLY:-}" = 1 ]; then set -- "$$@" --alias-only; fi; \
 	if [ "$${OPEN_PR:-}" = 1 ]; then set -- "$$@" --pr; fi; \
-	set -x; $(RUN) mlops rollback --env "$${ENV:-production}" "$$@"
+	set -x; $(RUN) mlops deploy rollback --env "$${ENV:-production}" "$$@"
 
 history: install ## Every deployment per environment, newest first (ENV=one, FORMAT=json); PRs and approvers with GITHUB_TOKEN, registry versions with MLFLOW_TRACKING_URI
-	$(RUN) mlops history $${ENV:+--env "$$ENV"} --format "$${FORMAT:-table}"
+	$(RUN) mlops deploy history $${ENV:+--env "$$ENV"} --format "$${FORMAT:-table}"
 
 release-registry: install ## Release gate: register unless unchanged, promote or refuse (deploy=true|false)
-	$(RUN) mlops release
+	$(RUN) mlops model release
 
 report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop), and PR's number
 	@if [ -n "$${PR:-}" ] && [[ ! "$$PR" =~ ^[1-9][0-9]{0,9}$$ ]]; then \
 		echo "report: PR is not a pull request number" >&2; exit 1; fi
-	@$(BASE_SH); set -x; $(RUN) mlops report --base "$$base" --out "$(REPORT_DIR)/report.md"
+	@$(BASE_SH); set -x; $(RUN) mlops report pr --base "$$base" --out "$(REPORT_DIR)/report.md"
 	@if [ -n "$${PR:-}" ]; then printf '%s\n' "$$PR" > "$(REPORT_DIR)/pr_number"; fi
 	@if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat "$(REPORT_DIR)/report.md" >> "$$GITHUB_STEP_SUMMARY"; fi
 
@@ -219,16 +219,16 @@ install-cml: ## Only to publish plots: CML from .ci/cml's lockfile (npm ci, no i
 	else npm ci --prefix .ci/cml --ignore-scripts --no-audit --no-fund; fi
 
 post-report: install ## pr-comment.yml: check $(REPORT_DIR) and its PR number against run RUN_ID, post it
-	$(RUN) mlops post-report "$(REPORT_DIR)" --run-id "$$RUN_ID"
+	$(RUN) mlops ci post-report "$(REPORT_DIR)" --run-id "$$RUN_ID"
 
 collect-outputs: install ## Hand-over: copy dvc.lock and the outputs it names into OUTPUTS_DIR
-	$(RUN) mlops collect-outputs --out "$(OUTPUTS_DIR)"
+	$(RUN) mlops ci collect-outputs --out "$(OUTPUTS_DIR)"
 
 publish-outputs: install ## train.yml's publish job: stage INCOMING into PR_DIR, check, dvc push, commit to BRANCH
-	$(RUN) mlops publish-outputs --incoming "$(INCOMING)" --repo "$(PR_DIR)"
+	$(RUN) mlops ci publish-outputs --incoming "$(INCOMING)" --repo "$(PR_DIR)"
 
 retrain-outputs: install ## retrain.yml: hand over dvc.lock, its outputs and the drift report; changed=true|false
-	$(RUN) mlops collect-outputs --out "$(OUTPUTS_DIR)" --changes \
+	$(RUN) mlops ci collect-outputs --out "$(OUTPUTS_DIR)" --changes \
 		--extra reports/drift/drift.json --extra reports/drift/drift.md
 
 install-trivy: ## Trivy TRIVY_VERSION into .tools/trivy, its archive checked against TRIVY_SHA256
@@ -253,48 +253,48 @@ bench-serve: install ## Our service (ONNX) vs the seed Flask app, gunicorn and m
 .PHONY: tune bench-tune
 tune: install ## Seeded, bounded search over tune.space, cross-validated on the training split only; APPLY=1 writes a real improvement into params.yaml
 	$(RUN) dvc repro split
-	@set --; if [ "$${APPLY:-}" = 1 ]; then set -- --apply; fi; set -x; $(RUN) mlops tune "$$@"
+	@set --; if [ "$${APPLY:-}" = 1 ]; then set -- --apply; fi; set -x; $(RUN) mlops model tune "$$@"
 
 bench-tune: install ## The same search with tune.n_jobs 1, 2 and one per core: seconds, trials, best score (docs/tuning.md)
 	$(RUN) python benchmarks/tune.py
 
 fetch-monitoring: install ## Mirror prediction logs and feedback from MONITORING_URI (monitoring.fetched)
-	@if [ -n "$(MONITORING_URI)" ]; then $(RUN) mlops fetch-monitoring --source "$(MONITORING_URI)"; \
+	@if [ -n "$(MONITORING_URI)" ]; then $(RUN) mlops monitor fetch --source "$(MONITORING_URI)"; \
 	else echo "fetch-monitoring: no MONITORING_URI: using the local logs/"; fi
 
 traffic: install ## Send REQUESTS (200) records from data.source to `make serve`; SHIFT="feature=delta ..." shifts them
 	@set -f; set --; for shift in $${SHIFT:-}; do set -- "$$@" --shift "$$shift"; done; \
-	$(RUN) mlops simulate-traffic --requests "$${REQUESTS:-200}" "$$@"
+	$(RUN) mlops monitor traffic --requests "$${REQUESTS:-200}" "$$@"
 
 drift: install ## Drift report on the logged traffic (exit 0: no drift, 3: drift, 1: error)
-	$(RUN) mlops drift $(if $(MONITORING_URI),--fetched)
+	$(RUN) mlops monitor drift $(if $(MONITORING_URI),--fetched)
 
 retrain: install ## Re-read the data source (forced ingest), then re-run what changed
-	$(RUN) mlops preflight
+	$(RUN) mlops stage preflight
 	$(RUN) dvc repro --force ingest
 	$(RUN) dvc repro
 
 retrain-pr: install ## Commit the retrained outputs (INCOMING, if set) to a new branch and open a pull request
-	$(RUN) mlops open-pr $(if $(INCOMING),--incoming "$(INCOMING)") --report "$(REPORT_DIR)/report.md"
+	$(RUN) mlops ci open-pr $(if $(INCOMING),--incoming "$(INCOMING)") --report "$(REPORT_DIR)/report.md"
 
 # The GitOps deploy (see .github/workflows/deploy.yml): ENV, IMAGE, DIGEST and MODEL_VERSION
 # (or RELEASE, release.yml's record) arrive from workflow inputs: the recipes pass them to
 # `mlops` from the environment ("$$NAME"), never through make, and `mlops` checks their shape.
 deploy-bump: install ## Set overlay ENV's image (IMAGE, DIGEST) and MODEL_VERSION in deploy/k8s/overlays
-	$(RUN) mlops deploy-bump --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
+	$(RUN) mlops deploy bump --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
 		--model-version "$${MODEL_VERSION:-}"
 
 deploy-pr: install ## deploy-bump on branch deploy/ENV, push it, open or update its pull request
-	@if [ -n "$${RELEASE:-}" ]; then set -x; $(RUN) mlops deploy-pr --env "$${ENV:-}" --release "$$RELEASE"; \
-	else set -x; $(RUN) mlops deploy-pr --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
+	@if [ -n "$${RELEASE:-}" ]; then set -x; $(RUN) mlops deploy pr --env "$${ENV:-}" --release "$$RELEASE"; \
+	else set -x; $(RUN) mlops deploy pr --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
 		--model-version "$${MODEL_VERSION:-}"; fi
 
 release-record: install ## In release.yml: write release/release.json (IMAGE, DIGEST, MODEL_VERSION pushed, or none)
-	$(RUN) mlops release-record --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
+	$(RUN) mlops deploy release-record --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
 		--model-version "$${MODEL_VERSION:-}"
 
 record-image: install ## In release.yml: tag registry version REGISTRY_VERSION with the pushed IMAGE, DIGEST, MODEL_VERSION
-	$(RUN) mlops record-image --version "$${REGISTRY_VERSION:-}" --image "$${IMAGE:-}" \
+	$(RUN) mlops deploy record-image --version "$${REGISTRY_VERSION:-}" --image "$${IMAGE:-}" \
 		--digest "$${DIGEST:-}" --model-version "$${MODEL_VERSION:-}"
 
 schedule-note: ## In retrain.yml: on a run started by hand, note in the job summary how to re-enable the schedule
@@ -335,13 +335,13 @@ STACK_MLFLOW_ENV = env -u MLFLOW_TRACKING_TOKEN -u MLFLOW_TRACKING_USERNAME -u M
 	NO_PROXY=127.0.0.1,localhost MLFLOW_TRACKING_URI="http://127.0.0.1:$${MLFLOW_PORT:-5000}" \
 	MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=false
 stack-register: install ## Register the model dvc.lock describes in the stack's MLflow and promote it (after `make run`)
-	$(STACK_MLFLOW_ENV) $(RUN) mlops register
-	$(STACK_MLFLOW_ENV) $(RUN) mlops promote
+	$(STACK_MLFLOW_ENV) $(RUN) mlops model register
+	$(STACK_MLFLOW_ENV) $(RUN) mlops model promote
 
 # The stack's log shipper copies the service's prediction log to s3://prediction-logs in its
 # S3 API, as production's platform ships it to a bucket: the drift report reads it from there,
 # into .stack/ (STACK_STATE), not the checkout's logs/ and reports/. Exit 3 (drift) is a report.
-stack-drift: install ## Drift report on the stack's traffic (.stack/drift/drift.html): the log shipped to the stack's S3, fetched, then mlops drift
+stack-drift: install ## Drift report on the stack's traffic (.stack/drift/drift.html): the log shipped to the stack's S3, fetched, then mlops monitor drift
 	$(STACK) drift || [ $$? -eq 3 ]
 
 SCREENSHOTS ?= docs/images

@@ -9,7 +9,7 @@ the project itself, so everything here is idempotent and depends only on the ans
   data.source and pyproject's description, drop the template's own pipeline outputs) gives the
   same tree whichever revision it runs on, so the update's diff is the template's change;
 - the steps that touch what becomes the user's (copy the data file in, write its contract
-  with `mlops init-schema`, `git init`) run on the first copy only.
+  with `mlops contract init`, `git init`) run on the first copy only.
 
 Answers that would break the project are refused first, before anything changes: a package
 name that shadows a module it imports, a data path outside it or one the pipeline writes.
@@ -330,7 +330,16 @@ def bring_data(root: Path, data: str) -> Path | None:
 
 def init_schema(root: Path, source: str, target: str, task: str, positive: str) -> bool:
     """Install the project's environment (`make install`) and write its data contract."""
-    command = [".venv/bin/mlops", "init-schema", "--data", source, "--target", target, "--force"]
+    command = [
+        ".venv/bin/mlops",
+        "contract",
+        "init",
+        "--data",
+        source,
+        "--target",
+        target,
+        "--force",
+    ]
     if task != "auto":
         command += ["--task", task]
     if positive:

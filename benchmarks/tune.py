@@ -1,4 +1,4 @@
-"""Search time against `tune.n_jobs`: `mlops tune`, what `make tune` runs, on the same data
+"""Search time against `tune.n_jobs`: `mlops model tune`, what `make tune` runs, on the same data
 with the same space and seed, once per n_jobs setting, side by side in one run.
 
 The search is the project's own: params.yaml's data (through the split stage, run once in a
@@ -60,7 +60,7 @@ START, END = "<!-- bench-tune:start -->", "<!-- bench-tune:end -->"
 class Run:
     n_jobs: int
     round: int
-    command_seconds: float  # `mlops tune` from start to exit: imports, search, reports
+    command_seconds: float  # `mlops model tune` from start to exit: imports, search, reports
     search_seconds: float  # the search alone, as best.json records it
     cpu_seconds: float  # the command's own user + system time, its worker processes included
     elsewhere_seconds: float  # CPU the rest of the machine used meanwhile
@@ -90,18 +90,20 @@ def mlops(*args: str) -> None:
 
 
 def measure(n_jobs: int, round_: int, quiet: tuple[float, float]) -> Run:
-    """One `mlops tune` run, timed from outside (os.wait4: this child and its workers), once
+    """One `mlops model tune` run, timed from outside (os.wait4: this child and its workers), once
     the rest of the machine uses less than quiet[0] cores (or after quiet[1] seconds)."""
     params = SCRATCH / f"params-n{n_jobs}.yaml"
     wait_quiet(*quiet)
     before, started = machine_cpu_seconds(), time.perf_counter()
     with (SCRATCH / f"tune-n{n_jobs}.log").open("wb") as log:
-        command = [str(BIN / "mlops"), "tune", "--params", str(params)]
+        command = [str(BIN / "mlops"), "model", "tune", "--params", str(params)]
         process = subprocess.Popen(command, cwd=SCRATCH, stdout=log, stderr=log)
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"mlops tune (n_jobs {n_jobs}) failed: see {SCRATCH}/tune-n{n_jobs}.log")
+        raise SystemExit(
+            f"mlops model tune (n_jobs {n_jobs}) failed: see {SCRATCH}/tune-n{n_jobs}.log"
+        )
     cpu = usage.ru_utime + usage.ru_stime
     out = SCRATCH / "reports" / f"tune-n{n_jobs}"
     best = json.loads((out / "best.json").read_text(encoding="utf-8"))
@@ -166,7 +168,7 @@ def markdown(report: dict[str, Any]) -> str:
     rows, metric, host = report["rows"], report["metric"], report["machine"]
     baseline = rows[0]["search_median"]
     lines = [
-        f"| `tune.n_jobs` | processes | search, s (median; range) | `mlops tune`, s"
+        f"| `tune.n_jobs` | processes | search, s (median; range) | `mlops model tune`, s"
         f" | CPU, s | CPU elsewhere, s (max) | trials | best {metric} (CV), trial | speed-up |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -34,7 +34,7 @@ def run_stages(workdir: Path, make_params: Callable[..., Params]) -> Callable[..
         make_params(data={"source": str(source)}, validate={"unlabelled": "fail"})
         runner = CliRunner()
         for stage in ("ingest", "validate"):
-            result = runner.invoke(app, [stage])
+            result = runner.invoke(app, ["stage", stage])
             if result.exit_code != 0:
                 assert result.exception is None or isinstance(result.exception, SystemExit)
                 return result.exit_code, result.stderr
@@ -127,7 +127,7 @@ def test_bad_params_name_the_key(workdir: Path, make_params: Callable[..., Param
     make_params()
     params_file = workdir / "params.yaml"
     params_file.write_text(params_file.read_text().replace("test_size:", "test_sise:"))
-    result = CliRunner().invoke(app, ["split"])
+    result = CliRunner().invoke(app, ["stage", "split"])
     assert result.exit_code == 1
     assert "split.test_sise: Extra inputs are not permitted" in result.stderr
 
@@ -135,7 +135,7 @@ def test_bad_params_name_the_key(workdir: Path, make_params: Callable[..., Param
 def test_an_unsupported_file_type_is_refused_with_the_params(
     make_params: Callable[..., Params],
 ) -> None:
-    """Caught when params.yaml is read (`mlops preflight`, before DVC runs anything)."""
+    """Caught when params.yaml is read (`mlops stage preflight`, before DVC runs anything)."""
     with pytest.raises(PipelineError, match=r"data.source: .*table.xlsx' is not a path to a .csv"):
         make_params(data={"source": "table.xlsx"})
 
@@ -156,8 +156,8 @@ def test_text_in_a_regression_target_names_the_column(
         evaluate={"primary_metric": "auto"},
     )
     runner = CliRunner()
-    assert runner.invoke(app, ["ingest"]).exit_code == 0
-    result = runner.invoke(app, ["validate"])
+    assert runner.invoke(app, ["stage", "ingest"]).exit_code == 0
+    result = runner.invoke(app, ["stage", "validate"])
     assert result.exit_code == 1
     assert "column 'target': check coerce_dtype('float64') failed 2 time(s) (e.g. high)" in (
         result.stderr

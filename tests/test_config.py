@@ -165,7 +165,7 @@ def test_a_missing_contract_file_says_how_to_write_one(
 ) -> None:
     params = make_params(data={"contract": "data/none.yaml"})
     with pytest.raises(
-        PipelineError, match=r"data/none.yaml: data contract not found.*init-schema"
+        PipelineError, match=r"data/none.yaml: data contract not found.*contract init"
     ):
         _ = params.contract
 

@@ -282,7 +282,7 @@ def make(*args: str) -> str:
 
 def test_make_init_schema_replaces_a_contract_only_with_force() -> None:
     assert make("init-schema", "DATA=data/x.csv", "TARGET=y").split("\n")[1:-1] == [
-        "init-schema", "--data", "data/x.csv", "--target", "y",
+        "contract", "init", "--data", "data/x.csv", "--target", "y",
     ]  # fmt: skip
     shown = make("init-schema", "DATA=data/x.csv", "TARGET=y", "IGNORE=id * leak", "FORCE=1")
     assert shown.endswith("--ignore\nid\n--ignore\n*\n--ignore\nleak\n--force\n"), shown
@@ -292,6 +292,6 @@ def test_make_init_schema_replaces_a_contract_only_with_force() -> None:
 def test_make_traffic_passes_shifts_unglobbed() -> None:
     shown = make("traffic", "SHIFT=bill_* island=Dream", "REQUESTS=5")
     assert (
-        shown == "mlops\nsimulate-traffic\n--requests\n5\n--shift\nbill_*\n--shift\nisland=Dream\n"
+        shown == "mlops\nmonitor\ntraffic\n--requests\n5\n--shift\nbill_*\n--shift\nisland=Dream\n"
     )
-    assert make("traffic") == "mlops\nsimulate-traffic\n--requests\n200\n"
+    assert make("traffic") == "mlops\nmonitor\ntraffic\n--requests\n200\n"

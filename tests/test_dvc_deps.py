@@ -137,9 +137,9 @@ def test_no_stage_declares_a_module_its_code_does_not_run() -> None:
 
 
 def test_each_stage_runs_its_own_module_through_the_cli() -> None:
-    """One hop from dvc.yaml to the code: `mlops <stage>` is stages/<stage>.py."""
+    """One hop from dvc.yaml to the code: `mlops stage <stage>` is stages/<stage>.py."""
     for name, stage in _stages().items():
-        assert stage["cmd"] == f"mlops {name}", name
+        assert stage["cmd"] == f"mlops stage {name}", name
         assert (SRC / PACKAGE / "stages" / f"{name}.py").exists(), name
 
 

@@ -44,7 +44,7 @@ def test_preflight_names_a_typo_in_any_section(
         typo, key = typo.replace("enabled: true", "enabled: false"), key.replace("true", "false")
     assert typo in text
     params_file.write_text(text.replace(typo, key, 1))
-    code, output = invoke("preflight")
+    code, output = invoke("stage", "preflight")
     assert code == 1
     wrong = key.strip().replace(":\n  ", ".").split(":")[0]
     assert wrong.split(".")[-1] in output
@@ -54,7 +54,7 @@ def test_preflight_names_a_typo_in_any_section(
 def test_preflight_forgets_the_previous_failure(params: Params) -> None:
     failures.record(params.paths.stage_failure, "train", PipelineError("old"))
     storage.write_json(params.paths.validation_failure, {"passed": False})
-    code, output = invoke("preflight")
+    code, output = invoke("stage", "preflight")
     assert code == 0, output
     assert not params.paths.stage_failure.exists()
     assert not params.paths.validation_failure.exists()
@@ -62,7 +62,7 @@ def test_preflight_forgets_the_previous_failure(params: Params) -> None:
 
 def test_preflight_records_a_missing_data_source(make_params: Callable[..., Params]) -> None:
     params = make_params(data={"source": "gone.csv"})
-    code, output = invoke("preflight")
+    code, output = invoke("stage", "preflight")
     assert code == 1
     assert "data.source: gone.csv not found" in output
     assert failures.read(params.paths.stage_failure) == {
@@ -88,8 +88,8 @@ def test_a_failing_stage_records_its_name_and_error(
     one_chinstrap.to_csv(workdir / "few.csv", index=False)
     params = make_params(data={"source": str(workdir / "few.csv")})
     for stage in ("ingest", "validate"):
-        assert invoke(stage)[0] == 0
-    assert invoke("split")[0] == 1
+        assert invoke("stage", stage)[0] == 0
+    assert invoke("stage", "split")[0] == 1
     record = failures.read(params.paths.stage_failure)
     assert record is not None
     assert record["stage"] == "split"
@@ -146,7 +146,7 @@ def test_an_invalid_params_file_still_gets_a_report(tmp_path: Path) -> None:
 
 def test_mlops_report_with_invalid_params_writes_the_report(workdir: Path) -> None:
     (workdir / "params.yaml").write_text("seed: [unclosed\n")
-    code, _ = invoke("report", "--out", "pr-report/report.md")
+    code, _ = invoke("report", "pr", "--out", "pr-report/report.md")
     assert code == 0
     assert "params.yaml is invalid" in (workdir / "pr-report" / "report.md").read_text()
 
@@ -161,7 +161,7 @@ def test_preflight_records_a_broken_contract_as_a_validate_failure(
         "features: [{name: age, kind: numeric}]\n"
     )
     params = make_params(data={"contract": str(contract)}, evaluate={"primary_metric": "auto"})
-    code, output = invoke("preflight")
+    code, output = invoke("stage", "preflight")
     assert code == 1
     assert f"error: {contract}: a binary task names its `positive` class" in output
     record = failures.read(params.paths.stage_failure)
@@ -171,7 +171,7 @@ def test_preflight_records_a_broken_contract_as_a_validate_failure(
 
 
 def test_preflight_names_the_task_and_target(params: Params) -> None:
-    code, output = invoke("preflight")
+    code, output = invoke("stage", "preflight")
     assert code == 0, output
     assert "multiclass on 'species'" in output
 
@@ -184,11 +184,11 @@ def test_preflight_names_a_table_swapped_without_its_contract(
     table = workdir / "houses.csv"
     table.write_text("rooms,price\n3,250000\n4,410000\n")
     params = make_params(data={"source": str(table)})
-    code, output = invoke("preflight")
+    code, output = invoke("stage", "preflight")
     assert code == 1
     assert f"error: {table} has no column 'species', 'island'," in output
     assert "the table has: rooms, price" in output
-    assert f"mlops init-schema --data {table} --target COLUMN --force" in output
+    assert f"mlops contract init --data {table} --target COLUMN --force" in output
     assert failures.read(params.paths.stage_failure)["stage"] == "validate"
 
 
@@ -204,6 +204,6 @@ def test_an_unquoted_yes_or_no_in_the_contract_is_named(
         "features: [{name: age, kind: numeric}]\n"
     )
     make_params(data={"contract": str(contract)}, evaluate={"primary_metric": "auto"})
-    code, output = invoke("preflight")
+    code, output = invoke("stage", "preflight")
     assert code == 1
     assert "target (churned).categories: False is a YAML boolean; quote the category" in output

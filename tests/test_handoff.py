@@ -18,13 +18,13 @@ LOCK = {
     "schema": "2.0",
     "stages": {
         "train": {
-            "cmd": "mlops train",
+            "cmd": "mlops stage train",
             "outs": [
                 {"path": "models/model.joblib", "md5": "0" * 32},
                 {"path": "reports/plots/roc.json", "md5": "1" * 32},
             ],
         },
-        "ingest": {"cmd": "mlops ingest", "outs": [{"path": "data/raw.parquet"}]},
+        "ingest": {"cmd": "mlops stage ingest", "outs": [{"path": "data/raw.parquet"}]},
     },
 }
 

@@ -1,4 +1,4 @@
-"""`mlops init-schema`: the contract profiled from a table a user brings, for each task."""
+"""`mlops contract init`: the contract profiled from a table a user brings, for each task."""
 
 from __future__ import annotations
 
@@ -254,7 +254,7 @@ def test_run_writes_a_contract_that_loads_and_validates_its_table(tmp_path: Path
     out = tmp_path / "data" / "contract.yaml"
     result = run(data, "progression", out)
     text = out.read_text()
-    assert text.startswith("# The data contract, written by `mlops init-schema` from ")
+    assert text.startswith("# The data contract, written by `mlops contract init` from ")
     assert "(442 rows)" in text.splitlines()[0]
     loaded = load_contract(out)
     assert loaded == result.contract
@@ -273,7 +273,7 @@ def table(workdir: Path) -> Path:
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["init-schema", *args])
+    result = CliRunner().invoke(app, ["contract", "init", *args])
     return result.exit_code, result.stdout, result.stderr
 
 

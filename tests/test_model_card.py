@@ -52,7 +52,7 @@ def penguin_card(penguin_run: Params, penguins: pd.DataFrame) -> str:
 def test_the_penguin_card_as_registered_keeps_its_lineage(
     penguin_run: Params, penguins: pd.DataFrame
 ) -> None:
-    """As `mlops register` stores it: every lineage tag, the ONNX model, a champion."""
+    """As `mlops model register` stores it: every lineage tag, the ONNX model, a champion."""
     tags = tags_of(penguin_run, len(penguins)) | {
         "git_commit": "a" * 40,
         "onnx_sha256": "b" * 64,

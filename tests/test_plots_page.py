@@ -1,4 +1,4 @@
-"""`mlops plots`: one HTML page of plots and metrics, with nothing loaded from elsewhere."""
+"""`mlops report plots`: one HTML page of plots and metrics, with nothing loaded from elsewhere."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_base_without_outputs_and_no_data_yet(params: Params, workdir: Path) -> 
 
 def test_cli_writes_the_page(params: Params, workdir: Path) -> None:
     write_plot_data(params, accuracy=1.0)
-    result = CliRunner().invoke(app, ["plots", "--out", "page.html"])
+    result = CliRunner().invoke(app, ["report", "plots", "--out", "page.html"])
     assert result.exit_code == 0, result.output
     assert "wrote page.html" in result.output
     assert len(images((workdir / "page.html").read_text())) == 3

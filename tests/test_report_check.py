@@ -1,5 +1,5 @@
 """The report folder is checked before the privileged comment job reads anything it links:
-`mlops check-report` and what `mlops post-report` renders from it."""
+`mlops ci check-report` and what `mlops ci post-report` renders from it."""
 
 from __future__ import annotations
 
@@ -176,13 +176,13 @@ def test_mlops_check_report_exits_1_and_names_the_link(tmp_path: Path) -> None:
     report = folder(tmp_path, "![x](../../../etc/passwd)\n")
     mlops = Path(sys.executable).with_name("mlops")
     result = subprocess.run(
-        [mlops, "check-report", str(report)], capture_output=True, text=True, check=False
+        [mlops, "ci", "check-report", str(report)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
     assert "../../../etc/passwd" in result.stderr
     ok = folder(tmp_path / "ok", GOOD)
     result = subprocess.run(
-        [mlops, "check-report", str(ok), "--allow-url", ALLOWED[0]],
+        [mlops, "ci", "check-report", str(ok), "--allow-url", ALLOWED[0]],
         capture_output=True,
         text=True,
         check=False,

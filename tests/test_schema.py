@@ -297,7 +297,7 @@ def test_a_contract_that_is_not_a_mapping_is_an_error() -> None:
 
 def test_load_contract_names_a_missing_file_and_how_to_write_one(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(ContractError, match=r"nope.yaml: data contract not found.*init-schema"):
+    with pytest.raises(ContractError, match=r"nope.yaml: data contract not found.*contract init"):
         load_contract(missing)
 
 

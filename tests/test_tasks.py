@@ -1,6 +1,6 @@
 """The pipeline on a table of each task, run in-process as `dvc repro` runs it: the tests'
 penguins (multiclass), scikit-learn's breast cancer (binary) and diabetes (regression), each
-with the contract `mlops init-schema` writes for it. Small forests keep the file fast."""
+with the contract `mlops contract init` writes for it. Small forests keep the file fast."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`mlops simulate-traffic` against a stub HTTP server that records what it was sent."""
+"""`mlops monitor traffic` against a stub HTTP server that records what it was sent."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def test_bad_plans_are_clear_errors(
 
 def test_cli_summary_and_exit_status(params: Params, stub: Stub) -> None:
     runner = CliRunner()
-    args = ["simulate-traffic", "--url", stub.url, "--requests", "10", "--shift", "island=Dream"]
+    args = ["monitor", "traffic", "--url", stub.url, "--requests", "10", "--shift", "island=Dream"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "sent 10 request(s)" in result.output
@@ -178,7 +178,7 @@ def test_cli_summary_and_exit_status(params: Params, stub: Stub) -> None:
     assert "latency: p50" in result.output
 
     down = runner.invoke(
-        app, ["simulate-traffic", "--url", "http://127.0.0.1:9", "--requests", "2"]
+        app, ["monitor", "traffic", "--url", "http://127.0.0.1:9", "--requests", "2"]
     )
     assert down.exit_code == 1
     assert "ConnectError: 2" in down.output

@@ -1,4 +1,4 @@
-"""`mlops tune`: the search space in params.yaml, the search on the training split only, its
+"""`mlops model tune`: the search space in params.yaml, the search on the training split only, its
 bounds, and the values it writes back (tests/slow/test_tune.py runs `make tune` end to end)."""
 
 from __future__ import annotations
@@ -369,7 +369,7 @@ def test_apply_writes_the_best_values_and_nothing_else(
     grid = {"method": "grid", "space": {"random_forest": {"max_depth": [None]}}}
     params = prepared(model={**SMALL_FOREST, "max_depth": 1}, tune=grid)
     before = (workdir / "params.yaml").read_text()
-    result = CliRunner().invoke(app, ["tune", "--apply"])
+    result = CliRunner().invoke(app, ["model", "tune", "--apply"])
     assert result.exit_code == 0, result.output
     after = (workdir / "params.yaml").read_text()
     assert after == before.replace("  max_depth: 1\n", "  max_depth: null\n")
@@ -377,10 +377,10 @@ def test_apply_writes_the_best_values_and_nothing_else(
     assert config.load_params(workdir / "params.yaml").tune == params.tune
     assert "tune: best trial 1 beats the current values by " in result.output
     assert ": its values are proposed" in result.output
-    again = CliRunner().invoke(app, ["tune", "--apply"])
+    again = CliRunner().invoke(app, ["model", "tune", "--apply"])
     assert "params.yaml already holds the proposed values" in again.output
     assert (workdir / "params.yaml").read_text() == after
-    assert CliRunner().invoke(app, ["tune"]).exit_code == 0  # without --apply: unchanged
+    assert CliRunner().invoke(app, ["model", "tune"]).exit_code == 0  # without --apply: unchanged
     assert (workdir / "params.yaml").read_text() == after
 
 
@@ -402,7 +402,7 @@ def test_a_best_within_the_noise_is_not_proposed(
     than the fold differences vary. The best trial, but APPLY writes nothing, and says why."""
     _diabetes_ridge(workdir, prepared, method="grid", space={"ridge": {"alpha": [0.985]}})
     before = (workdir / "params.yaml").read_text()
-    result = CliRunner().invoke(app, ["tune", "--apply"])
+    result = CliRunner().invoke(app, ["model", "tune", "--apply"])
     assert result.exit_code == 0, result.output
     assert (workdir / "params.yaml").read_text() == before
     assert "params.yaml already holds the proposed values: nothing to change" in result.output

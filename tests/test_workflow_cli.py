@@ -55,7 +55,7 @@ def report_dir(tmp_path: Path, markdown: str = GOOD, pr: str = "7") -> Path:
 
 
 def test_post_report_posts_the_markdown_without_images(api: FakeGitHub, tmp_path: Path) -> None:
-    result = mlops(api, "post-report", str(report_dir(tmp_path)), "--run-id", "4242")
+    result = mlops(api, "ci", "post-report", str(report_dir(tmp_path)), "--run-id", "4242")
     assert result.returncode == 0, result.stderr
     assert "run 4242 is pull request #7's (verified)" in result.stdout
     (comment,) = api.comments[7]
@@ -68,7 +68,9 @@ def test_post_report_posts_the_markdown_without_images(api: FakeGitHub, tmp_path
     )
     # Posted again (the next push): the same comment is updated.
     assert (
-        mlops(api, "post-report", str(report_dir(tmp_path / "2")), "--run-id", "4242").returncode
+        mlops(
+            api, "ci", "post-report", str(report_dir(tmp_path / "2")), "--run-id", "4242"
+        ).returncode
         == 0
     )
     assert len(api.comments[7]) == 1
@@ -77,7 +79,7 @@ def test_post_report_posts_the_markdown_without_images(api: FakeGitHub, tmp_path
 
 def test_a_spoofed_pr_number_posts_nothing(api: FakeGitHub, tmp_path: Path) -> None:
     api.pulls[5] = pull_request(5, "other", "d" * 40)
-    result = mlops(api, "post-report", str(report_dir(tmp_path, pr="5")), "--run-id", "4242")
+    result = mlops(api, "ci", "post-report", str(report_dir(tmp_path, pr="5")), "--run-id", "4242")
     assert result.returncode == 1
     assert "names pull request #5, but run 4242" in result.stderr
     assert "belongs to #7" in result.stderr
@@ -86,7 +88,9 @@ def test_a_spoofed_pr_number_posts_nothing(api: FakeGitHub, tmp_path: Path) -> N
 
 def test_a_report_linking_outside_its_folder_posts_nothing(api: FakeGitHub, tmp_path: Path) -> None:
     markdown = "## Model report\n\n![env](/proc/self/environ)\n[x](../../.git/config)\n"
-    result = mlops(api, "post-report", str(report_dir(tmp_path, markdown)), "--run-id", "4242")
+    result = mlops(
+        api, "ci", "post-report", str(report_dir(tmp_path, markdown)), "--run-id", "4242"
+    )
     assert result.returncode == 1
     assert "/proc/self/environ" in result.stderr
     assert "nothing is posted" in result.stderr
@@ -95,7 +99,7 @@ def test_a_report_linking_outside_its_folder_posts_nothing(api: FakeGitHub, tmp_
 
 @pytest.mark.parametrize("pr", ["7; rm -rf /", "0", "-1", "", "99999999999"])
 def test_a_pr_number_that_is_not_one_is_refused(api: FakeGitHub, tmp_path: Path, pr: str) -> None:
-    result = mlops(api, "post-report", str(report_dir(tmp_path, pr=pr)), "--run-id", "4242")
+    result = mlops(api, "ci", "post-report", str(report_dir(tmp_path, pr=pr)), "--run-id", "4242")
     assert result.returncode == 1
     assert "not a pull request number" in result.stderr
     assert api.calls == []
@@ -115,6 +119,7 @@ def test_published_plots_go_through_cml_with_only_the_checked_pngs(
     (bin_dir / "cml").chmod(0o755)
     result = mlops(
         api,
+        "ci",
         "post-report",
         str(report_dir(tmp_path)),
         "--run-id",
@@ -169,6 +174,7 @@ def retrained(tmp_path: Path) -> tuple[Path, Path]:
 def open_pr(api: FakeGitHub, work: Path) -> subprocess.CompletedProcess[str]:
     return mlops(
         api,
+        "ci",
         "open-pr",
         cwd=work,
         DRIFTED="true",

@@ -2,10 +2,10 @@
 
 In production the service writes its log (and its rotated files) to a volume and the platform
 ships them to object storage (a sidecar, Fluent Bit, the cloud's agent); `mlops
-fetch-monitoring` reads them back from there for `mlops drift`. Here the same happens in
+fetch-monitoring` reads them back from there for `mlops monitor drift`. Here the same happens in
 miniature: every SHIP_SECONDS, each file of LOG_DIR that changed is uploaded to
 s3://LOG_BUCKET/<name>, and a file that is gone (rotated out) is deleted there too. A file
-caught mid-write is uploaded as it is: `mlops drift` skips a last line cut short.
+caught mid-write is uploaded as it is: `mlops monitor drift` skips a last line cut short.
 
 Settings: LOG_DIR (/logs), LOG_BUCKET (prediction-logs), SHIP_SECONDS (5) and S3's
 AWS_ENDPOINT_URL and credentials, from the environment. It runs until stopped.

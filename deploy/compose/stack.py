@@ -306,7 +306,7 @@ LOG_BUCKET = "s3://prediction-logs"  # where compose.yaml's log-shipper puts the
 
 def drift() -> None:
     """What the scheduled drift job does in production, on the stack: fetch the prediction
-    log from the object store, then `mlops drift --fetched`. Into STACK_STATE (a params.yaml
+    log from the object store, then `mlops monitor drift --fetched`. Into STACK_STATE (a params.yaml
     there points monitoring.fetched and paths.drift at it), never the checkout's own logs/
     and reports/. The stack's S3 and its test credentials only: the caller's AWS session or
     profile is not passed on. Exit 0: no drift, 3: drift (a report either way)."""
@@ -332,9 +332,11 @@ def drift() -> None:
         AWS_DEFAULT_REGION="us-east-1",
         NO_PROXY="127.0.0.1,localhost",
     )
-    fetch = ["mlops", "fetch-monitoring", "--params", str(overlay), "--source", LOG_BUCKET]
+    fetch = ["mlops", "monitor", "fetch", "--params", str(overlay), "--source", LOG_BUCKET]
     run(fetch, env=env, cwd=ROOT)
-    report = subprocess.run(["mlops", "drift", "--params", str(overlay), "--fetched"], cwd=ROOT)
+    report = subprocess.run(
+        ["mlops", "monitor", "drift", "--params", str(overlay), "--fetched"], cwd=ROOT
+    )
     if report.returncode not in (0, 3):
         sys.exit(report.returncode)
     print(f"stack: the drift report is {state / 'drift' / 'drift.html'}")

@@ -140,10 +140,10 @@ def push(engine: Engine, image: str, registry: str, tag: str) -> Release:
 
 
 def deploy_bump(project: Path, env: str, release: Release) -> None:
-    """`mlops deploy-bump` in `project` (a copy holding deploy/k8s), as a deploy does it."""
+    """`mlops deploy bump` in `project` (a copy holding deploy/k8s), as a deploy does it."""
     result = subprocess.run(
         [
-            str(VENV_BIN / "mlops"), "deploy-bump", "--env", env, "--image", release.image,
+            str(VENV_BIN / "mlops"), "deploy", "bump", "--env", env, "--image", release.image,
             "--digest", release.digest, "--model-version", release.model_version,
         ],
         cwd=project, capture_output=True, text=True, timeout=60,

@@ -1,6 +1,6 @@
-"""The GitOps deploy: `mlops deploy-bump` sets an overlay's image, digest and model version
+"""The GitOps deploy: `mlops deploy bump` sets an overlay's image, digest and model version
 and nothing else (comments and every other byte kept), is idempotent and refuses hostile
-values; the bumped overlay still passes test_k8s.py's checks; `mlops deploy-pr` pushes
+values; the bumped overlay still passes test_k8s.py's checks; `mlops deploy pr` pushes
 deploy/<env> and opens or updates its pull request (against the GitHub stand-in); deploy.yml
 and release.yml hand the release over as test_workflow_cli.py expects of privileged jobs."""
 
@@ -55,7 +55,7 @@ def files(root: Path) -> dict[str, bytes]:
 def bump_cli(k8s: Path, env: str = "staging", image: str = IMAGE, digest: str = DIGEST,
              version: str = VERSION) -> subprocess.CompletedProcess[str]:  # fmt: skip
     return mlops(
-        "deploy-bump", "--env", env, "--image", image, "--digest", digest,
+        "deploy", "bump", "--env", env, "--image", image, "--digest", digest,
         "--model-version", version, "--overlays", str(k8s / "overlays"),
     )  # fmt: skip
 
@@ -254,15 +254,15 @@ def test_an_overlay_with_the_version_unquoted_still_reads_and_bumps(
 
 def test_the_release_record_holds_the_pushed_values_or_none(tmp_path: Path) -> None:
     out = tmp_path / "release" / "release.json"
-    result = mlops("release-record", "--out", str(out), "--image", IMAGE, "--digest", DIGEST,
-                   "--model-version", VERSION)  # fmt: skip
+    result = mlops("deploy", "release-record", "--out", str(out), "--image", IMAGE,
+                   "--digest", DIGEST, "--model-version", VERSION)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text()) == {"pushed": True, "image": IMAGE, "digest": DIGEST,
                                            "model_version": VERSION}  # fmt: skip
-    assert mlops("release-record", "--out", str(out)).returncode == 0
+    assert mlops("deploy", "release-record", "--out", str(out)).returncode == 0
     assert json.loads(out.read_text()) == {"pushed": False}
-    refused = mlops("release-record", "--out", str(out), "--image", IMAGE, "--digest", "x",
-                    "--model-version", VERSION)  # fmt: skip
+    refused = mlops("deploy", "release-record", "--out", str(out), "--image", IMAGE,
+                    "--digest", "x", "--model-version", VERSION)  # fmt: skip
     assert refused.returncode == 1
     assert json.loads(out.read_text()) == {"pushed": False}
 
@@ -302,7 +302,7 @@ def deploy_pr(
     api: FakeGitHub, work: Path, *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return mlops(
-        "deploy-pr", "--env", "staging", *args, cwd=work,
+        "deploy", "pr", "--env", "staging", *args, cwd=work,
         **{"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPOSITORY,
            "GITHUB_SERVER_URL": "https://github.com", "GITHUB_RUN_ID": "77",
            "GITHUB_TOKEN": "workflow-token", "GITHUB_STEP_SUMMARY": "", "GITHUB_OUTPUT": "",

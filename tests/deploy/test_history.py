@@ -1,4 +1,4 @@
-"""`mlops history`: every deployment per environment, newest first, from the overlays' git
+"""`mlops deploy history`: every deployment per environment, newest first, from the overlays' git
 history on main, with the pull request that merged each one, who merged it and who approved
 it (against the GitHub stand-in) and the registry version it served (a stand-in registry);
 each source optional and named; hostile answers never shown as they came."""
@@ -206,7 +206,7 @@ def test_the_command_prints_a_table_or_json_and_names_its_sources(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {"GITHUB_TOKEN": "", "MLFLOW_TRACKING_URI": ""}
-    table = mlops("history", "--env", "production", cwd=repo.root, **env)
+    table = mlops("deploy", "history", "--env", "production", cwd=repo.root, **env)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0] == "Deployments from the overlays on main, newest first."
@@ -219,11 +219,11 @@ def test_the_command_prints_a_table_or_json_and_names_its_sources(
     assert "placeholder" in rows[3]
     assert "staging" not in table.stdout
     # From outside the repository too: the overlays' own repository is read.
-    elsewhere = mlops("history", "--env", "staging", "--format", "json", "--overlays",
+    elsewhere = mlops("deploy", "history", "--env", "staging", "--format", "json", "--overlays",
                       str(repo.overlays), cwd=repo.root.parent, **env)  # fmt: skip
     assert elsewhere.returncode == 0, elsewhere.stderr
     assert json.loads(elsewhere.stdout)["environments"]["staging"][0]["digest"] == A.digest
-    data = json.loads(mlops("history", "--format", "json", cwd=repo.root, **env).stdout)
+    data = json.loads(mlops("deploy", "history", "--format", "json", cwd=repo.root, **env).stdout)
     assert set(data["environments"]) == {"staging", "production"}
     assert [row["digest"] for row in data["environments"]["production"]][:3] == [
         A.digest, B.digest, A.digest]  # fmt: skip
@@ -252,14 +252,16 @@ def test_a_shallow_clone_is_refused_before_anything_is_printed(repo: Repo, tmp_p
     assert git(shallow, "rev-parse", "--is-shallow-repository") == "true"
     env = {"GITHUB_TOKEN": "", "MLFLOW_TRACKING_URI": ""}
     for output in ("table", "json"):
-        result = mlops("history", "--format", output, cwd=shallow, **env)
+        result = mlops("deploy", "history", "--format", output, cwd=shallow, **env)
         assert result.returncode == 1
         assert result.stdout == ""
         assert "shallow clone: the history of main is incomplete here" in result.stderr
         assert "git fetch --unshallow" in result.stderr
         assert "fetch-depth: 0" in result.stderr
     git(shallow, "fetch", "-q", "--unshallow")  # as told: then it answers
-    result = mlops("history", "--env", "production", "--format", "json", cwd=shallow, **env)
+    result = mlops(
+        "deploy", "history", "--env", "production", "--format", "json", cwd=shallow, **env
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["environments"]["production"]
     assert [row["digest"] for row in rows] == [A.digest, B.digest, A.digest,

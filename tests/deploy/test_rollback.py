@@ -1,4 +1,4 @@
-"""The registry learns which image serves each version (`mlops record-image`, release.yml),
+"""The registry learns which image serves each version (`mlops deploy record-image`, release.yml),
 and a rollback moves `champion` back and sets an overlay to the previous champion's recorded
 image, all or nothing, refusing any recorded value that is not a release's. Against a
 stand-in for MlflowClient here; tests/slow/test_rollback.py runs the same against a real
@@ -141,11 +141,11 @@ def test_record_image_checks_every_value_before_the_registry_is_asked(
         with pytest.raises(gitops.DeployError, match="registry version"):
             deploy._record_image(params, version, IMAGE, DIGEST, VERSION)
     # The command: exit 1 with the reason; nothing pushed, or no registry: nothing to do.
-    refused = mlops("record-image", "--version", "1", "--image", IMAGE, "--digest", "x",
+    refused = mlops("deploy", "record-image", "--version", "1", "--image", IMAGE, "--digest", "x",
                     "--model-version", VERSION, cwd=REPO_ROOT)  # fmt: skip
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: digest 'x' refused")
-    nothing = mlops("record-image", "--version", "-", cwd=REPO_ROOT)
+    nothing = mlops("deploy", "record-image", "--version", "-", cwd=REPO_ROOT)
     assert nothing.returncode == 0, nothing.stderr
     assert "nothing was pushed" in nothing.stdout
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
@@ -337,7 +337,7 @@ def test_the_bump_writes_both_files_or_neither(
 def test_rollback_with_pr_proposes_it_as_the_environments_deploy_pull_request(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`mlops rollback --pr`: the prepared overlay goes to deploy/production, whose pull
+    """`mlops deploy rollback --pr`: the prepared overlay goes to deploy/production, whose pull
     request says it is a rollback and from which registry version."""
     from mlops_template.cli import deploy
     from mlops_template.release import registry
@@ -441,7 +441,7 @@ def test_the_makefile_passes_rollback_history_and_record_image_values_as_data(
          "RUN=echo"], env={**os.environ, "ENV": "", "ALIAS_ONLY": "0", "OPEN_PR": ""},
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert default.stdout.splitlines()[-1] == "mlops rollback --env production"
+    assert default.stdout.splitlines()[-1] == "mlops deploy rollback --env production"
 
 
 def test_release_records_the_pushed_image_on_the_gates_version() -> None:

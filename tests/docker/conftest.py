@@ -164,7 +164,7 @@ def image_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.onnx compiled from it) and its card."""
     project = copy_repo(tmp_path_factory.mktemp("image-context"))
     sh(project, "dvc", "repro", "train")
-    sh(project, "mlops", "model-card")
+    sh(project, "mlops", "report", "card")
     return project
 
 

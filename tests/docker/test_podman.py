@@ -1,5 +1,5 @@
 """The staging overlay run for real: `podman kube play` of the rendered Deployment, its image
-pushed to a local registry and set with `mlops deploy-bump` (tests/deploy/podman.py). The pod
+pushed to a local registry and set with `mlops deploy bump` (tests/deploy/podman.py). The pod
 becomes ready, serves the model the overlay names with the ConfigMap's serve settings, runs
 restricted, and drains on stop. One pod for the module: the drain test, last, stops it.
 """

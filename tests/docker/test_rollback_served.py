@@ -1,8 +1,8 @@
 """A rollback changes the image that serves. Two releases of the real image, pushed to a
 local registry with different digests (the second is the first with one more label: a code
-change that kept the model), recorded on their registry versions with `mlops record-image`
+change that kept the model), recorded on their registry versions with `mlops deploy record-image`
 as release.yml records them, against a real MLflow server. Staging serves the second, run
-for real with `podman kube play` (tests/deploy/podman.py); `mlops rollback --env staging`
+for real with `podman kube play` (tests/deploy/podman.py); `mlops deploy rollback --env staging`
 moves `champion` back and sets the overlay to the first release's digest; played again, the
 pod runs the first image, by digest, and answers."""
 
@@ -89,7 +89,7 @@ def test_a_rollback_serves_the_previous_champions_image_again(
         run = client.create_run(client.create_experiment(f"{NAME}-{number}")).info.run_id
         client.create_model_version(NAME, source=f"runs:/{run}/model", run_id=run)
     for version, shipped in (("1", first), ("2", second)):
-        recorded = sh(project, "mlops", "record-image", "--version", version, "--image",
+        recorded = sh(project, "mlops", "deploy", "record-image", "--version", version, "--image",
                       shipped.image, "--digest", shipped.digest, "--model-version",
                       shipped.model_version, env=env)  # fmt: skip
         assert (
@@ -105,7 +105,7 @@ def test_a_rollback_serves_the_previous_champions_image_again(
         assert pod.image_digest == second.digest
         assert answers(pod, example) == second.model_version
 
-    rolled = sh(project, "mlops", "rollback", "--env", ENV, "--no-pr", env=env)
+    rolled = sh(project, "mlops", "deploy", "rollback", "--env", ENV, "--no-pr", env=env)
     assert "champion is version 1 (was 2)" in rolled.stdout
     assert f"+    digest: {first.digest}" in rolled.stdout
     assert read_overlay(project / OVERLAYS, ENV) == first

@@ -1,4 +1,4 @@
-"""`mlops drift`: simulated production traffic against the training split.
+"""`mlops monitor drift`: simulated production traffic against the training split.
 
 Penguins (the tests' own table, multiclass): traffic without drift is drawn (with
 replacement) from the same penguins the training split came from; each drift scenario changes
@@ -241,7 +241,7 @@ def test_cli_exits_3_on_drift_and_writes_json_markdown_and_html(
     shifted = sample(population, 7)
     shifted["flipper_length_mm"] += 15.0
     params = project(records(shifted))
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == drift.DRIFT_EXIT_CODE, result.output
     summary = json.loads((params.paths.drift / "drift.json").read_text())
     assert summary["drifted"] is True
@@ -258,7 +258,7 @@ def test_cli_exits_0_without_drift(
     project: Callable[[list[PredictionRecord]], Params], population: pd.DataFrame
 ) -> None:
     params = project(records(sample(population, 8)))
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == 0, result.output
     assert "drift: no drift (500 predictions)" in result.output
     assert json.loads((params.paths.drift / "drift.json").read_text())["drifted"] is False
@@ -295,7 +295,7 @@ def test_a_corrupt_log_line_is_an_error_naming_file_and_line(
     params = project(records(sample(population, 10, 1)))
     with params.serve.prediction_log.open("a") as handle:
         handle.write(line + "\n" + records(sample(population, 11, 1))[0].to_json() + "\n")
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == 1
     assert message in result.output
     assert not params.paths.drift.exists()  # nothing half-written
@@ -331,7 +331,7 @@ def test_records_that_do_not_fit_the_contract_are_skipped_counted_and_reported(
     # The rotated log still holds traffic from before the contract changed.
     path.with_name(path.name + ".1").write_text(lines(old))
     with caplog.at_level("WARNING", logger="mlops_template.monitoring.drift"):
-        result = CliRunner().invoke(app, ["drift"])
+        result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == 0, result.output
     assert (
         "drift: no drift (500 predictions, 40 skipped (they do not fit the contract))"
@@ -370,7 +370,7 @@ def test_a_log_where_no_record_fits_the_contract_is_an_error_saying_why(
         replace(r, features={k: v for k, v in r.features.items() if k != "island"}) for r in logged
     ]
     params = project(logged)
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == 1
     assert "none of the 20 logged records fits the data contract" in result.output
     assert "features lack island (20)" in result.output
@@ -379,7 +379,7 @@ def test_a_log_where_no_record_fits_the_contract_is_an_error_saying_why(
 
 
 def test_no_log_is_an_error_saying_how_to_get_one(params: Params) -> None:
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == 1
     assert "no prediction log found" in result.output
     assert "make fetch-monitoring" in result.output
@@ -390,7 +390,7 @@ def test_feedback_with_an_unknown_label_is_an_error(
 ) -> None:
     params = project(records(sample(population, 12)))
     params.monitoring.feedback.write_text('{"id": "x", "label": "Emperor"}\n')
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == 1
     assert "label 'Emperor' is not one of Adelie, Chinstrap, Gentoo" in result.output
 
@@ -585,7 +585,7 @@ def test_cli_regression_no_drift_then_drift(regression_project: tuple[Params, He
             for r, y in zip(logged, table.production["target"], strict=True)
         )
     )
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == 0, result.output
     summary = json.loads((params.paths.drift / "drift.json").read_text())
     assert summary["task"] == "regression"
@@ -593,7 +593,7 @@ def test_cli_regression_no_drift_then_drift(regression_project: tuple[Params, He
     moved = table.production.copy()
     moved["bmi"] *= 1.3
     _write_log(params, table.logged(moved))
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == drift.DRIFT_EXIT_CODE, result.output
     assert "data:image/png;base64," in (params.paths.drift / "drift.html").read_text()
 
@@ -604,7 +604,7 @@ def test_cli_regression_feedback_must_be_numbers(
     params, table = regression_project
     _write_log(params, table.logged())
     params.monitoring.feedback.write_text('{"id": "x", "label": "high"}\n')
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == 1
     assert "label 'high' is not a number (target)" in result.output
 
@@ -615,6 +615,6 @@ def test_cli_regression_needs_the_model_for_its_prediction_reference(
     params, table = regression_project
     _write_log(params, table.logged())
     params.paths.model.unlink()
-    result = CliRunner().invoke(app, ["drift"])
+    result = CliRunner().invoke(app, ["monitor", "drift"])
     assert result.exit_code == 1
     assert "reference of regression predictions" in result.output

@@ -1,4 +1,4 @@
-"""`mlops fetch-monitoring` from a directory (from S3: tests/slow/test_fetch_monitoring.py)."""
+"""`mlops monitor fetch` from a directory (from S3: tests/slow/test_fetch_monitoring.py)."""
 
 from pathlib import Path
 
@@ -15,7 +15,7 @@ def test_fetch_monitoring_mirrors_logs_and_feedback_from_a_directory(
     source.mkdir()
     for name in ("predictions.jsonl", "predictions.jsonl.1", "feedback.jsonl", "other.txt"):
         (source / name).write_text(name)
-    result = CliRunner().invoke(app, ["fetch-monitoring", "--source", str(source)])
+    result = CliRunner().invoke(app, ["monitor", "fetch", "--source", str(source)])
     assert result.exit_code == 0, result.output
     fetched = sorted(p.name for p in params.monitoring.fetched.iterdir())
     assert fetched == ["feedback.jsonl", "predictions.jsonl", "predictions.jsonl.1"]
@@ -28,7 +28,7 @@ def test_fetch_monitoring_without_logs_fails_and_keeps_the_previous_mirror(
     (params.monitoring.fetched / "predictions.jsonl").write_text("yesterday")
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = CliRunner().invoke(app, ["fetch-monitoring", "--source", str(empty)])
+    result = CliRunner().invoke(app, ["monitor", "fetch", "--source", str(empty)])
     assert result.exit_code == 1
     assert "no predictions.jsonl" in result.output
     assert (params.monitoring.fetched / "predictions.jsonl").read_text() == "yesterday"

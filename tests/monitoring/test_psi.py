@@ -1,6 +1,6 @@
-"""The population stability index (monitoring/psi.py), which `mlops drift` and the service's live
-drift gauge both report: its value on known shares, and the edge cases a window of live
-traffic produces (a class never predicted, a bin the reference never filled)."""
+"""The population stability index (monitoring/psi.py), which `mlops monitor drift` and the
+service's live drift gauge both report: its value on known shares, and the edge cases a window
+of live traffic produces (a class never predicted, a bin the reference never filled)."""
 
 from __future__ import annotations
 

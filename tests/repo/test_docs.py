@@ -6,6 +6,7 @@ the code here, independently of docs/gen_reference.py."""
 from __future__ import annotations
 
 import html
+import importlib
 import os
 import re
 import subprocess
@@ -45,7 +46,7 @@ def page_text(site: Path, page: str) -> str:
 
 def mlops_commands() -> list[str]:
     """Every command path of the `mlops` app, groups walked recursively: "mlops stage train"."""
-    root = typer.main.get_command(__import__("mlops_template.cli", fromlist=["app"]).app)
+    root = typer.main.get_command(importlib.import_module("mlops_template.cli.app").app)
     found: list[str] = []
 
     def walk(command: object, path: str) -> None:

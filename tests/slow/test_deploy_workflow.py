@@ -1,9 +1,9 @@
 """deploy.yml, executed with act on this host (see test_workflows.py for the set-up).
 
-Everything in the job is real (make install, `mlops deploy-pr`, git pushes to a bare origin)
+Everything in the job is real (make install, `mlops deploy pr`, git pushes to a bare origin)
 but GitHub's REST API, the recording stand-in on 127.0.0.1 (tests/fake_github.py), and the
 release artifact: act cannot download another run's artifact, so the download-artifact stub
-copies a record written beforehand by `mlops release-record`, as release.yml writes it.
+copies a record written beforehand by `mlops deploy release-record`, as release.yml writes it.
 
 One origin and one API stand-in serve the whole module, because deploying is a sequence: a
 first release opens the staging pull request, a second one while it is open rebuilds the
@@ -156,7 +156,15 @@ def run_deploy(
             else ["--image", IMAGE, "--digest", pushed[0], "--model-version", pushed[1]]
         )
         out = artifacts / "release" / "release.json"
-        sh(site.root, str(VENV_BIN / "mlops"), "release-record", "--out", str(out), *values)
+        sh(
+            site.root,
+            str(VENV_BIN / "mlops"),
+            "deploy",
+            "release-record",
+            "--out",
+            str(out),
+            *values,
+        )
     before, first_call = site.branches(), len(site.api.calls)
     result = act(
         site.root / name,

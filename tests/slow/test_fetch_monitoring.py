@@ -1,4 +1,4 @@
-"""`mlops fetch-monitoring` from a real S3 API (moto server on 127.0.0.1)."""
+"""`mlops monitor fetch` from a real S3 API (moto server on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,6 @@ def test_fetch_from_s3_mirrors_logs_and_feedback(
     repo_params = Path(__file__).resolve().parents[2] / "params.yaml"
     (tmp_path / "params.yaml").write_text(repo_params.read_text())
     env = {**s3_env(), "AWS_ENDPOINT_URL": s3_endpoint}
-    sh(tmp_path, "mlops", "fetch-monitoring", "--source", f"s3://{S3_BUCKET}/monitoring", env=env)
+    sh(tmp_path, "mlops", "monitor", "fetch", "--source", f"s3://{S3_BUCKET}/monitoring", env=env)
     fetched = tmp_path / "logs" / "production"
     assert {path.name: path.read_text() for path in fetched.iterdir()} == objects

@@ -129,7 +129,7 @@ def test_changing_a_training_param_reruns_only_the_stages_of_the_model(project: 
     for name in drawn:
         assert plots["data"][name][0]["revisions"] == ["workspace", "HEAD"]
 
-    sh(project, "mlops", "report", "--base", "HEAD", "--out", "report.md")
+    sh(project, "mlops", "report", "pr", "--base", "HEAD", "--out", "report.md")
     report = (project / "report.md").read_text()
     assert "| `model.n_estimators` | `100` | `7` |" in report
     assert "| Δ | baseline |" in report
@@ -149,7 +149,7 @@ def test_report_on_a_first_pull_request(project: Path) -> None:
     """Against a base with no pipeline at all, the report still renders."""
     empty_tree = sh(project, "git", "hash-object", "-t", "tree", "/dev/null").stdout.strip()
     base = sh(project, "git", "commit-tree", empty_tree, "-m", "empty").stdout.strip()
-    sh(project, "mlops", "report", "--base", base, "--out", "first.md")
+    sh(project, "mlops", "report", "pr", "--base", base, "--out", "first.md")
     assert "🆕 **First metrics**" in (project / "first.md").read_text()
 
 

@@ -1,6 +1,6 @@
 """One repository over several runs, as a team meets it, with real DVC: the data file edited
 in place, params typos, a failing stage and its fix, on the tests' own penguins table. Each run
-is what `make run` does (`mlops preflight`, then `dvc repro`), and each ends with the PR
+is what `make run` does (`mlops stage preflight`, then `dvc repro`), and each ends with the PR
 report."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DATA = TEST_DATA
 
 def make_run(root: Path) -> tuple[bool, str]:
     """`make run`'s two steps; returns (succeeded, output)."""
-    preflight = sh(root, "mlops", "preflight", check=False)
+    preflight = sh(root, "mlops", "stage", "preflight", check=False)
     if preflight.returncode != 0:
         return False, preflight.stdout + preflight.stderr
     repro = sh(root, "dvc", "repro", check=False)
@@ -35,7 +35,7 @@ def make_run(root: Path) -> tuple[bool, str]:
 
 
 def report(root: Path) -> str:
-    sh(root, "mlops", "report", "--base", "HEAD", "--out", "pr-report/report.md")
+    sh(root, "mlops", "report", "pr", "--base", "HEAD", "--out", "pr-report/report.md")
     return (root / "pr-report" / "report.md").read_text()
 
 

@@ -148,14 +148,14 @@ def test_register_promote_refuse_rollback(
         return result.stdout + result.stderr
 
     # Nothing registered yet: promote says so.
-    assert "no registered version to promote" in mlops("promote", check=False)
+    assert "no registered version to promote" in mlops("model", "promote", check=False)
 
     # A model no better than always answering the majority class never becomes champion,
     # not even the first one. (The project is shared by both servers' runs: start from it.)
     _set_model(project, USELESS)
     repro()
-    assert "registered version 1" in mlops("register")
-    assert "does not beat its baseline on f1_macro" in mlops("promote", check=False)
+    assert "registered version 1" in mlops("model", "register")
+    assert "does not beat its baseline on f1_macro" in mlops("model", "promote", check=False)
     assert not client.get_registered_model(NAME).aliases
 
     # A weak first model that beats the baseline but fails a behaviour check of the data
@@ -163,15 +163,15 @@ def test_register_promote_refuse_rollback(
     # becomes champion: there is nothing to compare it with.
     _set_model(project, WEAK)
     repro()
-    assert "registered version 2" in mlops("register")
-    refused = mlops("promote", check=False)
+    assert "registered version 2" in mlops("model", "register")
+    refused = mlops("model", "promote", check=False)
     assert "behaviour checks failed: minimum each `island` slice of 10+ test rows" in refused
     assert not client.get_registered_model(NAME).aliases
     contract_file = project / load_params(project / "params.yaml").data.contract
     declared = contract_file.read_text()
     unchecked = {k: v for k, v in yaml.safe_load(declared).items() if k != "behaviour"}
     contract_file.write_text(yaml.safe_dump(unchecked, sort_keys=False))
-    assert "promoted: first model" in mlops("promote")
+    assert "promoted: first model" in mlops("model", "promote")
     contract_file.write_text(declared)  # the forest below passes every check
     assert client.get_model_version_by_alias(NAME, "champion").version == "2"
 
@@ -179,8 +179,8 @@ def test_register_promote_refuse_rollback(
     default = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())["model"]
     _set_model(project, default)
     repro()
-    assert "registered version 3" in mlops("register")
-    assert "promoted: f1_macro improved" in mlops("promote")
+    assert "registered version 3" in mlops("model", "register")
+    assert "promoted: f1_macro improved" in mlops("model", "promote")
     champion = client.get_model_version_by_alias(NAME, "champion")
     assert champion.version == "3"
     assert champion.tags["previous_champion"] == "2"
@@ -216,8 +216,8 @@ def test_register_promote_refuse_rollback(
 
     # The same model again (a docs-only merge, or a re-run release) registers nothing new:
     # the release ships the champion unchanged.
-    assert "version 3 already holds this model" in mlops("register")
-    assert "release: unchanged: version 3" in mlops("release")
+    assert "version 3 already holds this model" in mlops("model", "register")
+    assert "release: unchanged: version 3" in mlops("model", "release")
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 3
 
     # Plain MLflow loads the champion and predicts what our service predicts.
@@ -237,8 +237,8 @@ def test_register_promote_refuse_rollback(
     # A worse candidate is refused with the reason; the alias stays; the decision is recorded.
     _set_model(project, WEAKER)
     repro()
-    assert "registered version 4" in mlops("register")
-    refused = mlops("promote", check=False)
+    assert "registered version 4" in mlops("model", "register")
+    refused = mlops("model", "promote", check=False)
     assert "not promoted: f1_macro" in refused
     assert client.get_model_version_by_alias(NAME, "champion").version == "3"
     decisions = [
@@ -252,7 +252,7 @@ def test_register_promote_refuse_rollback(
 
     # Releasing it is not a crash: refused, exit 0, nothing deployable; a re-run is idempotent.
     for _ in range(2):
-        assert "release: refused: version 4: f1_macro" in mlops("release")
+        assert "release: refused: version 4: f1_macro" in mlops("model", "release")
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 4
     assert client.get_model_version_by_alias(NAME, "champion").version == "3"
 
@@ -260,10 +260,10 @@ def test_register_promote_refuse_rollback(
     # pushed (no release recorded their image): the overlay cannot be prepared, so a plain
     # rollback refuses, and --alias-only moves the alias alone, saying so. (The rollback of a
     # released image: tests/slow/test_rollback.py.)
-    refused = mlops("rollback", "--no-pr", check=False)
+    refused = mlops("deploy", "rollback", "--no-pr", check=False)
     assert "version 2 records no image" in refused
     assert client.get_model_version_by_alias(NAME, "champion").version == "3"
-    rolled = mlops("rollback", "--alias-only")
+    rolled = mlops("deploy", "rollback", "--alias-only")
     assert "champion is version 2 (was 3)" in rolled
     assert "the alias alone moved" in rolled
     assert client.get_model_version_by_alias(NAME, "champion").version == "2"
@@ -278,7 +278,7 @@ def test_a_tampered_model_is_not_registered(project: Path, mlflow_server: str) -
     model.write_bytes(original + b"\0")
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
     try:
-        results = [sh(project, "mlops", cmd, env=env, check=False) for cmd in COMMANDS]
+        results = [sh(project, "mlops", "model", cmd, env=env, check=False) for cmd in COMMANDS]
     finally:
         model.write_bytes(original)
     for result in results:  # the release refuses it too, before the registry is asked

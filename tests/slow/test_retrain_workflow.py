@@ -2,7 +2,7 @@
 
 Production's monitoring data is simulated: prediction logs and labelled feedback built from the
 template's validated penguins, in the moto S3 bucket or in a directory (MONITORING_URI, an act
-`--var`). Everything in the jobs is real (make, uv, dvc, `mlops drift`, the pipeline, the
+`--var`). Everything in the jobs is real (make, uv, dvc, `mlops monitor drift`, the pipeline, the
 hand-over between the two jobs, git pushes to a bare origin, dvc push to S3) except GitHub's
 REST API: a recording stand-in on 127.0.0.1 (tests/fake_github.py) that the jobs reach through
 GITHUB_API_URL (act lets `--env` override the value it sets itself). It answers GET /user with
@@ -262,7 +262,8 @@ def test_a_run_started_by_hand_says_how_to_keep_the_schedule(quiet: Run, weekly:
 
 
 def test_an_unreadable_log_fails_the_run_before_retraining(forge: Forge, drifted: Run) -> None:
-    """`mlops drift` exiting 1 (not 0 or 3) fails the step; nothing is retrained or opened."""
+    """`mlops monitor drift` exiting 1 (not 0 or 3) fails the step; nothing is retrained or
+    opened."""
     uri = monitoring_in_directory(forge, "monitoring-broken", 0.0)
     log = Path(uri) / "predictions.jsonl"
     lines = log.read_text().splitlines(keepends=True)

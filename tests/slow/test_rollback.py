@@ -1,9 +1,9 @@
 """A rollback changes what is served, against a real MLflow server, through the CLI: release
 v1 (image digest A), release v2 (B), the same model again with new code (B2), each recorded
-on its registry version (`mlops record-image`, as release.yml runs it) and deployed to
-production (`mlops deploy-bump` and a commit, as a merged deploy pull request); then
-`mlops rollback` sets production's overlay back to A and `champion` back to v1, recorded on
-both versions, and `mlops history` lists A, B2, B, A with the registry's versions; the next
+on its registry version (`mlops deploy record-image`, as release.yml runs it) and deployed to
+production (`mlops deploy bump` and a commit, as a merged deploy pull request); then
+`mlops deploy rollback` sets production's overlay back to A and `champion` back to v1, recorded on
+both versions, and `mlops deploy history` lists A, B2, B, A with the registry's versions; the next
 release refuses the withdrawn version 2, and a second rollback goes no further back. A hostile
 value in a recorded tag is refused with nothing changed."""
 
@@ -59,19 +59,21 @@ class Project:
 
     def release(self, digest: str) -> tuple[str, gitops.Release]:
         """release.yml's publish job: the gate, the push (digest), the registry's record."""
-        outcome = re.search(r"release: (promoted|unchanged): version (\d+)", self.mlops("release"))
+        outcome = re.search(
+            r"release: (promoted|unchanged): version (\d+)", self.mlops("model", "release")
+        )
         assert outcome is not None
         version = outcome.group(2)
         served = (self.root / "models" / "model.onnx.sha256").read_text()[:12]
         shipped = gitops.Release(IMAGE, digest, served)
-        recorded = self.mlops("record-image", "--version", version, "--image", IMAGE,
+        recorded = self.mlops("deploy", "record-image", "--version", version, "--image", IMAGE,
                               "--digest", digest, "--model-version", served)  # fmt: skip
         assert f"version {version} is served by {shipped.reference}" in recorded
         return version, shipped
 
     def deploy(self, shipped: gitops.Release, number: int) -> None:
         """The production deploy pull request, merged."""
-        self.mlops("deploy-bump", "--env", "production", "--image", shipped.image, "--digest",
+        self.mlops("deploy", "bump", "--env", "production", "--image", shipped.image, "--digest",
                    shipped.digest, "--model-version", shipped.model_version)  # fmt: skip
         sh(self.root, "git", "add", "-A")
         sh(self.root, "git", "commit", "-qm", f"Merge pull request #{number}")
@@ -107,9 +109,10 @@ def test_a_rollback_puts_the_previous_champions_image_back(
     # newer image (the audit both); a re-run release records nothing twice.
     v2_again, newer = site.release(B2)
     assert v2_again == "2"
-    assert "already records" in site.mlops("record-image", "--version", "2", "--image", IMAGE,
-                                           "--digest", B2, "--model-version",
-                                           newer.model_version)  # fmt: skip
+    assert "already records" in site.mlops(
+        "deploy", "record-image", "--version", "2", "--image", IMAGE, "--digest", B2,
+        "--model-version", newer.model_version,
+    )  # fmt: skip
     assert [record["digest"] for record in records(client, "2", "image")] == [B, B2]
     assert json.loads(client.get_model_version(NAME, "2").tags["image"])["digest"] == B2
     site.deploy(newer, 3)
@@ -120,14 +123,14 @@ def test_a_rollback_puts_the_previous_champions_image_back(
     hostile = json.dumps({"image": IMAGE, "digest": A + "\n  - name: evil",
                           "model_version": first.model_version})  # fmt: skip
     client.set_model_version_tag(NAME, "1", "image", hostile)
-    refused = site.mlops("rollback", "--no-pr", check=False)
+    refused = site.mlops("deploy", "rollback", "--no-pr", check=False)
     assert "registry version 1: the recorded image is refused: digest" in refused
     assert client.get_model_version_by_alias(NAME, "champion").version == "2"
     assert sh(project, "git", "status", "--porcelain", str(OVERLAYS)).stdout == ""
     client.set_model_version_tag(NAME, "1", "image", good)
 
     # The rollback: the alias back to v1, production's overlay back to A (the diff shown).
-    output = site.mlops("rollback", "--no-pr")
+    output = site.mlops("deploy", "rollback", "--no-pr")
     assert "champion is version 1 (was 2)" in output
     assert f"production: {IMAGE}@{B2} (model {newer.model_version}) -> {IMAGE}@{A}" in output
     assert f"+    digest: {A}" in output
@@ -142,7 +145,7 @@ def test_a_rollback_puts_the_previous_champions_image_back(
     site.deploy(first, 4)  # its pull request, merged (deploy-bump: nothing left to change)
 
     # What was in production when: A, B, B2, then A again, each with its registry version.
-    data = json.loads(site.mlops("history", "--env", "production", "--format", "json"))
+    data = json.loads(site.mlops("deploy", "history", "--env", "production", "--format", "json"))
     rows = data["environments"]["production"]
     assert [row["digest"] for row in rows] == [A, B2, B, A, gitops.PLACEHOLDER_DIGEST]
     assert [row["registry_version"] for row in rows] == ["1", "2", "2", "1", None]
@@ -151,12 +154,12 @@ def test_a_rollback_puts_the_previous_champions_image_back(
     assert data["sources"]["registry"] == f"MLflow, model {NAME}: recorded images and promotions"
 
     # main still holds version 2's model: the next merge's release must not promote it back.
-    refused = site.mlops("release")
+    refused = site.mlops("model", "release")
     assert "release: refused: version 2: version 2 was withdrawn by a rollback" in refused
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
 
     # One rollback is one step: again, the champion stays and production already serves it.
-    again = site.mlops("rollback", "--no-pr")
+    again = site.mlops("deploy", "rollback", "--no-pr")
     assert "champion stays version 1" in again
     assert "production already serves" in again
     assert site.production() == first

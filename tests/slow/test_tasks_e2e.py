@@ -1,6 +1,6 @@
 """A fork brings a table the project has never seen: a binary one (breast cancer) and a
 regression one (diabetes), both embedded in scikit-learn. The docs' steps and nothing
-else: `mlops init-schema`, one `params.yaml` line, `make run`'s two commands. Then what the
+else: `mlops contract init`, one `params.yaml` line, `make run`'s two commands. Then what the
 team sees: the task's metrics beside their baseline, the plots, the PR report, the model card
 and the service answering the contract's example. No Python is edited."""
 
@@ -37,12 +37,12 @@ def fork(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     root = copy_repo(tmp_path_factory.mktemp(request.param))
     path, target, _ = write_table(request.param, root / "data")
     source = path.relative_to(root).as_posix()
-    sh(root, "mlops", "init-schema", "--data", source, "--target", target, "--force")
+    sh(root, "mlops", "contract", "init", "--data", source, "--target", target, "--force")
     params = root / "params.yaml"
     text = params.read_text()
     assert text.count("source: data/penguins.csv") == 1
     params.write_text(text.replace("source: data/penguins.csv", f"source: {source}"))
-    sh(root, "mlops", "preflight")
+    sh(root, "mlops", "stage", "preflight")
     sh(root, "dvc", "repro")
     return root
 
@@ -80,7 +80,7 @@ def test_plots_follow_the_task(fork: Path) -> None:
 def test_report_and_model_card_speak_the_task(fork: Path) -> None:
     task = task_of(fork)
     primary = "roc_auc" if task == "binary" else "rmse"
-    sh(fork, "mlops", "report", "--base", "HEAD", "--out", "pr-report/report.md")
+    sh(fork, "mlops", "report", "pr", "--base", "HEAD", "--out", "pr-report/report.md")
     report = (fork / "pr-report" / "report.md").read_text()
     assert f"| **{primary}** |" in report
     assert "| Δ | baseline |" in report

@@ -1,6 +1,6 @@
 # The stack's Python services, from the project's own locked environment (uv.lock): the MLflow
 # tracking server (with PostgreSQL's driver and boto3 for S3 artefacts), moto's S3 server (a
-# stand-in for the object store), the log shipper and `mlops simulate-traffic`. One image for the three, as no
+# stand-in for the object store), the log shipper and `mlops monitor traffic`. One image for the three, as no
 # public image carries this project's versions. Built by `make stack-images`, from the
 # repository root:
 #   docker build -f deploy/compose/images/tools.Dockerfile -t mlops-template-tools:local .
@@ -36,7 +36,7 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
       . mlflow "psycopg[binary]" boto3 "moto[server]" typer httpx pandas pyarrow \
     && rm -rf /opt/uv /tmp/constraints.txt /src \
     && /app/.venv/bin/mlflow --version \
-    && /app/.venv/bin/mlops simulate-traffic --help >/dev/null \
+    && /app/.venv/bin/mlops monitor traffic --help >/dev/null \
     && /app/.venv/bin/python -c "import psycopg, boto3, moto.server"
 # The log shipper (the `log-shipper` service): standard library and boto3.
 COPY deploy/compose/ship_logs.py /app/ship_logs.py

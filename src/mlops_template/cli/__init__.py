@@ -1,1 +1,1 @@
-"""The `mlops` command."""
+"""The `mlops` command (app.py), one module per group of subcommands."""

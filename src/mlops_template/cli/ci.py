@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mlops_template import PipelineError
+from mlops_template.cli.runner import guarded
 from mlops_template.io import actions
 from mlops_template.io.actions import BOT_EMAIL, BOT_NAME
 
@@ -33,14 +33,6 @@ if TYPE_CHECKING:
 MAX_PR_BODY = 60000
 MAX_COMMENT = 60000
 TRUE = {"1", "true", "yes"}
-
-
-def _guarded(action: Callable[[], None]) -> None:
-    try:
-        action()
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise typer.Exit(code=1) from None
 
 
 def _truncate(body: str, limit: int, footer: str = "") -> str:
@@ -68,7 +60,7 @@ def check_report(
             f" link(s), {len(checked.images)} PNG image(s), all inside {folder}"
         )
 
-    _guarded(check)
+    guarded(check)
 
 
 def post_report(
@@ -113,7 +105,7 @@ def post_report(
         print(f"post-report: {outcome} the report comment on pull request #{claimed}")
         actions.summary(f"Report {outcome} on pull request #{claimed}.")
 
-    _guarded(post)
+    guarded(post)
 
 
 def collect_outputs(
@@ -138,7 +130,7 @@ def collect_outputs(
             print(f"collect-outputs: {len(changed)} changed file(s) in git")
             actions.github_output(changed="true" if changed else "false")
 
-    _guarded(collect)
+    guarded(collect)
 
 
 def publish_outputs(
@@ -164,7 +156,7 @@ def publish_outputs(
         if subprocess.run([str(commit_lock), branch], cwd=repo, check=False).returncode:
             raise PipelineError("commit-lock failed (see above)")
 
-    _guarded(publish)
+    guarded(publish)
 
 
 def open_pr(
@@ -183,16 +175,7 @@ def open_pr(
 
     The open one is a PR from a retrain/ branch of this repository, opened by the bot
     (RETRAIN_PR_AUTHOR, else the login of RETRAIN_PR_TOKEN), read from every page."""
-    _guarded(lambda: _open_pr(incoming, report, drift_dir, base))
-
-
-def add_commands(app: typer.Typer) -> None:
-    """Add the workflow subcommands to the `mlops` app."""
-    app.command("check-report")(check_report)
-    app.command("post-report")(post_report)
-    app.command("collect-outputs")(collect_outputs)
-    app.command("publish-outputs")(publish_outputs)
-    app.command("open-pr")(open_pr)
+    guarded(lambda: _open_pr(incoming, report, drift_dir, base))
 
 
 def _open_pr(incoming: Path | None, report: Path, drift_dir: Path, base: str) -> None:
@@ -339,3 +322,14 @@ def _post_with_cml(checked: CheckedReport, number: int, run_url: str) -> None:
         if subprocess.run(command, cwd=staging, env=env, check=False).returncode != 0:
             raise PipelineError("cml comment update failed (see above)")
     print(f"post-report: posted the report with its plots (CML) on pull request #{number}")
+
+
+app = typer.Typer(
+    help="The workflows' privileged steps: the PR report, hand-overs, the retraining PR.",
+    no_args_is_help=True,
+)
+app.command("check-report")(check_report)
+app.command("post-report")(post_report)
+app.command("collect-outputs")(collect_outputs)
+app.command("publish-outputs")(publish_outputs)
+app.command("open-pr")(open_pr)

@@ -18,8 +18,7 @@ from typing import Annotated
 import typer
 
 from mlops_template import PipelineError
-from mlops_template.cli.ci import _guarded
-from mlops_template.cli.pipeline import ParamsOption
+from mlops_template.cli.runner import ParamsOption, guarded
 from mlops_template.config import DEFAULT_PARAMS, load_params
 from mlops_template.release import gitops, proposals
 
@@ -34,7 +33,7 @@ def deploy_bump(
     overlays: OverlaysOption = gitops.OVERLAYS,
 ) -> None:
     """Set ENV's overlay to IMAGE@DIGEST and MODEL_VERSION (nothing else in the files)."""
-    _guarded(lambda: _deploy_bump(overlays, env, image, digest, model_version))
+    guarded(lambda: _deploy_bump(overlays, env, image, digest, model_version))
 
 
 def deploy_pr(
@@ -50,7 +49,7 @@ def deploy_pr(
 ) -> None:
     """deploy.yml: bump ENV's overlay on branch deploy/ENV, push it and open (or update)
     its pull request. Merging it is the deploy."""
-    _guarded(lambda: _deploy_pr(env, image, digest, model_version, release, overlays, base))
+    guarded(lambda: _deploy_pr(env, image, digest, model_version, release, overlays, base))
 
 
 def release_record(
@@ -63,7 +62,7 @@ def release_record(
 ) -> None:
     """release.yml: record what was pushed (all three values) or that nothing was (none),
     for deploy.yml."""
-    _guarded(lambda: _release_record(out, image, digest, model_version))
+    guarded(lambda: _release_record(out, image, digest, model_version))
 
 
 def record_image(
@@ -75,7 +74,7 @@ def record_image(
 ) -> None:
     """release.yml: tag registry version VERSION with the image that now serves it (the
     values checked first) and record the event; without MLFLOW_TRACKING_URI, nothing."""
-    _guarded(lambda: _record_image(params, version, image, digest, model_version))
+    guarded(lambda: _record_image(params, version, image, digest, model_version))
 
 
 def rollback(
@@ -97,7 +96,7 @@ def rollback(
 ) -> None:
     """Move `champion` back to the version it replaced and set ENV's overlay to that
     version's recorded image; with --pr, propose it as ENV's deploy pull request."""
-    _guarded(lambda: _rollback(params, env, alias_only, pr, overlays, base))
+    guarded(lambda: _rollback(params, env, alias_only, pr, overlays, base))
 
 
 def history(
@@ -114,17 +113,7 @@ def history(
     """Every deployment per environment, newest first: when, image digest, model version,
     commit; the pull request, who merged and who approved it (GITHUB_TOKEN and
     GITHUB_REPOSITORY set); the registry version (MLFLOW_TRACKING_URI set)."""
-    _guarded(lambda: _history(params, env, output, ref, overlays))
-
-
-def add_commands(app: typer.Typer) -> None:
-    """Add the deploy subcommands to the `mlops` app."""
-    app.command("deploy-bump")(deploy_bump)
-    app.command("deploy-pr")(deploy_pr)
-    app.command("release-record")(release_record)
-    app.command("record-image")(record_image)
-    app.command("rollback")(rollback)
-    app.command("history")(history)
+    guarded(lambda: _history(params, env, output, ref, overlays))
 
 
 def _deploy_bump(overlays: Path, env: str, image: str, digest: str, model_version: str) -> None:
@@ -261,7 +250,7 @@ def _rollback(
             f" version {done.to_version}, whose recorded image this is.")  # fmt: skip
     try:
         title = gitops.pr_title(done.bump, rollback=True)
-        proposals.propose(done.bump, overlays, base, title, note, "mlops rollback --pr")
+        proposals.propose(done.bump, overlays, base, title, note, "mlops deploy rollback --pr")
     except PipelineError as error:
         raise PipelineError(
             f"{error}. The alias moved and the overlay is prepared in the working tree;"
@@ -289,3 +278,15 @@ def _history(
         source = (registry._client(), load_params(params).registry.model_name)
     result = history.history(repo, relative, envs, ref, gh, source)
     print(history.as_json(result) if output == "json" else history.as_table(result), end="")
+
+
+app = typer.Typer(
+    help="Releases and environments: records, deploy pull requests, rollback, history.",
+    no_args_is_help=True,
+)
+app.command("bump")(deploy_bump)
+app.command("pr")(deploy_pr)
+app.command("release-record")(release_record)
+app.command("record-image")(record_image)
+app.command("rollback")(rollback)
+app.command("history")(history)

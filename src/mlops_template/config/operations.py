@@ -67,7 +67,7 @@ class ServeSettings(Section):
 
 
 class MonitoringSettings(Section):
-    """`mlops drift`: logged production traffic against the training reference (monitoring/).
+    """`mlops monitor drift`: logged production traffic against the training reference.
 
     A distribution test flags drift only when the shift is both significant (p below `alpha`,
     split over all the tests) and material (PSI at least `psi_threshold`): significance alone

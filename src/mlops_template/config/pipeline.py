@@ -36,7 +36,7 @@ class Paths(Section):
     parity: Path  # the train stage's check of the compiled model against scikit-learn
     slices: Path  # evaluate: metrics per category of each categorical feature
     behaviour: Path  # the behaviour stage's checks (the contract's `behaviour:`)
-    tune: Path = Path("reports/tune")  # `mlops tune`: trials, best params, plots (no stage's)
+    tune: Path = Path("reports/tune")  # `mlops model tune`: trials, best params, plots (no stage's)
     explain: Path = Path("reports/explain")  # the explain stage: SHAP summary, plot data, image
     background: Path = Path("models/background.json")  # the service's /explain background rows
 
@@ -105,7 +105,7 @@ class DataSettings(Section):
 
     source: Path = Path("data/penguins.csv")
     # The data contract (contract/file.py): the task, the target and the features. Written by
-    # `mlops init-schema`, reviewed and committed.
+    # `mlops contract init`, reviewed and committed.
     contract: Path = Path("data/contract.yaml")
 
     @field_validator("source")

@@ -1,5 +1,6 @@
-"""params.yaml's `tune:` section: the hyperparameter search (`mlops tune`, tuning/search.py), which
-is not a pipeline stage. Each value to try is checked as the `model:` section would check it."""
+"""params.yaml's `tune:` section: the hyperparameter search (`mlops model tune`, tuning/search.py),
+which is not a pipeline stage. Each value to try is checked as the `model:` section would check
+it."""
 
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ class TuneSpace(Section):
 
 
 class TuneSettings(Section):
-    """`mlops tune` (make tune): a seeded search bounded by `n_trials` and `max_seconds`, each
+    """`mlops model tune` (make tune): a seeded search bounded by `n_trials` and `max_seconds`, each
     candidate scored by cross-validation on the training split only."""
 
     method: Literal["grid", "random"] = "random"

@@ -1,4 +1,4 @@
-"""Writing model values back into params.yaml (`mlops tune --apply`): the one edit code
+"""Writing model values back into params.yaml (`mlops model tune --apply`): the one edit code
 makes to params.yaml.
 
 Text, not a YAML round trip: comments, order and spacing are the reviewer's, and the pull

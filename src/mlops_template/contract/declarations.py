@@ -5,7 +5,7 @@ show (`behaviour:`), what it is for (`intended_use:`) and what it is not good at
 Kept apart from contract/file.py, which describes the table: these declarations are read by the
 `behaviour` stage and the model card only. Parsing is as strict as the rest of the contract:
 an unknown key, a wrong type, a feature that is not in the contract or of the wrong kind is an
-error naming the key. `declarations_example` is the commented section `mlops init-schema`
+error naming the key. `declarations_example` is the commented section `mlops contract init`
 ends a new contract with.
 """
 

@@ -232,7 +232,7 @@ def load_contract(path: Path) -> Contract:
     except FileNotFoundError:
         raise ContractError(
             f"{path}: data contract not found; write one with"
-            " `mlops init-schema --data PATH --target COLUMN` (data.contract in params.yaml)"
+            " `mlops contract init --data PATH --target COLUMN` (data.contract in params.yaml)"
         ) from None
     try:
         raw = yaml.safe_load(text)

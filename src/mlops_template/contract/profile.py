@@ -1,4 +1,4 @@
-"""`mlops init-schema`: profile a table and write its data contract (contract/file.py) as YAML.
+"""`mlops contract init`: profile a table and write its data contract (contract/file.py) as YAML.
 
 The profile is a starting point the user reviews and commits, not a guess hidden in code:
 - the task is inferred from the target unless given: two values is binary (the rarer one is
@@ -316,7 +316,7 @@ def _features(
 
 
 HEADER = """\
-# The data contract, written by `mlops init-schema` from {source} ({rows} rows).
+# The data contract, written by `mlops contract init` from {source} ({rows} rows).
 # Review it and commit it: validation, training, the service's request model, drift and the
 # model card all follow it. Ranges are the observed values widened by a margin; descriptions
 # are generated (replace them with what the columns mean).

@@ -1,6 +1,6 @@
 """The data contract as typed objects: the task, the target and every feature.
 
-The contract is data, not code: `mlops init-schema` profiles a table and writes it
+The contract is data, not code: `mlops contract init` profiles a table and writes it
 (`data.contract` in params.yaml, by default `data/contract.yaml`); the user reviews and commits
 it; contract/file.py reads and checks the file into the objects here. Everything else derives from
 the `Contract`: the pandera schema that the `validate` stage enforces, the features the `train`

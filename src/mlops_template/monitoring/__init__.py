@@ -1,6 +1,6 @@
 """Monitoring production traffic: the prediction log's records (records.py), reading the log
 and the feedback (logs.py), the population stability index (psi.py), the drift checks and
-their verdict (checks.py), the reports (render.py), `mlops drift` (drift.py) and `mlops
+their verdict (checks.py), the reports (render.py), `mlops monitor drift` (drift.py) and `mlops
 fetch-monitoring` (fetch.py).
 
 The service imports records.py and psi.py only (the import contracts in pyproject.toml

@@ -1,4 +1,4 @@
-"""The drift checks of `mlops drift` and their verdict, on logged traffic against the
+"""The drift checks of `mlops monitor drift` and their verdict, on logged traffic against the
 training split (logs.py reads the traffic), column by column as the data contract declares
 them:
 

@@ -1,10 +1,10 @@
-"""`mlops drift`: has production traffic moved away from what the model was trained on?
+"""`mlops monitor drift`: has production traffic moved away from what the model was trained on?
 
 Reads the newest logged predictions (logs.py: the service's JSONL log, rotated files
 included, and any labelled feedback), runs the checks against the training split
 (checks.py, which says which tests and how they are judged) and writes drift.json, drift.md
 (for pull requests) and drift.html (with plots; render.py) to `paths.drift`. The exit code of
-`mlops drift` is DRIFT_EXIT_CODE on drift.
+`mlops monitor drift` is DRIFT_EXIT_CODE on drift.
 
 Regression predictions are compared with the model's own predictions on the test split
 (`paths.test`; the model verified by its recorded sha256), and labelled feedback with the

@@ -1,12 +1,11 @@
-"""`mlops fetch-monitoring`: mirror production's prediction logs and labelled feedback.
+"""`mlops monitor fetch`: mirror production's prediction logs and labelled feedback.
 
-The service writes its prediction log (and its rotated files) somewhere the team ships to
-object storage; labels that arrive later go beside them. This copies those files from a
-directory or an `s3://bucket/prefix` into `monitoring.fetched`, which `mlops drift --fetched`
-then reads. The copy is made in a temporary directory and swapped in whole, so a failed fetch
-leaves the previous mirror as it was. For S3, credentials come from the usual AWS variables
-and a non-AWS endpoint (MinIO, ...) from AWS_ENDPOINT_URL.
-"""
+The service writes its prediction log (and its rotated files) somewhere the team ships to object
+storage; labels that arrive later go beside them. This copies those files from a directory or an
+`s3://bucket/prefix` into `monitoring.fetched`, which `mlops monitor drift --fetched` then
+reads. The copy is made in a temporary directory and swapped in whole, so a failed fetch leaves
+the previous mirror as it was. For S3, credentials come from the usual AWS variables and a
+non-AWS endpoint (MinIO, ...) from AWS_ENDPOINT_URL."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Reading what production left behind: the prediction log (rotated files included) and the
-labelled feedback, for `mlops drift`.
+labelled feedback, for `mlops monitor drift`.
 
 A line that is not a prediction record (records.py) is an error naming the file, the line
 and what is wrong: the log is corrupt. Except the last file's unfinished last line, which
@@ -96,7 +96,7 @@ def read_traffic(path: Path, window_rows: int, contract: Contract) -> Traffic:
     if not files:
         raise PipelineError(
             f"{path}: no prediction log found (serve.prediction_log); fetch production's"
-            " first (`make fetch-monitoring`, then `mlops drift --fetched`)"
+            " first (`make fetch-monitoring`, then `mlops monitor drift --fetched`)"
         )
     champion: deque[PredictionRecord] = deque(maxlen=window_rows)
     challenger: dict[str, PredictionRecord] = {}

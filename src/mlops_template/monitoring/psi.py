@@ -1,4 +1,4 @@
-"""The population stability index, shared by `mlops drift` (checks.py) and the service (the
+"""The population stability index, shared by `mlops monitor drift` (checks.py) and the service (the
 live drift gauges, serve/monitor.py): plain Python, no pandas or SciPy, so the service can
 import it."""
 

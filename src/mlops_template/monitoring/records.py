@@ -2,7 +2,7 @@
 
 The service writes one record per answered request (`role` champion) and, with a challenger
 scored in shadow, one per shadow-scored request under the same `id` (`role` challenger).
-`mlops drift` reads them back, `mlops fetch-monitoring` mirrors the files, and the tests build
+`mlops monitor drift` reads them back, `mlops monitor fetch` mirrors the files, and the tests build
 them here rather than by hand. A line is a compact JSON object:
 
     {"ts": <unix seconds>, "id": <prediction id>, "role": "champion" | "challenger",

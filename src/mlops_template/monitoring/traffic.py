@@ -1,4 +1,4 @@
-"""`mlops simulate-traffic`: bounded, optionally shifted prediction traffic for a running service.
+"""`mlops monitor traffic`: bounded, optionally shifted prediction traffic for a running service.
 
 A fresh clone has no production traffic, so `make drift` and the live drift gauges on
 /metrics have nothing to look at. This draws records from the project's own table (the

@@ -1,4 +1,4 @@
-"""Every deployment per environment, newest first: `mlops history` (`make history`).
+"""Every deployment per environment, newest first: `mlops deploy history` (`make history`).
 
 What an environment ran, and when, is the history of its overlay on main: each commit on
 main's first-parent line that changed the overlay's image digest or model version is a

@@ -1,4 +1,4 @@
-"""`mlops plots`: the evaluate stage's plots and metrics on one self-contained HTML page.
+"""`mlops report plots`: the evaluate stage's plots and metrics on one self-contained HTML page.
 
 `dvc plots diff` writes a page that loads Vega from a CDN: blank offline, behind a strict
 proxy or in a CI artifact opened later. This page has no external reference at all: the

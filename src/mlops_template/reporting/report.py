@@ -1,6 +1,6 @@
 """The pull-request report: this branch against a base revision, as GitHub markdown.
 
-`mlops report --base main` gathers what DVC knows (metrics and params diffs against the base
+`mlops report pr --base main` gathers what DVC knows (metrics and params diffs against the base
 revision), what the stages wrote (validation summary or failure, timing, model size), renders
 the plot data to PNG, and writes `report.md` beside a folder of images and the branch's
 `model_card.md`, which the report also shows, folded, at its end (card_section).

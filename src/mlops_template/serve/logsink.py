@@ -4,7 +4,7 @@ Requests never wait for the disk: lines go through a bounded queue to one writer
 the disk falls behind and the queue is full, lines are dropped and counted (the service
 stays fast; the drop count is a Prometheus metric). Files rotate at a size limit and only a
 fixed number of old files is kept, so the log cannot fill the disk. The line format is
-monitoring/records.py's PredictionRecord, which `mlops drift` reads back.
+monitoring/records.py's PredictionRecord, which `mlops monitor drift` reads back.
 
 A writer that cannot write (the file cannot be opened, the disk is full) keeps running: it
 drops and counts lines, retries the file every RETRY_SECONDS, and says what is wrong in

@@ -8,7 +8,7 @@ about the same for one row as for a hundred, and every call competes with the ch
 the interpreter, so scoring each request as it came doubled the latency at one client in
 flight (bench-serve); batched, the challenger costs a call or two per second.
 Each challenger prediction is logged with the champion's prediction id and `"role":
-"challenger"`, so `mlops drift` compares the two on the same requests. The live comparison
+"challenger"`, so `mlops monitor drift` compares the two on the same requests. The live comparison
 (/metrics) is the share of requests on which the two agree for a classifier, and the mean
 absolute difference of their predictions for a regressor (two numbers are rarely equal).
 """

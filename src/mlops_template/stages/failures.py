@@ -1,7 +1,7 @@
 """The record of a failed pipeline stage, so the pull-request report can say which stage failed
 and why even when nothing downstream ran.
 
-A stage run through the CLI writes it when it raises (`record`); `mlops preflight`, the first
+A stage run through the CLI writes it when it raises (`record`); `mlops stage preflight`, the first
 step of `make run`, forgets the previous run's record (`clear`), so a failure never outlives
 its fix, also when DVC restores a fixed stage's outputs from its cache without running it.
 """

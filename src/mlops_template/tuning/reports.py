@@ -1,5 +1,6 @@
-"""What a `mlops tune` search leaves and says (tuning/search.py searches): the line per trial, the
-closing summary, reports/tune/ (trials.csv, best.json, the plots) and the settings it logs."""
+"""What a `mlops model tune` search leaves and says (tuning/search.py searches): the line per
+trial, the closing summary, reports/tune/ (trials.csv, best.json, the plots) and the settings it
+logs."""
 
 from __future__ import annotations
 

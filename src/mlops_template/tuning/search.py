@@ -1,4 +1,4 @@
-"""`mlops tune` (make tune): a bounded, seeded hyperparameter search on the training split.
+"""`mlops model tune` (make tune): a bounded, seeded hyperparameter search on the training split.
 
 Why it is built this way (more in docs/tuning.md):
 - Candidates come from scikit-learn's ParameterGrid / ParameterSampler, which GridSearchCV and
@@ -232,7 +232,7 @@ def record_experiments(search: Search, params_path: Path, out: Path, limit: int)
                 name=f"tune-{trial.number}",
                 force=True,  # a new search replaces the last one's trial of that number
                 include_untracked=[str(folder)],
-                message=f"mlops tune: trial {trial.number}, {metric} {trial.mean:.4f}",
+                message=f"mlops model tune: trial {trial.number}, {metric} {trial.mean:.4f}",
             )
             names.append(f"tune-{trial.number}")
     except DvcException as error:

@@ -1,70 +1,16 @@
-"""The `mlops` commands after training: the model card, the MLflow Model Registry (register,
-promote, release) and monitoring (simulate-traffic, fetch-monitoring, drift)."""
+"""`mlops monitor ...`: production watched. `traffic` sends records to a running service,
+`fetch` mirrors production's prediction logs and feedback, `drift` compares them with training.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mlops_template import PipelineError
-from mlops_template.cli.pipeline import ParamsOption, run_with_params
+from mlops_template.cli.runner import ParamsOption, run_with_params
 from mlops_template.config import DEFAULT_PARAMS, Params
-
-
-def model_card(
-    params: ParamsOption = DEFAULT_PARAMS,
-    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path(
-        "models/model_card.md"
-    ),
-) -> None:
-    """Write the model card of the model dvc.lock describes."""
-    from mlops_template.reporting.model_card import write_model_card
-
-    run_with_params(lambda loaded: print(f"wrote {write_model_card(loaded, out)}"), params)
-
-
-def register_model(params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Register the model dvc.lock describes in the MLflow Model Registry, with lineage.
-
-    A model a version already holds (the same sha256) is not registered twice."""
-    from mlops_template.release import registry
-
-    def add(loaded: Params) -> None:
-        version, new = registry.register(loaded)
-        if new:
-            print(f"registered version {version}")
-        else:
-            print(f"version {version} already holds this model (same sha256): nothing registered")
-
-    run_with_params(add, params)
-
-
-def promote(
-    params: ParamsOption = DEFAULT_PARAMS,
-    version: Annotated[str | None, typer.Option(help="Candidate (default: newest).")] = None,
-) -> None:
-    """The champion/challenger gate: move `champion` to a model no worse; exit 1 if refused."""
-    from mlops_template.release import registry
-
-    def gate(loaded: Params) -> None:
-        decision = registry.promote(loaded, version)
-        if not decision.promoted:
-            raise PipelineError(f"not promoted: {decision.reason}")
-        print(f"promoted: {decision.reason}")
-
-    run_with_params(gate, params)
-
-
-def release(params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Release step of a merge to main: register (unless unchanged), then the gate.
-
-    Exits 0 whether the model is promoted, unchanged or refused; the outcome goes to the
-    GitHub step outputs (`deploy=true|false`), the job summary and an annotation."""
-    from mlops_template.release import registry
-
-    run_with_params(lambda loaded: registry.publish_release(registry.release(loaded)), params)
 
 
 def simulate_traffic(
@@ -149,12 +95,9 @@ def drift(
     run_with_params(check, params)
 
 
-def add_commands(app: typer.Typer) -> None:
-    """Add the registry's and monitoring's commands to the `mlops` app."""
-    app.command("model-card")(model_card)
-    app.command("register")(register_model)
-    app.command("promote")(promote)
-    app.command("release")(release)
-    app.command("simulate-traffic")(simulate_traffic)
-    app.command("fetch-monitoring")(fetch_monitoring)
-    app.command("drift")(drift)
+app = typer.Typer(
+    help="Production watched: synthetic traffic, fetched logs, drift.", no_args_is_help=True
+)
+app.command("traffic")(simulate_traffic)
+app.command("fetch")(fetch_monitoring)
+app.command("drift")(drift)
