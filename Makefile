@@ -66,14 +66,12 @@ AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env env "PATH=$$PATH
 COVERAGE_FLOOR ?= 90
 COVERAGE_FAST_FLOOR ?= 90
 
-.PHONY: help install docs run diff plots model-card init-schema traffic mlflow-ui serve test test-fast coverage ci lint lint-workflows lint-container lint-k8s k8s-config check-lock \
-	image smoke save-image push-image register promote rollback history release-registry \
-	bench-pipeline bench-serve bench-explain report pull publish \
-	install-cml post-report collect-outputs publish-outputs retrain-outputs install-trivy scan-image \
-	fetch-monitoring drift retrain retrain-pr deploy-bump deploy-pr release-record record-image schedule-note clean
+##@ Start here
+.PHONY: help install run test ci clean
 
-help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+help: ## List every target, by purpose (`##@` lines are the headings; .ci/workflows.mk's last)
+	@awk 'BEGIN {FS = ":.*## "} /^##@ / {printf "\n%s\n", substr($$0, 5)} \
+		/^[a-zA-Z0-9_-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -85,6 +83,31 @@ install: $(UV) ## Install uv if missing, then the locked environment (uv.lock)
 run: install ## Check params.yaml as a whole, then the DVC pipeline (only stages whose inputs changed)
 	$(RUN) mlops stage preflight
 	$(RUN) dvc repro
+
+test: install ## Run the whole test suite; tests whose services are not installed skip, saying why
+	$(RUN) pytest
+
+ci: install ## What CI runs (ci.yml, .ci/run): install the services, lint, every test; a skip fails
+	.ci/provision
+	$(MAKE) --no-print-directory lint
+	@# The unit tests on every core, then the real-service ones on every core too, grouped
+	@# (tests/conftest.py): one worker takes every Docker test, so the image is built once.
+	@# The unit run under coverage.py (every Python process it starts too), its report failing
+	@# under COVERAGE_FLOOR. The real-service run is not measured: under coverage it took half
+	@# as long again (CI, 2 cores), to raise the total by a few points (README, "Two commands").
+	$(AS_ROOT) $(RUN) coverage erase
+	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) coverage run -m pytest -m "not slow and not docker" -n auto
+	$(AS_ROOT) $(RUN) coverage combine --quiet
+	$(AS_ROOT) $(RUN) coverage report --fail-under=$(COVERAGE_FLOOR)
+	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest -m "slow or docker" -n auto --dist loadfile
+
+clean: ## Remove pipeline outputs and local tracking data (not the DVC cache)
+	rm -rf data/*.parquet models/model.joblib models/model.onnx reports/train_timing.json reports/validation_failure.json \
+		reports/stage_failure.json mlflow.db mlruns dvc_plots $(REPORT_DIR)
+
+
+##@ The pipeline and experiments
+.PHONY: diff plots model-card init-schema tune mlflow-ui report pull publish check-lock
 
 diff: install ## Params, metrics and plots against BASE (default main; offline page: dvc_plots/plots.html)
 	@$(BASE_SH); set -x; $(RUN) dvc params diff "$$base"; \
@@ -104,29 +127,40 @@ init-schema: install ## Profile a table into data.contract: make init-schema DAT
 		$${TASK:+--task "$$TASK"} $${POSITIVE:+--positive "$$POSITIVE"} "$$@" \
 	|| { status=$$?; [ "$${FORCE:-}" = 1 ] || echo "init-schema: if the contract exists, FORCE=1 replaces it" >&2; exit $$status; }
 
+# Hyperparameter search: params.yaml's tune section (docs/tuning.md). It reads the split stage's
+# training split, so `dvc repro split` runs first (nothing to do when it is up to date).
+# APPLY=1 writes the best values into params.yaml's model section when they beat the current
+# ones by more than the standard error of the paired fold differences: `git diff params.yaml`.
+tune: install ## Seeded, bounded search over tune.space, cross-validated on the training split only; APPLY=1 writes a real improvement into params.yaml
+	$(RUN) dvc repro split
+	@set --; if [ "$${APPLY:-}" = 1 ]; then set -- --apply; fi; set -x; $(RUN) mlops model tune "$$@"
+
 mlflow-ui: install ## Browse the local MLflow runs (mlflow.db) on 127.0.0.1, port MLFLOW_UI_PORT (5000)
 	$(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--host 127.0.0.1 --port "$(MLFLOW_UI_PORT)" --workers 1
 
-serve: install ## Serve the model from `make run` on serve.host:serve.port (params.yaml)
-	$(RUN) python -m mlops_template.serve
+report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop), and PR's number
+	@if [ -n "$${PR:-}" ] && [[ ! "$$PR" =~ ^[1-9][0-9]{0,9}$$ ]]; then \
+		echo "report: PR is not a pull request number" >&2; exit 1; fi
+	@$(BASE_SH); set -x; $(RUN) mlops report pr --base "$$base" --out "$(REPORT_DIR)/report.md"
+	@if [ -n "$${PR:-}" ]; then printf '%s\n' "$$PR" > "$(REPORT_DIR)/pr_number"; fi
+	@if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat "$(REPORT_DIR)/report.md" >> "$$GITHUB_STEP_SUMMARY"; fi
 
-test: install ## Run the whole test suite; tests whose services are not installed skip, saying why
-	$(RUN) pytest
+pull: install ## Fetch DVC outputs from the remote, if credentials are set
+	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(RUN) dvc pull --allow-missing; \
+	else echo "pull: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped"; fi
 
-ci: install ## What CI runs (ci.yml, .ci/run): install the services, lint, every test; a skip fails
-	.ci/provision
-	$(MAKE) --no-print-directory lint
-	@# The unit tests on every core, then the real-service ones on every core too, grouped
-	@# (tests/conftest.py): one worker takes every Docker test, so the image is built once.
-	@# The unit run under coverage.py (every Python process it starts too), its report failing
-	@# under COVERAGE_FLOOR. The real-service run is not measured: under coverage it took half
-	@# as long again (CI, 2 cores), to raise the total by a few points (README, "Two commands").
-	$(AS_ROOT) $(RUN) coverage erase
-	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) coverage run -m pytest -m "not slow and not docker" -n auto
-	$(AS_ROOT) $(RUN) coverage combine --quiet
-	$(AS_ROOT) $(RUN) coverage report --fail-under=$(COVERAGE_FLOOR)
-	MLOPS_FAIL_ON_SKIP=1 $(AS_ROOT) $(RUN) pytest -m "slow or docker" -n auto --dist loadfile
+publish: install ## dvc push the outputs and commit dvc.lock to BRANCH, if credentials are set
+	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(RUN) dvc push && .ci/commit-lock "$$BRANCH"; \
+	else echo "publish: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped"; fi
+
+check-lock: install ## Fail unless dvc.lock matches this commit's code, params and outputs
+	$(RUN) mlops stage preflight
+	$(RUN) .ci/check-lock
+
+
+##@ Tests, lint and docs
+.PHONY: test-fast coverage lint docs lint-workflows lint-container lint-k8s
 
 test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or Docker), on every core
 	$(RUN) pytest -m "not slow and not docker" -n auto
@@ -156,15 +190,12 @@ lint-container: install ## hadolint and checkov on the Dockerfile and the local 
 lint-k8s: install ## Render each deploy/k8s overlay: kubernetes-validate --strict and checkov (zero findings)
 	UV="$(UV)" .ci/lint-k8s
 
-k8s-config: ## Copy params.yaml's serve section to deploy/k8s/base/serve.yaml (the pods' ConfigMap)
-	@{ echo "# params.yaml's serve section, copied by \`make k8s-config\`: edit params.yaml, then run it"; \
-	  echo "# (tests/deploy/test_k8s.py fails while they differ). The pods' ConfigMap: base/kustomization.yaml."; \
-	  awk '/^serve:/ {s = 1} /^[^ #]/ && !/^serve:/ {s = 0} s && NF' params.yaml; } > deploy/k8s/base/serve.yaml
-	@echo "k8s-config: deploy/k8s/base/serve.yaml"
 
-check-lock: install ## Fail unless dvc.lock matches this commit's code, params and outputs
-	$(RUN) mlops stage preflight
-	$(RUN) .ci/check-lock
+##@ Serving and the image
+.PHONY: serve image smoke k8s-config
+
+serve: install ## Serve the model from `make run` on serve.host:serve.port (params.yaml)
+	$(RUN) python -m mlops_template.serve
 
 image: install ## Build the serving image IMAGE (needs models/ from `make run` or `make pull`)
 	$(RUN) mlops report card --out models/model_card.md
@@ -173,11 +204,15 @@ image: install ## Build the serving image IMAGE (needs models/ from `make run` o
 smoke: ## Run IMAGE and check ready, predict, metrics and a non-root user
 	DOCKER="$(DOCKER)" .ci/smoke-test "$(IMAGE)" "$(SMOKE_PORT)"
 
-save-image: ## Write IMAGE to IMAGE_TAR (handed from the build job to the approved push job)
-	$(DOCKER) save --output "$(IMAGE_TAR)" "$(IMAGE)"
+k8s-config: ## Copy params.yaml's serve section to deploy/k8s/base/serve.yaml (the pods' ConfigMap)
+	@{ echo "# params.yaml's serve section, copied by \`make k8s-config\`: edit params.yaml, then run it"; \
+	  echo "# (tests/deploy/test_k8s.py fails while they differ). The pods' ConfigMap: base/kustomization.yaml."; \
+	  awk '/^serve:/ {s = 1} /^[^ #]/ && !/^serve:/ {s = 0} s && NF' params.yaml; } > deploy/k8s/base/serve.yaml
+	@echo "k8s-config: deploy/k8s/base/serve.yaml"
 
-push-image: ## Load IMAGE_TAR, tag it with the commit and model version, push to REPOSITORY
-	DOCKER="$(DOCKER)" .ci/push-image "$(IMAGE_TAR)" "$(REPOSITORY)"
+
+##@ Registry and deploys
+.PHONY: register promote rollback history deploy-bump
 
 register: install ## Register the model dvc.lock describes in the MLflow Model Registry
 	$(RUN) mlops model register
@@ -194,77 +229,24 @@ rollback: install ## Roll ENV (production) back: champion to the version it repl
 history: install ## Every deployment per environment, newest first (ENV=one, FORMAT=json); PRs and approvers with GITHUB_TOKEN, registry versions with MLFLOW_TRACKING_URI
 	$(RUN) mlops deploy history $${ENV:+--env "$$ENV"} --format "$${FORMAT:-table}"
 
-release-registry: install ## Release gate: register unless unchanged, promote or refuse (deploy=true|false)
-	$(RUN) mlops model release
+# The GitOps deploy (deploy.yml, and .ci/workflows.mk's deploy-pr): ENV, IMAGE, DIGEST and
+# MODEL_VERSION (or RELEASE, release.yml's record) arrive from workflow inputs: the recipes pass
+# them to `mlops` from the environment ("$$NAME"), never through make, and `mlops` checks them.
+deploy-bump: install ## Set overlay ENV's image (IMAGE, DIGEST) and MODEL_VERSION in deploy/k8s/overlays
+	$(RUN) mlops deploy bump --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
+		--model-version "$${MODEL_VERSION:-}"
 
-report: install ## Write $(REPORT_DIR)/report.md: this branch against BASE (PR loop), and PR's number
-	@if [ -n "$${PR:-}" ] && [[ ! "$$PR" =~ ^[1-9][0-9]{0,9}$$ ]]; then \
-		echo "report: PR is not a pull request number" >&2; exit 1; fi
-	@$(BASE_SH); set -x; $(RUN) mlops report pr --base "$$base" --out "$(REPORT_DIR)/report.md"
-	@if [ -n "$${PR:-}" ]; then printf '%s\n' "$$PR" > "$(REPORT_DIR)/pr_number"; fi
-	@if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat "$(REPORT_DIR)/report.md" >> "$$GITHUB_STEP_SUMMARY"; fi
 
-pull: install ## Fetch DVC outputs from the remote, if credentials are set
-	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(RUN) dvc pull --allow-missing; \
-	else echo "pull: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped"; fi
-
-publish: install ## dvc push the outputs and commit dvc.lock to BRANCH, if credentials are set
-	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(RUN) dvc push && .ci/commit-lock "$$BRANCH"; \
-	else echo "publish: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped"; fi
-
-install-cml: ## Only to publish plots: CML from .ci/cml's lockfile (npm ci, no install scripts)
-	@if [ "$$(cml --version 2>/dev/null)" = "$(CML_VERSION)" ]; then echo "cml $(CML_VERSION) found"; \
-	elif [ ! -f .ci/cml/package-lock.json ]; then echo "install-cml: .ci/cml/package-lock.json is not" \
-		"committed: generate it where npm serves @dvcorg/cml (README, the pull-request loop)" >&2; exit 1; \
-	else npm ci --prefix .ci/cml --ignore-scripts --no-audit --no-fund; fi
-
-post-report: install ## pr-comment.yml: check $(REPORT_DIR) and its PR number against run RUN_ID, post it
-	$(RUN) mlops ci post-report "$(REPORT_DIR)" --run-id "$$RUN_ID"
-
-collect-outputs: install ## Hand-over: copy dvc.lock and the outputs it names into OUTPUTS_DIR
-	$(RUN) mlops ci collect-outputs --out "$(OUTPUTS_DIR)"
-
-publish-outputs: install ## train.yml's publish job: stage INCOMING into PR_DIR, check, dvc push, commit to BRANCH
-	$(RUN) mlops ci publish-outputs --incoming "$(INCOMING)" --repo "$(PR_DIR)"
-
-retrain-outputs: install ## retrain.yml: hand over dvc.lock, its outputs and the drift report; changed=true|false
-	$(RUN) mlops ci collect-outputs --out "$(OUTPUTS_DIR)" --changes \
-		--extra reports/drift/drift.json --extra reports/drift/drift.md
-
-install-trivy: ## Trivy TRIVY_VERSION into .tools/trivy, its archive checked against TRIVY_SHA256
-	TRIVY_VERSION="$(TRIVY_VERSION)" TRIVY_SHA256="$(TRIVY_SHA256)" .ci/install-trivy
-
-scan-image: ## Scan IMAGE_TAR with Trivy (fresh DB cache; fails on fixable HIGH/CRITICAL), SBOM to sbom.cdx.json
-	.ci/scan-image "$(IMAGE_TAR)"
-
-bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M rows
-	$(RUN) python benchmarks/pipeline.py
-
-bench-explain: install ## /predict latency alone and under /explain load, and /explain's own (benchmarks/explain.py)
-	$(RUN) python benchmarks/explain.py
-
-bench-serve: install ## Our service (ONNX) vs the seed Flask app, gunicorn and mlflow serve (same model, one thread each) and a FastAPI ceiling (needs wrk)
-	$(RUN) python benchmarks/serve.py
-
-# Hyperparameter search: params.yaml's tune section (docs/tuning.md). It reads the split stage's
-# training split, so `dvc repro split` runs first (nothing to do when it is up to date).
-# APPLY=1 writes the best values into params.yaml's model section when they beat the current
-# ones by more than the standard error of the paired fold differences: `git diff params.yaml`.
-.PHONY: tune bench-tune
-tune: install ## Seeded, bounded search over tune.space, cross-validated on the training split only; APPLY=1 writes a real improvement into params.yaml
-	$(RUN) dvc repro split
-	@set --; if [ "$${APPLY:-}" = 1 ]; then set -- --apply; fi; set -x; $(RUN) mlops model tune "$$@"
-
-bench-tune: install ## The same search with tune.n_jobs 1, 2 and one per core: seconds, trials, best score (docs/tuning.md)
-	$(RUN) python benchmarks/tune.py
-
-fetch-monitoring: install ## Mirror prediction logs and feedback from MONITORING_URI (monitoring.fetched)
-	@if [ -n "$(MONITORING_URI)" ]; then $(RUN) mlops monitor fetch --source "$(MONITORING_URI)"; \
-	else echo "fetch-monitoring: no MONITORING_URI: using the local logs/"; fi
+##@ Monitoring and retraining
+.PHONY: traffic fetch-monitoring drift retrain
 
 traffic: install ## Send REQUESTS (200) records from data.source to `make serve`; SHIFT="feature=delta ..." shifts them
 	@set -f; set --; for shift in $${SHIFT:-}; do set -- "$$@" --shift "$$shift"; done; \
 	$(RUN) mlops monitor traffic --requests "$${REQUESTS:-200}" "$$@"
+
+fetch-monitoring: install ## Mirror prediction logs and feedback from MONITORING_URI (monitoring.fetched)
+	@if [ -n "$(MONITORING_URI)" ]; then $(RUN) mlops monitor fetch --source "$(MONITORING_URI)"; \
+	else echo "fetch-monitoring: no MONITORING_URI: using the local logs/"; fi
 
 drift: install ## Drift report on the logged traffic (exit 0: no drift, 3: drift, 1: error)
 	$(RUN) mlops monitor drift $(if $(MONITORING_URI),--fetched)
@@ -274,35 +256,25 @@ retrain: install ## Re-read the data source (forced ingest), then re-run what ch
 	$(RUN) dvc repro --force ingest
 	$(RUN) dvc repro
 
-retrain-pr: install ## Commit the retrained outputs (INCOMING, if set) to a new branch and open a pull request
-	$(RUN) mlops ci open-pr $(if $(INCOMING),--incoming "$(INCOMING)") --report "$(REPORT_DIR)/report.md"
 
-# The GitOps deploy (see .github/workflows/deploy.yml): ENV, IMAGE, DIGEST and MODEL_VERSION
-# (or RELEASE, release.yml's record) arrive from workflow inputs: the recipes pass them to
-# `mlops` from the environment ("$$NAME"), never through make, and `mlops` checks their shape.
-deploy-bump: install ## Set overlay ENV's image (IMAGE, DIGEST) and MODEL_VERSION in deploy/k8s/overlays
-	$(RUN) mlops deploy bump --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
-		--model-version "$${MODEL_VERSION:-}"
+##@ Benchmarks (side by side, one run)
+.PHONY: bench-pipeline bench-serve bench-explain bench-tune
 
-deploy-pr: install ## deploy-bump on branch deploy/ENV, push it, open or update its pull request
-	@if [ -n "$${RELEASE:-}" ]; then set -x; $(RUN) mlops deploy pr --env "$${ENV:-}" --release "$$RELEASE"; \
-	else set -x; $(RUN) mlops deploy pr --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
-		--model-version "$${MODEL_VERSION:-}"; fi
+bench-pipeline: install ## Per-stage wall time and peak memory at 100k and 1M rows
+	$(RUN) python benchmarks/pipeline.py
 
-release-record: install ## In release.yml: write release/release.json (IMAGE, DIGEST, MODEL_VERSION pushed, or none)
-	$(RUN) mlops deploy release-record --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
-		--model-version "$${MODEL_VERSION:-}"
+bench-serve: install ## Our service (ONNX) vs the seed Flask app, gunicorn and mlflow serve (same model, one thread each) and a FastAPI ceiling (needs wrk)
+	$(RUN) python benchmarks/serve.py
 
-record-image: install ## In release.yml: tag registry version REGISTRY_VERSION with the pushed IMAGE, DIGEST, MODEL_VERSION
-	$(RUN) mlops deploy record-image --version "$${REGISTRY_VERSION:-}" --image "$${IMAGE:-}" \
-		--digest "$${DIGEST:-}" --model-version "$${MODEL_VERSION:-}"
+bench-explain: install ## /predict latency alone and under /explain load, and /explain's own (benchmarks/explain.py)
+	$(RUN) python benchmarks/explain.py
 
-schedule-note: ## In retrain.yml: on a run started by hand, note in the job summary how to re-enable the schedule
-	.ci/schedule-note
+bench-tune: install ## The same search with tune.n_jobs 1, 2 and one per core: seconds, trials, best score (docs/tuning.md)
+	$(RUN) python benchmarks/tune.py
 
-clean: ## Remove pipeline outputs and local tracking data (not the DVC cache)
-	rm -rf data/*.parquet models/model.joblib models/model.onnx reports/train_timing.json reports/validation_failure.json \
-		reports/stage_failure.json mlflow.db mlruns dvc_plots $(REPORT_DIR)
+
+##@ The local stack (deploy/compose)
+.PHONY: stack-images up stack-traffic stack-register stack-drift screenshots down
 
 # The local stack (deploy/compose/, its README): the service, Prometheus with deploy/prometheus,
 # MLflow on PostgreSQL with artefacts in an S3 API (moto), and bounded traffic; ports on
@@ -316,7 +288,6 @@ STACK_BUILD_ARGS = $(if $(filter 1,$(LOCAL_IMAGES)),--network host --build-arg B
 	--build-arg BASE_TAG=3.11-bookworm $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=ca_bundle$(,)src=/etc/ssl/certs/ca-certificates.crt))
 , := ,
 
-.PHONY: up down stack-traffic stack-images stack-register stack-drift screenshots
 stack-images: install ## Build the stack's images (cached), IMAGE if missing; LOCAL_IMAGES=1: local stand-ins for the public ones
 	$(STACK) images
 	@$(DOCKER) image inspect "$(IMAGE)" >/dev/null 2>&1 || \
@@ -350,3 +321,6 @@ screenshots: install ## The running stack in headless Chromium, as PNGs in SCREE
 
 down: install ## Stop the local stack and remove its containers and network; VOLUMES=1 its data too
 	$(STACK) down $(if $(filter 1,$(VOLUMES)),--volumes)
+
+# The steps only workflows call, in their own file: the targets above are the ones you type.
+include .ci/workflows.mk

@@ -342,7 +342,9 @@ def test_cml_is_pinned_and_never_installed_without_its_lockfile() -> None:
     import json
     import re as regex
 
-    makefile = (REPO_ROOT / "Makefile").read_text()
+    makefile = (REPO_ROOT / "Makefile").read_text() + (
+        REPO_ROOT / ".ci" / "workflows.mk"
+    ).read_text()
     version = regex.search(r"^CML_VERSION \?= (\S+)$", makefile, regex.M).group(1)
     package = json.loads((REPO_ROOT / ".ci" / "cml" / "package.json").read_text())
     assert package["dependencies"] == {"@dvcorg/cml": version}  # exact, no range

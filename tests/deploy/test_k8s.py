@@ -73,6 +73,8 @@ def test_the_configmap_is_params_serve_section_as_make_k8s_config_writes_it(
     copied = yaml.safe_load(committed.read_text())
     assert copied == {"serve": params["serve"]}, "deploy/k8s/base/serve.yaml: make k8s-config"
     shutil.copy(REPO_ROOT / "Makefile", tmp_path)
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(REPO_ROOT / ".ci" / "workflows.mk", tmp_path / ".ci")  # the Makefile includes it
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path)
     (tmp_path / "deploy" / "k8s" / "base").mkdir(parents=True)
     subprocess.run(["make", "-s", "k8s-config"], cwd=tmp_path, check=True, capture_output=True)
