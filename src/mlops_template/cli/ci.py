@@ -1,9 +1,9 @@
-"""The `mlops` subcommands the workflows' privileged steps run (registered in cli.py).
+"""`mlops ci ...`: the subcommands the workflows' privileged steps run.
 
 check-report and post-report (pr-comment.yml), collect-outputs and publish-outputs (train.yml,
-retrain.yml), open-pr (retrain.yml); the deploy's (release.yml, deploy.yml) are in
-cli/deploy.py. Each checks what an untrusted run handed over before it uses any of it; see
-github.py, reporting/safety.py and handoff.py.
+retrain.yml), open-pr (retrain.yml: release/retraining.py); the deploy's (release.yml,
+deploy.yml) are in cli/deploy.py. Each checks what an untrusted run handed over before it uses
+any of it; see io/github.py, reporting/safety.py and io/handoff.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,23 +21,14 @@ import typer
 from mlops_template import PipelineError
 from mlops_template.cli.runner import guarded
 from mlops_template.io import actions
-from mlops_template.io.actions import BOT_EMAIL, BOT_NAME
+from mlops_template.reporting.markdown import truncate
 
 if TYPE_CHECKING:
-    from mlops_template.io.github import GitHub
     from mlops_template.reporting.safety import CheckedReport
 
-# GitHub refuses a pull request body over 65536 characters; leave room for the footer.
-MAX_PR_BODY = 60000
+# GitHub refuses a comment over 65536 characters; leave room for the footer.
 MAX_COMMENT = 60000
 TRUE = {"1", "true", "yes"}
-
-
-def _truncate(body: str, limit: int, footer: str = "") -> str:
-    if len(body) + len(footer) <= limit:
-        return body + footer
-    note = "\n\n_… truncated: the full report is the run's artifact._"
-    return body[: limit - len(footer) - len(note)] + note + footer
 
 
 def check_report(
@@ -100,7 +89,7 @@ def post_report(
         )
         body = safety.render(checked, note)
         # The run URL came from the API, not the artifact: the one link allowed back in.
-        body = github.REPORT_MARKER + "\n" + _truncate(body, MAX_COMMENT)
+        body = github.REPORT_MARKER + "\n" + truncate(body, MAX_COMMENT)
         outcome = github.upsert_comment(gh, claimed, body)
         print(f"post-report: {outcome} the report comment on pull request #{claimed}")
         actions.summary(f"Report {outcome} on pull request #{claimed}.")
@@ -175,120 +164,9 @@ def open_pr(
 
     The open one is a PR from a retrain/ branch of this repository, opened by the bot
     (RETRAIN_PR_AUTHOR, else the login of RETRAIN_PR_TOKEN), read from every page."""
-    guarded(lambda: _open_pr(incoming, report, drift_dir, base))
+    from mlops_template.release import retraining
 
-
-def _open_pr(incoming: Path | None, report: Path, drift_dir: Path, base: str) -> None:
-    from mlops_template.io import github, handoff
-
-    drift_md = drift_dir / "drift.md"
-    _stage_retrained(incoming, [(drift_dir / "drift.json").as_posix(), drift_md.as_posix()])
-    for file in (drift_md, report):
-        if not file.is_file() or file.stat().st_size == 0:
-            raise PipelineError(
-                f"{file} is missing or empty (run make drift, make retrain, make report first)"
-            )
-    drifted = os.environ.get("DRIFTED", "false") == "true"
-    actions.git("add", "--all", "--", *(path for path in handoff.GIT_PATHS if Path(path).exists()))
-    if not drifted and not handoff.git_changes(Path(), exclude=[drift_dir.as_posix()]):
-        print("open-pr: no drift and retraining changed nothing: no pull request needed")
-        return
-
-    if not os.environ.get("RETRAIN_PR_TOKEN"):
-        raise PipelineError(
-            "RETRAIN_PR_TOKEN is not set: add a token that may open pull requests"
-            " (pull-requests: write) as the secret RETRAIN_PR_TOKEN"
-        )
-    gh = github.GitHub.from_env("RETRAIN_PR_TOKEN")
-    author = os.environ.get("RETRAIN_PR_AUTHOR") or github.token_login(gh)
-    run_url = actions.run_url()
-
-    # While a retraining PR is open, this run's drift report becomes a comment on it.
-    open_number = github.find_open_retraining_pr(gh, author, base)
-    if open_number is not None:
-        _comment_on_open_pr(gh, open_number, drift_md, run_url)
-        return
-
-    if handoff.dvc_credentials():
-        handoff.dvc_push(Path())
-    else:
-        print("open-pr: no DVC remote credentials (AWS_ACCESS_KEY_ID): dvc push skipped")
-    branch, title = _push_retrain_branch(drifted, run_url)
-    body = _retrain_pr_body(report, drift_md, run_url)
-    created = gh.request(
-        "POST",
-        gh.repo_path("pulls"),
-        {"title": title, "head": branch, "base": base, "body": body},
-        expect=(201,),
-    )
-    url = created.get("html_url", "") if isinstance(created, dict) else ""
-    print(f"open-pr: opened {url} ({branch} into {base})")
-
-
-def _stage_retrained(incoming: Path | None, extras: list[str]) -> None:
-    """The retraining job's hand-over, checked against its dvc.lock, into this checkout."""
-    from mlops_template.io import handoff
-
-    if incoming is not None:
-        staged = handoff.stage(incoming, Path(), extras)
-        handoff.verify_lock(Path())
-        print(f"open-pr: {len(staged)} file(s) staged; they match their dvc.lock")
-
-
-def _comment_on_open_pr(gh: GitHub, number: int, drift_md: Path, run_url: str) -> None:
-    note = (
-        f"\n---\nA newer run of the retrain workflow: {run_url}. This pull request is still"
-        " open, so that run opened no other one; its retrained outputs are its artifacts."
-    )
-    body = drift_md.read_text(encoding="utf-8")[:MAX_PR_BODY] + note
-    gh.request("POST", gh.repo_path(f"issues/{number}/comments"), {"body": body}, expect=(201,))
-    print(
-        f"open-pr: retraining pull request #{number} is still open:"
-        " added this run's drift report to it"
-    )
-
-
-def _push_retrain_branch(drifted: bool, run_url: str) -> tuple[str, str]:
-    """Commit what is staged on a new retrain/<date>-<run> branch and push it; returns the
-    branch and the commit's title (the pull request's too)."""
-    from mlops_template.io import github
-
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    run_id = os.environ.get("GITHUB_RUN_ID") or datetime.now(UTC).strftime("%H%M%S")
-    branch = f"{github.RETRAIN_PREFIX}{today}-{run_id}"
-    attempt = os.environ.get("GITHUB_RUN_ATTEMPT", "1")
-    if attempt != "1":
-        branch = f"{branch}-{attempt}"  # a re-run must not collide with the first attempt
-    github.validate_branch(branch)
-    title = f"Retrain: {'drift in production traffic' if drifted else 'scheduled run'} ({today})"
-
-    actions.git("switch", "--quiet", "--create", branch)
-    actions.git(
-        "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
-        "commit", "--quiet", "-m", title, "-m", f"Run: {run_url}",
-    )  # fmt: skip
-    actions.git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", env=actions.push_env())
-    print(f"open-pr: pushed {branch}")
-    return branch, title
-
-
-def _retrain_pr_body(report: Path, drift_md: Path, run_url: str) -> str:
-    """The drift report, then the training report, its images and local links reduced to
-    text (a PR body cannot reach the run's files)."""
-    from mlops_template.reporting import safety
-
-    try:
-        checked = safety.check_report(report.parent, [f"{actions.server_repo_url()}/"])
-        note = "_The plots are in the `retrain-report` artifact of the run linked below._"
-        training = safety.render(checked, note)
-    except safety.ReportRefusedError as error:
-        print(f"open-pr: the training report is left out of the body: {error}", file=sys.stderr)
-        training = "_The training report is in the `retrain-report` artifact of the run._\n"
-    footer = (
-        f"\n\n---\nOpened by the retrain workflow: {run_url} "
-        "(artifacts: `drift-report`, with the HTML page and its plots, and `retrain-report`)."
-    )
-    return _truncate(drift_md.read_text(encoding="utf-8") + "\n" + training, MAX_PR_BODY, footer)
+    guarded(lambda: retraining.open_or_comment(incoming, report, drift_dir, base))
 
 
 def _post_with_cml(checked: CheckedReport, number: int, run_url: str) -> None:
@@ -311,7 +189,7 @@ def _post_with_cml(checked: CheckedReport, number: int, run_url: str) -> None:
             names[target] = name
         body = safety.render(checked, "", names)
         footer = f"\n\n_Posted for the [training run]({run_url})._"
-        text = github.REPORT_MARKER + "\n" + _truncate(body, MAX_COMMENT, footer)
+        text = github.REPORT_MARKER + "\n" + truncate(body, MAX_COMMENT, footer)
         (Path(staging) / "comment.md").write_text(text, encoding="utf-8")
         repo = actions.server_repo_url()
         env = {**os.environ, "REPO_TOKEN": os.environ.get("GITHUB_TOKEN", "")}

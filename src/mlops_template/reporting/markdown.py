@@ -19,3 +19,12 @@ def table(head: list[str], rows: list[list[Any]], right: int = 1) -> list[str]:
     align = ["---" if i < right else "---:" for i in range(len(head))]
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(align) + " |"]
     return lines + ["| " + " | ".join(number(cell) for cell in row) + " |" for row in rows]
+
+
+def truncate(body: str, limit: int, footer: str = "") -> str:
+    """`body` cut to fit `limit` with `footer` (GitHub's comment and PR body limits), saying
+    that it was cut and where the whole is."""
+    if len(body) + len(footer) <= limit:
+        return body + footer
+    note = "\n\n_… truncated: the full report is the run's artifact._"
+    return body[: limit - len(footer) - len(note)] + note + footer
