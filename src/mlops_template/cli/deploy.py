@@ -26,7 +26,7 @@ OverlaysOption = Annotated[Path, typer.Option(help="The overlays folder.")]
 
 
 def deploy_bump(
-    env: Annotated[str, typer.Option(help="staging or production.")],
+    env: Annotated[str, typer.Option(help=f"{' or '.join(gitops.ENVIRONMENTS)}.")],
     image: Annotated[str, typer.Option(help="The repository, e.g. ghcr.io/acme/penguins.")],
     digest: Annotated[str, typer.Option(help="The pushed image's sha256:<64 hex>.")],
     model_version: Annotated[str, typer.Option(help="12 hex digits (model-<version>).")],
@@ -37,7 +37,7 @@ def deploy_bump(
 
 
 def deploy_pr(
-    env: Annotated[str, typer.Option(help="staging or production.")],
+    env: Annotated[str, typer.Option(help=f"{' or '.join(gitops.ENVIRONMENTS)}.")],
     image: Annotated[str, typer.Option(help="The repository (or --release).")] = "",
     digest: Annotated[str, typer.Option(help="sha256:<64 hex> (or --release).")] = "",
     model_version: Annotated[str, typer.Option(help="12 hex digits (or --release).")] = "",
