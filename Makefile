@@ -3,9 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # uv, pinned: this version here, `required-version` in pyproject.toml, setup-uv's `version:` in
-# every workflow and UV_VERSION in the Dockerfile (tests/test_ci.py checks they agree). The uv on
-# PATH if it is this version; otherwise this version is installed into .tools/ (a plain venv,
-# works anywhere python3 does, needs no root and leaves the system Python alone).
+# every workflow and UV_VERSION in the Dockerfile (tests/repo/test_ci.py checks they agree).
+# The uv on PATH if it is this version; otherwise this version is installed into .tools/ (a
+# plain venv, works anywhere python3 does, needs no root and leaves the system Python alone).
 UV_VERSION := 0.13.9
 UV ?= $(shell case "$$(uv --version 2>/dev/null)" in ("uv $(UV_VERSION)"|"uv $(UV_VERSION) "*) \
 	command -v uv;; (*) echo .tools/bin/uv;; esac)
@@ -206,7 +206,7 @@ smoke: ## Run IMAGE and check ready, predict, metrics and a non-root user
 
 k8s-config: ## Copy params.yaml's serve section to deploy/k8s/base/serve.yaml (the pods' ConfigMap)
 	@{ echo "# params.yaml's serve section, copied by \`make k8s-config\`: edit params.yaml, then run it"; \
-	  echo "# (tests/deploy/test_k8s.py fails while they differ). The pods' ConfigMap: base/kustomization.yaml."; \
+	  echo "# (tests/repo/test_k8s.py fails while they differ). The pods' ConfigMap: base/kustomization.yaml."; \
 	  awk '/^serve:/ {s = 1} /^[^ #]/ && !/^serve:/ {s = 0} s && NF' params.yaml; } > deploy/k8s/base/serve.yaml
 	@echo "k8s-config: deploy/k8s/base/serve.yaml"
 

@@ -16,7 +16,7 @@ from mlops_template.contract import Contract, load_contract
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The unit tests' own table and contract (copies of the default ones): a fork that brings
 # its own data in params.yaml keeps these, so the suite passes unchanged. Tests of the
-# project's configured data live in tests/test_project_data.py.
+# project's configured data live in tests/repo/test_project_data.py.
 DEFAULT_DATA = REPO_ROOT / "tests" / "data" / "penguins.csv"
 DEFAULT_CONTRACT = REPO_ROOT / "tests" / "data" / "penguins.yaml"
 
@@ -121,24 +121,27 @@ def contract() -> Contract:
     return load_contract(DEFAULT_CONTRACT)
 
 
+# Every Docker test, one work unit of the real-service run (pytest_xdist_make_scheduler).
+DOCKER_TESTS = "tests/integration/docker/"
+
 # The real-service run's longest work units, in seconds: each one's total in make ci's
 # durations (2 cores, both workers busy). The scheduler below starts them first, longest
 # first, so that no long unit starts near the end while the other worker has run out of work
 # (by test count, xdist's own order, the two single-test nested suites came last, on the same
 # worker). Units not listed follow in xdist's order; an estimate only orders, it skips nothing.
 LONGEST_FIRST = {
-    "tests/docker/": 1240,
-    "tests/slow/test_copier.py": 480,
-    "tests/slow/test_readme_byod.py": 440,
-    "tests/serve/test_fuzz.py": 335,
-    "tests/slow/test_workflows.py": 330,
-    "tests/slow/test_registry.py": 265,
-    "tests/slow/test_pipeline_runs.py": 220,
-    "tests/slow/test_retrain_workflow.py": 200,
-    "tests/slow/test_pipeline_e2e.py": 175,
-    "tests/test_readme.py": 150,
-    "tests/slow/test_tasks_e2e.py": 150,
-    "tests/slow/test_rollback.py": 125,
+    DOCKER_TESTS: 1240,
+    "tests/integration/test_copier.py": 480,
+    "tests/integration/test_readme_byod.py": 440,
+    "tests/unit/serve/test_fuzz.py": 335,
+    "tests/integration/test_workflows.py": 330,
+    "tests/integration/test_registry.py": 265,
+    "tests/integration/test_pipeline_runs.py": 220,
+    "tests/integration/test_retrain_workflow.py": 200,
+    "tests/integration/test_pipeline_e2e.py": 175,
+    "tests/repo/test_readme.py": 150,
+    "tests/integration/test_tasks_e2e.py": 150,
+    "tests/integration/test_rollback.py": 125,
 }
 
 
@@ -149,14 +152,14 @@ def longest_first(scopes: list[str]) -> list[str]:
 
 
 def _split_scope(nodeid: str) -> str:
-    """A test's work unit: its module, or tests/docker/ for every Docker test."""
-    return "tests/docker/" if nodeid.startswith("tests/docker/") else nodeid.split("::", 1)[0]
+    """A test's work unit: its module, or DOCKER_TESTS for every Docker test."""
+    return DOCKER_TESTS if nodeid.startswith(DOCKER_TESTS) else nodeid.split("::", 1)[0]
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """`-n N --dist loadfile` (make ci's real-service run) with two changes: every test under
-    tests/docker/ goes to the same worker, as if one file, so the session starts one Docker
+    DOCKER_TESTS goes to the same worker, as if one file, so the session starts one Docker
     engine and builds the image once; and the longest units go first (longest_first). Each
     other module stays whole on one worker: its module fixtures run once and its ordered
     sequences (a second merge after the first) stay in order. (xdist's `loadgroup` marks do

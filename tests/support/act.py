@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import REPO_ROOT
 from tests.support.processes import VENV_BIN
 
-STUBS = REPO_ROOT / "tests" / "slow" / "act_stubs"
+STUBS = REPO_ROOT / "tests" / "integration" / "act_stubs"
 STUB_FOR = {
     "actions/checkout": "checkout",
     "astral-sh/setup-uv": "setup-uv",

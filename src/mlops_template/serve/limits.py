@@ -10,7 +10,7 @@ caps both.
 
 Validation. Pydantic builds one error object per problem, in one call that holds the GIL: a
 record with a hundred thousand unknown keys stalled every other request and got an answer
-of megabytes (tests/serve/test_limits.py sends one). Here unknown keys are found
+of megabytes (tests/unit/serve/test_limits.py sends one). Here unknown keys are found
 with one set operation per record and never reach pydantic; each record is validated on its
 own (so a batch is many short calls, and a thread doing it hands the GIL back to the event
 loop between them); only the first `serve.max_validation_errors` problems are kept, with the

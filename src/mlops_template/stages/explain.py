@@ -13,8 +13,8 @@ most `explain.max_rows` test rows (a seeded sample: the stage runs in every pipe
   (shapley.py, the service's too: exact up to `explain.exact_max_features` features, seeded
   permutations beyond) over the whole pipeline's probabilities or predictions in the raw
   feature space, integrating over the background sample. shap's own ExactExplainer gives the
-  same values (tests/test_shapley.py), but calls the pipeline once per coalition batch and
-  row, far slower than shapley.py's large batches of coalitions per call.
+  same values (tests/unit/evaluation/test_shapley.py), but calls the pipeline once per
+  coalition batch and row, far slower than shapley.py's large batches of coalitions per call.
 
 Outputs: `paths.shap_summary` (explainer, output space, rows, mean |SHAP| per feature, per
 class for classification), `paths.shap_importance` (DVC plot data), `paths.shap_plot` (a
@@ -167,8 +167,8 @@ def agnostic_values(
 ) -> tuple[np.ndarray, np.ndarray, str, str]:
     """Interventional Shapley values over the whole pipeline in the raw feature space,
     integrating over `background` (shapley.py: shap's ExactExplainer's values, without its
-    call per coalition batch and row; tests/test_shapley.py compares them). Exact up to
-    explain.exact_max_features features, seeded permutations beyond."""
+    call per coalition batch and row; tests/unit/evaluation/test_shapley.py compares them).
+    Exact up to explain.exact_max_features features, seeded permutations beyond."""
     contract, settings = params.contract, params.explain
     score = pipeline_score(model, contract)
     reference = columns_of(background)
