@@ -133,7 +133,7 @@ LONGEST_FIRST = {
     DOCKER_TESTS: 1240,
     "tests/integration/test_copier.py": 480,
     "tests/integration/test_readme_byod.py": 440,
-    "tests/unit/serve/test_fuzz.py": 335,
+    "tests/integration/serve/test_fuzz.py": 335,
     "tests/integration/test_workflows.py": 330,
     "tests/integration/test_registry.py": 265,
     "tests/integration/test_pipeline_runs.py": 220,

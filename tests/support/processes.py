@@ -56,3 +56,29 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def serve_process(params: Path) -> subprocess.Popen[str]:
+    """`python -m mlops_template.serve` on a params file, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlops_template.serve", "--params", str(params)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_service_ready(url: str, process: subprocess.Popen[str]) -> None:
+    """Until /health/ready answers 200 (30 s at most); the process's output if it died."""
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("service never became ready")

@@ -13,30 +13,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, serve_process, wait_service_ready
 from tests.unit.serve.conftest import GENTOO, service_params_file
-
-
-def _serve(params: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mlops_template.serve", "--params", str(params)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_ready(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[0]
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("service never became ready")
 
 
 def test_serving_imports_neither_mlflow_nor_dvc() -> None:
@@ -71,9 +49,9 @@ def test_sigterm_drains_then_exits(tmp_path: Path, model_path: Path) -> None:
     raw["registry"]["model_name"] = "penguin-species"
     params.write_text(yaml.safe_dump(raw))
     url = f"http://127.0.0.1:{port}"
-    process = _serve(params)
+    process = serve_process(params)
     try:
-        _wait_ready(url, process)
+        wait_service_ready(url, process)
         with httpx.Client(base_url=url, timeout=5) as client:
             assert client.post("/predict", json=GENTOO).status_code == 200
             # The Open Inference Protocol names the model as the registry does.
@@ -111,7 +89,7 @@ def test_metrics_and_docs_on_an_internal_listener(tmp_path: Path, model_path: Pa
         env={**os.environ, "MLOPS_API_KEY": "k"},
     )
     try:
-        _wait_ready(url, process)
+        wait_service_ready(url, process)
         assert httpx.get(f"{url}/metrics").status_code == 404
         assert httpx.get(f"{url}/docs").status_code == 404
         assert httpx.post(f"{url}/predict", json=GENTOO).status_code == 401

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.processes import serve_process, wait_service_ready
 from tests.unit.serve.conftest import GENTOO, service_params_file
-from tests.unit.serve.test_process import _serve, _wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -184,10 +184,10 @@ class Service:
 def service(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("hostile")
     params, port = service_params_file(tmp, model_path, **LIMITS)
-    process = _serve(params)
+    process = serve_process(params)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process)
+        wait_service_ready(url, process)
         yield Service(url, port, process, tmp / "predictions.jsonl")
     finally:
         process.send_signal(signal.SIGKILL)
@@ -331,9 +331,9 @@ def test_unwritable_log_then_sigterm_under_load(tmp_path: Path, model_path: Path
         tmp_path, model_path, **{**LIMITS, "prediction_log": str(log_path)}
     )
     url = f"http://127.0.0.1:{port}"
-    process = _serve(params)
+    process = serve_process(params)
     try:
-        _wait_ready(url, process)
+        wait_service_ready(url, process)
         stop = threading.Event()
         batch = {"records": [GENTOO] * 1000}
         with ThreadPoolExecutor(max_workers=6) as pool:

@@ -12,10 +12,9 @@ import pytest
 import yaml
 
 from mlops_template.stages.explain import write_background
-from tests.support.processes import VENV_BIN
+from tests.support.processes import VENV_BIN, serve_process, wait_service_ready
 from tests.support.tasks import TaskModel
 from tests.unit.serve.conftest import service_params_file
-from tests.unit.serve.test_process import _serve, _wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +42,9 @@ def test_fuzzing_the_openapi_finds_no_server_errors(
     raw["paths"]["background"] = str(background)
     params.write_text(yaml.safe_dump(raw))
     url = f"http://127.0.0.1:{port}"
-    process = _serve(params)
+    process = serve_process(params)
     try:
-        _wait_ready(url, process)
+        wait_service_ready(url, process)
         (tmp_path / "schemathesis.toml").write_text(CONFIG)
         result = subprocess.run(
             [
