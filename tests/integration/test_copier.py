@@ -72,7 +72,7 @@ def test_copy_under_new_names_passes_its_own_fast_suite(template: Path, tmp_path
     )  # fmt: skip
 
     assert set(leftovers(project)) <= ALLOWED_LEFTOVERS, leftovers(project)
-    assert (project / "src" / "diabetes_progression_forecast" / "cli.py").is_file()
+    assert (project / "src" / "diabetes_progression_forecast" / "cli" / "app.py").is_file()
     assert not (project / "src" / "mlops_template").exists()
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["data"]["source"] == "data/diabetes.csv"
@@ -124,7 +124,7 @@ def test_update_brings_a_later_template_revision(template: Path, tmp_path: Path)
     sh(project, "git", "commit", "-q", "-m", "our lock")
 
     # A later template revision: a new line in the package and a changed comment.
-    storage_module = template / "src" / "mlops_template" / "storage.py"
+    storage_module = template / "src" / "mlops_template" / "io" / "storage.py"
     storage_module.write_text(
         storage_module.read_text() + "\nTEMPLATE_REVISION = 2  # mlops_template\n"
     )
@@ -137,7 +137,7 @@ def test_update_brings_a_later_template_revision(template: Path, tmp_path: Path)
 
     copier(project, "update")
 
-    storage_text = (project / "src" / "penguin_watch" / "storage.py").read_text()
+    storage_text = (project / "src" / "penguin_watch" / "io" / "storage.py").read_text()
     assert "TEMPLATE_REVISION = 2  # penguin_watch" in storage_text  # arrived, renamed
     assert not (project / "src" / "mlops_template").exists()
     params_text = params.read_text()
