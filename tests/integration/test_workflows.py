@@ -352,3 +352,27 @@ def test_merge_queue_rechecks_the_candidate_against_main_and_pushes_nothing(
     assert "commit-lock" not in output
     assert PUBLISH_JOB not in output
     assert sh(forge.origin, "git", "for-each-ref").stdout == refs_before
+
+
+def test_docs_workflow_builds_the_site_and_publishes_what_it_built(forge: Forge) -> None:
+    """docs.yml on a push to main: `make docs` builds the site offline and strictly, the
+    Pages artifact is that site, and the deploy job (Pages, OIDC) publishes it."""
+    clone = forge.root / "docs"
+    sh(forge.root, "git", "clone", "-q", str(forge.origin), clone.name)
+    artifacts, record = forge.root / "docs-artifacts", forge.root / "docs-record"
+    record.mkdir()
+    result = act(
+        clone,
+        "push",
+        "docs.yml",
+        {"ref": "refs/heads/main", "repository": {"full_name": REPOSITORY}},
+        secrets={},
+        env={"ACT_STUB_ARTIFACTS": str(artifacts), "ACT_STUB_RECORD": str(record)},
+    )
+    output = succeeded(result)
+    assert "mkdocs build --strict" in output
+    site = artifacts / "github-pages"
+    for page in ("index.html", "architecture/index.html", "reference/cli/index.html"):
+        assert (site / page).is_file(), page
+    assert "mlops stage ingest" in (site / "reference" / "cli" / "index.html").read_text()
+    assert (record / "pages-deployed").read_text().strip() == "github-pages"

@@ -21,6 +21,8 @@ STUB_FOR = {
     "docker/login-action": "login-action",
     "actions/attest-build-provenance": "attest-build-provenance",
     "sigstore/cosign-installer": "cosign-installer",
+    "actions/upload-pages-artifact": "upload-pages-artifact",
+    "actions/deploy-pages": "deploy-pages",
 }
 PR_NUMBER = 7
 ACT_TIMEOUT = 900
