@@ -162,7 +162,7 @@ check-lock: install ## Fail unless dvc.lock matches this commit's code, params a
 ##@ Tests, lint and docs
 .PHONY: test-fast coverage lint docs lint-workflows lint-container lint-k8s
 
-test-fast: install ## Unit tests only (no dvc end to end, MLflow server, act or Docker), on every core
+test-fast: install ## The unmarked tests: unit and quick repository checks (no dvc end to end, servers, act or Docker)
 	$(RUN) pytest -m "not slow and not docker" -n auto
 
 coverage: install ## The unit tests under coverage.py: src/'s uncovered lines, failing under COVERAGE_FAST_FLOOR

@@ -186,7 +186,7 @@ def bench_size(rows: int, overrides: Sequence[str], baseline: bool) -> list[Resu
 
     results: list[Result] = []
     for stage in STAGES:
-        command = [str(BIN / "mlops"), stage, "--params", str(params)]
+        command = [str(BIN / "mlops"), "stage", stage, "--params", str(params)]
         results.append(measure(rows, stage, command, scratch, env))
         if not results[-1].ok:
             break

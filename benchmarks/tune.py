@@ -248,7 +248,7 @@ def main() -> None:
     SCRATCH.mkdir(parents=True)
     params = [scratch_params(n_jobs) for n_jobs in settings]
     for stage in ("ingest", "validate", "split"):  # the training split the search reads
-        mlops(stage, "--params", str(params[0]))
+        mlops("stage", stage, "--params", str(params[0]))
     if args.threads:
         threads_side_by_side(args.threads)
         return

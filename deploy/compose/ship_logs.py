@@ -2,7 +2,7 @@
 
 In production the service writes its log (and its rotated files) to a volume and the platform
 ships them to object storage (a sidecar, Fluent Bit, the cloud's agent); `mlops
-fetch-monitoring` reads them back from there for `mlops monitor drift`. Here the same happens in
+monitor fetch` reads them back from there for `mlops monitor drift`. Here the same happens in
 miniature: every SHIP_SECONDS, each file of LOG_DIR that changed is uploaded to
 s3://LOG_BUCKET/<name>, and a file that is gone (rotated out) is deleted there too. A file
 caught mid-write is uploaded as it is: `mlops monitor drift` skips a last line cut short.

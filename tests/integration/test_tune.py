@@ -2,7 +2,7 @@
 of 2 folds) after `dvc repro split`, its trials in `dvc exp show` and as MLflow child runs on
 a real MLflow server, and the params.yaml diff APPLY writes. One run, 15 to 25 s (CI's time
 budget is tight): the experiments are recorded with the workspace's params.yaml restored,
-before APPLY writes, and tests/unit/tuning/test_tune.py checks that without APPLY nothing is
+before APPLY writes, and tests/unit/tuning/test_search.py checks that without APPLY nothing is
 written."""
 
 from __future__ import annotations

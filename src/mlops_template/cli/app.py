@@ -2,7 +2,7 @@
 
     mlops stage     the pipeline's stages (dvc.yaml runs them) and preflight   stage.py
     mlops contract  profile a table into its data contract                       contract.py
-    mlops report pr    the PR report, the plots page, the model card               report.py
+    mlops report    the PR report, the plots page, the model card               report.py
     mlops model     tune, register, promote, release                            model.py
     mlops monitor   synthetic traffic, fetched logs, drift                      monitor.py
     mlops deploy    release records, deploy pull requests, rollback, history    deploy.py

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 # GitHub refuses a comment over 65536 characters; leave room for the footer.
 MAX_COMMENT = 60000
-TRUE = {"1", "true", "yes"}
 
 
 def check_report(

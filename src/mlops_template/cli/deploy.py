@@ -1,11 +1,11 @@
-"""The deploy's `mlops` subcommands (registered in cli.py).
+"""`mlops deploy ...`: the deploy's subcommands (registered in app.py).
 
 release-record and record-image (release.yml: what was pushed, for deploy.yml and for the
-registry), deploy-bump and deploy-pr (deploy.yml: an overlay's change as a pull request),
+registry), bump and pr (deploy.yml: an overlay's change as a pull request),
 rollback (the previous champion back, in the registry and in an overlay) and history (every
 deployment per environment). Every value that reaches an overlay is checked by
 gitops.validate_release first, wherever it came from: a workflow input, an artifact or a
-registry tag. Proposing a deploy pull request (deploy-pr, rollback --pr) is release/proposals.py.
+registry tag. Proposing a deploy pull request (deploy pr, rollback --pr) is release/proposals.py.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def fetch_monitoring(
 def drift(
     params: ParamsOption = DEFAULT_PARAMS,
     fetched: Annotated[
-        bool, typer.Option(help="Read what fetch-monitoring mirrored, not the local log.")
+        bool, typer.Option(help="Read what `mlops monitor fetch` mirrored, not the local log.")
     ] = False,
 ) -> None:
     """Logged traffic against the training split. Exit 0: no drift; 3: drift; 1: an error."""

@@ -32,7 +32,7 @@ BASELINE_ALSO: dict[str, tuple[str, ...]] = {
 }
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 # A mean over rows, so any labelled rows can be scored with it: the labelled feedback `mlops
-# drift` judges against the test split's, and the second column of the model card's slices.
+# monitor drift` judges against the test split's, and the second column of the model card's slices.
 PER_ROW: dict[str, str] = {"binary": "accuracy", "multiclass": "accuracy", "regression": "mae"}
 # Errors in the target's own unit: the gate's margin and tolerance apply to them as a share
 # of the champion's value (0.01 = 1% worse), not as an absolute difference.

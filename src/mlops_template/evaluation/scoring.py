@@ -39,7 +39,7 @@ def rounded(value: float) -> float:
 def predict_labels(
     proba: np.ndarray, classes: list[str], contract: Contract, threshold: float
 ) -> np.ndarray:
-    """Class codes by the service's rule (metric_facts.decide): the most likely class, or for
+    """Class codes by the service's rule (contract.metrics.decide): the most likely class, or for
     binary the positive class whenever its probability reaches the threshold."""
     return np.asarray(decide(proba, classes, contract.positive, threshold))
 
@@ -152,7 +152,7 @@ def with_baseline(
     metrics: dict[str, Any], train: pd.DataFrame, test: pd.DataFrame, params: Params
 ) -> dict[str, Any]:
     """`metrics` with the baseline's (fitted on `train`, scored on `test`) and whether the
-    model beats it (metric_facts.below_baseline)."""
+    model beats it (contract.metrics.below_baseline)."""
     contract, target = params.contract, params.contract.target.name
     baseline = baseline_metrics(train[target], test[target], contract, params.evaluate.threshold)
     shortfalls = below_baseline(metrics, baseline, params.primary_metric, contract.task)

@@ -10,7 +10,7 @@ too: the tag is always the newest image that serves the version.
 
 `rollback` moves `champion` back to the version it replaced and sets an overlay to that
 version's recorded image, in the working tree; proposing it as a deploy pull request is
-deploy_cli's. Every recorded value is checked with gitops.validate_release before it can
+release/proposals.py's. Every recorded value is checked with gitops.validate_release before it can
 reach an overlay: the registry is a shared server, and its tags are data, not trust.
 
 The functions take an MlflowClient (or a stand-in with the same methods) and the overlays'

@@ -20,7 +20,7 @@ contract gives it, numeric or categorical): a model from another contract is a l
 that readiness reports, not a 500 at the first request.
 The answer for a row follows the task: regression returns the number; multiclass the most
 probable class; binary the positive class when its probability reaches `threshold`
-(evaluate.threshold), the other class otherwise (metric_facts.decide, the evaluate stage's
+(evaluate.threshold), the other class otherwise (contract.metrics.decide, the evaluate stage's
 rule too).
 """
 

@@ -163,7 +163,7 @@ def check_parity(
 ) -> Parity:
     """Score `frame` with both models; raise naming the worst rows unless they agree: on the
     probabilities (or predictions), and on the decisions the service makes from them
-    (metric_facts.decide, with a binary contract's `threshold`)."""
+    (contract.metrics.decide, with a binary contract's `threshold`)."""
     features = model_input(frame, contract)
     session = _session(blob)
     inputs = [entry.name for entry in session.get_inputs()]

@@ -2,7 +2,7 @@
 and nothing else (comments and every other byte kept), is idempotent and refuses hostile
 values; the bumped overlay still passes test_k8s.py's checks; `mlops deploy pr` pushes
 deploy/<env> and opens or updates its pull request (against the GitHub stand-in); deploy.yml
-and release.yml hand the release over as test_workflow_cli.py expects of privileged jobs."""
+and release.yml hand the release over as tests/unit/cli/test_ci.py expects of privileged jobs."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The PR comment carries this branch's model card (report.py's card section), folded, as
-post-report posts it: checked by report_check, links reduced to their text."""
+post-report posts it: checked by reporting/safety.py, links reduced to their text."""
 
 from __future__ import annotations
 

@@ -256,7 +256,7 @@ def test_a_pipeline_of_another_shape_skips_the_kinds_check(
 
 
 def test_the_service_decides_as_the_evaluate_stage_does() -> None:
-    """ServedModel.decode applies metric_facts.decide, the rule the evaluate stage uses:
+    """ServedModel.decode applies contract.metrics.decide, the rule the evaluate stage uses:
     binary at the threshold (reaching it is enough), multiclass by the most probable class."""
     binary = ServedModel(None, ("benign", "malignant"), "v", positive="malignant", threshold=0.3)
     rows = np.array([[0.7, 0.3], [0.71, 0.29], [0.2, 0.8]])
