@@ -98,11 +98,12 @@ def test_copy_under_new_names_passes_its_own_fast_suite(template: Path, tmp_path
     assert metrics["rmse"] < metrics["baseline"]["rmse"]
     suite = subprocess.run(
         [str(project / ".venv" / "bin" / "pytest"), "-m", "not slow and not docker", "-q",
-         "-p", "no:cacheprovider", "-x", "-n", "auto"],
+         "-p", "no:cacheprovider", "-x", "-n", "auto", "-rfE"],
         cwd=project, capture_output=True, text=True, timeout=FAST_SUITE_SECONDS, check=False,
         env={k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)},
     )  # fmt: skip
-    assert suite.returncode == 0, (suite.stdout + suite.stderr)[-6000:]
+    failures = [line for line in suite.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    assert suite.returncode == 0, "\n".join(failures) + "\n" + (suite.stdout + suite.stderr)[-6000:]
     assert " passed" in suite.stdout
     assert "failed" not in suite.stdout.splitlines()[-1]
 

@@ -76,10 +76,11 @@ class _Draw:
     def rvs(self, random_state: Any = None) -> int | float:
         rng = check_random_state(random_state)
         low, high = self.spec.low, self.spec.high + self.integer  # integers: [low, high + 1)
-        if self.spec.log:
-            value = math.exp(rng.uniform(math.log(low), math.log(high)))
-        else:
-            value = rng.uniform(low, high)
+        value = (
+            math.exp(rng.uniform(math.log(low), math.log(high)))
+            if self.spec.log
+            else rng.uniform(low, high)
+        )
         if self.integer:
             return min(math.floor(value), int(self.spec.high))
         return float(f"{value:.3g}")
