@@ -49,6 +49,8 @@ BRANCH ?=
 # that publishes its outputs (train.yml, retrain.yml): the artifact's folder on each side, and
 # the pull request's checkout in train.yml's publish job.
 OUTPUTS_DIR ?= pipeline-outputs
+CHAMPION_DIR ?= champion
+INPUTS ?= release-inputs
 INCOMING ?=
 PR_DIR ?= pr
 # Monitoring and retraining (see .github/workflows/retrain.yml): where production drops its
@@ -107,7 +109,7 @@ clean: ## Remove pipeline outputs and local tracking data (not the DVC cache)
 
 
 ##@ The pipeline and experiments
-.PHONY: diff plots model-card init-schema tune mlflow-ui report pull publish check-lock
+.PHONY: diff plots model-card init-schema tune mlflow-ui report pull publish check-lock rebuild
 
 diff: install ## Params, metrics and plots against BASE (default main; offline page: dvc_plots/plots.html)
 	@$(BASE_SH); set -x; $(RUN) dvc params diff "$$base"; \
@@ -157,6 +159,9 @@ publish: install ## dvc push the outputs and commit dvc.lock to BRANCH, if crede
 check-lock: install ## Fail unless dvc.lock matches this commit's code, params and outputs
 	$(RUN) mlops stage preflight
 	$(RUN) .ci/check-lock
+
+rebuild: install ## Rebuild every output from nothing (empty DVC cache) and fail unless each is dvc.lock's (the release's check)
+	$(RUN) mlops model rebuild
 
 
 ##@ Tests, lint and docs

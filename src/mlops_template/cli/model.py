@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -58,20 +59,83 @@ def promote(
     run_with_params(gate, params)
 
 
-def release(params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Release step of a merge to main: register (unless unchanged), then the gate.
+def rebuild(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Rebuild the pipeline of this commit from nothing (an empty DVC cache, no run cache) and
+    fail unless every output is byte for byte the one dvc.lock names (release.yml's check)."""
+    from mlops_template.release import rebuild as module
+
+    run_with_params(lambda _: module.rebuild(), params)
+
+
+def champion(
+    out: Annotated[Path, typer.Option(help="Folder for champion.json and its served model.")],
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Fetch the registry's champion (its version and served file, checked by its recorded
+    sha256) for the gate's inputs; {"champion": null} without a registry or champion."""
+    from mlops_template.release import registry
+
+    def fetch(loaded: Params) -> None:
+        found = registry.export_champion(loaded, out)
+        print(f"champion: version {found.version}" if found else "champion: none")
+
+    run_with_params(fetch, params)
+
+
+def gate_inputs(
+    out: Annotated[Path, typer.Option(help="The hand-over folder to write.")],
+    champion_dir: Annotated[
+        Path | None, typer.Option("--champion", help="What `mlops model champion` wrote.")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Score the rebuilt model and the champion on the same holdout with the served runtime,
+    save the MLflow models to register, and hand them over with the outputs (release.yml)."""
+    from mlops_template.release import gate_inputs as module
+
+    def write(loaded: Params) -> None:
+        inputs = module.collect(loaded, champion_dir, out)
+        primary = loaded.primary_metric
+        against = (
+            f", champion version {inputs.champion.version}: {primary}"
+            f" {(inputs.champion.metrics or {}).get(primary, 'not comparable')}"
+            if inputs.champion
+            else ", no champion"
+        )
+        print(f"gate-inputs: candidate {primary} {inputs.candidate[primary]}{against}")
+
+    run_with_params(write, params)
+
+
+def release(
+    inputs: Annotated[
+        Path, typer.Option(help="The hand-over of `mlops model gate-inputs` (release.yml).")
+    ],
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Release step of a merge to main: take the rebuilt outputs and the gate's inputs
+    (checked), register (unless unchanged), then the gate. Loads no model.
 
     Exits 0 whether the model is promoted, unchanged or refused; the outcome goes to the
     GitHub step outputs (`deploy=true|false`), the job summary and an annotation."""
+    from mlops_template.release import gate_inputs as module
     from mlops_template.release import registry
 
-    run_with_params(lambda loaded: registry.publish_release(registry.release(loaded)), params)
+    def decide(loaded: Params) -> None:
+        checked = module.accept(loaded, inputs)
+        registry.publish_release(registry.release(loaded, checked, inputs))
+
+    run_with_params(decide, params)
 
 
 app = typer.Typer(
-    help="The model after training: tune, register, promote, release.", no_args_is_help=True
+    help="The model after training: tune, register, promote; the release's rebuild and gate.",
+    no_args_is_help=True,
 )
 app.command("tune")(tune)
 app.command("register")(register_model)
 app.command("promote")(promote)
+app.command("rebuild")(rebuild)
+app.command("champion")(champion)
+app.command("gate-inputs")(gate_inputs)
 app.command("release")(release)

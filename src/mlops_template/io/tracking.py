@@ -196,6 +196,39 @@ def log_onnx_model(blob: bytes, source_sha256: str) -> Any:
     )
 
 
+def save_model(model: Pipeline, example: pd.DataFrame, path: Path) -> None:
+    """The pipeline as an MLflow model folder, as `log_model` logs it (skops, signature,
+    example): saved where the model may be loaded, uploaded by a job that never loads it."""
+    import mlflow
+    import sklearn
+    from mlflow.models import infer_signature
+
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        signature=infer_signature(example, model.predict(example)),
+        input_example=example,
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+    )
+
+
+def save_onnx_model(blob: bytes, source_sha256: str, path: Path) -> None:
+    """The compiled model as an MLflow model folder (onnx flavour), as `log_onnx_model`."""
+    import mlflow
+    import onnx
+    import onnxruntime
+
+    mlflow.onnx.save_model(
+        onnx.load_from_string(blob),
+        str(path),
+        pip_requirements=[f"onnxruntime=={onnxruntime.__version__}"],
+        save_as_external_data=False,
+        metadata={"source_sha256": source_sha256},
+    )
+
+
 def _find_run(experiment_id: str, tags: Mapping[str, str]) -> str | None:
     import mlflow
 

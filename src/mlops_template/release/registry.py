@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from mlops_template import PipelineError
@@ -21,6 +24,7 @@ from mlops_template.contract.metrics import HEADLINE, baseline_verdict, gain
 from mlops_template.evaluation import behaviour
 from mlops_template.evaluation.scoring import compute_metrics, with_baseline
 from mlops_template.io import storage, tracking
+from mlops_template.release import gate_inputs
 from mlops_template.reporting.model_card import description, lineage, model_card
 
 CHAMPION = "champion"
@@ -216,7 +220,10 @@ def _withdrawn_reason(version: str, raw: str) -> str:
 
 
 def promote(params: Params, version: str | None = None) -> Decision:
-    """Move `champion` to the candidate (default: the newest version) if it passes the gate."""
+    """Move `champion` to the candidate (default: the newest version) if it passes the gate.
+
+    Both are scored here, on this machine's test split (`make promote`, by hand); a release
+    scores them in its unprivileged job instead (gate_inputs.py) and passes the numbers."""
     client = _client()
     name = params.registry.model_name
     versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")]
@@ -224,8 +231,26 @@ def promote(params: Params, version: str | None = None) -> Decision:
         raise PipelineError(f"{name}: no registered version to promote; run `make register`")
     candidate = version or str(max(versions))
     current = _champion(client, name)
-    withdrawn = client.get_model_version(name, candidate).tags.get(WITHDRAWN_TAG)
     candidate_scores = _score(name, candidate, params, checks=True)
+    champion_scores = None
+    if current is not None and str(current.version) != candidate:
+        champion_scores = _score_champion(name, str(current.version), params)
+    return gate(client, params, candidate, candidate_scores, current, champion_scores)
+
+
+def gate(
+    client: Any,
+    params: Params,
+    candidate: str,
+    candidate_scores: dict[str, Any],
+    current: Any | None,
+    champion_scores: dict[str, Any] | None,
+) -> Decision:
+    """The decision on registered version `candidate`, given its scores and the current
+    champion's on the same holdout (None: no champion, or one that cannot be scored against
+    the current contract); recorded on the version, and the alias moved if promoted."""
+    name = params.registry.model_name
+    withdrawn = client.get_model_version(name, candidate).tags.get(WITHDRAWN_TAG)
     refusal = _refusal(candidate_scores, params)
     if withdrawn is not None:
         decision = Decision(False, _withdrawn_reason(candidate, withdrawn), candidate_scores, None)
@@ -235,19 +260,17 @@ def promote(params: Params, version: str | None = None) -> Decision:
         decision = Decision(True, "first model: no champion yet", candidate_scores, None)
     elif str(current.version) == candidate:
         decision = Decision(False, f"version {candidate} is already the champion", {}, None)
+    elif champion_scores is None and not refusal:
+        reason = (
+            f"champion version {current.version} does not fit the current data contract"
+            " (another task, target, classes or features): not comparable; the candidate"
+            " beats its baseline"
+        )
+        decision = Decision(True, reason, candidate_scores, None)
+    elif champion_scores is None:
+        decision = Decision(False, str(refusal), candidate_scores, None)
     else:
-        champion_scores = _score_champion(name, str(current.version), params)
-        if champion_scores is None and not refusal:
-            reason = (
-                f"champion version {current.version} does not fit the current data contract"
-                " (another task, target, classes or features): not comparable; the candidate"
-                " beats its baseline"
-            )
-            decision = Decision(True, reason, candidate_scores, None)
-        elif champion_scores is None:
-            decision = Decision(False, str(refusal), candidate_scores, None)
-        else:
-            decision = decide(candidate_scores, champion_scores, params)
+        decision = decide(candidate_scores, champion_scores, params)
     shown = HEADLINE[params.contract.task]
     headline = {k: v for k, v in decision.candidate.items() if k in shown}
     champion_headline = {k: v for k, v in (decision.champion or {}).items() if k in shown}
@@ -285,21 +308,31 @@ class Release:
         return self.outcome != "refused"
 
 
-def release(params: Params) -> Release:
-    """The release's registry step, decided before any image is pushed.
+def release(params: Params, inputs: gate_inputs.GateInputs, folder: Path) -> Release:
+    """The release's registry step, decided before any image is pushed, from the gate's
+    inputs (gate_inputs.py: computed and handed over by the unprivileged job; `folder` holds
+    the MLflow models it saved) and the rebuilt outputs, already staged into this checkout and
+    checked against its dvc.lock (cli: `mlops model release`). Nothing here loads a model.
 
     A model byte-identical to the champion's registers nothing and ships with the code change;
     otherwise the model is registered (or its existing version reused) and goes through the
     gate. A refusal is an outcome, not an error: it is recorded on the version and the
     champion, and the image that serves it, stay as they are."""
-    model_sha = storage.read_recorded_sha256(params.paths.model)
-    if storage.sha256_file(params.paths.model) != model_sha:
-        raise PipelineError(f"{params.paths.model}: sha256 does not match the recorded one")
+    model_sha = inputs.files.get(params.paths.model.as_posix())
+    if model_sha is None or storage.sha256_file(params.paths.model) != model_sha:
+        raise PipelineError(f"{params.paths.model}: sha256 is not the one the gate's inputs name")
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         return Release("unregistered", "-", "no MLFLOW_TRACKING_URI: no registry, no gate")
     client = _client()
     name = params.registry.model_name
     champion = _champion(client, name)
+    scored = inputs.champion.version if inputs.champion else None
+    current = str(champion.version) if champion else None
+    if scored != current:
+        raise PipelineError(
+            f"the champion is version {current or 'none'}, but the gate's inputs scored"
+            f" {scored or 'none'}: it changed during this release; run the release again"
+        )
     if champion is not None and champion.tags.get(tracking.MODEL_SHA_TAG) == model_sha:
         version = str(champion.version)
         _record(client, name, version, "release", {"outcome": "unchanged"})
@@ -309,9 +342,77 @@ def release(params: Params) -> Release:
             f"the model is byte-identical to champion version {version}: nothing registered,"
             " the code change ships with it",
         )
-    version, _ = register(params)
-    decision = promote(params, version)
+    version = _register_saved(client, params, folder)
+    champion_scores = inputs.champion.metrics if inputs.champion else None
+    decision = gate(client, params, version, dict(inputs.candidate), champion, champion_scores)
     return Release("promoted" if decision.promoted else "refused", version, decision.reason)
+
+
+def _register_saved(client: Any, params: Params, folder: Path) -> str:
+    """Register the MLflow models the unprivileged job saved (uploaded as files, never
+    loaded), with the lineage of the verified outputs; an existing version holding the same
+    model bytes is reused."""
+    import mlflow
+
+    tags = lineage(params)
+    name = params.registry.model_name
+    existing = _same_model(client, name, tags[tracking.MODEL_SHA_TAG])
+    if existing is not None:
+        return str(existing.version)
+    champion = _champion(client, name)
+    previous = json.loads(champion.tags["metrics"]) if champion else None
+    mlflow.set_experiment(params.tracking.experiment)
+    with mlflow.start_run(run_name="register") as run:
+        mlflow.set_tags({tracking.MODEL_SHA_TAG: tags[tracking.MODEL_SHA_TAG]})
+        mlflow.log_artifacts(str(folder / gate_inputs.SKLEARN_DIR), "model")
+        if (folder / gate_inputs.ONNX_DIR).is_dir():
+            mlflow.log_artifacts(str(folder / gate_inputs.ONNX_DIR), "onnx")
+            tags = {**tags, tracking.ONNX_URI_TAG: f"runs:/{run.info.run_id}/onnx"}
+        card = model_card(params, tags, previous)
+        mlflow.log_text(card, CARD_ARTIFACT)
+    uri = f"runs:/{run.info.run_id}/model"
+    version = mlflow.register_model(uri, name, tags=tags).version
+    client.update_model_version(name, version, description=description(card, CARD_ARTIFACT))
+    return str(version)
+
+
+def export_champion(params: Params, out: Path) -> gate_inputs.Champion | None:
+    """The `champion` job (registry read access only): which version is champion and the
+    file it serves, downloaded and checked against the sha256 recorded on the version, into
+    `out` (champion.json and model.onnx, or the scikit-learn MLflow model as model/), for the
+    unprivileged job to score. None (and {"champion": null}) without a registry or champion."""
+    import mlflow.artifacts
+
+    out.mkdir(parents=True, exist_ok=True)
+    champion = None
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        champion = _champion(_client(), params.registry.model_name)
+    if champion is None:
+        storage.write_json(out / gate_inputs.CHAMPION_NAME, {"champion": None})
+        return None
+    tags = champion.tags
+    onnx_uri = tags.get(tracking.ONNX_URI_TAG)
+    runtime: Literal["onnx", "sklearn"] = "onnx" if onnx_uri else "sklearn"
+    with tempfile.TemporaryDirectory() as scratch:
+        if onnx_uri:
+            folder = Path(mlflow.artifacts.download_artifacts(onnx_uri, dst_path=scratch))
+            served_sha = tags.get(tracking.ONNX_SHA_TAG, "")
+            blob = storage.read_verified_bytes(folder / "model.onnx", served_sha)
+            storage.write_bytes(out / "model.onnx", blob)
+        else:
+            uri = f"models:/{params.registry.model_name}/{champion.version}"
+            folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=scratch))
+            served_sha = tags.get(tracking.MODEL_SHA_TAG, "")
+            shutil.rmtree(out / "model", ignore_errors=True)
+            shutil.copytree(folder, out / "model")
+    record = gate_inputs.Champion(
+        version=str(champion.version),
+        model_sha256=tags.get(tracking.MODEL_SHA_TAG, ""),
+        served_sha256=served_sha,
+        runtime=runtime,
+    )
+    storage.write_json(out / gate_inputs.CHAMPION_NAME, {"champion": record.model_dump()})
+    return record
 
 
 def publish_release(result: Release, environ: Mapping[str, str] = os.environ) -> None:
