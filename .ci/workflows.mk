@@ -3,13 +3,16 @@
 # run and debugged locally). The variables they read are set at the top of the Makefile.
 
 ##@ Workflow steps (.github/workflows call these; run them locally to debug a job)
-.PHONY: release-champion gate-inputs release-registry save-image push-image install-trivy scan-image install-cml post-report collect-outputs publish-outputs retrain-outputs retrain-pr deploy-pr release-record record-image schedule-note
+.PHONY: release-champion gate-inputs accept-inputs release-registry save-image push-image install-trivy scan-image install-cml post-report collect-outputs publish-outputs retrain-outputs retrain-pr deploy-pr release-record record-image schedule-note
 
 release-champion: install ## In release.yml: the registry's champion and its served file into CHAMPION_DIR (read access)
 	$(RUN) mlops model champion --out "$(CHAMPION_DIR)"
 
 gate-inputs: install ## In release.yml: score the rebuilt model and CHAMPION_DIR's, hand over to INPUTS (no keys)
 	$(RUN) mlops model gate-inputs --champion "$(CHAMPION_DIR)" --out "$(INPUTS)"
+
+accept-inputs: install ## In release.yml: stage the hand-over INPUTS' rebuilt outputs into this checkout, checked
+	$(RUN) mlops model accept --inputs "$(INPUTS)"
 
 release-registry: install ## Release gate on the checked hand-over INPUTS: register unless unchanged, promote or refuse
 	$(RUN) mlops model release --inputs "$(INPUTS)"

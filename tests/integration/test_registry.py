@@ -283,4 +283,5 @@ def test_a_tampered_model_is_not_registered(project: Path, mlflow_server: str) -
         model.write_bytes(original)
     for result in results:  # the release refuses it too, before the registry is asked
         assert result.returncode == 1
-        assert "sha256 does not match" in result.stderr
+        assert "models/model.joblib: sha256" in result.stderr
+        assert "does not match the recorded" in result.stderr

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -107,25 +108,53 @@ def gate_inputs(
     run_with_params(write, params)
 
 
-def release(
+def accept(
     inputs: Annotated[
         Path, typer.Option(help="The hand-over of `mlops model gate-inputs` (release.yml).")
     ],
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
+    """Stage the rebuilt outputs of the hand-over into this checkout, checked: their dvc.lock
+    must be this commit's and hash to their files; the gate's inputs must fit their schema."""
+    from mlops_template.release import gate_inputs as module
+
+    def take(loaded: Params) -> None:
+        checked = module.accept(loaded, inputs)
+        print(f"accept: the rebuilt outputs of {checked.commit[:12]} are staged and checked")
+
+    run_with_params(take, params)
+
+
+def release(
+    inputs: Annotated[
+        Path | None,
+        typer.Option(
+            help="The hand-over of `mlops model gate-inputs` (release.yml). Without it, the"
+            " whole step on this machine: the champion, the scores, then the gate."
+        ),
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
     """Release step of a merge to main: take the rebuilt outputs and the gate's inputs
-    (checked), register (unless unchanged), then the gate. Loads no model.
+    (checked), register (unless unchanged), then the gate. Loads no model given --inputs.
 
     Exits 0 whether the model is promoted, unchanged or refused; the outcome goes to the
     GitHub step outputs (`deploy=true|false`), the job summary and an annotation."""
     from mlops_template.release import gate_inputs as module
     from mlops_template.release import registry
 
-    def decide(loaded: Params) -> None:
-        checked = module.accept(loaded, inputs)
-        registry.publish_release(registry.release(loaded, checked, inputs))
+    def decide(loaded: Params, folder: Path) -> None:
+        checked = module.accept(loaded, folder)
+        registry.publish_release(registry.release(loaded, checked, folder))
 
-    run_with_params(decide, params)
+    def here(loaded: Params) -> None:
+        with tempfile.TemporaryDirectory(prefix="release-") as scratch:
+            champion_dir = Path(scratch) / "champion"
+            registry.export_champion(loaded, champion_dir)
+            module.collect(loaded, champion_dir, Path(scratch) / "inputs")
+            decide(loaded, Path(scratch) / "inputs")
+
+    run_with_params(lambda loaded: decide(loaded, inputs) if inputs else here(loaded), params)
 
 
 app = typer.Typer(
@@ -138,4 +167,5 @@ app.command("promote")(promote)
 app.command("rebuild")(rebuild)
 app.command("champion")(champion)
 app.command("gate-inputs")(gate_inputs)
+app.command("accept")(accept)
 app.command("release")(release)

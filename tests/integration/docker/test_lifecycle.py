@@ -8,6 +8,10 @@ on an S3 API (moto), a real MLflow server, a real Docker engine and a registry o
   PR 4 brings data that fails validation -> the comment lists every violation; the check is red
   PR 5 brings a clearly worse model -> merge -> refused: champion and image stay, job green
   PR 6 a good model again -> merge -> promoted and shipped: a refusal blocks nothing after it
+  PR 7 the attack: commit 1 makes the Makefile write a crafted model (dvc.lock names it),
+       commit 2 reverts the Makefile -> merge -> the release's rebuild fails naming the
+       model file: nothing registered, pushed or signed
+  PR 8 an honest pull request after it -> merge -> released as before
 
 The steps share one module-scoped state and run in order; each asserts what the user sees.
 """
@@ -442,3 +446,81 @@ def test_a_vulnerable_image_is_scanned_out_before_the_gate_and_nothing_ships(loo
     assert loop.tags() == tags
     assert commit not in loop.tags()
     assert loop.digest("champion") == champion
+
+
+# What a branch writer's first commit does to the Makefile's `run` (not a DVC dependency):
+# after the real pipeline, a crafted ONNX model with a matching checksum, and dvc.lock made to
+# name it, so that train.yml's publish pushes it and commits that lock.
+CRAFTED_RUN = """run: install
+\t$(RUN) mlops stage preflight
+\t$(RUN) dvc repro
+\tprintf 'backdoor' >> models/model.onnx
+\tsha256sum models/model.onnx | cut -d ' ' -f 1 > models/model.onnx.sha256
+\t$(RUN) dvc commit --force train
+"""
+
+
+def test_pr7_a_model_the_merged_code_does_not_build_is_not_released(loop: Loop) -> None:
+    versions, tags, champion = loop.registry_state(), loop.tags(), loop.digest("champion")
+    honest_run = None
+
+    def craft(clone: Path) -> None:
+        nonlocal honest_run
+        makefile = clone / "Makefile"
+        text = makefile.read_text()
+        start = text.index("run: install")
+        end = text.index("\n\n", start) + 1
+        honest_run = text[start:end]
+        makefile.write_text(text[:start] + CRAFTED_RUN + text[end:])
+        set_params(  # a plausible change, so that the train stage runs
+            clone,
+            kind="random_forest",
+            n_estimators=80,
+            max_depth=None,
+            min_samples_leaf=1,
+            max_samples=None,
+            n_jobs=-1,
+        )
+
+    pr = loop.open_pr("more-trees", craft)
+    code, output, _ = loop.train(pr)
+    assert code == 0, output[-6000:]
+    # Commit 2 reverts the Makefile on top of the bot's dvc.lock commit: the diff a reviewer
+    # sees is a params change and the bot's lock; dvc.lock names the crafted model.
+    sh(pr.clone, "git", "pull", "-q", "--no-rebase", "origin", pr.branch)
+    makefile = pr.clone / "Makefile"
+    text = makefile.read_text()
+    assert honest_run is not None
+    makefile.write_text(text.replace(CRAFTED_RUN, honest_run))
+    sh(pr.clone, "git", "commit", "-q", "-am", "tidy the Makefile")
+    sh(pr.clone, "git", "push", "-q", "origin", pr.branch)
+    code, output, _ = loop.train(pr)
+    assert code == 0, output[-6000:]
+    assert ran_stages(output) == []  # dvc repro sees nothing to do: the lock names the files
+    crafted_lock = sh(loop.origin, "git", "show", f"{pr.branch}:dvc.lock").stdout
+    assert "tidy the Makefile" in sh(pr.clone, "git", "log", "-3", "--format=%s").stdout
+
+    commit = loop.merge(pr)
+    assert sh(loop.origin, "git", "show", "main:dvc.lock").stdout == crafted_lock
+    output = loop.release(succeed=False)
+    assert "does not rebuild to the reviewed outputs" in output
+    assert "models/model.onnx (stage train): dvc.lock says md5" in output
+    assert "release:" not in output  # the gate never ran
+    assert "push-image:" not in output
+    assert loop.registry_state() == versions
+    assert loop.tags() == tags
+    assert commit not in loop.tags()
+    assert loop.digest("champion") == champion
+
+
+def test_pr8_an_honest_pull_request_after_the_attack_releases(loop: Loop) -> None:
+    pr = loop.open_pr("ninety-trees", forest(90))
+    code, output, _ = loop.train(pr)
+    assert code == 0, output[-6000:]
+    commit = loop.merge(pr)
+    output = loop.release()
+    assert "rebuild: all" in output
+    assert re.search(r"release: (promoted|refused): version 5", output), output[-4000:]
+    if "release: promoted" in output:
+        _, digest = pushed(output)
+        assert loop.digest(commit) == digest == loop.digest("champion")
