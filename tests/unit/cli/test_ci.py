@@ -321,7 +321,7 @@ def test_push_image_refuses_a_tarball_that_was_not_scanned(tmp_path: Path) -> No
 
 def test_the_release_scans_in_the_build_job_and_pushes_by_checksum() -> None:
     release = workflow("release.yml")
-    build, publish = release["jobs"]["build"], release["jobs"]["publish"]
+    build, publish = release["jobs"]["build"], release["jobs"]["push"]
     runs = [step.get("run", "") for step in build["steps"]]
     assert runs.index("make scan-image IMAGE_TAR=image.tar") > runs.index(
         "make save-image IMAGE_TAR=image.tar"

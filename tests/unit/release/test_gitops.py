@@ -586,19 +586,17 @@ def test_deploy_workflow_holds_least_privilege_and_runs_make() -> None:
 
 
 def test_release_hands_the_pushed_image_over_to_deploy() -> None:
-    publish = workflow("release.yml")["jobs"]["publish"]
-    steps = publish["steps"]
-    index = {step.get("id") or step.get("name") or step.get("uses"): i
-             for i, step in enumerate(steps)}  # fmt: skip
-    (record,) = [i for i, step in enumerate(steps) if step.get("run") == "make release-record"]
-    assert record > index["push"]
-    assert "if" not in steps[record]  # `pushed: false` too, when the gate refused
-    assert steps[record]["env"] == {
-        "IMAGE": "${{ steps.push.outputs.image }}",
-        "DIGEST": "${{ steps.push.outputs.digest }}",
-        "MODEL_VERSION": "${{ steps.push.outputs.model_version }}",
+    record = workflow("release.yml")["jobs"]["record"]
+    steps = record["steps"]
+    (index,) = [i for i, step in enumerate(steps) if step.get("run") == "make release-record"]
+    assert "if" not in steps[index]  # `pushed: false` too, when the gate refused
+    assert "needs.gate.result == 'success'" in record["if"]
+    assert steps[index]["env"] == {
+        "IMAGE": "${{ needs.push.outputs.image }}",
+        "DIGEST": "${{ needs.push.outputs.digest }}",
+        "MODEL_VERSION": "${{ needs.push.outputs.model_version }}",
     }
-    upload = steps[record + 1]
+    upload = steps[index + 1]
     assert "upload-artifact" in upload["uses"]
     assert upload["with"]["name"] == "release"
     assert upload["with"]["path"] == "release/release.json"

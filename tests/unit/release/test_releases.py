@@ -445,22 +445,33 @@ def test_the_makefile_passes_rollback_history_and_record_image_values_as_data(
 
 
 def test_release_records_the_pushed_image_on_the_gates_version() -> None:
-    steps = workflow("release.yml")["jobs"]["publish"]["steps"]
-    names = [step.get("id") or step.get("run") or step.get("uses", "") for step in steps]
+    jobs = workflow("release.yml")["jobs"]
+    steps = jobs["record"]["steps"]
     (record,) = [i for i, step in enumerate(steps) if step.get("run") == "make record-image"]
-    signed = next(i for i, step in enumerate(steps) if "cosign sign" in step.get("run", ""))
-    assert names.index("push") < signed < record < names.index("make release-record")
+    assert record < next(i for i, s in enumerate(steps) if s.get("run") == "make release-record")
+    assert set(jobs["record"]["needs"]) == {"gate", "push", "sign"}  # after the signature
     step = steps[record]
-    assert step["if"] == "steps.gate.outputs.deploy == 'true'"
+    assert step["if"] == "needs.gate.outputs.deploy == 'true'"
     assert step["env"] == {
-        "REGISTRY_VERSION": "${{ steps.gate.outputs.version }}",
-        "IMAGE": "${{ steps.push.outputs.image }}",
-        "DIGEST": "${{ steps.push.outputs.digest }}",
-        "MODEL_VERSION": "${{ steps.push.outputs.model_version }}",
+        "REGISTRY_VERSION": "${{ needs.gate.outputs.version }}",
+        "IMAGE": "${{ needs.push.outputs.image }}",
+        "DIGEST": "${{ needs.push.outputs.digest }}",
+        "MODEL_VERSION": "${{ needs.push.outputs.model_version }}",
         "MLFLOW_TRACKING_URI": "${{ secrets.MLFLOW_TRACKING_URI }}",
         "MLFLOW_TRACKING_USERNAME": "${{ secrets.MLFLOW_TRACKING_USERNAME }}",
         "MLFLOW_TRACKING_PASSWORD": "${{ secrets.MLFLOW_TRACKING_PASSWORD }}",
     }
-    # The registry's credentials only where the registry is written: the gate and this step.
-    holders = [i for i, step in enumerate(steps) if "secrets.MLFLOW" in json.dumps(step)]
-    assert holders == [names.index("gate"), record]
+    # The registry's credentials only where the registry is read (champion, its own
+    # read-only environment) or written (the gate and this step, behind the approval).
+    holders = {
+        name: [step.get("id") or step.get("run") for step in job["steps"]
+               if "secrets.MLFLOW" in json.dumps(step)]
+        for name, job in jobs.items()
+    }  # fmt: skip
+    assert {name: found for name, found in holders.items() if found} == {
+        "champion": ["make release-champion CHAMPION_DIR=champion"],
+        "gate": ["gate"],
+        "record": ["make record-image"],
+    }
+    assert jobs["champion"]["environment"] == "registry-read"
+    assert jobs["gate"]["environment"] == jobs["record"]["environment"] == "production"
