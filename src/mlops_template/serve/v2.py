@@ -8,7 +8,9 @@ routes, so the image fits the platforms teams on Kubernetes already run:
     POST /v2/models/{name}/infer        tensors in, tensors out (tensors.py)
 
 The model's name is `registry.model_name`; another name is a 404. Errors take the protocol's
-shape, `{"error": "..."}`: 400 for a request the model cannot take, 404 for an unknown model.
+shape, `{"error": "..."}`: 400 for a request the model cannot take (or a Content-Type,
+Content-Length or Authorization header given twice), 404 for an unknown model, 415 for an
+inference request whose Content-Type is not application/json.
 An inference goes through the same guard (API key, body limit, concurrency slot, timeout), the
 same validation (the contract's request model) and the same scoring, log and metrics as
 /predict (service.py). Versioned paths (/versions/{v}) are not served: one model is served.
@@ -34,6 +36,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No model of that name"},
     503: {"description": "Not ready, overloaded or timed out"},
 }
+INFER_ERRORS = {**ERRORS, 415: {"description": "Request body not sent as application/json"}}
 
 
 def server_version() -> str:
@@ -107,7 +110,7 @@ def _add_metadata_routes(api: FastAPI, service: Service, model_name: str) -> Non
 def _add_infer_route(
     api: FastAPI, service: Service, checker: RequestChecker, model_name: str
 ) -> None:
-    @api.post("/v2/models/{name}/infer", responses=ERRORS)
+    @api.post("/v2/models/{name}/infer", responses=INFER_ERRORS)
     async def v2_infer(name: str, request: Request) -> JSONResponse:
         """Open Inference Protocol: one tensor per feature in; `label` and `probabilities`
         (classification) or `prediction` (regression), and `prediction_id`, out."""
