@@ -458,10 +458,13 @@ def uv() -> str:
 
 
 def lint_copy(tmp_path: Path) -> Path:
-    """.ci/lint-k8s and deploy/k8s in a scratch tree (its tools: run_lint's MLOPS_VENV_BIN)."""
+    """.ci/lint-k8s, the schemas it reads, deploy/k8s and deploy/kyverno in a scratch tree
+    (its tools: run_lint's MLOPS_VENV_BIN)."""
     (tmp_path / ".ci").mkdir()
     shutil.copy(REPO_ROOT / ".ci" / "lint-k8s", tmp_path / ".ci")
+    shutil.copytree(REPO_ROOT / ".ci" / "schemas", tmp_path / ".ci" / "schemas")
     shutil.copytree(K8S, tmp_path / "deploy" / "k8s")
+    shutil.copytree(REPO_ROOT / "deploy" / "kyverno", tmp_path / "deploy" / "kyverno")
     return tmp_path
 
 
@@ -477,6 +480,20 @@ def test_lint_k8s_passes_on_the_manifests() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Failed checks: 0" in result.stdout
     assert f"lint-k8s: {len(OVERLAYS)} overlays" in result.stdout
+    assert "deploy/kyverno validates against Kyverno's ClusterPolicy schema" in result.stdout
+
+
+def test_lint_k8s_fails_on_a_policy_kyverno_would_not_read_as_written(tmp_path: Path) -> None:
+    root = lint_copy(tmp_path)
+    policy = root / "deploy" / "kyverno" / "clusterpolicy.yaml"
+    text = policy.read_text()
+    assert "          verifyDigest: true\n" in text
+    policy.write_text(
+        text.replace("          verifyDigest: true\n", "          verifyDigests: true\n")
+    )
+    result = run_lint(root)
+    assert result.returncode != 0
+    assert "'verifyDigests' was unexpected" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
