@@ -163,8 +163,9 @@ def test_the_openapi_documents_400_and_415(make_client: Client) -> None:
     paths = make_client().get("/openapi.json").json()["paths"]
     for path in ("/predict", "/predict/batch", "/explain"):
         assert {"400", "415"} <= set(paths[path]["post"]["responses"]), path
-    infer = paths["/v2/models/{name}/infer"]["post"]["responses"]
-    assert {"400", "415"} <= set(infer)
+    infer = paths["/v2/models/{name}/infer"]["post"]
+    assert {"400", "415"} <= set(infer["responses"])
+    assert set(infer["requestBody"]["content"]) == {"application/json"}
     assert "415" not in paths["/v2/health/ready"]["get"]["responses"]
 
 
