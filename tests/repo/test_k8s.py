@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_template.config import load_params
+from mlops_template import PipelineError
+from mlops_template.config import ServeSettings, load_params
 from mlops_template.serve.__main__ import WATCHDOG_SLACK_SECONDS
+from mlops_template.serve.guard import api_key_from
 from tests.conftest import REPO_ROOT
 
 VENV_BIN = Path(sys.executable).parent
@@ -59,6 +61,26 @@ def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
 def service_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     (container,) = pod_spec(objects)["containers"]
     return container
+
+
+def init_sources(objects: list[dict[str, Any]]) -> list[str]:
+    """The files the init container merges, in order (its args: script, target, sources)."""
+    (init,) = pod_spec(objects)["initContainers"]
+    return list(init["args"][2:])
+
+
+def served_settings(objects: list[dict[str, Any]]) -> ServeSettings:
+    """The serve section the service runs with: the ConfigMap's files merged as the init
+    container merges them (each one's keys over the ones before)."""
+    data = the(objects, "ConfigMap")["data"]
+    serve: dict[str, Any] = {}
+    for source in init_sources(objects):
+        serve.update(yaml.safe_load(data[Path(source).name])["serve"])
+    return ServeSettings.model_validate(serve)
+
+
+def ports(container: dict[str, Any]) -> dict[str, int]:
+    return {port["name"]: port["containerPort"] for port in container["ports"]}
 
 
 def test_staging_and_production_overlays() -> None:
@@ -137,13 +159,62 @@ def test_the_prediction_log_is_on_a_volume_big_enough_for_its_rotation(rendered)
 def test_probes_use_the_health_routes_on_the_served_port(rendered) -> None:
     _, _, objects = rendered
     container = service_container(objects)
-    (port,) = container["ports"]
     env = {item["name"]: item.get("value") for item in container["env"]}
-    assert env["MLOPS_SERVE_PORT"] == str(port["containerPort"]) == str(SERVE.port)
+    assert env["MLOPS_SERVE_PORT"] == str(ports(container)["http"]) == str(SERVE.port)
     assert env["MLOPS_SERVE_HOST"] == "0.0.0.0"
     for probe, path in (("livenessProbe", "/health/live"), ("readinessProbe", "/health/ready")):
         assert container[probe]["httpGet"]["path"] == path
-        assert container[probe]["httpGet"]["port"] in (port["name"], port["containerPort"])
+        assert container[probe]["httpGet"]["port"] in ("http", SERVE.port)
+
+
+def test_metrics_docs_and_explain_are_on_the_internal_port_the_service_does_not_expose(
+    rendered,
+) -> None:
+    """/metrics (users' input aggregates, training statistics), /docs and /openapi.json, and
+    /explain (answers from training rows) leave the public port: the serve settings in the
+    cluster put them on the internal listener, on the pod's interfaces, at the container's
+    `internal` port; the Service routes to `http` alone."""
+    _, _, objects = rendered
+    served = served_settings(objects)
+    assert (served.metrics, served.docs, served.explain) == ("internal",) * 3
+    assert served.internal_host == "0.0.0.0"
+    assert served.port == SERVE.port
+    assert ports(service_container(objects)) == {
+        "http": SERVE.port,
+        "internal": served.internal_port,
+    }
+    (exposed,) = the(objects, "Service")["spec"]["ports"]
+    assert exposed["targetPort"] == "http"
+    assert exposed["port"] != served.internal_port
+
+
+def test_the_api_key_comes_from_a_secret_and_is_required(rendered, tmp_path: Path) -> None:
+    """The key is a file from the Secret `mlops-service-api-key` (not committed: no Secret is
+    rendered), not optional, and the service is told to refuse to start without it: run with
+    the pod's environment and an empty key file, the code refuses."""
+    _, _, objects = rendered
+    assert "Secret" not in {item["kind"] for item in objects}
+    spec = pod_spec(objects)
+    container = service_container(objects)
+    env = {item["name"]: item for item in container["env"]}
+    assert "MLOPS_API_KEY" not in env  # no key in the manifests, nor from an env variable
+    assert env["MLOPS_REQUIRE_API_KEY"]["value"] == "true"
+    key_file = Path(env["MLOPS_API_KEY_FILE"]["value"])
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    mount = mounts[str(key_file.parent)]
+    assert mount["readOnly"] is True
+    volume = next(item for item in spec["volumes"] if item["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "mlops-service-api-key"
+    assert volume["secret"].get("optional", False) is False
+    assert volume["secret"]["items"] == [{"key": "api-key", "path": key_file.name}]
+    assert volume["secret"]["defaultMode"] == 0o440
+    pod_env = {name: item["value"] for name, item in env.items() if "value" in item}
+    empty = tmp_path / key_file.name
+    empty.write_text("\n")
+    with pytest.raises(PipelineError, match="refusing to start unauthenticated"):
+        api_key_from({**pod_env, "MLOPS_API_KEY_FILE": str(empty)})
+    empty.write_text("0" * 64 + "\n")  # `openssl rand -hex 32`
+    assert api_key_from({**pod_env, "MLOPS_API_KEY_FILE": str(empty)}) == "0" * 64
 
 
 def test_the_grace_period_outlasts_the_services_own_shutdown(rendered) -> None:
@@ -195,8 +266,49 @@ def test_scaling_disruption_and_network_policy_select_the_pods(rendered) -> None
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     assert policy["egress"] == []
-    ports = [port for rule in policy["ingress"] for port in rule["ports"]]
-    assert ports == [{"port": SERVE.port, "protocol": "TCP"}]
+
+
+def namespace_rules(objects: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """The NetworkPolicy's ingress rules as (source namespace, port): every rule names its
+    sources (a rule without `from` admits everyone), each a namespace by its name label."""
+    rules = []
+    for rule in the(objects, "NetworkPolicy")["spec"]["ingress"]:
+        (source,) = rule["from"]
+        assert set(source) == {"namespaceSelector"}, source
+        (namespace,) = source["namespaceSelector"]["matchLabels"].items()
+        assert namespace[0] == "kubernetes.io/metadata.name"
+        (port,) = rule["ports"]
+        assert port["protocol"] == "TCP"
+        rules.append((namespace[1], port["port"]))
+    return rules
+
+
+def test_ingress_only_from_the_ingress_controller_and_prometheus(rendered) -> None:
+    """Predictions from the ingress controller's namespace, scrapes of the internal port from
+    Prometheus's; the namespaces are base/cluster.yaml's settings, which kustomize reads and
+    never applies."""
+    _, _, objects = rendered
+    settings = yaml.safe_load((K8S / "base" / "cluster.yaml").read_text())
+    assert settings["metadata"]["annotations"]["config.kubernetes.io/local-config"] == "true"
+    assert all(item["metadata"]["name"] != settings["metadata"]["name"] for item in objects)
+    internal = served_settings(objects).internal_port
+    assert namespace_rules(objects) == [
+        (settings["data"]["ingress-namespace"], SERVE.port),
+        (settings["data"]["prometheus-namespace"], internal),
+    ]
+
+
+def test_the_namespaces_are_settings(tmp_path: Path) -> None:
+    """Change cluster.yaml, and the rendered NetworkPolicy follows."""
+    shutil.copytree(K8S, tmp_path / "k8s")
+    settings = tmp_path / "k8s" / "base" / "cluster.yaml"
+    text = settings.read_text()
+    text = text.replace("ingress-namespace: ingress-nginx", "ingress-namespace: traefik")
+    settings.write_text(
+        text.replace("prometheus-namespace: monitoring", "prometheus-namespace: obs")
+    )
+    objects = list(yaml.safe_load_all(render(tmp_path / "k8s" / "overlays" / "production")))
+    assert [namespace for namespace, _ in namespace_rules(objects)] == ["traefik", "obs"]
 
 
 def test_production_keeps_replicas_through_a_disruption() -> None:
@@ -222,11 +334,14 @@ def test_scrape_annotations_and_labels_agree_with_deploy_prometheus(rendered) ->
     (job,) = config["scrape_configs"]
     template = the(objects, "Deployment")["spec"]["template"]
     annotations, labels = template["metadata"]["annotations"], template["metadata"]["labels"]
+    internal = served_settings(objects).internal_port  # /metrics in the cluster
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/path"] == job["metrics_path"]
     assert annotations["prometheus.io/scheme"] == job["scheme"]
-    assert annotations["prometheus.io/port"] == str(SERVE.port)
-    assert SERVE.metrics == "public"  # else /metrics is on internal_port: networkpolicy.yaml
+    assert annotations["prometheus.io/port"] == str(internal)
+    # The static target is the local stack's (deploy/compose), where /metrics is public on
+    # the service port, under the Service's name.
+    assert SERVE.metrics == "public"
     service = the(objects, "Service")
     (target,) = job["static_configs"][0]["targets"]
     assert target == f"{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
@@ -250,7 +365,7 @@ def test_scrape_annotations_and_labels_agree_with_deploy_prometheus(rendered) ->
             for rule in discovery["relabel_configs"] if rule.get("action") == "keep"
         ):  # fmt: skip
             kept.append(port["containerPort"])
-    assert kept == [SERVE.port]
+    assert kept == [internal]
 
 
 def test_the_init_container_gives_the_service_the_images_params_with_the_serve_section(
@@ -263,7 +378,7 @@ def test_the_init_container_gives_the_service_the_images_params_with_the_serve_s
     spec = pod_spec(objects)
     (init,) = spec["initContainers"]
     assert init["command"] == ["python3", "-c"]
-    script, source, target = init["args"]
+    script, target, source, overrides = init["args"]
     service = service_container(objects)
     params_at = service["command"][service["command"].index("--params") + 1]
     assert params_at == target
@@ -274,7 +389,9 @@ def test_the_init_container_gives_the_service_the_images_params_with_the_serve_s
     config_map = volumes[mounts[str(Path(source).parent)]]["configMap"]["name"]
     served = the(objects, "ConfigMap")
     assert served["metadata"]["name"] == config_map
+    assert Path(overrides).parent == Path(source).parent  # the same ConfigMap
     serve_section = yaml.safe_load(served["data"][Path(source).name])
+    cluster_section = yaml.safe_load(served["data"][Path(overrides).name])
 
     app = tmp_path / "app"  # the image's WORKDIR: params.yaml, the contract
     (app / "data").mkdir(parents=True)
@@ -283,13 +400,16 @@ def test_the_init_container_gives_the_service_the_images_params_with_the_serve_s
     (app / "params.yaml").write_text(yaml.safe_dump(image_params))
     shutil.copy(REPO_ROOT / PARAMS.data.contract, app / PARAMS.data.contract)
     serve_section["serve"]["drain_seconds"] = 7  # the ConfigMap's, used
+    serve_section["serve"]["docs"] = "off"  # ... unless the overrides set it
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump(serve_section))
+    (tmp_path / "overrides.yaml").write_text(yaml.safe_dump(cluster_section))
     merged = tmp_path / "config" / "params.yaml"
     merged.parent.mkdir()
 
     def run_init() -> subprocess.CompletedProcess[str]:
+        sources = [str(tmp_path / "serve.yaml"), str(tmp_path / "overrides.yaml")]
         return subprocess.run(
-            [sys.executable, "-c", script, str(tmp_path / "serve.yaml"), str(merged)],
+            [sys.executable, "-c", script, str(merged), *sources],
             cwd=app, capture_output=True, text=True,
         )  # fmt: skip
 
@@ -297,6 +417,8 @@ def test_the_init_container_gives_the_service_the_images_params_with_the_serve_s
     assert result.returncode == 0, result.stderr
     written = yaml.safe_load(merged.read_text())
     assert written["serve"]["drain_seconds"] == 7
+    assert written["serve"] == {**serve_section["serve"], **cluster_section["serve"]}
+    assert written["serve"]["docs"] == "internal"
     assert written["evaluate"]["threshold"] == 0.3
     assert {key: value for key, value in written.items() if key != "serve"} == {
         key: value for key, value in image_params.items() if key != "serve"
@@ -336,10 +458,13 @@ def uv() -> str:
 
 
 def lint_copy(tmp_path: Path) -> Path:
-    """.ci/lint-k8s and deploy/k8s in a scratch tree (its tools: run_lint's MLOPS_VENV_BIN)."""
+    """.ci/lint-k8s, the schemas it reads, deploy/k8s and deploy/kyverno in a scratch tree
+    (its tools: run_lint's MLOPS_VENV_BIN)."""
     (tmp_path / ".ci").mkdir()
     shutil.copy(REPO_ROOT / ".ci" / "lint-k8s", tmp_path / ".ci")
+    shutil.copytree(REPO_ROOT / ".ci" / "schemas", tmp_path / ".ci" / "schemas")
     shutil.copytree(K8S, tmp_path / "deploy" / "k8s")
+    shutil.copytree(REPO_ROOT / "deploy" / "kyverno", tmp_path / "deploy" / "kyverno")
     return tmp_path
 
 
@@ -355,6 +480,20 @@ def test_lint_k8s_passes_on_the_manifests() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Failed checks: 0" in result.stdout
     assert f"lint-k8s: {len(OVERLAYS)} overlays" in result.stdout
+    assert "deploy/kyverno validates against Kyverno's ClusterPolicy schema" in result.stdout
+
+
+def test_lint_k8s_fails_on_a_policy_kyverno_would_not_read_as_written(tmp_path: Path) -> None:
+    root = lint_copy(tmp_path)
+    policy = root / "deploy" / "kyverno" / "clusterpolicy.yaml"
+    text = policy.read_text()
+    assert "          verifyDigest: true\n" in text
+    policy.write_text(
+        text.replace("          verifyDigest: true\n", "          verifyDigests: true\n")
+    )
+    result = run_lint(root)
+    assert result.returncode != 0
+    assert "'verifyDigests' was unexpected" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

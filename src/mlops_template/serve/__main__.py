@@ -27,8 +27,10 @@ pinned. A challenger (MLOPS_CHALLENGER_MODEL / serve.challenger_model) needs its
 given explicitly: MLOPS_CHALLENGER_SHA256 / serve.challenger_sha256; its file's suffix
 (.onnx or .joblib) picks its runtime.
 
-MLOPS_API_KEY, when set and not empty, is required on the predict routes and /explain as
-`Authorization: Bearer <key>`. `serve.metrics` / `serve.docs` / `serve.explain` set to
+MLOPS_API_KEY (or the file MLOPS_API_KEY_FILE names, such as a mounted Secret), when set and
+not empty, is required on the predict routes and /explain as `Authorization: Bearer <key>`;
+with MLOPS_REQUIRE_API_KEY=true the service refuses to start without one (guard.api_key_from:
+the Kubernetes manifests set it). `serve.metrics` / `serve.docs` / `serve.explain` set to
 `internal` move /metrics, /docs and /explain to a second listener on
 serve.internal_host:internal_port (MLOPS_INTERNAL_HOST / MLOPS_INTERNAL_PORT override them).
 """
@@ -60,7 +62,7 @@ from mlops_template.contract import Contract
 from mlops_template.io import storage
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.explain import load_background
-from mlops_template.serve.guard import Guard
+from mlops_template.serve.guard import Guard, api_key_from
 from mlops_template.serve.model import ServedModel
 
 log = logging.getLogger("mlops_template.serve")
@@ -279,6 +281,7 @@ class _Checked:
     pinned: bool  # expected came from the reviewed commit, not from beside the model
     challenger: tuple[Path, str] | None
     internal: bool  # a second listener for the routes set to `internal`
+    api_key: str | None  # required on the scoring routes (guard.api_key_from)
 
 
 def _check(params: Params, args: argparse.Namespace) -> _Checked:
@@ -296,7 +299,10 @@ def _check(params: Params, args: argparse.Namespace) -> _Checked:
         settings.port,
     ):
         raise PipelineError("serve.internal_port: must differ from serve.port")
-    return _Checked(params, contract, settings, model_path, expected, pinned, challenger, internal)
+    api_key = api_key_from(os.environ)
+    return _Checked(
+        params, contract, settings, model_path, expected, pinned, challenger, internal, api_key
+    )
 
 
 def _app(checked: _Checked, state: ServiceState) -> Guard:
@@ -311,7 +317,7 @@ def _app(checked: _Checked, state: ServiceState) -> Guard:
             (lambda: ServedModel.load(*challenger, contract, threshold)) if challenger else None
         ),
         reference=_reference(params.paths.reference),
-        api_key=os.environ.get("MLOPS_API_KEY") or None,
+        api_key=checked.api_key,
         model_name=params.registry.model_name,  # the Open Inference Protocol's /v2/models/{name}
         background=_background(params, checked.settings),
         explain=params.explain,

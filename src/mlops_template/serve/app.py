@@ -1,11 +1,13 @@
 """The HTTP service, assembled: the service object (service.py) behind our routes (routes.py)
 and the Open Inference Protocol's (v2.py), all behind the Guard (guard.py).
 
-Status codes a client can see: 200; 400 a tensor request the model cannot take (/v2 only);
-401 no or wrong API key (when MLOPS_API_KEY is set); 404 a route this port does not serve
+Status codes a client can see: 200; 400 a Content-Type, Content-Length or Authorization header
+given twice, or a tensor request the model cannot take (/v2); 401 no or wrong API key (when
+an API key is set: guard.api_key_from); 404 a route this port does not serve
 (`serve.metrics` / `serve.docs` / `serve.explain`: internal or off), or an unknown model
 name (/v2); 408 body not received within `serve.body_timeout_seconds` (the connection is
-closed); 413 body larger than the route's limit (limits.py); 422 invalid input (the first
+closed); 413 body larger than the route's limit (limits.py); 415 a body posted to a route
+that takes JSON without `Content-Type: application/json`; 422 invalid input (the first
 `serve.max_validation_errors` problems, naming the field, and their count); 503 overloaded
 (too many requests in flight, or `serve.max_concurrent_explanations` explanations running),
 not ready (loading, draining after SIGTERM, the model failed to load, the prediction log

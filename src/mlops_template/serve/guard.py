@@ -7,6 +7,12 @@ FastAPI sees it, in a thread when it is large, so no single request holds the ev
 long: /health/live answers while floods are in flight. It answers in the shape of the route's
 protocol: `{"detail": ...}` on our routes, `{"error": ...}` on the Open Inference Protocol's
 (/v2, v2.py).
+
+Before any of that, the request's headers must mean one thing: a Content-Type, Content-Length
+or Authorization given twice is a 400 naming it (the guard and FastAPI could each read a
+different one: with `application/json` then `text/plain`, the guard skipped its cheap check
+while FastAPI parsed the body as JSON). A body posted to a route that takes JSON (records,
+tensors) must say `Content-Type: application/json`, else 415 naming it, unread.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_template import PipelineError
 from mlops_template.config import ServeSettings
 from mlops_template.serve.limits import Problems, RequestChecker, is_json
 from mlops_template.serve.metrics import ServiceMetrics
@@ -46,8 +54,47 @@ HEALTH_ROUTES = {"/health/live", "/health/ready", "/v2/health/live", "/v2/health
 DOCS_ROUTES = {"/docs", "/openapi.json"}
 V2_ROUTES = {"/v2", "/v2/health/live", "/v2/health/ready", V2_MODEL, V2_READY, V2_INFER}
 ROUTES = PREDICT_ROUTES | HEALTH_ROUTES | DOCS_ROUTES | V2_ROUTES | {"/metrics", EXPLAIN}
+JSON_ROUTES = RECORD_ROUTES | {V2_INFER}  # POST bodies parsed as JSON: application/json only
 LARGE_BODY_BYTES = 16_384  # predict bodies larger than this are validated in a thread
 CLOSE = [(b"connection", b"close")]  # uvicorn closes the connection after this reply
+# Headers a request may give once: a second one could be read instead of the first by a
+# part of the stack that reads headers its own way (a proxy, the guard, FastAPI).
+SINGLE_HEADERS = {
+    b"content-type": "Content-Type",
+    b"content-length": "Content-Length",
+    b"authorization": "Authorization",
+}
+
+MIN_REQUIRED_KEY_CHARS = 32  # a required key this short is refused (`openssl rand -hex 32`: 64)
+TRUE, FALSE = {"1", "true", "yes"}, {"", "0", "false", "no"}
+
+
+def api_key_from(environ: Mapping[str, str]) -> str | None:
+    """The API key the scoring routes require, or None (open). MLOPS_API_KEY_FILE names a file
+    holding it (a mounted Kubernetes Secret), MLOPS_API_KEY gives it; either is stripped of
+    surrounding whitespace (a key file usually ends in a newline). With MLOPS_REQUIRE_API_KEY
+    true, no key (or an empty one, or one under MIN_REQUIRED_KEY_CHARS characters) is an error:
+    the service refuses to start rather than serve unauthenticated."""
+    required = environ.get("MLOPS_REQUIRE_API_KEY", "").strip().lower()
+    if required not in TRUE | FALSE:
+        raise PipelineError("MLOPS_REQUIRE_API_KEY: true or false")
+    key_file = environ.get("MLOPS_API_KEY_FILE")
+    if key_file and environ.get("MLOPS_API_KEY"):
+        raise PipelineError("MLOPS_API_KEY and MLOPS_API_KEY_FILE are both set: set one")
+    if key_file:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise PipelineError(f"MLOPS_API_KEY_FILE {key_file}: {error}") from None
+    else:
+        key = environ.get("MLOPS_API_KEY", "").strip()
+    if required in TRUE and len(key) < MIN_REQUIRED_KEY_CHARS:
+        given = "empty" if not key else f"{len(key)} characters"
+        raise PipelineError(
+            f"MLOPS_REQUIRE_API_KEY is set but the API key (MLOPS_API_KEY_FILE or MLOPS_API_KEY)"
+            f" is {given}, not at least {MIN_REQUIRED_KEY_CHARS}; refusing to start unauthenticated"
+        )
+    return key or None
 
 
 def route_of(path: str) -> str:
@@ -77,6 +124,18 @@ async def reply(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def repeated_header(headers: Headers) -> str | None:
+    """The name of the first of SINGLE_HEADERS given more than once, if any."""
+    seen: set[bytes] = set()
+    for name, _ in headers:
+        key = name.lower()
+        if key in SINGLE_HEADERS:
+            if key in seen:
+                return SINGLE_HEADERS[key]
+            seen.add(key)
+    return None
 
 
 def error_payload(route: str, detail: Any) -> dict[str, Any]:
@@ -155,11 +214,25 @@ class Guard:
         if not self._served_here(scope, route):
             await reply(send, 404, error_payload(route, "Not Found"))
             return
-        headers = dict(scope["headers"])
+        repeated = repeated_header(scope["headers"])
+        if repeated is not None:
+            twice = f"the {repeated} header is given more than once; send it once"
+            await reply(send, 400, error_payload(route, twice), CLOSE)
+            return
+        headers = dict(scope["headers"])  # one value per name, now that none of ours repeats
         scoring = route in SCORING_ROUTES
         if scoring and not self._authorized(headers):
             unauthorized = [(b"www-authenticate", b"Bearer")]
             await reply(send, 401, error_payload(route, "missing or wrong API key"), unauthorized)
+            return
+        if (
+            route in JSON_ROUTES
+            and scope["method"] == "POST"
+            and not is_json(headers.get(b"content-type"))
+        ):
+            given = headers.get(b"content-type", b"").decode("latin-1")[:100] or "none"
+            wrong = f"Content-Type must be application/json (given: {given})"
+            await reply(send, 415, error_payload(route, wrong), CLOSE)
             return
         limit = self.limits.get(route, self.limits[""])
         declared = headers.get(b"content-length")
@@ -250,11 +323,7 @@ class Guard:
                 await self._refuse_unread(send, route, read, limit)
                 return
             body = read
-        if (
-            route in RECORD_ROUTES
-            and scope["method"] == "POST"
-            and is_json(headers.get(b"content-type"))
-        ):
+        if route in RECORD_ROUTES and scope["method"] == "POST":  # application/json (above)
             problems = await self._check(route, body)
             if problems.total:
                 await reply(send, 422, problems.payload())

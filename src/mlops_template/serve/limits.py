@@ -66,11 +66,12 @@ def body_limits(settings: ServeSettings, features: Iterable[ColumnSpec]) -> dict
 
 
 def is_json(content_type: bytes | None) -> bool:
-    """FastAPI parses a body as JSON when there is no content type or it is */json, */*+json."""
+    """Whether a body's Content-Type is application/json (parameters such as a charset aside).
+    A missing one is not: FastAPI would parse the body as JSON anyway, but the guard answers
+    415 rather than guess what a client without a Content-Type meant."""
     if not content_type:
-        return True
-    kind = content_type.split(b";")[0].strip().lower()
-    return kind.startswith(b"application/") and (kind.endswith(b"/json") or kind.endswith(b"+json"))
+        return False
+    return content_type.split(b";")[0].strip().lower() == b"application/json"
 
 
 @dataclass

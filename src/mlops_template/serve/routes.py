@@ -165,7 +165,9 @@ def _add_predict_routes(
     security = [Security(HTTPBearer(auto_error=False))] if api_key else []
     guarded: Responses = {
         **NOT_READY,
+        400: {"description": "Content-Type, Content-Length or Authorization given twice"},
         413: {"description": "Request body too large"},
+        415: {"description": "Request body not sent as Content-Type: application/json"},
         408: {"description": "Request body not received in time (the connection is closed)"},
         **({401: {"description": "Missing or wrong API key"}} if api_key else {}),
     }

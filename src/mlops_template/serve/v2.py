@@ -8,7 +8,9 @@ routes, so the image fits the platforms teams on Kubernetes already run:
     POST /v2/models/{name}/infer        tensors in, tensors out (tensors.py)
 
 The model's name is `registry.model_name`; another name is a 404. Errors take the protocol's
-shape, `{"error": "..."}`: 400 for a request the model cannot take, 404 for an unknown model.
+shape, `{"error": "..."}`: 400 for a request the model cannot take (or a Content-Type,
+Content-Length or Authorization header given twice), 404 for an unknown model, 415 for an
+inference request whose Content-Type is not application/json.
 An inference goes through the same guard (API key, body limit, concurrency slot, timeout), the
 same validation (the contract's request model) and the same scoring, log and metrics as
 /predict (service.py). Versioned paths (/versions/{v}) are not served: one model is served.
@@ -33,6 +35,51 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": 'A request the model cannot take: `{"error": ...}`'},
     404: {"description": "No model of that name"},
     503: {"description": "Not ready, overloaded or timed out"},
+}
+INFER_ERRORS = {**ERRORS, 415: {"description": "Request body not sent as application/json"}}
+# The inference request's shape as the protocol defines it (tensors.py checks it and the
+# feature each input names): documented, so clients and fuzzers send JSON.
+_OBJECT = {"type": "object"}
+INFER_REQUEST = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": _OBJECT,
+                    "inputs": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "shape", "datatype", "data"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string"},
+                                "shape": {"type": "array", "items": {"type": "integer"}},
+                                "datatype": {"type": "string"},
+                                "parameters": _OBJECT,
+                                "data": {"type": "array"},
+                            },
+                        },
+                    },
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "additionalProperties": False,
+                            "properties": {"name": {"type": "string"}, "parameters": _OBJECT},
+                        },
+                    },
+                },
+            }
+        }
+    },
 }
 
 
@@ -107,7 +154,11 @@ def _add_metadata_routes(api: FastAPI, service: Service, model_name: str) -> Non
 def _add_infer_route(
     api: FastAPI, service: Service, checker: RequestChecker, model_name: str
 ) -> None:
-    @api.post("/v2/models/{name}/infer", responses=ERRORS)
+    @api.post(
+        "/v2/models/{name}/infer",
+        responses=INFER_ERRORS,
+        openapi_extra={"requestBody": INFER_REQUEST},
+    )
     async def v2_infer(name: str, request: Request) -> JSONResponse:
         """Open Inference Protocol: one tensor per feature in; `label` and `probabilities`
         (classification) or `prediction` (regression), and `prediction_id`, out."""

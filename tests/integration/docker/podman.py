@@ -12,6 +12,7 @@ bridge, firewall rule or DNS server on the host, and the service's port on 127.0
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -36,6 +37,9 @@ from tests.support.processes import VENV_BIN, free_port
 # NetworkPolicy have no podman counterpart (a cluster's API server and network enforce them).
 PLAYED_KINDS = ("ConfigMap", "Deployment")
 SERVICE = "service"  # the service's container in deploy/k8s/base/deployment.yaml
+# The API key the played pod's Secret holds (in a cluster: created by hand, never committed).
+API_KEY = "podman-test-key-" + "0123456789abcdef" * 3
+AUTHORIZATION = {"Authorization": f"Bearer {API_KEY}"}
 # runc fails to set the default rlimits here ("setting rlimit ... operation not permitted"):
 # keep the image's. k8s-file logs in podman's own folder (the default may be journald).
 CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\nlog_driver = "k8s-file"\n'
@@ -172,6 +176,8 @@ def playable(objects: list[dict[str, Any]], host_port: int) -> list[dict[str, An
     - `restartPolicy: OnFailure` instead of Deployment's implied `Always`: podman 4.3 applies
       the pod's policy to init containers too (containers/podman#16343), restarts the one
       that succeeded and never starts the service. OnFailure still restarts a crashed one.
+    - the Secret the API key volume names, holding API_KEY: a cluster's is created by hand in
+      the namespace (docs/deploy.md); podman plays Kubernetes Secrets since 4.3.
     """
     kept = [dict(item) for item in objects if item["kind"] in PLAYED_KINDS]
     (deployment,) = [item for item in kept if item["kind"] == "Deployment"]
@@ -180,8 +186,16 @@ def playable(objects: list[dict[str, Any]], host_port: int) -> list[dict[str, An
     assert "restartPolicy" not in pod, pod["restartPolicy"]
     pod["restartPolicy"] = "OnFailure"
     (service,) = [item for item in pod["containers"] if item["name"] == SERVICE]
-    (port,) = service["ports"]
+    (port,) = [port for port in service["ports"] if port["name"] == "http"]
     port.update(hostPort=host_port, hostIP="127.0.0.1")
+    secrets = [volume["secret"] for volume in pod["volumes"] if "secret" in volume]
+    for secret in secrets:
+        (item,) = secret["items"]
+        kept.insert(0, {
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": secret["secretName"]},
+            "data": {item["key"]: base64.b64encode(API_KEY.encode()).decode()},
+        })  # fmt: skip
     return kept
 
 
@@ -247,6 +261,7 @@ def played(
     (deployment,) = [item for item in objects if item["kind"] == "Deployment"]
     template = deployment["spec"]["template"]
     (service,) = [item for item in template["spec"]["containers"] if item["name"] == SERVICE]
+    (port,) = [port for port in service["ports"] if "hostPort" in port]
     try:
         podman.run(
             "kube", "play", "--network", "slirp4netns", "--tls-verify=false", str(manifest),
@@ -258,7 +273,7 @@ def played(
             manifest=manifest,
             pod=pod["Name"],
             container=f"{pod['Name']}-{SERVICE}",  # podman's <pod>-<container>
-            url=f"http://127.0.0.1:{service['ports'][0]['hostPort']}",
+            url=f"http://127.0.0.1:{port['hostPort']}",
             grace_seconds=template["spec"]["terminationGracePeriodSeconds"],
             annotations=template["metadata"].get("annotations", {}),
         )

@@ -27,6 +27,7 @@ from mlops_template.release.gitops import ANNOTATION, Release
 from tests.conftest import REPO_ROOT
 from tests.integration.docker.conftest import Engine
 from tests.integration.docker.podman import (
+    AUTHORIZATION,
     PlayedPod,
     Podman,
     deploy_bump,
@@ -88,7 +89,7 @@ def test_the_pod_serves_the_model_and_image_its_overlay_names(
     assert pod.image == release.reference
     assert pod.annotations[ANNOTATION] == release.model_version
     example = dict(project_contract().example)
-    with httpx.Client(base_url=pod.url, timeout=5) as client:
+    with httpx.Client(base_url=pod.url, timeout=5, headers=AUTHORIZATION) as client:
         assert client.get("/health/ready").json()["model_version"] == release.model_version
         answer = client.post("/predict", json=example)
     assert answer.status_code == 200, answer.text
@@ -101,7 +102,7 @@ def test_the_configmaps_serve_section_reached_the_service(pod: PlayedPod) -> Non
     """The init container merged the ConfigMap's serve section into the image's params."""
     assert load_params(REPO_ROOT / "params.yaml").serve.max_batch_rows > BATCH_ROWS + 1
     record = dict(project_contract().example)
-    with httpx.Client(base_url=pod.url, timeout=5) as client:
+    with httpx.Client(base_url=pod.url, timeout=5, headers=AUTHORIZATION) as client:
         fits = client.post("/predict/batch", json={"records": [record] * BATCH_ROWS})
         too_many = client.post("/predict/batch", json={"records": [record] * (BATCH_ROWS + 1)})
     assert fits.status_code == 200, fits.text
@@ -153,7 +154,7 @@ def send_head_and_half(url: str, body: bytes) -> socket.socket:
     sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
     head = (
         f"POST /predict HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Authorization: {AUTHORIZATION['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     sock.sendall(head + body[: len(body) // 2])
     return sock
@@ -168,7 +169,7 @@ def watch_drain(url: str, body: bytes, within: float) -> tuple[list[int], list[i
     while time.monotonic() < deadline:
         try:
             ready.append(httpx.get(f"{url}/health/ready", timeout=2).status_code)
-            headers = {"Content-Type": "application/json"}
+            headers = {"Content-Type": "application/json", **AUTHORIZATION}
             predicted.append(
                 httpx.post(f"{url}/predict", content=body, headers=headers, timeout=5).status_code
             )

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.integration.docker.conftest import Engine
 from tests.integration.docker.podman import (
+    AUTHORIZATION,
     PlayedPod,
     Podman,
     deploy_bump,
@@ -62,7 +63,7 @@ def relabelled(engine: Engine, image: str, folder: Path) -> str:
 
 def answers(pod: PlayedPod, example: dict) -> str:
     """The model version the pod's prediction names."""
-    response = httpx.post(f"{pod.url}/predict", json=example, timeout=30)
+    response = httpx.post(f"{pod.url}/predict", json=example, headers=AUTHORIZATION, timeout=30)
     assert response.status_code == 200, response.text
     return str(response.json()["model_version"])
 

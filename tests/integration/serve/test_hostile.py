@@ -107,19 +107,19 @@ def raw(
     send: int | None = None,
     wait: float = 30.0,
     head_only: bytes | None = None,
+    headers: tuple[str, ...] = ("content-type: application/json",),
 ) -> Reply:
-    """One request on its own connection: declare `declared` bytes, send the first `send`
-    of `body`, then wait for the reply (at most `wait` seconds)."""
+    """One request on its own connection, with `headers` (and a content-length): declare
+    `declared` bytes, send the first `send` of `body`, then wait for the reply (at most
+    `wait` seconds)."""
     began = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
         if head_only is not None:
             sock.sendall(head_only)
             return _read_reply(sock, began, wait)
         length = len(body) if declared is None else declared
-        head = (
-            f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            f"content-length: {length}\r\n\r\n"
-        ).encode()
+        lines = [f"POST {path} HTTP/1.1", "host: 127.0.0.1", *headers, f"content-length: {length}"]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
         # A 413 may come, and the connection close, before the whole body is sent.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(head + body[: len(body) if send is None else send])
@@ -290,6 +290,61 @@ def test_extra_key_floods(service: Service, route: str, size: int) -> None:
     assert all(reply.size < 4_000 for reply in replies)
     assert all(reply.seconds < 3 for reply in replies)
     assert live.worst < 1.0, live.worst
+
+
+def test_a_second_content_type_gets_400_before_the_body_is_read(service: Service) -> None:
+    """Issue 27's case: `application/json`, then `text/plain`, on a 0.8 MB batch with 73,000
+    unknown keys, eight at once. The guard read the last Content-Type and FastAPI the first,
+    so the cheap pre-check was skipped and FastAPI's own validation held the event loop for
+    most of a second per request. A repeated Content-Type is now a 400 naming it, sent before
+    the body is read."""
+    keys = {f"k{index}": 1 for index in range(73_000)}
+    record_bytes = json.dumps({**GENTOO, **keys}, separators=(",", ":"))
+    body = ('{"records": [' + record_bytes + "]}").encode()
+    twice = ("content-type: application/json", "content-type: text/plain")
+    with Liveness(service.url) as live:
+        time.sleep(0.2)
+        replies = _parallel(8, lambda _: raw(service.port, "/predict/batch", body, headers=twice))
+        time.sleep(0.2)
+    note = f"not read; /health/live worst {live.worst * 1000:.0f} ms"
+    attack = f"8 x {len(body) / 1e3:.0f} KB batches, Content-Type json then text/plain"
+    record(attack, replies, note)
+    assert all(reply.status == 400 for reply in replies), replies
+    assert all(reply.seconds < 0.5 for reply in replies), replies
+    assert live.worst < 0.5, live.worst
+    answer = httpx.post(
+        f"{service.url}/predict/batch",
+        content=body,
+        headers=[("content-type", "application/json"), ("content-type", "text/plain")],
+        timeout=10,
+    )
+    assert answer.status_code == 400
+    assert "Content-Type" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ("content-type: application/json", "authorization: Bearer a", "authorization: Bearer b"),
+        ("content-type: application/json", "content-length: 100"),
+    ],
+    ids=["authorization", "content-length"],
+)
+def test_other_repeated_headers_get_400(service: Service, headers: tuple[str, ...]) -> None:
+    """A repeated Authorization reaches the guard (400 from it); a repeated Content-Length is
+    refused by uvicorn's HTTP parser before any application sees it (400 too)."""
+    reply = raw(service.port, "/predict", json.dumps(GENTOO).encode(), headers=headers)
+    record(f"repeated {headers[-1].split(':')[0]}", [reply])
+    assert reply.status == 400
+    assert reply.seconds < 0.5
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_json_gets_415(service: Service, content_type: str | None) -> None:
+    headers = () if content_type is None else (f"content-type: {content_type}",)
+    reply = raw(service.port, "/predict", json.dumps(GENTOO).encode(), headers=headers)
+    record(f"a record sent as {content_type or 'no Content-Type'}", [reply])
+    assert reply.status == 415
 
 
 def test_empty_records(service: Service) -> None:
