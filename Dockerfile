@@ -16,13 +16,17 @@ ARG RUNTIME=onnx
 FROM ${BASE_REPO}:${BASE_TAG} AS base
 
 # The served model and its recorded sha256: models/model.onnx, or models/model.joblib with
-# RUNTIME=sklearn (only that one need exist; the other file is never copied into the image).
+# RUNTIME=sklearn (only that one need exist; the other file is never copied into the image),
+# and its signature when `make sign-model` made one (params.yaml paths.model_signature,
+# models/model.sig: change it here and in .dockerignore if a fork moves it). The service
+# verifies it at load as serve.model_signature says (docs/serving.md, "Model signature").
 FROM base AS model
 ARG RUNTIME
 COPY models/ /context/
 RUN mkdir /models \
     && file="model.$([ "${RUNTIME}" = sklearn ] && echo joblib || echo onnx)" \
-    && cp "/context/${file}" "/context/${file}.sha256" /models/
+    && cp "/context/${file}" "/context/${file}.sha256" /models/ \
+    && if [ -f /context/model.sig ]; then cp /context/model.sig /models/; fi
 
 FROM base AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -71,7 +75,7 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
       "${site}"/numpy/_core/lib \
     && find "${site}" -name '*.pyi' -delete \
     && find "${site}" -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} + \
-    && /app/.venv/bin/python -c "import mlops_template.serve.__main__, onnxruntime" \
+    && /app/.venv/bin/python -c "import mlops_template.serve.__main__, onnxruntime, model_signing.verifying" \
     && if [ "${RUNTIME}" = sklearn ]; then /app/.venv/bin/python -c "import sklearn, pandas, joblib"; fi
 
 FROM base AS runtime
@@ -112,7 +116,14 @@ RUN model="models/model.$([ "${RUNTIME}" = sklearn ] && echo joblib || echo onnx
     && echo "${pin}  ${model}" > /etc/mlops-template/model.sha256 \
     && chmod 0444 /etc/mlops-template/model.sha256 \
     && sha256sum --check --strict /etc/mlops-template/model.sha256
+# Sigstore's trusted root for keyless signature checks, as the installed sigstore release
+# ships it (io/signing.py embedded_trust_config): verifying needs no network and no writable
+# cache. Used with serve.model_signature sigstore; a fresher one can be mounted over it.
+RUN python3 -c "from mlops_template.io.signing import embedded_trust_config as c; print(c(), end='')" \
+      > /etc/mlops-template/sigstore-trust.json \
+    && chmod 0444 /etc/mlops-template/sigstore-trust.json
 ENV MLOPS_MODEL_SHA256_FILE=/etc/mlops-template/model.sha256 \
+    MLOPS_SIGNATURE_TRUST_CONFIG=/etc/mlops-template/sigstore-trust.json \
     MLOPS_SERVE_RUNTIME=${RUNTIME}
 # The only writable path: the prediction log (mount a volume here in production).
 RUN mkdir -p /app/logs && chown 10001:10001 /app/logs
