@@ -104,10 +104,10 @@ def test_a_missing_signature(model: Path, keys: KeyPair) -> None:
     assert str(model) in str(caught.value)
 
 
-@pytest.mark.parametrize("content", [b"", b"not json", b"{}", b'{"dsseEnvelope": {"payload": "!"}}'])
-def test_a_file_that_is_no_signature_is_invalid(
-    model: Path, keys: KeyPair, content: bytes
-) -> None:
+@pytest.mark.parametrize(
+    "content", [b"", b"not json", b"{}", b'{"dsseEnvelope": {"payload": "!"}}']
+)
+def test_a_file_that_is_no_signature_is_invalid(model: Path, keys: KeyPair, content: bytes) -> None:
     path = model.parent / "model.sig"
     path.write_bytes(content)
     with pytest.raises(signing.SignatureError, match="not a model-signing signature") as caught:
@@ -141,7 +141,7 @@ def test_only_an_ecdsa_key_signs(model: Path, tmp_path: Path) -> None:
             serialization.NoEncryption(),
         )
     )
-    with pytest.raises(PipelineError, match="rsa.pem: not an unencrypted ECDSA private key"):
+    with pytest.raises(PipelineError, match=r"rsa\.pem: not an unencrypted ECDSA private key"):
         signing.sign_with_key(model, tmp_path / "model.sig", pem)
     assert not (tmp_path / "model.sig").exists()
 
