@@ -212,7 +212,7 @@ k8s-config: ## Copy params.yaml's serve section to deploy/k8s/base/serve.yaml (t
 
 
 ##@ Registry and deploys
-.PHONY: register promote sign-model verify-model rollback history deploy-bump
+.PHONY: register promote sign-model verify-model record-signature rollback history deploy-bump
 
 register: install ## Register the model dvc.lock describes in the MLflow Model Registry
 	$(RUN) mlops model register
@@ -237,6 +237,9 @@ verify-model: install ## Verify the served model's signature as the service does
 	elif [ -n "$${IDENTITY:-}" ]; then set -x; $(RUN) mlops model verify --identity "$$IDENTITY" \
 		$${ISSUER:+--issuer "$$ISSUER"}; \
 	else echo "verify-model: PUBLIC_KEY=public.pem, or IDENTITY=<certificate identity>" >&2; exit 2; fi
+
+record-signature: install ## Tag registry version REGISTRY_VERSION with its model's signature (what it signs, by whom; after sign-model, in the release)
+	$(RUN) mlops model record-signature --version "$${REGISTRY_VERSION:-}"
 
 # ENV (default production) is passed to `mlops` as data, as for the deploy targets below.
 rollback: install ## Roll ENV (production) back: champion to the version it replaced, ENV's overlay to its recorded image; OPEN_PR=1 proposes it, ALIAS_ONLY=1 moves the alias alone

@@ -3,7 +3,7 @@
 # run and debugged locally). The variables they read are set at the top of the Makefile.
 
 ##@ Workflow steps (.github/workflows call these; run them locally to debug a job)
-.PHONY: release-registry save-image push-image install-trivy scan-image install-cml post-report collect-outputs publish-outputs retrain-outputs retrain-pr deploy-pr release-record record-image record-signature schedule-note
+.PHONY: release-registry save-image push-image install-trivy scan-image install-cml post-report collect-outputs publish-outputs retrain-outputs retrain-pr deploy-pr release-record record-image schedule-note
 
 release-registry: install ## Release gate: register unless unchanged, promote or refuse (deploy=true|false)
 	$(RUN) mlops model release
@@ -56,9 +56,6 @@ release-record: install ## In release.yml: write release/release.json (IMAGE, DI
 record-image: install ## In release.yml: tag registry version REGISTRY_VERSION with the pushed IMAGE, DIGEST, MODEL_VERSION
 	$(RUN) mlops deploy record-image --version "$${REGISTRY_VERSION:-}" --image "$${IMAGE:-}" \
 		--digest "$${DIGEST:-}" --model-version "$${MODEL_VERSION:-}"
-
-record-signature: install ## In release.yml: tag registry version REGISTRY_VERSION with its model's signature (paths.model_signature, `make sign-model`)
-	$(RUN) mlops model record-signature --version "$${REGISTRY_VERSION:-}"
 
 schedule-note: ## In retrain.yml: on a run started by hand, note in the job summary how to re-enable the schedule
 	.ci/schedule-note
