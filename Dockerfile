@@ -60,10 +60,10 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
 COPY src ./src
 # Then what the service never runs: tests, pip, onnxruntime's tools (quantization,
 # transformers) and its C API library (35 MB; the Python module links the runtime statically),
-# NumPy's build helpers and headers, the terminal output of sigstore's command line (rich and
-# pygments, 13 MB: only sigstore/_cli.py imports them, never the verifier), debug symbols of
-# extension modules (not of the auditwheel-patched libraries in *.libs/); and check that what
-# it runs imports.
+# NumPy's build helpers and headers, what model-signing's verifier never imports (the terminal
+# output of sigstore's command line, rich and pygments, 13 MB: only sigstore/_cli.py imports
+# them; pydantic's email validation and dnspython, 4 MB), debug symbols of extension modules
+# (not of the auditwheel-patched libraries in *.libs/); and check that what it runs imports.
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
     /opt/uv/bin/uv sync --frozen --no-default-groups --extra "${RUNTIME}" --no-editable --no-cache \
@@ -77,6 +77,7 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
       "${site}"/numpy/_core/lib \
       "${site}"/rich "${site}"/rich-* "${site}"/pygments "${site}"/pygments-* \
       "${site}"/markdown_it "${site}"/markdown_it_py-* "${site}"/mdurl "${site}"/mdurl-* \
+      "${site}"/email_validator "${site}"/email_validator-* "${site}"/dns "${site}"/dnspython-* \
     && find "${site}" -name '*.pyi' -delete \
     && find "${site}" -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} + \
     && /app/.venv/bin/python -c "import mlops_template.serve.__main__, onnxruntime, model_signing.verifying, sigstore.verify" \
