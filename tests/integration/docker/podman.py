@@ -172,6 +172,9 @@ def playable(objects: list[dict[str, Any]], host_port: int) -> list[dict[str, An
     - `restartPolicy: OnFailure` instead of Deployment's implied `Always`: podman 4.3 applies
       the pod's policy to init containers too (containers/podman#16343), restarts the one
       that succeeded and never starts the service. OnFailure still restarts a crashed one.
+    - `MLOPS_MODEL_SIGNATURE=off` instead of the overlay's `sigstore`: no model here is signed
+      keylessly (that needs GitHub's OIDC token and Sigstore's servers); the image's own test
+      verifies a signed model at load (test_image.py, test_a_signed_image_verifies_...).
     """
     kept = [dict(item) for item in objects if item["kind"] in PLAYED_KINDS]
     (deployment,) = [item for item in kept if item["kind"] == "Deployment"]
@@ -182,6 +185,9 @@ def playable(objects: list[dict[str, Any]], host_port: int) -> list[dict[str, An
     (service,) = [item for item in pod["containers"] if item["name"] == SERVICE]
     (port,) = service["ports"]
     port.update(hostPort=host_port, hostIP="127.0.0.1")
+    (mode,) = [item for item in service["env"] if item["name"] == "MLOPS_MODEL_SIGNATURE"]
+    assert mode["value"] == "sigstore", mode
+    mode["value"] = "off"
     return kept
 
 
