@@ -238,8 +238,8 @@ verify-model: install ## Verify the served model's signature as the service does
 		$${ISSUER:+--issuer "$$ISSUER"}; \
 	else echo "verify-model: PUBLIC_KEY=public.pem, or IDENTITY=<certificate identity>" >&2; exit 2; fi
 
-record-signature: install ## Tag registry version REGISTRY_VERSION with its model's signature (what it signs, by whom; after sign-model, in the release)
-	$(RUN) mlops model record-signature --version "$${REGISTRY_VERSION:-}"
+record-signature: install ## Tag registry version REGISTRY_VERSION with its model's signature (SIGNATURE, default paths.model_signature: what it signs, by whom)
+	$(RUN) mlops model record-signature --version "$${REGISTRY_VERSION:-}" $${SIGNATURE:+--signature "$$SIGNATURE"}
 
 # ENV (default production) is passed to `mlops` as data, as for the deploy targets below.
 rollback: install ## Roll ENV (production) back: champion to the version it replaced, ENV's overlay to its recorded image; OPEN_PR=1 proposes it, ALIAS_ONLY=1 moves the alias alone
