@@ -16,13 +16,17 @@ ARG RUNTIME=onnx
 FROM ${BASE_REPO}:${BASE_TAG} AS base
 
 # The served model and its recorded sha256: models/model.onnx, or models/model.joblib with
-# RUNTIME=sklearn (only that one need exist; the other file is never copied into the image).
+# RUNTIME=sklearn (only that one need exist; the other file is never copied into the image),
+# and its signature when `make sign-model` made one (params.yaml paths.model_signature,
+# models/model.sig: change it here and in .dockerignore if a fork moves it). The service
+# verifies it at load as serve.model_signature says (docs/serving.md, "Model signature").
 FROM base AS model
 ARG RUNTIME
 COPY models/ /context/
 RUN mkdir /models \
     && file="model.$([ "${RUNTIME}" = sklearn ] && echo joblib || echo onnx)" \
-    && cp "/context/${file}" "/context/${file}.sha256" /models/
+    && cp "/context/${file}" "/context/${file}.sha256" /models/ \
+    && if [ -f /context/model.sig ]; then cp /context/model.sig /models/; fi
 
 FROM base AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -56,8 +60,10 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
 COPY src ./src
 # Then what the service never runs: tests, pip, onnxruntime's tools (quantization,
 # transformers) and its C API library (35 MB; the Python module links the runtime statically),
-# NumPy's build helpers and headers, debug symbols of extension modules (not of the
-# auditwheel-patched libraries in *.libs/); and check that what it runs imports.
+# NumPy's build helpers and headers, what model-signing's verifier never imports (the terminal
+# output of sigstore's command line, rich and pygments, 13 MB: only sigstore/_cli.py imports
+# them; pydantic's email validation and dnspython, 4 MB), debug symbols of extension modules
+# (not of the auditwheel-patched libraries in *.libs/); and check that what it runs imports.
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi; \
     /opt/uv/bin/uv sync --frozen --no-default-groups --extra "${RUNTIME}" --no-editable --no-cache \
@@ -69,9 +75,12 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
       "${site}"/onnxruntime/backend "${site}"/onnxruntime/capi/libonnxruntime.so.* \
       "${site}"/numpy/distutils "${site}"/numpy/_pyinstaller "${site}"/numpy/_core/include \
       "${site}"/numpy/_core/lib \
+      "${site}"/rich "${site}"/rich-* "${site}"/pygments "${site}"/pygments-* \
+      "${site}"/markdown_it "${site}"/markdown_it_py-* "${site}"/mdurl "${site}"/mdurl-* \
+      "${site}"/email_validator "${site}"/email_validator-* "${site}"/dns "${site}"/dnspython-* \
     && find "${site}" -name '*.pyi' -delete \
     && find "${site}" -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} + \
-    && /app/.venv/bin/python -c "import mlops_template.serve.__main__, onnxruntime" \
+    && /app/.venv/bin/python -c "import mlops_template.serve.__main__, onnxruntime, model_signing.verifying, sigstore.verify" \
     && if [ "${RUNTIME}" = sklearn ]; then /app/.venv/bin/python -c "import sklearn, pandas, joblib"; fi
 
 FROM base AS runtime
@@ -112,7 +121,14 @@ RUN model="models/model.$([ "${RUNTIME}" = sklearn ] && echo joblib || echo onnx
     && echo "${pin}  ${model}" > /etc/mlops-template/model.sha256 \
     && chmod 0444 /etc/mlops-template/model.sha256 \
     && sha256sum --check --strict /etc/mlops-template/model.sha256
+# Sigstore's trusted root for keyless signature checks, as the installed sigstore release
+# ships it (io/signing.py embedded_trust_config): verifying needs no network and no writable
+# cache. Used with serve.model_signature sigstore; a fresher one can be mounted over it.
+RUN python3 -c "from mlops_template.io.signing import embedded_trust_config as c; print(c(), end='')" \
+      > /etc/mlops-template/sigstore-trust.json \
+    && chmod 0444 /etc/mlops-template/sigstore-trust.json
 ENV MLOPS_MODEL_SHA256_FILE=/etc/mlops-template/model.sha256 \
+    MLOPS_SIGNATURE_TRUST_CONFIG=/etc/mlops-template/sigstore-trust.json \
     MLOPS_SERVE_RUNTIME=${RUNTIME}
 # The only writable path: the prediction log (mount a volume here in production).
 RUN mkdir -p /app/logs && chown 10001:10001 /app/logs

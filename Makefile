@@ -51,6 +51,8 @@ BRANCH ?=
 OUTPUTS_DIR ?= pipeline-outputs
 CHAMPION_DIR ?= champion
 INPUTS ?= release-inputs
+# params.yaml's paths.model_signature (the release's signing and the image take it from here)
+MODEL_SIGNATURE ?= models/model.sig
 INCOMING ?=
 PR_DIR ?= pr
 # Monitoring and retraining (see .github/workflows/retrain.yml): where production drops its
@@ -217,13 +219,34 @@ k8s-config: ## Copy params.yaml's serve section to deploy/k8s/base/serve.yaml (t
 
 
 ##@ Registry and deploys
-.PHONY: register promote rollback history deploy-bump
+.PHONY: register promote sign-model verify-model record-signature rollback history deploy-bump
 
 register: install ## Register the model dvc.lock describes in the MLflow Model Registry
 	$(RUN) mlops model register
 
 promote: install ## Champion/challenger gate: promote the newest version only if it is better
 	$(RUN) mlops model promote
+
+# The served model file's signature (paths.model_signature; docs/serving.md, "Model
+# signature"). Signing: KEY=private.pem, or the PEM itself in MODEL_SIGNING_KEY (a CI secret,
+# piped to `mlops`, never written to disk), or SIGSTORE=1 (keyless: GitHub Actions' OIDC token,
+# `id-token: write`). Verifying: PUBLIC_KEY=public.pem, or IDENTITY=<certificate identity>
+# (ISSUER defaults to GitHub Actions'). The values reach `mlops` from the environment.
+sign-model: install ## Sign the served model into paths.model_signature: KEY=private.pem (or the PEM in MODEL_SIGNING_KEY), or SIGSTORE=1 (keyless, CI)
+	@if [ "$${SIGSTORE:-}" = 1 ]; then set -x; $(RUN) mlops model sign --sigstore; \
+	elif [ -n "$${KEY:-}" ]; then set -x; $(RUN) mlops model sign --private-key "$$KEY"; \
+	elif [ -n "$${MODEL_SIGNING_KEY:-}" ]; then \
+		printf '%s\n' "$$MODEL_SIGNING_KEY" | $(RUN) mlops model sign --private-key -; \
+	else echo "sign-model: KEY=private.pem, MODEL_SIGNING_KEY (the PEM) or SIGSTORE=1" >&2; exit 2; fi
+
+verify-model: install ## Verify the served model's signature as the service does: PUBLIC_KEY=public.pem, or IDENTITY=... [ISSUER=...]
+	@if [ -n "$${PUBLIC_KEY:-}" ]; then set -x; $(RUN) mlops model verify --public-key "$$PUBLIC_KEY"; \
+	elif [ -n "$${IDENTITY:-}" ]; then set -x; $(RUN) mlops model verify --identity "$$IDENTITY" \
+		$${ISSUER:+--issuer "$$ISSUER"}; \
+	else echo "verify-model: PUBLIC_KEY=public.pem, or IDENTITY=<certificate identity>" >&2; exit 2; fi
+
+record-signature: install ## Tag registry version REGISTRY_VERSION with its model's signature (SIGNATURE, default paths.model_signature: what it signs, by whom)
+	$(RUN) mlops model record-signature --version "$${REGISTRY_VERSION:-}" $${SIGNATURE:+--signature "$$SIGNATURE"}
 
 # ENV (default production) is passed to `mlops` as data, as for the deploy targets below.
 rollback: install ## Roll ENV (production) back: champion to the version it replaced, ENV's overlay to its recorded image; OPEN_PR=1 proposes it, ALIAS_ONLY=1 moves the alias alone

@@ -3,7 +3,7 @@
 # run and debugged locally). The variables they read are set at the top of the Makefile.
 
 ##@ Workflow steps (.github/workflows call these; run them locally to debug a job)
-.PHONY: release-champion gate-inputs accept-inputs release-registry save-image push-image install-trivy scan-image install-cml post-report collect-outputs publish-outputs retrain-outputs retrain-pr deploy-pr release-record record-image schedule-note
+.PHONY: release-champion gate-inputs accept-inputs sign-release-model take-model-signature release-registry save-image push-image install-trivy scan-image install-cml post-report collect-outputs publish-outputs retrain-outputs retrain-pr deploy-pr release-record record-image schedule-note
 
 release-champion: install ## In release.yml: the registry's champion and its served file into CHAMPION_DIR (read access)
 	$(RUN) mlops model champion --out "$(CHAMPION_DIR)"
@@ -13,6 +13,26 @@ gate-inputs: install ## In release.yml: score the rebuilt model and CHAMPION_DIR
 
 accept-inputs: install ## In release.yml: stage the hand-over INPUTS' rebuilt outputs into this checkout, checked
 	$(RUN) mlops model accept --inputs "$(INPUTS)"
+
+# The rebuilt model's signature: with the PEM private key in MODEL_SIGNING_KEY (a secret of the
+# environment `model-signing`), by that key; otherwise keyless (the job's OIDC identity:
+# release.yml on main). The signature goes to model-signature/ for the jobs after it.
+sign-release-model: install ## In release.yml: stage INPUTS (checked), sign its served model (MODEL_SIGNING_KEY, else keyless) into model-signature/
+	$(RUN) mlops model accept --inputs "$(INPUTS)"
+	@if [ -n "$${MODEL_SIGNING_KEY:-}" ]; then $(MAKE) --no-print-directory sign-model; \
+	else $(MAKE) --no-print-directory sign-model SIGSTORE=1; fi
+	mkdir -p model-signature && cp "$(MODEL_SIGNATURE)" model-signature/
+
+# Checked before the image is built, as the service checks it at load: by the public key in
+# MODEL_SIGNING_PUBLIC_KEY (a repository variable, with a key pair), else keyless against
+# release.yml on refs/heads/main of this repository (GITHUB_REPOSITORY).
+take-model-signature: install ## In release.yml: model-signature/'s signature beside the staged model, verified (MODEL_SIGNING_PUBLIC_KEY, else release.yml's identity)
+	cp model-signature/$(notdir $(MODEL_SIGNATURE)) "$(MODEL_SIGNATURE)"
+	@if [ -n "$${MODEL_SIGNING_PUBLIC_KEY:-}" ]; then \
+		key=$$(mktemp) && printf '%s\n' "$$MODEL_SIGNING_PUBLIC_KEY" > "$$key" && \
+		$(MAKE) --no-print-directory verify-model PUBLIC_KEY="$$key"; status=$$?; rm -f "$$key"; exit $$status; \
+	else $(MAKE) --no-print-directory verify-model \
+		IDENTITY="https://github.com/$${GITHUB_REPOSITORY:?}/.github/workflows/release.yml@refs/heads/main"; fi
 
 release-registry: install ## Release gate on the checked hand-over INPUTS: register unless unchanged, promote or refuse
 	$(RUN) mlops model release --inputs "$(INPUTS)"

@@ -217,6 +217,22 @@ def test_the_api_key_comes_from_a_secret_and_is_required(rendered, tmp_path: Pat
     assert api_key_from({**pod_env, "MLOPS_API_KEY_FILE": str(empty)}) == "0" * 64
 
 
+def test_the_pods_serve_only_a_model_the_release_signed(rendered) -> None:
+    """Keyless: release.yml on main of the repository the image comes from (the placeholder
+    your-org/mlops-template until a fork puts its own, docs/deploy.md), from GitHub's OIDC
+    issuer; the trust root is the image's (no egress needed)."""
+    _, _, objects = rendered
+    env = {item["name"]: item.get("value") for item in service_container(objects)["env"]}
+    assert env["MLOPS_MODEL_SIGNATURE"] == "sigstore"
+    # ghcr.io/OWNER/REPO@sha256:...: the identity names the same OWNER/REPO.
+    owner_repo = service_container(objects)["image"].split("@")[0].split("/", 1)[1]
+    assert env["MLOPS_SIGNATURE_IDENTITY"] == (
+        f"https://github.com/{owner_repo}/.github/workflows/release.yml@refs/heads/main"
+    )
+    assert env["MLOPS_SIGNATURE_ISSUER"] == "https://token.actions.githubusercontent.com"
+    assert "MLOPS_SIGNATURE_TRUST_CONFIG" not in env
+
+
 def test_the_grace_period_outlasts_the_services_own_shutdown(rendered) -> None:
     """SIGTERM: not ready for drain_seconds, then a graceful shutdown of at most
     int(request_timeout_seconds) + 1 s, then the watchdog's slack (serve/__main__.py). The

@@ -1,9 +1,12 @@
 """`mlops model ...`: the model after training. `tune` searches its hyperparameters;
-`register`, `promote` and `release` are the MLflow registry and its champion/challenger gate.
+`register`, `promote` and `release` are the MLflow registry and its champion/challenger gate;
+`sign`, `verify` and `record-signature` sign the served model file, check its signature, and
+record it with its registry version (io/signing.py, release/signatures.py).
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +16,7 @@ import typer
 from mlops_template import PipelineError
 from mlops_template.cli.runner import ParamsOption, run_with_params
 from mlops_template.config import DEFAULT_PARAMS, Params
+from mlops_template.io import signing, storage
 
 
 def tune(
@@ -157,8 +161,133 @@ def release(
     run_with_params(lambda loaded: decide(loaded, inputs) if inputs else here(loaded), params)
 
 
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        help="The model file (default: the served one, paths.onnx_model, or paths.model with"
+        " serve.runtime sklearn).",
+        dir_okay=False,
+    ),
+]
+SignatureOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--signature", help="The signature (default: paths.model_signature).", dir_okay=False
+    ),
+]
+
+
+def _files(loaded: Params, model: Path | None, signature: Path | None) -> tuple[Path, Path]:
+    served = loaded.paths.onnx_model if loaded.serve.runtime == "onnx" else loaded.paths.model
+    return model or served, signature or loaded.paths.model_signature
+
+
+def sign(
+    private_key: Annotated[
+        Path | None,
+        typer.Option(help="An ECDSA private key in PEM (unencrypted); `-`: read it from stdin."),
+    ] = None,
+    sigstore: Annotated[
+        bool, typer.Option("--sigstore", help="Keyless, with the ambient OIDC token (CI).")
+    ] = False,
+    model: ModelOption = None,
+    signature: SignatureOption = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Sign the served model file into paths.model_signature: with a private key, or keyless
+    with Sigstore (GitHub Actions: a job with `id-token: write`). Only a model whose bytes
+    match the sha256 recorded beside it is signed."""
+
+    def run(loaded: Params) -> None:
+        if (private_key is None) == (not sigstore):
+            raise PipelineError("give --private-key PEM or --sigstore (one of them)")
+        target, output = _files(loaded, model, signature)
+        if storage.sha256_sidecar(target).is_file():
+            storage.read_verified_bytes(target)  # refuses a file its record does not describe
+        if private_key is None:
+            signed = signing.sign_with_sigstore(target, output)
+        else:
+            key = Path("/dev/stdin") if str(private_key) == "-" else private_key
+            signed = signing.sign_with_key(target, output, key)
+        print(f"signed {target} (sha256 {signed.sha256}) into {output}, by {signed.signer}")
+
+    run_with_params(run, params)
+
+
+def verify(
+    public_key: Annotated[
+        Path | None, typer.Option(help="The signer's public key (PEM).", dir_okay=False)
+    ] = None,
+    identity: Annotated[
+        str | None,
+        typer.Option(
+            help="Sigstore: the signer's certificate identity, e.g."
+            " https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/heads/main."
+        ),
+    ] = None,
+    issuer: Annotated[
+        str, typer.Option(help="Sigstore: the identity's OIDC issuer.")
+    ] = signing.GITHUB_ISSUER,
+    trust_config: Annotated[
+        Path | None,
+        typer.Option(help="Sigstore: a client trust config (default: Sigstore's TUF, online)."),
+    ] = None,
+    model: ModelOption = None,
+    signature: SignatureOption = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Verify the served model file against its signature (as the service does at load), by
+    a public key or a Sigstore identity; exit 1 naming the file and what is wrong."""
+
+    def run(loaded: Params) -> None:
+        trust: signing.Trust
+        if public_key is not None and identity is None:
+            trust = signing.KeyTrust(public_key)
+        elif identity is not None and public_key is None:
+            trust = signing.SigstoreTrust(identity, issuer, trust_config)
+        else:
+            raise PipelineError("give --public-key PEM or --identity (one of them)")
+        target, source = _files(loaded, model, signature)
+        signed = signing.verify(target, source, trust)
+        signing.check_sidecar(target, signed)
+        print(f"verified {target} (sha256 {signed.sha256}): {source} by {signed.signer}")
+
+    run_with_params(run, params)
+
+
+def record_signature(
+    version: Annotated[str, typer.Option(help="The registry version whose model is signed.")],
+    signature: SignatureOption = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """release.yml: tag registry version VERSION with its model's signature (what it signs,
+    and by whom); without MLFLOW_TRACKING_URI, nothing."""
+
+    def run(loaded: Params) -> None:
+        from mlops_template.release import registry, signatures
+
+        source = signature or loaded.paths.model_signature
+        try:
+            raw = source.read_bytes()
+        except OSError as error:
+            raise PipelineError(f"{source}: cannot be read ({error}): sign first") from None
+        signed = signing.describe(raw, source)
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            print("record-signature: no MLFLOW_TRACKING_URI: no registry to record it in")
+            return
+        name = loaded.registry.model_name
+        if signatures.record_signature(registry._client(), name, version, signed):
+            print(f"registry version {version} of {name}: signature {signed.signature_sha256}")
+        else:
+            print(f"registry version {version} of {name} already records this signature")
+
+    run_with_params(run, params)
+
+
 app = typer.Typer(
-    help="The model after training: tune, register, promote; the release's rebuild and gate.",
+    help="The model after training: tune, register, promote, sign and verify; the release's"
+    " rebuild and gate.",
     no_args_is_help=True,
 )
 app.command("tune")(tune)
@@ -169,3 +298,6 @@ app.command("champion")(champion)
 app.command("gate-inputs")(gate_inputs)
 app.command("accept")(accept)
 app.command("release")(release)
+app.command("sign")(sign)
+app.command("verify")(verify)
+app.command("record-signature")(record_signature)

@@ -54,8 +54,17 @@ class ServeSettings(Section):
     # onnxruntime, without scikit-learn or pandas. sklearn: no compilation; the service loads
     # paths.model (install the `sklearn` extra), for a model skl2onnx cannot convert.
     runtime: Literal["onnx", "sklearn"] = "onnx"
+    # The served model's signature (paths.model_signature, io/signing.py), checked at load
+    # before the model is deserialized: off (a development checkout), key (by the private key
+    # of signature_public_key) or sigstore (keyless, by signature_identity from
+    # signature_issuer). Each has an MLOPS_* variable (serve/__main__.py); docs/serving.md.
+    model_signature: Literal["off", "key", "sigstore"] = "off"
+    signature_public_key: Path | None = None
+    signature_identity: str | None = None
+    signature_issuer: str = "https://token.actions.githubusercontent.com"
+    signature_trust_config: Path | None = None  # sigstore: a client trust config (JSON)
 
-    @field_validator("metrics", "docs", "explain", mode="before")
+    @field_validator("metrics", "docs", "explain", "model_signature", mode="before")
     @classmethod
     def _unquoted_off(cls, value: object) -> object:
         """YAML reads an unquoted `off` as false: it means "off" here, as written."""

@@ -39,6 +39,9 @@ class Paths(Section):
     tune: Path = Path("reports/tune")  # `mlops model tune`: trials, best params, plots (no stage's)
     explain: Path = Path("reports/explain")  # the explain stage: SHAP summary, plot data, image
     background: Path = Path("models/background.json")  # the service's /explain background rows
+    # The served model file's signature (`mlops model sign`; the release signs, the service
+    # verifies it at load with serve.model_signature): io/signing.py
+    model_signature: Path = Path("models/model.sig")
 
     # Plot data files in `plots`. Classification: confusion, roc, precision_recall;
     # regression: predicted_actual, residuals; every task: feature_importance.

@@ -27,6 +27,17 @@ pinned. A challenger (MLOPS_CHALLENGER_MODEL / serve.challenger_model) needs its
 given explicitly: MLOPS_CHALLENGER_SHA256 / serve.challenger_sha256; its file's suffix
 (.onnx or .joblib) picks its runtime.
 
+The model's signature (paths.model_signature, io/signing.py) is verified at load, before the
+model is deserialized, as serve.model_signature says (MLOPS_MODEL_SIGNATURE): `off` (the
+default: a development checkout, `make serve`; a warning says so), `key` (by the private key
+whose PEM public key is serve.signature_public_key / MLOPS_SIGNATURE_PUBLIC_KEY) or
+`sigstore` (keyless: the certificate identity serve.signature_identity /
+MLOPS_SIGNATURE_IDENTITY from serve.signature_issuer / MLOPS_SIGNATURE_ISSUER, with the trust
+root serve.signature_trust_config / MLOPS_SIGNATURE_TRUST_CONFIG, which the image bakes).
+Until it holds the service is not ready, readiness giving the reason code
+(model_signature_missing, _invalid, _untrusted, _unverifiable) and the log the details. The
+Kubernetes manifests set `sigstore` (deploy/k8s/base/deployment.yaml).
+
 MLOPS_API_KEY (or the file MLOPS_API_KEY_FILE names, such as a mounted Secret), when set and
 not empty, is required on the predict routes and /explain as `Authorization: Bearer <key>`;
 with MLOPS_REQUIRE_API_KEY=true the service refuses to start without one (guard.api_key_from:
@@ -59,16 +70,24 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from mlops_template import PipelineError
 from mlops_template.config import DEFAULT_PARAMS, Params, ServeSettings, load_params
 from mlops_template.contract import Contract
-from mlops_template.io import storage
+from mlops_template.io import signing, storage
 from mlops_template.serve.app import ServiceState, create_app
 from mlops_template.serve.explain import load_background
 from mlops_template.serve.guard import Guard, api_key_from
-from mlops_template.serve.model import ServedModel
+from mlops_template.serve.model import ServedModel, SignatureCheck
 
 log = logging.getLogger("mlops_template.serve")
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 RUNTIMES = ("onnx", "sklearn")  # serve.runtime
+SIGNATURE_MODES = ("off", "key", "sigstore")  # serve.model_signature
+# serve.model_signature's settings, each overridden by its variable when that is set.
+SIGNATURE_VARIABLES = {
+    "signature_public_key": "MLOPS_SIGNATURE_PUBLIC_KEY",
+    "signature_identity": "MLOPS_SIGNATURE_IDENTITY",
+    "signature_issuer": "MLOPS_SIGNATURE_ISSUER",
+    "signature_trust_config": "MLOPS_SIGNATURE_TRUST_CONFIG",
+}
 WATCHDOG_SLACK_SECONDS = 4.0  # beyond drain + graceful shutdown, for the bounded closes
 GC_YOUNG_THRESHOLD = 50_000  # container allocations between young collections (CPython: 700)
 
@@ -194,7 +213,50 @@ def _overrides(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str
         if environ["MLOPS_SERVE_RUNTIME"] not in RUNTIMES:
             raise PipelineError(f"MLOPS_SERVE_RUNTIME: one of {', '.join(RUNTIMES)}")
         update["runtime"] = environ["MLOPS_SERVE_RUNTIME"]
+    if environ.get("MLOPS_MODEL_SIGNATURE"):
+        if environ["MLOPS_MODEL_SIGNATURE"] not in SIGNATURE_MODES:
+            raise PipelineError(f"MLOPS_MODEL_SIGNATURE: one of {', '.join(SIGNATURE_MODES)}")
+        update["model_signature"] = environ["MLOPS_MODEL_SIGNATURE"]
+    for setting, variable in SIGNATURE_VARIABLES.items():
+        if environ.get(variable):
+            value = environ[variable]
+            update[setting] = (
+                value if setting in ("signature_identity", "signature_issuer") else Path(value)
+            )
     return update
+
+
+def signature_check(params: Params, settings: ServeSettings) -> SignatureCheck | None:
+    """How the served model's signature is verified (None: serve.model_signature off); a
+    setting the mode needs and lacks is an error naming it."""
+    mode = settings.model_signature
+    if mode == "off":
+        return None
+    trust: signing.Trust
+    if mode == "key":
+        key = settings.signature_public_key
+        if key is None:
+            raise PipelineError(
+                "serve.model_signature key: set serve.signature_public_key (or"
+                " MLOPS_SIGNATURE_PUBLIC_KEY) to the signer's PEM public key"
+            )
+        if not key.is_file():
+            raise PipelineError(f"serve.signature_public_key {key}: no such file")
+        trust = signing.KeyTrust(key)
+    else:
+        if not settings.signature_identity:
+            raise PipelineError(
+                "serve.model_signature sigstore: set serve.signature_identity (or"
+                " MLOPS_SIGNATURE_IDENTITY) to the signing workflow's identity, e.g."
+                " https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/heads/main"
+            )
+        trust_config = settings.signature_trust_config
+        if trust_config is not None and not trust_config.is_file():
+            raise PipelineError(f"serve.signature_trust_config {trust_config}: no such file")
+        trust = signing.SigstoreTrust(
+            settings.signature_identity, settings.signature_issuer, trust_config
+        )
+    return SignatureCheck(params.paths.model_signature, trust)
 
 
 def _reference(path: Path) -> dict[str, Any] | None:
@@ -282,6 +344,7 @@ class _Checked:
     challenger: tuple[Path, str] | None
     internal: bool  # a second listener for the routes set to `internal`
     api_key: str | None  # required on the scoring routes (guard.api_key_from)
+    signature: SignatureCheck | None  # None: serve.model_signature off
 
 
 def _check(params: Params, args: argparse.Namespace) -> _Checked:
@@ -300,8 +363,18 @@ def _check(params: Params, args: argparse.Namespace) -> _Checked:
     ):
         raise PipelineError("serve.internal_port: must differ from serve.port")
     api_key = api_key_from(os.environ)
+    signature = signature_check(params, settings)
     return _Checked(
-        params, contract, settings, model_path, expected, pinned, challenger, internal, api_key
+        params,
+        contract,
+        settings,
+        model_path,
+        expected,
+        pinned,
+        challenger,
+        internal,
+        api_key,
+        signature,
     )
 
 
@@ -310,7 +383,9 @@ def _app(checked: _Checked, state: ServiceState) -> Guard:
     threshold = params.evaluate.threshold
     return create_app(
         checked.settings,
-        lambda: ServedModel.load(checked.model_path, checked.expected, contract, threshold),
+        lambda: ServedModel.load(
+            checked.model_path, checked.expected, contract, threshold, checked.signature
+        ),
         state,
         contract=contract,
         load_challenger=(
@@ -357,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         log.warning(
             "%s: verified against the sha256 recorded beside it, which is not pinned; set"
             " MLOPS_MODEL_SHA256 (the image pins it at build time)",
+            checked.model_path,
+        )
+    if checked.signature is None:
+        log.warning(
+            "%s: its signature is not verified (serve.model_signature: off); production sets"
+            " sigstore or key (MLOPS_MODEL_SIGNATURE, docs/serving.md)",
             checked.model_path,
         )
     state = ServiceState()

@@ -3,7 +3,14 @@
 The expected sha256 is passed in (the service takes it from MLOPS_MODEL_SHA256, or the pin
 baked into the image; __main__.py), not read from beside the model; only a caller that
 passes none falls back to the record beside the file. The file is read once and the same
-bytes are hashed and deserialized.
+bytes are hashed and deserialized. With a `SignatureCheck` (serve.model_signature key or
+sigstore), the model's signature is verified first (io/signing.py), and the sha256 it signs
+must be the expected one: the bytes deserialized are the bytes signed.
+
+A model that cannot be served raises LoadError, whose `code` is what readiness reports
+(the message, naming the file and what is wrong, goes to the log): model_not_found,
+model_hash_mismatch, model_signature_missing | invalid | untrusted | unverifiable (the
+signature), model_incompatible (not a model this runtime can run, or not the contract's).
 
 Two runtimes, chosen by the file (`serve.runtime` chooses the file, __main__.py):
 
@@ -26,6 +33,7 @@ rule too).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -38,7 +46,7 @@ import numpy as np
 from mlops_template import PipelineError
 from mlops_template.contract import MISSING_CATEGORY, Contract
 from mlops_template.contract.metrics import FLOAT32_SLACK, decide
-from mlops_template.io import storage
+from mlops_template.io import signing, storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,6 +57,43 @@ RUNTIMES = {".onnx": "onnx", ".joblib": "sklearn"}  # the file's suffix -> the r
 ONNX_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
 PROBABILITIES, VARIABLE = "probabilities", "variable"  # the compiled model's outputs
 Features = tuple[tuple[str, str, str], ...]  # (feature, numeric | categorical, input name)
+
+
+NOT_FOUND, HASH_MISMATCH, INCOMPATIBLE = (
+    "model_not_found",
+    "model_hash_mismatch",
+    "model_incompatible",
+)
+
+
+class LoadError(PipelineError):
+    """A model that cannot be served; `code` is the reason readiness gives."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """Verify the model file against `signature`, by `trust`'s key or identity."""
+
+    signature: Path
+    trust: signing.Trust
+
+    def verify(self, path: Path, expected: str) -> None:
+        """LoadError (the signature's code) unless `path` is signed, as it is, by the trusted
+        signer, with sha256 `expected`."""
+        try:
+            signed = signing.verify(path, self.signature, self.trust)
+        except signing.SignatureError as error:
+            raise LoadError(error.code, str(error)) from None
+        if signed.sha256 != expected:
+            raise LoadError(
+                signing.INVALID,
+                f"{self.signature}: signs {signed.name} with sha256 {signed.sha256}; the model"
+                f" served must have the expected sha256 {expected}",
+            )
 
 
 def runtime_of(path: Path) -> str:
@@ -225,22 +270,38 @@ class ServedModel:
         expected_sha256: str | None = None,
         contract: Contract | None = None,
         threshold: float = 0.5,
+        signature: SignatureCheck | None = None,
     ) -> ServedModel:
         """The file's suffix picks the runtime (runtime_of). Without a contract (a quick look
         at a model file) the columns and their kinds come from the model (an ONNX model's
         inputs; for scikit-learn, from the values scored); the binary threshold is then not
-        applied."""
+        applied. With `signature`, the file's signature is verified before it is read."""
         runtime = runtime_of(path)
-        expected = expected_sha256 or storage.read_recorded_sha256(path)
-        if runtime == "onnx":
-            return cls._load_onnx(path, expected, contract, threshold)
-        return cls._load_sklearn(path, expected, contract, threshold)
+        if not path.is_file():
+            raise LoadError(NOT_FOUND, f"{path}: model file not found")
+        try:
+            expected = expected_sha256 or storage.read_recorded_sha256(path)
+        except PipelineError as error:  # no sha256 recorded to check the file against
+            raise LoadError(HASH_MISMATCH, str(error)) from None
+        if signature is not None:
+            signature.verify(path, expected)
+        try:
+            data = storage.read_verified_bytes(path, expected)
+        except PipelineError as error:
+            raise LoadError(HASH_MISMATCH if path.is_file() else NOT_FOUND, str(error)) from None
+        try:
+            if runtime == "onnx":
+                return cls._load_onnx(path, data, expected, contract, threshold)
+            return cls._load_sklearn(path, data, expected, contract, threshold)
+        except LoadError:
+            raise
+        except PipelineError as error:
+            raise LoadError(INCOMPATIBLE, str(error)) from None
 
     @classmethod
     def _load_onnx(
-        cls, path: Path, expected: str, contract: Contract | None, threshold: float
+        cls, path: Path, data: bytes, expected: str, contract: Contract | None, threshold: float
     ) -> ServedModel:
-        data = storage.read_verified_bytes(path, expected)
         if not data:
             raise PipelineError(
                 f"{path}: empty. The train stage writes it empty when params.yaml has"
@@ -271,10 +332,14 @@ class ServedModel:
 
     @classmethod
     def _load_sklearn(
-        cls, path: Path, expected: str, contract: Contract | None, threshold: float
+        cls, path: Path, data: bytes, expected: str, contract: Contract | None, threshold: float
     ) -> ServedModel:
         try:
-            pipeline = storage.load_verified_model(path, expected)
+            import joblib
+
+            # A pickle runs code when loaded: these bytes were hashed (and their signature
+            # verified) by load(), and nothing reads the file again.
+            pipeline = joblib.load(io.BytesIO(data))
         except ModuleNotFoundError as error:
             raise PipelineError(
                 f"{path}: serving a scikit-learn model needs {error.name}, which is not installed"

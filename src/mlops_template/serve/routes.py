@@ -151,8 +151,9 @@ def _add_error_handlers(api: FastAPI, settings: ServeSettings) -> None:
 
     @api.exception_handler(NotReadyError)
     async def not_ready(request: Request, error: NotReadyError) -> JSONResponse:
-        """503 while there is no model to score with (loading, or it failed to load)."""
-        payload = error_payload(route_of(request.url.path), error.reason)
+        """503 while there is no model to score with (loading, or it failed to load): the
+        reason code, as /health/ready gives it."""
+        payload = error_payload(route_of(request.url.path), f"not ready: {error.reason}")
         return JSONResponse(payload, status_code=503, headers={"retry-after": "1"})
 
 
@@ -253,13 +254,18 @@ def _add_service_routes(api: FastAPI, service: Service) -> None:
 
     @api.get("/health/ready", responses=NOT_READY)
     async def ready() -> Any:
-        """The model is loaded, the prediction log is being written and the service is not
-        draining (send traffic)."""
+        """The model is verified and loaded, the prediction log is being written and the
+        service is not draining (send traffic). Otherwise 503 and why, as a reason code
+        (loading, draining, model_signature_invalid, ...: docs/serving.md); the details are in
+        the service's log."""
         reason = service.not_ready_reason()
         if reason is not None:
-            return JSONResponse({"status": "not ready", "detail": reason}, status_code=503)
+            return JSONResponse(
+                {"status": "not ready", "ready": False, "reason": reason}, status_code=503
+            )
         # not_ready_reason() is None only once the model is loaded (service.ServiceState).
-        return {"status": "ready", "model_version": service.state.model.version}  # type: ignore[union-attr]
+        model = service.state.model.version  # type: ignore[union-attr]
+        return {"status": "ready", "ready": True, "model_version": model}
 
     @api.get("/metrics", response_class=Response)
     async def prometheus() -> Response:

@@ -27,7 +27,7 @@ from mlops_template.serve.batcher import MicroBatcher
 from mlops_template.serve.explain import Explainer
 from mlops_template.serve.logsink import PredictionLog
 from mlops_template.serve.metrics import ServiceMetrics
-from mlops_template.serve.model import ServedModel
+from mlops_template.serve.model import LoadError, ServedModel
 from mlops_template.serve.monitor import LiveMonitor
 from mlops_template.serve.shadow import ShadowScorer
 
@@ -41,12 +41,22 @@ Record = dict[str, Any]
 Answer = dict[str, Any]  # prediction, probabilities (classification), model_version, prediction_id
 
 
+# Why the service is not ready, as readiness and the 503s report it: a code, never an
+# exception's text (that names files and internals; it goes to the log). The model's own
+# codes are serve/model.py's LoadError codes (model_not_found, model_hash_mismatch,
+# model_signature_*, model_incompatible); docs/serving.md lists them all.
+LOADING = "loading"  # the model is being verified and loaded
+DRAINING = "draining"  # SIGTERM: shutting down
+LOAD_FAILED = "model_load_failed"  # any other failure to load the model
+LOG_FAILED = "prediction_log_failed"  # the prediction log cannot be written (logsink.py)
+
+
 @dataclass
 class ServiceState:
     """What the health endpoints report; `draining` is set by the SIGTERM handler."""
 
     model: ServedModel | None = None
-    load_error: str | None = None
+    load_error: str | None = None  # the reason code of a failed load
     shadow: ShadowScorer | None = None
     draining: bool = False
     inflight: int = 0
@@ -54,13 +64,14 @@ class ServiceState:
     log_health: Callable[[], str | None] = lambda: None  # the prediction log's (logsink.py)
 
     def not_ready_reason(self) -> str | None:
+        """The reason code (None: ready)."""
         if self.load_error is not None:
-            return f"model failed to load: {self.load_error}"
+            return self.load_error
         if self.draining:
-            return "draining: shutting down"
+            return DRAINING
         if self.model is None:
-            return "loading the model"
-        return self.log_health()
+            return LOADING
+        return None if self.log_health() is None else LOG_FAILED
 
 
 class NotReadyError(Exception):
@@ -152,9 +163,9 @@ class Service:
         """Load the champion, then the challenger; a failure is reported by readiness."""
         try:
             model = self._load_model()
-        except Exception as error:  # reported by /health/ready and the log
-            self.state.load_error = str(error)
-            log.error("model failed to load: %s", error)
+        except Exception as error:  # its code to /health/ready, its text to the log
+            self.state.load_error = error.code if isinstance(error, LoadError) else LOAD_FAILED
+            log.error("model failed to load (%s): %s", self.state.load_error, error)
         else:
             self.state.model = model
             self.metrics.model_info.labels(model.version).set(1)
@@ -199,7 +210,7 @@ class Service:
         serves)."""
         model = self.state.model
         if model is None:
-            raise NotReadyError(self.state.not_ready_reason() or "loading the model")
+            raise NotReadyError(self.state.not_ready_reason() or LOADING)
         scores = await self.batcher.score(records)
         if bad := _unscorable(scores, len(records)):
             raise UnscorableError(
@@ -213,7 +224,7 @@ class Service:
         cap or without background rows, NotReadyError while there is no model."""
         model = self.state.model
         if model is None:
-            raise NotReadyError(self.state.not_ready_reason() or "loading the model")
+            raise NotReadyError(self.state.not_ready_reason() or LOADING)
         answer = await self.explainer.explain(model, record, wanted)
         numbers = [answer["base_value"], *(c["contribution"] for c in answer["contributions"])]
         if not np.isfinite(numbers).all():

@@ -103,7 +103,7 @@ def _unknown(name: str, model_name: str) -> JSONResponse:
 
 def _readiness(service: Service, body: dict[str, Any]) -> JSONResponse:
     """Ready as /health/ready says (model loaded, log writable, not draining), or 503 and why
-    not: Kubernetes probes and load balancers read the status."""
+    not (the reason code, as `error`): Kubernetes probes and load balancers read the status."""
     reason = service.not_ready_reason()
     if reason is None:
         return JSONResponse({**body, "ready": True})

@@ -425,12 +425,12 @@ def test_unwritable_log_then_sigterm_under_load(tmp_path: Path, model_path: Path
         record(
             f"log {log}: /health/ready, then SIGTERM under load",
             [fake],
-            f"time = SIGTERM to exit (exit status {code}); {ready.json()['detail']!r};"
+            f"time = SIGTERM to exit (exit status {code}); {ready.json()['reason']!r};"
             f" {dropped:,.0f} lines dropped; 1000-row batches answered before SIGTERM"
             f" {dict(before)}, between SIGTERM and exit {dict(draining)}",
         )
         assert ready.status_code == 503
-        assert "prediction log" in ready.json()["detail"]
+        assert ready.json()["reason"] == "prediction_log_failed"
         assert "prediction_log_healthy 0.0" in metrics
         assert code is not None, "SIGTERM did not stop the service within 30 s"
         graceful = int(REQUEST_TIMEOUT) + 1

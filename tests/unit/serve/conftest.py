@@ -171,6 +171,7 @@ def service_params_file(
     raw = repo_params_dict()
     raw["paths"]["model"] = str(models / "model.joblib")
     raw["paths"]["onnx_model"] = str(models / "model.onnx")
+    raw["paths"]["model_signature"] = str(models / "model.sig")  # none unless a test signs
     raw["paths"]["reference"] = str(models / "reference.json")  # none: gauges without it
     raw["data"] = {**raw.get("data", {}), "contract": str(contract)}
     raw["serve"] = {

@@ -131,8 +131,9 @@ def test_ready_is_503_until_the_model_is_loaded(
     assert client.get("/health/live").status_code == 200
     not_ready = client.get("/health/ready")
     assert not_ready.status_code == 503
-    assert not_ready.json()["detail"] == "loading the model"
-    assert client.post("/predict", json=GENTOO).status_code == 503
+    assert not_ready.json() == {"status": "not ready", "ready": False, "reason": "loading"}
+    refused = client.post("/predict", json=GENTOO)
+    assert (refused.status_code, refused.json()) == (503, {"detail": "not ready: loading"})
     gate.set()
     wait_ready(client)
     assert client.post("/predict", json=GENTOO).status_code == 200
@@ -145,12 +146,12 @@ def test_ready_is_503_while_draining(make_client: Client) -> None:
     state.draining = True
     response = client.get("/health/ready")
     assert response.status_code == 503
-    assert response.json()["detail"] == "draining: shutting down"
+    assert response.json()["reason"] == "draining"
     assert client.get("/health/live").status_code == 200
 
 
 def test_tampered_model_never_becomes_ready(
-    make_client: Client, model_path: Path, tmp_path: Path
+    make_client: Client, model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     tampered = tmp_path / model_path.name
     tampered.write_bytes(model_path.read_bytes() + b"\0")
@@ -160,7 +161,10 @@ def test_tampered_model_never_becomes_ready(
     assert state.loaded.wait(10)
     response = client.get("/health/ready")
     assert response.status_code == 503
-    assert "does not match the recorded" in response.json()["detail"]
+    # A reason code, not the error's text (which names files): that goes to the log.
+    assert response.json()["reason"] == "model_hash_mismatch"
+    assert "does not match the recorded" not in response.text
+    assert "does not match the recorded" in caplog.text
     assert client.post("/predict", json=GENTOO).status_code == 503
 
 
@@ -262,7 +266,7 @@ def test_a_log_that_cannot_be_written_makes_the_service_not_ready(
         time.sleep(0.02)
     ready = client.get("/health/ready")
     assert ready.status_code == 503
-    assert "prediction log cannot be written" in ready.json()["detail"]
+    assert ready.json()["reason"] == "prediction_log_failed"
     text = client.get("/metrics").text
     assert "prediction_log_healthy 0.0" in text
     assert "prediction_log_dropped 1.0" in text

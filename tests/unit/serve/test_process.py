@@ -61,7 +61,7 @@ def test_sigterm_drains_then_exits(tmp_path: Path, model_path: Path) -> None:
             time.sleep(0.2)
             ready = client.get("/health/ready")
             assert ready.status_code == 503
-            assert ready.json()["detail"] == "draining: shutting down"
+            assert ready.json()["reason"] == "draining"
             # Still serving while load balancers take it out of rotation.
             assert client.post("/predict", json=GENTOO).status_code == 200
         # uvicorn re-raises the signal after its graceful shutdown: the conventional exit

@@ -176,7 +176,10 @@ def test_regression_shadow_exports_the_mean_difference(
 
 
 def test_a_model_for_another_contract_never_becomes_ready(
-    make_client: Client, regression_task: TaskModel, penguin_task: TaskModel
+    make_client: Client,
+    regression_task: TaskModel,
+    penguin_task: TaskModel,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     state = ServiceState()
     client = make_client(
@@ -186,7 +189,8 @@ def test_a_model_for_another_contract_never_becomes_ready(
     assert state.loaded.wait(10)
     ready = client.get("/health/ready")
     assert ready.status_code == 503
-    assert "the model is a regressor; the contract's task is multiclass" in ready.json()["detail"]
+    assert ready.json()["reason"] == "model_incompatible"
+    assert "the model is a regressor; the contract's task is multiclass" in caplog.text
 
 
 def test_example_flag_prints_the_contract_example(
@@ -222,6 +226,7 @@ def test_a_model_trained_with_a_feature_of_another_kind_never_becomes_ready(
     column: str,
     now: str,
     before: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     task = penguin_task if before == "categorical" else regression_task
     contract = _with_kind(task.contract, column, now)
@@ -236,7 +241,8 @@ def test_a_model_trained_with_a_feature_of_another_kind_never_becomes_ready(
     assert state.loaded.wait(10)
     ready = client.get("/health/ready")
     assert ready.status_code == 503
-    assert f"{column} (trained as {before}" in ready.json()["detail"]
+    assert ready.json()["reason"] == "model_incompatible"
+    assert f"{column} (trained as {before}" in caplog.text
 
 
 def test_a_pipeline_of_another_shape_skips_the_kinds_check(
