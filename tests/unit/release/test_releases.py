@@ -471,7 +471,10 @@ def test_release_records_the_pushed_image_on_the_gates_version() -> None:
     assert {name: found for name, found in holders.items() if found} == {
         "champion": ["make release-champion CHAMPION_DIR=champion"],
         "gate": ["gate"],
-        "record": ["make record-image", "make record-signature SIGNATURE=model-signature/model.sig"],
+        "record": [
+            "make record-image",
+            "make record-signature SIGNATURE=model-signature/model.sig",
+        ],
     }
     assert jobs["champion"]["environment"] == "registry-read"
     assert jobs["gate"]["environment"] == jobs["record"]["environment"] == "production"
