@@ -212,7 +212,7 @@ k8s-config: ## Copy params.yaml's serve section to deploy/k8s/base/serve.yaml (t
 
 
 ##@ Registry and deploys
-.PHONY: register promote rollback history deploy-bump
+.PHONY: register promote rollback history deploy-bump verify-image
 
 register: install ## Register the model dvc.lock describes in the MLflow Model Registry
 	$(RUN) mlops model register
@@ -234,6 +234,12 @@ history: install ## Every deployment per environment, newest first (ENV=one, FOR
 # them to `mlops` from the environment ("$$NAME"), never through make, and `mlops` checks them.
 deploy-bump: install ## Set overlay ENV's image (IMAGE, DIGEST) and MODEL_VERSION in deploy/k8s/overlays
 	$(RUN) mlops deploy bump --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
+		--model-version "$${MODEL_VERSION:-}"
+
+# What deploy-pr and rollback check before proposing anything (docs/deploy.md): the registry
+# recorded IMAGE@DIGEST with MODEL_VERSION, and main's release.yml signed it (cosign verify).
+verify-image: install ## Check IMAGE@DIGEST as deploy-pr does: recorded on a registry version with MODEL_VERSION, signed by release.yml on main (cosign)
+	$(RUN) mlops deploy verify --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
 		--model-version "$${MODEL_VERSION:-}"
 
 
