@@ -46,8 +46,8 @@ REPORT_DIR ?= pr-report
 PR ?=
 BRANCH ?=
 # The hand-over between a job that runs the pipeline without write credentials and the job
-# that publishes its outputs (train.yml, retrain.yml): the artifact's folder on each side, and
-# the pull request's checkout in train.yml's publish job.
+# that publishes its outputs (train.yml -> publish.yml, retrain.yml): the artifact's folder on
+# each side, and the pull request's checkout in publish.yml.
 OUTPUTS_DIR ?= pipeline-outputs
 INCOMING ?=
 PR_DIR ?= pr
