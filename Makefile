@@ -3,9 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # uv, pinned: this version here, `required-version` in pyproject.toml, setup-uv's `version:` in
-# every workflow and UV_VERSION in the Dockerfile (tests/repo/test_ci.py checks they agree).
+# every workflow and .ci/uv-requirements.txt (tests/repo/test_ci.py checks they agree).
 # The uv on PATH if it is this version; otherwise this version is installed into .tools/ (a
-# plain venv, works anywhere python3 does, needs no root and leaves the system Python alone).
+# plain venv, works anywhere python3 does, needs no root and leaves the system Python alone),
+# by pip from .ci/uv-requirements.txt with --require-hashes (the Dockerfiles install it the
+# same way): a wheel whose sha256 is not listed there is refused. After changing UV_VERSION,
+# `make uv-requirements` rewrites that file from PyPI.
 UV_VERSION := 0.13.9
 UV ?= $(shell case "$$(uv --version 2>/dev/null)" in ("uv $(UV_VERSION)"|"uv $(UV_VERSION) "*) \
 	command -v uv;; (*) echo .tools/bin/uv;; esac)
@@ -75,7 +78,8 @@ help: ## List every target, by purpose (`##@` lines are the headings; .ci/workfl
 
 .tools/bin/uv:
 	python3 -m venv .tools
-	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+	.tools/bin/python -m pip install --quiet --require-hashes --only-binary :all: \
+		-r .ci/uv-requirements.txt
 
 install: $(UV) ## Install uv if missing, then the locked environment (uv.lock)
 	$(UV) sync --frozen $(UV_SYNC_FLAGS)
@@ -160,7 +164,7 @@ check-lock: install ## Fail unless dvc.lock matches this commit's code, params a
 
 
 ##@ Tests, lint and docs
-.PHONY: test-fast coverage lint docs lint-workflows lint-container lint-k8s
+.PHONY: test-fast coverage lint docs lint-workflows lint-container lint-k8s uv-requirements
 
 test-fast: install ## The unmarked tests: unit and quick repository checks (no dvc end to end, servers, act or Docker)
 	$(RUN) pytest -m "not slow and not docker" -n auto
@@ -189,6 +193,9 @@ lint-container: install ## hadolint and checkov on the Dockerfile and the local 
 
 lint-k8s: install ## Render each deploy/k8s overlay: kubernetes-validate --strict and checkov (zero findings)
 	UV="$(UV)" .ci/lint-k8s
+
+uv-requirements: ## After changing UV_VERSION: rewrite .ci/uv-requirements.txt (uv's wheels for our platforms, their sha256) from PyPI
+	.ci/pin-uv "$(UV_VERSION)" .ci/uv-requirements.txt
 
 
 ##@ Serving and the image

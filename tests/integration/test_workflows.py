@@ -19,7 +19,7 @@ import yaml
 from tests.support.act import PR_NUMBER, act, succeeded
 from tests.support.fake_github import REPOSITORY, FakeGitHub, pull_request, workflow_run
 from tests.support.project import STAGES, ran_stages, sh
-from tests.support.servers import Forge, dvc_remote_secrets, s3_env, use_s3_remote
+from tests.support.servers import S3_BUCKET, Forge, dvc_remote_secrets, s3_env, use_s3_remote
 
 pytestmark = pytest.mark.slow
 
@@ -81,11 +81,15 @@ def train_finished(
 def publish_run(
     forge: Forge, name: str, artifacts: Path, api: FakeGitHub, event: dict
 ) -> tuple[int, str]:
-    """publish.yml from the default branch (a fresh clone of origin's main, its DVC remote the
-    S3 API), with the DVC write key; GitHub's API is `api`."""
+    """publish.yml from the default branch (a fresh clone of origin's main whose committed
+    .dvc/config names the S3 API: act runs a checkout without a ref in its own copy of the
+    tree, which leaves git-ignored files such as config.local out), with the DVC write key;
+    GitHub's API is `api`."""
     default_branch = forge.root / name
     sh(forge.root, "git", "clone", "-q", str(forge.origin), default_branch.name)
-    use_s3_remote(default_branch, forge.endpoint, "store")
+    sh(default_branch, "dvc", "remote", "modify", "storage", "url", f"s3://{S3_BUCKET}/store")
+    sh(default_branch, "dvc", "remote", "modify", "storage", "endpointurl", forge.endpoint)
+    sh(default_branch, "git", "commit", "-q", "-am", "main's remote is the S3 API")
     result = act(
         default_branch,
         "workflow_run",

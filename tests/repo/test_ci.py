@@ -24,10 +24,42 @@ def uv_version() -> str:
     return match.group(1)
 
 
-def test_pyproject_and_dockerfile_pin_the_makefiles_uv() -> None:
+UV_REQUIREMENTS = REPO_ROOT / ".ci" / "uv-requirements.txt"
+
+
+def test_pyproject_and_the_hashed_requirement_pin_the_makefiles_uv() -> None:
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     assert pyproject["tool"]["uv"]["required-version"] == f"=={uv_version()}"
-    assert f"ARG UV_VERSION={uv_version()}\n" in (REPO_ROOT / "Dockerfile").read_text()
+    text = UV_REQUIREMENTS.read_text()
+    requirements = [line for line in text.splitlines() if not line.startswith("#")]
+    assert requirements[0] == f"uv=={uv_version()} \\"
+    hashes = [line.strip().rstrip(" \\") for line in requirements[1:]]
+    assert hashes, "no --hash lines"
+    for line in hashes:
+        assert re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", line), line
+    # One wheel per platform we run on: glibc Linux x86_64 and aarch64, macOS x86_64 and arm64.
+    listed = re.findall(r"^#   (uv-\S+\.whl)$", text, re.M)
+    assert len(listed) == len(hashes)
+    assert all(name.startswith(f"uv-{uv_version()}-") for name in listed)
+    for platform in ("manylinux_2_17_x86_64", "aarch64", "macosx_10_12_x86_64", "arm64"):
+        assert any(platform in name for name in listed), platform
+
+
+@pytest.mark.parametrize(
+    "path", ["Makefile", "Dockerfile", "deploy/compose/images/tools.Dockerfile"]
+)
+def test_uv_is_installed_with_hashes_everywhere(path: str) -> None:
+    """Every pip install (pip installs uv, uv the rest) reads the hashed requirement with
+    --require-hashes (and no source build); nothing names a bare uv==VERSION."""
+    text = (REPO_ROOT / path).read_text()
+    installs = re.findall(r"(?:/pip|-m pip) install(?:[^\n\\]|\\\n)*", text)
+    assert installs, f"{path}: no pip install"
+    for install in installs:
+        assert "--require-hashes" in install, install
+        assert "--only-binary :all:" in install, install
+        assert "uv-requirements.txt" in install, install
+    assert "uv==" not in text
+    assert "UV_VERSION=" not in text or path == "Makefile"
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
