@@ -36,6 +36,7 @@ OTHER_DIGEST = "sha256:" + "cd" * 32
 VERSION = "0123456789ab"
 OTHER_VERSION = "ba9876543210"
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+MODEL_NAME = load_params(REPO_ROOT / "params.yaml").registry.model_name
 
 
 def mlops(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -308,7 +309,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("shipped")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    name = load_params(REPO_ROOT / "params.yaml").registry.model_name
+    name = MODEL_NAME
     client.create_registered_model(name)
     run = client.create_run(client.create_experiment("release"))
     env = {"MLFLOW_TRACKING_URI": uri, "ACT_STUB_SIGSTORE": str(root),
@@ -422,7 +423,7 @@ def test_deploy_pr_refuses_an_image_the_registry_did_not_record(
     for args, message in (
         (values(digest=foreign), f"digest {foreign} ({IMAGE}) is recorded on no version"),
         (values(version=OTHER_VERSION),
-         f"is recorded on registry version 1 of mlops-template with model version {VERSION},"
+         f"is recorded on registry version 1 of {MODEL_NAME} with model version {VERSION},"
          f" not {OTHER_VERSION}"),
         (values(image="ghcr.io/eve/penguins"),
          f"with repository {IMAGE}, not ghcr.io/eve/penguins"),
