@@ -30,7 +30,6 @@ RUN mkdir /models \
 
 FROM base AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-ARG UV_VERSION=0.13.9
 ARG RUNTIME
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
@@ -46,9 +45,13 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 # `ca_bundle` is an optional BuildKit secret for networks that intercept TLS; it is mounted
 # for one command at a time and never stored in a layer.
+# uv, the Makefile's UV_VERSION, from a wheel whose sha256 .ci/uv-requirements.txt lists.
+COPY .ci/uv-requirements.txt /tmp/uv-requirements.txt
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
-    python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"
+    python3 -m venv /opt/uv \
+    && /opt/uv/bin/pip install --no-cache-dir --require-hashes --only-binary :all: \
+      -r /tmp/uv-requirements.txt
 COPY pyproject.toml uv.lock README.md ./
 # Runtime dependencies only: no pipeline group (dvc, mlflow, ...), no dev group; scikit-learn
 # and pandas only with RUNTIME=sklearn (the extra `sklearn`; the extra `onnx` is empty).

@@ -3,9 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # uv, pinned: this version here, `required-version` in pyproject.toml, setup-uv's `version:` in
-# every workflow and UV_VERSION in the Dockerfile (tests/repo/test_ci.py checks they agree).
+# every workflow and .ci/uv-requirements.txt (tests/repo/test_ci.py checks they agree).
 # The uv on PATH if it is this version; otherwise this version is installed into .tools/ (a
-# plain venv, works anywhere python3 does, needs no root and leaves the system Python alone).
+# plain venv, works anywhere python3 does, needs no root and leaves the system Python alone),
+# by pip from .ci/uv-requirements.txt with --require-hashes (the Dockerfiles install it the
+# same way): a wheel whose sha256 is not listed there is refused. After changing UV_VERSION,
+# `make uv-requirements` rewrites that file from PyPI.
 UV_VERSION := 0.13.9
 UV ?= $(shell case "$$(uv --version 2>/dev/null)" in ("uv $(UV_VERSION)"|"uv $(UV_VERSION) "*) \
 	command -v uv;; (*) echo .tools/bin/uv;; esac)
@@ -46,8 +49,8 @@ REPORT_DIR ?= pr-report
 PR ?=
 BRANCH ?=
 # The hand-over between a job that runs the pipeline without write credentials and the job
-# that publishes its outputs (train.yml, retrain.yml): the artifact's folder on each side, and
-# the pull request's checkout in train.yml's publish job.
+# that publishes its outputs (train.yml -> publish.yml, retrain.yml): the artifact's folder on
+# each side, and the pull request's checkout in publish.yml.
 OUTPUTS_DIR ?= pipeline-outputs
 CHAMPION_DIR ?= champion
 INPUTS ?= release-inputs
@@ -79,7 +82,8 @@ help: ## List every target, by purpose (`##@` lines are the headings; .ci/workfl
 
 .tools/bin/uv:
 	python3 -m venv .tools
-	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+	.tools/bin/python -m pip install --quiet --require-hashes --only-binary :all: \
+		-r .ci/uv-requirements.txt
 
 install: $(UV) ## Install uv if missing, then the locked environment (uv.lock)
 	$(UV) sync --frozen $(UV_SYNC_FLAGS)
@@ -167,7 +171,7 @@ rebuild: install ## Rebuild every output from nothing (empty DVC cache) and fail
 
 
 ##@ Tests, lint and docs
-.PHONY: test-fast coverage lint docs lint-workflows lint-container lint-k8s
+.PHONY: test-fast coverage lint docs lint-workflows lint-container lint-k8s uv-requirements
 
 test-fast: install ## The unmarked tests: unit and quick repository checks (no dvc end to end, servers, act or Docker)
 	$(RUN) pytest -m "not slow and not docker" -n auto
@@ -197,6 +201,9 @@ lint-container: install ## hadolint and checkov on the Dockerfile and the local 
 lint-k8s: install ## Render each deploy/k8s overlay: kubernetes-validate --strict and checkov (zero findings)
 	UV="$(UV)" .ci/lint-k8s
 
+uv-requirements: ## After changing UV_VERSION: rewrite .ci/uv-requirements.txt (uv's wheels for our platforms, their sha256) from PyPI
+	.ci/pin-uv "$(UV_VERSION)" .ci/uv-requirements.txt
+
 
 ##@ Serving and the image
 .PHONY: serve image smoke k8s-config
@@ -219,7 +226,7 @@ k8s-config: ## Copy params.yaml's serve section to deploy/k8s/base/serve.yaml (t
 
 
 ##@ Registry and deploys
-.PHONY: register promote sign-model verify-model record-signature rollback history deploy-bump
+.PHONY: register promote sign-model verify-model record-signature rollback history deploy-bump verify-image
 
 register: install ## Register the model dvc.lock describes in the MLflow Model Registry
 	$(RUN) mlops model register
@@ -262,6 +269,12 @@ history: install ## Every deployment per environment, newest first (ENV=one, FOR
 # them to `mlops` from the environment ("$$NAME"), never through make, and `mlops` checks them.
 deploy-bump: install ## Set overlay ENV's image (IMAGE, DIGEST) and MODEL_VERSION in deploy/k8s/overlays
 	$(RUN) mlops deploy bump --env "$${ENV:-}" --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
+		--model-version "$${MODEL_VERSION:-}"
+
+# What deploy-pr and rollback check before proposing anything (docs/deploy.md): the registry
+# recorded IMAGE@DIGEST with MODEL_VERSION, and main's release.yml signed it (cosign verify).
+verify-image: install ## Check IMAGE@DIGEST as deploy-pr does: recorded on a registry version with MODEL_VERSION, signed by release.yml on main (cosign)
+	$(RUN) mlops deploy verify --image "$${IMAGE:-}" --digest "$${DIGEST:-}" \
 		--model-version "$${MODEL_VERSION:-}"
 
 

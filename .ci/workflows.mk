@@ -3,7 +3,7 @@
 # run and debugged locally). The variables they read are set at the top of the Makefile.
 
 ##@ Workflow steps (.github/workflows call these; run them locally to debug a job)
-.PHONY: release-champion gate-inputs accept-inputs sign-release-model take-model-signature release-registry save-image push-image install-trivy scan-image install-cml post-report collect-outputs publish-outputs retrain-outputs retrain-pr deploy-pr release-record record-image schedule-note
+.PHONY: release-champion gate-inputs accept-inputs sign-release-model take-model-signature release-registry save-image push-image install-trivy scan-image install-cml post-report collect-outputs publish-outputs retrain-outputs retrain-pr deploy-pr release-record record-image schedule-note publish-target
 
 release-champion: install ## In release.yml: the registry's champion and its served file into CHAMPION_DIR (read access)
 	$(RUN) mlops model champion --out "$(CHAMPION_DIR)"
@@ -61,8 +61,12 @@ post-report: install ## pr-comment.yml: check $(REPORT_DIR) and its PR number ag
 collect-outputs: install ## Hand-over: copy dvc.lock and the outputs it names into OUTPUTS_DIR
 	$(RUN) mlops ci collect-outputs --out "$(OUTPUTS_DIR)"
 
-publish-outputs: install ## train.yml's publish job: stage INCOMING into PR_DIR, check, dvc push, commit to BRANCH
-	$(RUN) mlops ci publish-outputs --incoming "$(INCOMING)" --repo "$(PR_DIR)"
+publish-target: install ## publish.yml: the pull request train run RUN_ID trained, from the API (this repository's, open, at that commit)
+	$(RUN) mlops ci publish-target --run-id "$$RUN_ID"
+
+publish-outputs: install ## publish.yml: stage INCOMING into PR_DIR (at EXPECTED_HEAD), check, dvc push, commit to BRANCH
+	$(RUN) mlops ci publish-outputs --incoming "$(INCOMING)" --repo "$(PR_DIR)" \
+		--expect-head "$${EXPECTED_HEAD:-}"
 
 retrain-outputs: install ## retrain.yml: hand over dvc.lock, its outputs and the drift report; changed=true|false
 	$(RUN) mlops ci collect-outputs --out "$(OUTPUTS_DIR)" --changes \

@@ -1,14 +1,21 @@
 """deploy.yml, executed with act on this host (see test_workflows.py for the set-up).
 
-Everything in the job is real (make install, `mlops deploy pr`, git pushes to a bare origin)
-but GitHub's REST API, the recording stand-in on 127.0.0.1 (tests/support/fake_github.py), and the
-release artifact: act cannot download another run's artifact, so the download-artifact stub
+Everything in the job is real (make install, `mlops deploy pr`, git pushes to a bare origin,
+an MLflow server whose registry versions record the released images, as release.yml's
+`mlops deploy record-image` records them) but GitHub's REST API, the recording stand-in on
+127.0.0.1 (tests/support/fake_github.py), Sigstore, and the release artifact. Keyless signing
+and verification need Sigstore's public services: the cosign stand-in on the job's PATH
+(act_stubs/bin/cosign) verifies only a signature its own `cosign sign` put in a ledger, for the
+identity that signed. act cannot download another run's artifact, so the download-artifact stub
 copies a record written beforehand by `mlops deploy release-record`, as release.yml writes it.
 
 One origin and one API stand-in serve the whole module, because deploying is a sequence: a
 first release opens the staging pull request, a second one while it is open rebuilds the
-branch and updates it, the reviewer merges, production is promoted by hand, staging rolled
-back. Each run reads what the ones before it left, as on GitHub. A run takes about 6 s.
+branch and updates it (and again after someone pushed to the branch: that commit is
+discarded), the reviewer merges, production is promoted by hand, staging rolled back. Each run
+reads what the ones before it left, as on GitHub. Then images the release did not ship (not
+signed by main's release, not recorded, recorded with another model version) are refused
+with nothing pushed or opened. A run takes about 6 s.
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from mlflow.tracking import MlflowClient
 
-from tests.support.act import act, succeeded
+from mlops_template.release import gitops, releases
+from tests.support.act import STUBS, act, succeeded
 from tests.support.fake_github import ApiCall, FakeGitHub
 from tests.support.processes import VENV_BIN
 from tests.support.project import copy_repo, sh
@@ -36,6 +46,13 @@ IMAGE = "ghcr.io/acme/penguins"
 PLACEHOLDER = "sha256:" + "0" * 64
 FIRST = ("sha256:" + "1a" * 32, "1a1a1a1a1a1a")  # (digest, model version)
 SECOND = ("sha256:" + "2b" * 32, "2b2b2b2b2b2b")
+# Recorded on registry version 3, but signed only by release.yml on a branch.
+UNSIGNED = ("sha256:" + "3c" * 32, "3c3c3c3c3c3c")
+# Signed by main's release workflow, but recorded on no registry version.
+FOREIGN = ("sha256:" + "4d" * 32, "4d4d4d4d4d4d")
+MODEL = "deploy-workflow-test"  # params.yaml's registry.model_name in origin (a shared server)
+SIGNER = f"{REPOSITORY}/.github/workflows/release.yml@refs/heads/main"  # GITHUB_WORKFLOW_REF
+IDENTITY = f"https://github.com/{SIGNER}"
 # The workflow's token, and DEPLOY_PR_TOKEN (environment deploy-pr) that opens the pull request.
 BOTH_TOKENS = {"GITHUB_TOKEN": WORKFLOW_TOKEN, "DEPLOY_PR_TOKEN": PR_TOKEN}
 RELEASE_RUN_ID = 4242
@@ -58,11 +75,35 @@ def short(digest: str) -> str:
 
 @dataclass(frozen=True)
 class Site:
-    """The bare origin (main holds the template) and GitHub's API, shared by the runs."""
+    """The bare origin (main holds the template), GitHub's API, the MLflow registry and
+    Sigstore's ledger, shared by the runs."""
 
     root: Path
     origin: Path
     api: FakeGitHub
+    mlflow: str
+    sigstore: Path
+
+    def release(self, digest: str, model_version: str) -> str:
+        """What release.yml leaves in the registry: a new version recording IMAGE@digest."""
+        client = MlflowClient(tracking_uri=self.mlflow)
+        run = client.create_run(client.get_experiment_by_name("deploy").experiment_id)
+        source = f"runs:/{run.info.run_id}/model"
+        version = str(client.create_model_version(MODEL, source, run.info.run_id).version)
+        shipped = gitops.Release(IMAGE, digest, model_version)
+        assert releases.record_image(client, MODEL, version, shipped)
+        return version
+
+    def sign(self, digest: str, ref: str = "refs/heads/main") -> None:
+        """release.yml's `cosign sign` of IMAGE@digest, run by the workflow on `ref`."""
+        signer = SIGNER.replace("@refs/heads/main", f"@{ref}")
+        env = {
+            "GITHUB_WORKFLOW_REF": signer,
+            "GITHUB_SERVER_URL": "https://github.com",
+            "ACT_STUB_RECORD": str(self.sigstore),
+            "ACT_STUB_SIGSTORE": str(self.sigstore),
+        }
+        sh(self.root, str(STUBS / "bin" / "cosign"), "sign", "--yes", f"{IMAGE}@{digest}", env=env)
 
     def branches(self) -> dict[str, str]:
         """origin's deploy/* branches: name -> commit."""
@@ -84,15 +125,31 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("deploy")
     origin = root / "origin.git"
     sh(root, "git", "init", "-q", "--bare", "-b", "main", str(origin))
     template = copy_repo(root / "template")
+    params = yaml.safe_load((template / "params.yaml").read_text())
+    params["registry"]["model_name"] = MODEL
+    (template / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(template, "git", "commit", "-q", "-am", "The registry's model name for these tests")
     sh(template, "git", "remote", "add", "origin", str(origin))
     sh(template, "git", "push", "-q", "origin", "main")
+    client = MlflowClient(tracking_uri=mlflow_server)
+    client.create_registered_model(MODEL)
+    client.create_experiment("deploy")
+    sigstore = root / "sigstore"
+    sigstore.mkdir()
     with FakeGitHub() as api:
-        yield Site(root, origin, api)
+        site = Site(root, origin, api, mlflow_server, sigstore)
+        # What the releases left: FIRST and SECOND shipped (recorded and signed by main's
+        # release), UNSIGNED recorded but signed by a branch's, FOREIGN signed but unrecorded.
+        assert [site.release(*values) for values in (FIRST, SECOND, UNSIGNED)] == ["1", "2", "3"]
+        for digest in (FIRST[0], SECOND[0], FOREIGN[0]):
+            site.sign(digest)
+        site.sign(UNSIGNED[0], ref="refs/heads/feature")
+        yield site
 
 
 @dataclass(frozen=True)
@@ -112,12 +169,16 @@ class Run:
 
 
 def release_finished(
-    conclusion: str = "success", event: str = "push", branch: str = "main"
+    conclusion: str = "success",
+    event: str = "push",
+    branch: str = "main",
+    path: str = ".github/workflows/release.yml",
 ) -> dict[str, Any]:
     """The workflow_run event GitHub sends deploy.yml when a release run completes."""
     run = {
         "id": RELEASE_RUN_ID,
         "name": "release",
+        "path": path,
         "conclusion": conclusion,
         "event": event,
         "head_branch": branch,
@@ -149,6 +210,7 @@ def run_deploy(
     `pushed` (digest, model version) of IMAGE, or that nothing was pushed."""
     sh(site.root, "git", "clone", "-q", str(site.origin), name)
     artifacts = site.root / f"{name}-artifacts"
+    artifacts.mkdir()
     if event == "workflow_run":
         values = (
             []
@@ -171,9 +233,15 @@ def run_deploy(
         event,
         "deploy.yml",
         {**payload, "repository": {"full_name": REPOSITORY}},
-        secrets=BOTH_TOKENS if secrets is None else secrets,
+        # The registry's address (a read-only user on GitHub: MLFLOW_READ_*).
+        secrets={
+            **(BOTH_TOKENS if secrets is None else secrets),
+            "MLFLOW_TRACKING_URI": site.mlflow,
+        },
         env={
             "ACT_STUB_ARTIFACTS": str(artifacts),
+            "ACT_STUB_RECORD": str(artifacts),
+            "ACT_STUB_SIGSTORE": str(site.sigstore),
             "GITHUB_REPOSITORY": REPOSITORY,
             "GITHUB_API_URL": site.api.url,
             "GITHUB_RUN_ID": "77",
@@ -259,6 +327,12 @@ def test_a_release_on_main_opens_the_staging_pull_request(first: Run) -> None:
     assert "It serves nothing released yet (the placeholder digest) now." in body
     assert RUN_URL in body
     assert f"{JOB}   | deploy-pr: created pull request #8" in output
+    # Checked first: the registry's record of the image, and main's release's signature.
+    assert (
+        f"deploy-pr: {IMAGE}@{FIRST[0]} (model {FIRST[1]}) is the image recorded on registry"
+        f" version 1 of {MODEL}, signed by {IDENTITY} (verified)" in output
+    )
+    assert (first.artifacts / "login-registry").read_text().strip() == "ghcr.io"
 
 
 def test_the_staging_branch_is_main_plus_the_overlay_values(site: Site, first: Run) -> None:
@@ -306,7 +380,46 @@ def test_the_second_release_rebuilds_the_branch_from_main(site: Site, second: Ru
 
 
 @pytest.fixture(scope="module")
-def nothing_pushed(site: Site, second: Run) -> Run:
+def tampered(site: Site, second: Run) -> tuple[Run, str]:
+    """Someone pushes a commit of their own to deploy/staging while #8 is open (its
+    description now describes a branch that is no longer there); then the release runs again."""
+    clone = site.root / "tamperer"
+    sh(site.root, "git", "clone", "-q", "--branch", "deploy/staging", str(site.origin), clone.name)
+    overlay = clone / KUSTOMIZATION.format(env="staging")
+    overlay.write_text(overlay.read_text() + "# replicas: 0\n")
+    (clone / "deploy" / "k8s" / "overlays" / "staging" / "extra.yaml").write_text("kind: Pod\n")
+    sh(clone, "git", "add", "-A")
+    sh(clone, "git", "commit", "-q", "-m", "tweak")
+    sh(clone, "git", "push", "-q", "origin", "deploy/staging")
+    foreign = sh(clone, "git", "rev-parse", "HEAD").stdout.strip()
+    return run_deploy(site, "after-tampering", "workflow_run", release_finished(), SECOND), foreign
+
+
+def test_a_commit_pushed_to_the_deploy_branch_is_discarded_and_named(
+    site: Site, tampered: tuple[Run, str]
+) -> None:
+    run, foreign = tampered
+    output = succeeded(run.result)
+    assert run.before["deploy/staging"] == foreign
+    assert run.requests() == [listing("staging"), ("PATCH", f"/repos/{REPOSITORY}/pulls/8")]
+    # The branch is main's tip plus the bot's one commit again: the foreign one is gone.
+    assert site.rev("deploy/staging^") == site.rev("main")
+    assert sh(site.origin, "git", "branch", "--contains", foreign).stdout == ""
+    assert site.diff("deploy/staging") == expected_diff(
+        site, "staging", "deploy/staging", UNRELEASED, (IMAGE, *SECOND)
+    )
+    # ... and the pull request and the run say what was discarded.
+    body = site.api.pulls[8]["body"]
+    assert (
+        "**deploy/staging was reset.** It held 1 commit(s) this workflow did not make"
+        f" (`{foreign}`)" in body
+    )
+    assert f"deploy/staging held {foreign[:12]} by 'test <test@example.com>': 'tweak'" in output
+    assert "::warning title=deploy/staging reset::deploy/staging held 1 commit(s)" in output
+
+
+@pytest.fixture(scope="module")
+def nothing_pushed(site: Site, tampered: tuple[Run, str]) -> Run:
     return run_deploy(site, "refused-release", "workflow_run", release_finished(), None)
 
 
@@ -405,6 +518,54 @@ def test_a_hostile_input_fails_the_job_and_nothing_is_pushed(
     assert run.after == run.before
 
 
+NOT_SHIPPED = {
+    "unsigned": (
+        UNSIGNED,
+        f"error: {IMAGE}@{UNSIGNED[0]} has no signature by {IDENTITY} (issuer"
+        " https://token.actions.githubusercontent.com): cosign verify refused (Error: no"
+        " matching signatures",
+    ),
+    "foreign": (
+        FOREIGN,
+        f"error: digest {FOREIGN[0]} ({IMAGE}) is recorded on no version of the registered"
+        f" model {MODEL} (3 version(s) read)",
+    ),
+    "other-model-version": (
+        (FIRST[0], SECOND[1]),
+        f"error: digest {FIRST[0]} is recorded on registry version 1 of {MODEL} with model"
+        f" version {FIRST[1]}, not {SECOND[1]}",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_SHIPPED))
+def test_an_image_the_release_did_not_ship_is_refused_and_nothing_is_pushed(
+    site: Site, rollback: Run, case: str
+) -> None:
+    """By hand, for production: each fails one check (FOREIGN is signed by main's release,
+    UNSIGNED is recorded; either check alone refuses)."""
+    (digest, model_version), refusal = NOT_SHIPPED[case]
+    payload = dispatched("production", IMAGE, digest, model_version)
+    run = run_deploy(site, f"not-shipped-{case}", "workflow_dispatch", payload)
+    assert run.result.returncode != 0
+    assert "Job failed" in run.output
+    assert refusal in run.output
+    assert "nothing was proposed" in run.output
+    assert run.calls == []
+    assert run.after == run.before
+
+
+def test_a_release_record_naming_an_unsigned_image_proposes_nothing(
+    site: Site, rollback: Run
+) -> None:
+    """The record is main's release's own artifact; it is verified all the same."""
+    run = run_deploy(site, "record-unsigned", "workflow_run", release_finished(), UNSIGNED)
+    assert run.result.returncode != 0
+    assert f"error: {IMAGE}@{UNSIGNED[0]} has no signature by {IDENTITY}" in run.output
+    assert run.calls == []
+    assert run.after == run.before
+
+
 # --- releases that must not deploy -------------------------------------------------------------
 
 
@@ -412,6 +573,9 @@ NOT_DEPLOYED = {
     "failed": release_finished(conclusion="failure"),
     "not-main": release_finished(branch="feature"),
     "pull-request": release_finished(event="pull_request"),
+    # Another workflow named `release` (any writer can add one on a branch and run it on main's
+    # name only if merged; the check costs nothing): only release.yml's runs deploy.
+    "other-workflow": release_finished(path=".github/workflows/other.yml"),
 }
 
 

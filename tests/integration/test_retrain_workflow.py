@@ -25,7 +25,14 @@ import pytest
 from tests.support.act import act, succeeded
 from tests.support.fake_github import ApiCall, FakeGitHub, pull_request
 from tests.support.project import ran_stages, sh
-from tests.support.servers import S3_BUCKET, S3_KEY, Forge, dvc_remote_secrets, use_s3_remote
+from tests.support.servers import (
+    S3_BUCKET,
+    S3_KEY,
+    Forge,
+    dvc_remote_secrets,
+    monitoring_secrets,
+    use_s3_remote,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +145,7 @@ def act_retrain(
             event,
             "retrain.yml",
             {**payload, "repository": {"full_name": REPOSITORY}},
-            secrets={**dvc_remote_secrets(), "RETRAIN_PR_TOKEN": PR_TOKEN},
+            secrets={**dvc_remote_secrets(), **monitoring_secrets(), "RETRAIN_PR_TOKEN": PR_TOKEN},
             env={
                 "ACT_STUB_ARTIFACTS": str(artifacts),
                 "GITHUB_REPOSITORY": REPOSITORY,

@@ -5,11 +5,14 @@ production (`mlops deploy bump` and a commit, as a merged deploy pull request); 
 `mlops deploy rollback` sets production's overlay back to A and `champion` back to v1, recorded on
 both versions, and `mlops deploy history` lists A, B2, B, A with the registry's versions; the next
 release refuses the withdrawn version 2, and a second rollback goes no further back. A hostile
-value in a recorded tag is refused with nothing changed."""
+value in a recorded tag is refused with nothing changed, and so is an image main's release
+workflow did not sign (the cosign stand-in on PATH verifies only what it signed for that
+identity: act_stubs/bin/cosign)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from mlops_template.release import gitops
 from tests.integration.test_registry import WEAK, _set_model
+from tests.support.act import STUBS
 from tests.support.overlays import read_overlay
 from tests.support.project import copy_repo, sh, use_test_table
 
@@ -28,6 +32,8 @@ NAME = "rollback-test"  # not test_registry.py's model: the server is shared by 
 IMAGE = "ghcr.io/acme/penguins"
 A, B, B2 = ("sha256:" + digits * 32 for digits in ("a1", "b2", "b3"))
 OVERLAYS = Path("deploy/k8s/overlays")
+REPOSITORY = "acme/penguins"
+IDENTITY = f"https://github.com/{REPOSITORY}/.github/workflows/release.yml@refs/heads/main"
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +55,26 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Project:
     def __init__(self, root: Path, server: str) -> None:
         self.root = root
-        # No GitHub: not in Actions, no token (the rollback prepares the overlay only).
+        # No GitHub: not in Actions, no token (the rollback prepares the overlay only). The
+        # repository names the identity that must have signed; cosign is the stand-in.
         self.env = {"MLFLOW_TRACKING_URI": server, "GITHUB_ACTIONS": "", "GITHUB_TOKEN": "",
-                    "DEPLOY_PR_TOKEN": ""}  # fmt: skip
+                    "DEPLOY_PR_TOKEN": "", "GITHUB_REPOSITORY": REPOSITORY,
+                    "ACT_STUB_SIGSTORE": str(root.parent / "sigstore"),
+                    "PATH": f"{STUBS / 'bin'}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+
+    def sign(self, shipped: gitops.Release) -> None:
+        """release.yml's keyless signature of the pushed digest (main's release workflow)."""
+        sh(self.root, "cosign", "sign", "--yes", shipped.reference, env={**self.env,
+           "ACT_STUB_RECORD": str(self.root.parent), "GITHUB_WORKFLOW_REF":
+           IDENTITY.removeprefix("https://github.com/")})  # fmt: skip
 
     def mlops(self, *args: str, check: bool = True) -> str:
         result = sh(self.root, "mlops", *args, env=self.env, check=check)
         return result.stdout + result.stderr
 
-    def release(self, digest: str) -> tuple[str, gitops.Release]:
-        """release.yml's publish job: the gate, the push (digest), the registry's record."""
+    def release(self, digest: str, signed: bool = True) -> tuple[str, gitops.Release]:
+        """release.yml's publish job: the gate, the push (digest), its signature, the
+        registry's record."""
         outcome = re.search(
             r"release: (promoted|unchanged): version (\d+)", self.mlops("model", "release")
         )
@@ -69,6 +85,8 @@ class Project:
         recorded = self.mlops("deploy", "record-image", "--version", version, "--image", IMAGE,
                               "--digest", digest, "--model-version", served)  # fmt: skip
         assert f"version {version} is served by {shipped.reference}" in recorded
+        if signed:
+            self.sign(shipped)
         return version, shipped
 
     def deploy(self, shipped: gitops.Release, number: int) -> None:
@@ -96,7 +114,7 @@ def test_a_rollback_puts_the_previous_champions_image_back(
 
     _set_model(project, WEAK)
     sh(project, "dvc", "repro")
-    v1, first = site.release(A)
+    v1, first = site.release(A, signed=False)  # signed below, after a refused rollback
     site.deploy(first, 1)
     default = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())["model"]
     _set_model(project, default)
@@ -129,8 +147,18 @@ def test_a_rollback_puts_the_previous_champions_image_back(
     assert sh(project, "git", "status", "--porcelain", str(OVERLAYS)).stdout == ""
     client.set_model_version_tag(NAME, "1", "image", good)
 
+    # Version 1's recorded image carries no signature by main's release: refused, nothing
+    # moves. (Once release.yml's signature is there, the same rollback goes through.)
+    refused = site.mlops("deploy", "rollback", "--no-pr", check=False)
+    assert f"error: {IMAGE}@{A} has no signature by {IDENTITY}" in refused
+    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
+    assert sh(project, "git", "status", "--porcelain", str(OVERLAYS)).stdout == ""
+    assert records(client, "1", "rollback") == []
+    site.sign(first)
+
     # The rollback: the alias back to v1, production's overlay back to A (the diff shown).
     output = site.mlops("deploy", "rollback", "--no-pr")
+    assert f"rollback: {IMAGE}@{A} is signed by {IDENTITY} (verified)" in output
     assert "champion is version 1 (was 2)" in output
     assert f"production: {IMAGE}@{B2} (model {newer.model_version}) -> {IMAGE}@{A}" in output
     assert f"+    digest: {A}" in output

@@ -19,13 +19,14 @@ import yaml
 from tests.support.act import PR_NUMBER, act, succeeded
 from tests.support.fake_github import REPOSITORY, FakeGitHub, pull_request, workflow_run
 from tests.support.project import STAGES, ran_stages, sh
-from tests.support.servers import Forge, dvc_remote_secrets, s3_env, use_s3_remote
+from tests.support.servers import S3_BUCKET, Forge, dvc_remote_secrets, s3_env, use_s3_remote
 
 pytestmark = pytest.mark.slow
 
 # act prefixes each line of a job's log with [workflow/job name].
 TRAIN_JOB = "[train/Retrain changed stages and report]"
-PUBLISH_JOB = "[train/Push the outputs and commit dvc.lock (same-repository PRs)]"
+PUBLISH_JOB = "[publish/Push the outputs and commit dvc.lock (same-repository PRs)]"
+TRAIN_RUN_ID = 4242
 
 
 def pr_event(clone: Path, base: str, head_repo: str) -> dict:
@@ -58,6 +59,52 @@ def branch_with_fewer_trees(forge: Forge, name: str) -> Path:
 TRAIN_RUNNER = '["self-hosted", "mlops-train"]'
 
 
+def train_finished(
+    head_sha: str, branch: str, head_repo: str = REPOSITORY, conclusion: str = "success"
+) -> dict:
+    """The workflow_run event GitHub sends publish.yml (and pr-comment.yml) when a train run
+    on a pull request completes."""
+    return {
+        "workflow_run": {
+            "id": TRAIN_RUN_ID,
+            "event": "pull_request",
+            "conclusion": conclusion,
+            "path": ".github/workflows/train.yml",
+            "head_sha": head_sha,
+            "head_branch": branch,
+            "head_repository": {"full_name": head_repo},
+        },
+        "repository": {"full_name": REPOSITORY},
+    }
+
+
+def publish_run(
+    forge: Forge, name: str, artifacts: Path, api: FakeGitHub, event: dict
+) -> tuple[int, str]:
+    """publish.yml from the default branch (a fresh clone of origin's main whose committed
+    .dvc/config names the S3 API: act runs a checkout without a ref in its own copy of the
+    tree, which leaves git-ignored files such as config.local out), with the DVC write key;
+    GitHub's API is `api`."""
+    default_branch = forge.root / name
+    sh(forge.root, "git", "clone", "-q", str(forge.origin), default_branch.name)
+    sh(default_branch, "dvc", "remote", "modify", "storage", "url", f"s3://{S3_BUCKET}/store")
+    sh(default_branch, "dvc", "remote", "modify", "storage", "endpointurl", forge.endpoint)
+    sh(default_branch, "git", "commit", "-q", "-am", "main's remote is the S3 API")
+    result = act(
+        default_branch,
+        "workflow_run",
+        "publish.yml",
+        event,
+        secrets={**dvc_remote_secrets(), "GITHUB_TOKEN": "workflow-token-for-tests"},
+        env={
+            "ACT_STUB_ARTIFACTS": str(artifacts),
+            "GITHUB_REPOSITORY": REPOSITORY,
+            "GITHUB_API_URL": api.url,
+        },
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
 @pytest.fixture(scope="module")
 def same_repo_run(forge: Forge) -> tuple[Path, str]:
     """train.yml on a same-repo pull request that changes a parameter, with the secrets."""
@@ -78,6 +125,24 @@ def same_repo_run(forge: Forge) -> tuple[Path, str]:
     )
     (artifacts / "head-sha").write_text(event["pull_request"]["head"]["sha"])
     return artifacts, succeeded(result)
+
+
+@pytest.fixture(scope="module")
+def published(forge: Forge, same_repo_run: tuple[Path, str]) -> str:
+    """publish.yml after that train run: GitHub's API says run 4242 is pull request #7's,
+    whose head is the commit it trained."""
+    artifacts, _ = same_repo_run
+    head = (artifacts / "head-sha").read_text()
+    with FakeGitHub() as api:
+        api.runs[TRAIN_RUN_ID] = workflow_run(TRAIN_RUN_ID, head, "more-trees",
+                                              pull_requests=[PR_NUMBER])  # fmt: skip
+        api.pulls[PR_NUMBER] = pull_request(PR_NUMBER, "more-trees", head)
+        code, output = publish_run(
+            forge, "publish-default-branch", artifacts, api, train_finished(head, "more-trees")
+        )
+    assert code == 0, output[-6000:]
+    assert "Job succeeded" in output
+    return output
 
 
 def test_pull_request_retrains_only_the_changed_stages(same_repo_run: tuple[Path, str]) -> None:
@@ -121,7 +186,7 @@ def test_report_is_the_artifact_for_the_comment(same_repo_run: tuple[Path, str])
 
 
 def test_dvc_lock_is_committed_back_and_outputs_reach_the_remote(
-    forge: Forge, same_repo_run: tuple[Path, str], tmp_path: Path
+    forge: Forge, published: str, tmp_path: Path
 ) -> None:
     log = sh(forge.origin, "git", "log", "-2", "--format=%an|%s", "more-trees").stdout
     assert log.splitlines() == [
@@ -144,16 +209,46 @@ def test_dvc_lock_is_committed_back_and_outputs_reach_the_remote(
 
 
 def test_the_pull_request_code_ran_without_write_credentials(
-    same_repo_run: tuple[Path, str],
+    same_repo_run: tuple[Path, str], published: str
 ) -> None:
-    """train ran the PR's pipeline; publish (no PR code) pushed, after checking the hand-over."""
+    """train ran the PR's pipeline (train.yml has no other job); publish.yml (main's code, no
+    PR code) found the PR through the API and pushed, after checking the hand-over."""
     _, output = same_repo_run
     train = "\n".join(line for line in output.splitlines() if line.startswith(TRAIN_JOB))
-    publish = "\n".join(line for line in output.splitlines() if line.startswith(PUBLISH_JOB))
     assert "Running stage 'train'" in train
+    assert "[train/" in output
+    assert all(line.startswith(TRAIN_JOB) for line in output.splitlines() if "[train/" in line)
+    publish = "\n".join(line for line in published.splitlines() if line.startswith(PUBLISH_JOB))
+    assert f"run {TRAIN_RUN_ID} trained pull request #{PR_NUMBER} (more-trees at" in publish
     assert "Running stage" not in publish
     assert re.search(r"publish: \d+ file\(s\) staged; they match their dvc.lock", publish)
     assert "commit-lock: pushed" in publish
+
+
+def test_publish_does_nothing_for_a_fork_or_a_superseded_run(
+    forge: Forge, same_repo_run: tuple[Path, str]
+) -> None:
+    """A fork's run (its branch named like ours): the job does not run. A run of ours whose
+    pull request has a newer head: the job finds that out from the API and pushes nothing."""
+    artifacts, _ = same_repo_run
+    head = (artifacts / "head-sha").read_text()
+    refs_before = sh(forge.origin, "git", "for-each-ref").stdout
+    with FakeGitHub() as api:
+        fork = train_finished(head, "more-trees", head_repo="eve/penguins")
+        code, output = publish_run(forge, "publish-fork", artifacts, api, fork)
+        assert code == 0, output[-4000:]
+        assert PUBLISH_JOB not in output
+        assert api.calls == []
+        api.runs[TRAIN_RUN_ID] = workflow_run(TRAIN_RUN_ID, head, "more-trees",
+                                              pull_requests=[PR_NUMBER])  # fmt: skip
+        api.pulls[PR_NUMBER] = pull_request(PR_NUMBER, "more-trees", "e" * 40)  # pushed since
+        code, output = publish_run(
+            forge, "publish-superseded", artifacts, api, train_finished(head, "more-trees")
+        )
+    assert code == 0, output[-4000:]
+    assert "has a newer head: the run for that commit publishes it" in output
+    assert "commit-lock" not in output
+    assert sh(forge.origin, "git", "for-each-ref").stdout == refs_before
 
 
 def comment_run(forge: Forge, name: str, artifacts: Path, api: FakeGitHub) -> tuple[int, str]:
@@ -263,8 +358,7 @@ def test_fork_pull_request_trains_and_reports_without_secrets(forge: Forge) -> N
     )
     output = succeeded(result)
     assert "pull: no DVC remote credentials" in output
-    assert PUBLISH_JOB not in output  # the publishing job does not run for forks
-    assert not (artifacts / "pipeline-outputs").exists()  # nor is anything handed over
+    assert not (artifacts / "pipeline-outputs").exists()  # nothing is handed over to publish
     assert ran_stages(output) == list(STAGES)  # no cache to reuse: everything runs
     assert (
         "| `model.n_estimators` | `100` | `7` |"
@@ -350,7 +444,7 @@ def test_merge_queue_rechecks_the_candidate_against_main_and_pushes_nothing(
     assert "| `model.n_estimators` | `100` | `5` |" in report
     assert not (artifacts / "pr-report" / "pr_number").exists()  # no PR: pr-comment skips it
     assert "commit-lock" not in output
-    assert PUBLISH_JOB not in output
+    assert not (artifacts / "pipeline-outputs").exists()  # nothing for publish.yml
     assert sh(forge.origin, "git", "for-each-ref").stdout == refs_before
 
 

@@ -195,3 +195,9 @@ def dvc_remote_secrets() -> dict[str, str]:
         "DVC_REMOTE_READ_ACCESS_KEY_ID": S3_KEY,
         "DVC_REMOTE_READ_SECRET_ACCESS_KEY": S3_KEY,
     }
+
+
+def monitoring_secrets() -> dict[str, str]:
+    """The key that reads production's prediction logs and feedback (retrain.yml's
+    environment `monitoring`), apart from the DVC keys pull requests get."""
+    return {"MONITORING_READ_ACCESS_KEY_ID": S3_KEY, "MONITORING_READ_SECRET_ACCESS_KEY": S3_KEY}

@@ -11,7 +11,6 @@ ARG BASE_TAG=3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c63
 
 FROM ${BASE_REPO}:${BASE_TAG}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-ARG UV_VERSION=0.13.9
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -19,9 +18,13 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /src
 # `ca_bundle` is an optional BuildKit secret for networks that intercept TLS (as the service's
 # Dockerfile): mounted for one command at a time, never stored in a layer.
+# uv, the Makefile's UV_VERSION, from a wheel whose sha256 .ci/uv-requirements.txt lists.
+COPY .ci/uv-requirements.txt /tmp/uv-requirements.txt
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
-    python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"
+    python3 -m venv /opt/uv \
+    && /opt/uv/bin/pip install --no-cache-dir --require-hashes --only-binary :all: \
+      -r /tmp/uv-requirements.txt
 COPY pyproject.toml uv.lock README.md ./
 COPY src ./src
 # Every version comes from uv.lock (exported as constraints); only what these services run is

@@ -1,9 +1,10 @@
 """`mlops ci ...`: the subcommands the workflows' privileged steps run.
 
-check-report and post-report (pr-comment.yml), collect-outputs and publish-outputs (train.yml,
-retrain.yml), open-pr (retrain.yml: release/retraining.py); the deploy's (release.yml,
-deploy.yml) are in cli/deploy.py. Each checks what an untrusted run handed over before it uses
-any of it; see io/github.py, reporting/safety.py and io/handoff.py.
+check-report and post-report (pr-comment.yml), collect-outputs (train.yml, retrain.yml),
+publish-target and publish-outputs (publish.yml), open-pr (retrain.yml:
+release/retraining.py); the deploy's (release.yml, deploy.yml) are in cli/deploy.py. Each
+checks what an untrusted run handed over before it uses any of it; see io/github.py,
+reporting/safety.py and io/handoff.py.
 """
 
 from __future__ import annotations
@@ -121,17 +122,52 @@ def collect_outputs(
     guarded(collect)
 
 
+def publish_target(
+    run_id: Annotated[int, typer.Option(help="The train run whose outputs to publish.")],
+) -> None:
+    """publish.yml: which pull request run RUN_ID trained, from the API alone (this
+    repository's, open, its head still the trained commit); sha, branch and number to
+    GITHUB_OUTPUT, all empty when its head has moved on (nothing to publish)."""
+    from mlops_template.io import github
+
+    def target() -> None:
+        found = github.verify_publish_target(github.GitHub.from_env(), run_id)
+        if found is None:
+            print(f"publish-target: the pull request run {run_id} trained has a newer head:"
+                  " the run for that commit publishes it; nothing to publish here")  # fmt: skip
+            actions.github_output(sha="", branch="", number="")
+            return
+        print(f"publish-target: run {run_id} trained pull request #{found.number}"
+              f" ({found.branch} at {found.head_sha[:12]}) (verified)")  # fmt: skip
+        actions.github_output(sha=found.head_sha, branch=found.branch, number=str(found.number))
+
+    guarded(target)
+
+
 def publish_outputs(
     incoming: Annotated[Path, typer.Option(help="The downloaded hand-over artifact.")],
     repo: Annotated[Path, typer.Option(help="The pull request's checkout (data only).")],
+    expect_head: Annotated[
+        str, typer.Option(help="The commit the checkout must be at (publish-target's).")
+    ] = "",
 ) -> None:
-    """train.yml's publish job: stage the outputs into the PR's checkout, check them
-    against their dvc.lock, dvc push (to the remote of this checkout's DVC config, not the
-    PR's), and commit dvc.lock to $BRANCH."""
+    """publish.yml's job: stage the outputs into the PR's checkout, check them against their
+    dvc.lock, dvc push (to the remote of this checkout's DVC config, not the PR's), and
+    commit dvc.lock to $BRANCH."""
     from mlops_template.io import github, handoff
 
     def publish() -> None:
         branch = github.validate_branch(os.environ.get("BRANCH", ""))
+        if expect_head:
+            head = subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "HEAD"],
+                capture_output=True, text=True, check=False,
+            ).stdout.strip()  # fmt: skip
+            if head != expect_head:
+                raise PipelineError(
+                    f"{repo} is at {head[:12] or 'no commit'}, not the trained commit"
+                    f" {expect_head[:12]}: nothing is published"
+                )
         if not handoff.dvc_credentials():
             print("publish: no DVC remote credentials (AWS_ACCESS_KEY_ID): skipped")
             return
@@ -208,5 +244,6 @@ app = typer.Typer(
 app.command("check-report")(check_report)
 app.command("post-report")(post_report)
 app.command("collect-outputs")(collect_outputs)
+app.command("publish-target")(publish_target)
 app.command("publish-outputs")(publish_outputs)
 app.command("open-pr")(open_pr)

@@ -1,7 +1,9 @@
 """`mlops deploy ...`: the deploy's subcommands (registered in app.py).
 
 release-record and record-image (release.yml: what was pushed, for deploy.yml and for the
-registry), bump and pr (deploy.yml: an overlay's change as a pull request),
+registry), bump and pr (deploy.yml: an overlay's change as a pull request), verify (what pr
+and rollback check first: the registry's record of the image and its signature,
+release/trust.py),
 rollback (the previous champion back, in the registry and in an overlay) and history (every
 deployment per environment). Every value that reaches an overlay is checked by
 gitops.validate_release first, wherever it came from: a workflow input, an artifact or a
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,10 +48,24 @@ def deploy_pr(
     ] = None,
     overlays: OverlaysOption = gitops.OVERLAYS,
     base: Annotated[str, typer.Option(help="The branch to propose to.")] = "main",
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """deploy.yml: bump ENV's overlay on branch deploy/ENV, push it and open (or update)
-    its pull request. Merging it is the deploy."""
-    guarded(lambda: _deploy_pr(env, image, digest, model_version, release, overlays, base))
+    """deploy.yml: check that the registry recorded IMAGE@DIGEST with MODEL_VERSION and that
+    main's release workflow signed it, then bump ENV's overlay on branch deploy/ENV, push it
+    and open (or update) its pull request. Merging it is the deploy."""
+    guarded(lambda: _deploy_pr(params, env, image, digest, model_version, release, overlays, base))
+
+
+def verify(
+    image: Annotated[str, typer.Option(help="The repository, e.g. ghcr.io/acme/penguins.")],
+    digest: Annotated[str, typer.Option(help="The image's sha256:<64 hex>.")],
+    model_version: Annotated[str, typer.Option(help="12 hex digits (model-<version>).")],
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """What deploy pr checks before it proposes anything: IMAGE@DIGEST is recorded on a
+    registry version with MODEL_VERSION (MLFLOW_TRACKING_URI), and `cosign verify` finds
+    its signature by this repository's release workflow on main (GITHUB_REPOSITORY)."""
+    guarded(lambda: _verify(params, gitops.validate_release(image, digest, model_version)))
 
 
 def release_record(
@@ -180,7 +196,34 @@ def _record_image(params: Path, version: str, image: str, digest: str, model_ver
         print(f"record-image: {name} version {version} already records {shipped.reference}")
 
 
+def _registry(params: Path, command: str) -> tuple[Any, str]:
+    """(client, registered model name) of the registry the release recorded images on."""
+    from mlops_template.release import registry
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise PipelineError(
+            f"{command}: MLFLOW_TRACKING_URI is not set: the image to deploy is checked against"
+            " the registry that recorded the release (a read-only user is enough:"
+            " MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD); nothing was proposed"
+        )
+    return registry._client(), load_params(params).registry.model_name
+
+
+def _verify(params: Path, wanted: gitops.Release, command: str = "verify") -> None:
+    from mlops_template.release import trust
+
+    identity = trust.signing_identity()
+    client, name = _registry(params, command)
+    record = trust.verify(client, name, wanted, identity)
+    kind = "the image" if record.current else "an earlier image"
+    print(
+        f"{command}: {wanted.reference} (model {wanted.model_version}) is {kind} recorded on"
+        f" registry version {record.version} of {name}, signed by {identity} (verified)"
+    )
+
+
 def _deploy_pr(
+    params: Path,
     env: str,
     image: str,
     digest: str,
@@ -198,6 +241,7 @@ def _deploy_pr(
         image, digest, model_version = values
     new = gitops.validate_release(image, digest, model_version)
     proposals.check_proposable(overlays, env, base, "deploy-pr")
+    _verify(params, new, "deploy-pr")
     result = gitops.bump(overlays, env, new)
     if not result.changed:
         print(f"deploy-pr: {env} already serves {new.reference} on {base}: no pull request")
@@ -209,15 +253,22 @@ def _deploy_pr(
 def _rollback(
     params: Path, env: str, alias_only: bool, pr: bool | None, overlays: Path, base: str
 ) -> None:
-    from mlops_template.release import registry, releases
+    from mlops_template.release import registry, releases, trust
 
     name = load_params(params).registry.model_name
+    identity = "" if alias_only else trust.signing_identity()
     if pr is None:
         token = os.environ.get("DEPLOY_PR_TOKEN") or os.environ.get("GITHUB_TOKEN")
         pr = os.environ.get("GITHUB_ACTIONS") == "true" and bool(token)
     if pr and not alias_only:  # before the alias moves: a refusal then changes nothing
         proposals.check_proposable(overlays, env, base, "rollback --pr")
-    done = releases.rollback(registry._client(), name, env, overlays, alias_only)
+
+    def signed(image: gitops.Release) -> None:
+        """Before anything moves: the target's recorded image is signed by main's release."""
+        trust.verify_signature(image, identity)
+        print(f"rollback: {image.reference} is signed by {identity} (verified)")
+
+    done = releases.rollback(registry._client(), name, env, overlays, alias_only, signed)
     if done.to_version == done.from_version:
         print(f"rollback: champion stays version {done.to_version}: a rollback made it champion,"
               f" and a rollback does not go further back; {env} is set to its image")  # fmt: skip
@@ -286,6 +337,7 @@ app = typer.Typer(
 )
 app.command("bump")(deploy_bump)
 app.command("pr")(deploy_pr)
+app.command("verify")(verify)
 app.command("release-record")(release_record)
 app.command("record-image")(record_image)
 app.command("rollback")(rollback)

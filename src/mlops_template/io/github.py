@@ -239,6 +239,72 @@ def verify_report_target(gh: GitHub, run_id: int, claimed: int) -> ReportTarget:
     )
 
 
+# --- which branch a training run's outputs are published to -----------------------------
+
+
+@dataclass(frozen=True)
+class PublishTarget:
+    """The open pull request of this repository whose head a train run trained."""
+
+    number: int
+    branch: str
+    head_sha: str
+
+
+def verify_publish_target(gh: GitHub, run_id: int) -> PublishTarget | None:
+    """publish.yml: the same-repository pull request whose outputs run `run_id` handed over,
+    from the API alone (the artifact names nothing here); None when that pull request's head
+    has moved on since (a newer run trains and publishes it).
+
+    The run (GET actions/runs/ID) must be a pull request's, from this very repository (a
+    fork's outputs are never published: its branch is not ours to push to, whatever its
+    name), with a plain head branch name. Its pull request is an open one of this repository,
+    from that repository's branch of that name, into this repository; the run's commit must
+    still be its head."""
+    run = gh.request("GET", gh.repo_path(f"actions/runs/{run_id}"))
+    if dig(run, "event") != "pull_request":
+        raise GitHubError(f"run {run_id} was not started by a pull request: nothing to publish")
+    head_sha = str(dig(run, "head_sha") or "")
+    head_repo = str(dig(run, "head_repository", "full_name") or "")
+    if head_repo != gh.repository:
+        raise GitHubError(
+            f"run {run_id} trained a pull request from {head_repo or 'an unknown repository'},"
+            f" not {gh.repository}: a fork's outputs are never published"
+        )
+    if not re.fullmatch(r"[0-9a-f]{40}", head_sha):
+        raise GitHubError(f"run {run_id}: no head commit")
+    branch = validate_branch(str(dig(run, "head_branch") or ""))
+
+    def ours(pr: Any) -> bool:
+        return bool(
+            dig(pr, "state") == "open"
+            and dig(pr, "base", "repo", "full_name") == gh.repository
+            and dig(pr, "head", "repo", "full_name") == gh.repository
+            and dig(pr, "head", "ref") == branch
+        )
+
+    found: dict[int, Any] = {}
+    for listed in dig(run, "pull_requests") or []:
+        number = dig(listed, "number")
+        if isinstance(number, int) and number not in found:
+            found[number] = gh.request("GET", gh.repo_path(f"pulls/{number}"))
+    if not any(ours(pr) for pr in found.values()):
+        owner = gh.repository.split("/", 1)[0]
+        head = urllib.parse.quote(f"{owner}:{branch}", safe="")
+        for pr in gh.paginate(gh.repo_path(f"pulls?state=open&head={head}&per_page=100")):
+            found.setdefault(dig(pr, "number"), pr)
+    candidates = sorted((number, pr) for number, pr in found.items() if ours(pr))
+    if not candidates:
+        raise GitHubError(
+            f"run {run_id} (commit {head_sha[:12]} of branch {branch}) belongs to no open pull"
+            f" request of {gh.repository}: nothing to publish"
+        )
+    for number, pr in candidates:
+        if dig(pr, "head", "sha") == head_sha:
+            return PublishTarget(int(number), branch, head_sha)
+    return None
+
+
 def upsert_comment(gh: GitHub, number: int, body: str, author: str = ACTIONS_BOT) -> str:
     """Update this project's report comment on PR `number` (by marker and author), or create
     it. Returns "updated" or "created"."""

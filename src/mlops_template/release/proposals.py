@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_template import PipelineError
@@ -78,6 +79,74 @@ def check_proposable(overlays: Path, env: str, base: str, command: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    author: str
+    subject: str
+
+
+def _commit(sha: str) -> Commit:
+    author, _, subject = _git_out("log", "-1", "--format=%an <%ae>%x00%s", sha).partition("\0")
+    return Commit(sha, author[:100], subject[:100])
+
+
+def previous_branch(branch: str, paths: list[str], env: dict[str, str]) -> tuple[str, list[Commit]]:
+    """What origin's `branch` holds before this run rebuilds it: (its commit, "" if there is
+    no such branch; the commits on it that are not this workflow's).
+
+    The workflow's own branch is HEAD (the base's tip, checked by check_proposable) or an
+    older tip of the base, plus at most one commit by the bot that changes only the overlay's
+    two files. Any other commit was pushed by someone else after the pull request was opened:
+    its description (written for the bot's commit) no longer describes the branch. The
+    branch is reset all the same (refusing would let anyone who can push a branch hold up
+    every deploy), and the caller says what was discarded. The author is only a claim (git
+    takes any name): a commit that claims the bot but touches other files is foreign too."""
+    done = subprocess.run(
+        ["git", "ls-remote", "origin", f"refs/heads/{branch}"],
+        capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise PipelineError(f"git ls-remote failed: {done.stderr.strip()[:300]}")
+    listed = done.stdout.split()
+    if not listed:
+        return "", []
+    tip = listed[0]
+    actions.git("fetch", "--quiet", "--no-tags", "origin", f"refs/heads/{branch}", env=env)
+    if _git_out("rev-parse", "--verify", "FETCH_HEAD^{commit}") != tip:
+        raise PipelineError(f"origin's {branch} moved while it was read: re-run")
+    beyond = _git_out("rev-list", "--reverse", "--topo-order", tip, "^HEAD").split()
+    if beyond and _own(beyond[0], paths):
+        beyond = beyond[1:]
+    return tip, [_commit(sha) for sha in beyond]
+
+
+def _own(sha: str, paths: list[str]) -> bool:
+    """A commit as propose makes one: by the bot, changing only `paths`, on a commit of the
+    base (HEAD or an older tip)."""
+    emails = _git_out("log", "-1", "--format=%ae%n%ce", sha).split()
+    parents = _git_out("rev-list", "--parents", "-n", "1", sha).split()[1:]
+    touched = _git_out("diff-tree", "--no-commit-id", "--name-only", "-r", sha).split()
+    on_base = len(parents) == 1 and subprocess.run(
+        ["git", "merge-base", "--is-ancestor", parents[0], "HEAD"], check=False
+    ).returncode == 0  # fmt: skip
+    return emails == [BOT_EMAIL, BOT_EMAIL] and on_base and set(touched) <= set(paths)
+
+
+def _reset_note(branch: str, foreign: list[Commit]) -> str:
+    """The pull request's warning (commit ids only: subjects and names are anyone's text)."""
+    for commit in foreign:
+        print(f"deploy-pr: {branch} held {commit.sha[:12]} by {commit.author!r}:"
+              f" {commit.subject!r}, not this workflow's")  # fmt: skip
+    shas = ", ".join(f"`{commit.sha}`" for commit in foreign)
+    return (
+        f"**{branch} was reset.** It held {len(foreign)} commit(s) this workflow did not make"
+        f" ({shas}), pushed after the pull request was opened; this update discarded them."
+        f" The branch is again `main`'s tip plus this workflow's one commit. Only the bot"
+        f" should push to `{gitops.BRANCH_PREFIX}*` branches (a ruleset: see the deploy docs)."
+    )
+
+
 def _in_actions_run() -> bool:
     return bool(os.environ.get("GITHUB_RUN_ID") and os.environ.get("GITHUB_SERVER_URL"))
 
@@ -97,19 +166,29 @@ def propose(
     paths = [(folder / gitops.KUSTOMIZATION).as_posix(), (folder / gitops.RELEASE).as_posix()]
     run_url = actions.run_url() if _in_actions_run() else ""
     origin = f"Run: {run_url}" if run_url else f"Opened by `{local}` (local)"
+    token = _pr_token_variable()
+    push_env = actions.push_env(token)
+    previous, foreign = previous_branch(branch, paths, push_env)
+    if foreign:
+        note = _reset_note(branch, foreign) + (f"\n\n{note}" if note else "")
     actions.git("switch", "--quiet", "--force-create", branch)
     actions.git("add", "--", *paths)
     actions.git(
         "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
         "commit", "--quiet", "-m", title, "-m", origin, "--", *paths,
     )  # fmt: skip
-    # The branch is the workflow's own, rebuilt from the base each time: force is expected.
+    # The branch is the workflow's own, rebuilt from the base each time: force is expected,
+    # but only over the commit read above (a push made meanwhile fails this one: re-run).
     # Pushed with DEPLOY_PR_TOKEN too when it is set: a push made with the workflow's token
     # starts no workflow, so an open pull request's checks would never run on the new commit.
-    token = _pr_token_variable()
-    push_env = actions.push_env(token)
-    actions.git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}", env=push_env)
+    lease = f"--force-with-lease=refs/heads/{branch}:{previous}"
+    actions.git("push", "--quiet", lease, "origin", f"HEAD:refs/heads/{branch}", env=push_env)
     print(f"deploy-pr: pushed {branch}")
+    if foreign:
+        shas = ", ".join(commit.sha[:12] for commit in foreign)
+        print(f"::warning title={branch} reset::{branch} held {len(foreign)} commit(s) this"
+              f" workflow did not make ({shas}); this update discarded them")  # fmt: skip
+        actions.summary(f"{branch} held commits this workflow did not make ({shas}): discarded.")
     gh = github.GitHub.from_env(token)
     body = gitops.pr_body(result, run_url, paths, note, local)
     outcome, number, url = gitops.open_or_update_pr(gh, branch, title, body, base)

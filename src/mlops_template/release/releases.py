@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,12 @@ def _required_image(client: Any, name: str, version: Any) -> gitops.Release:
 
 
 def rollback(
-    client: Any, name: str, env: str, overlays: Path, alias_only: bool = False
+    client: Any,
+    name: str,
+    env: str,
+    overlays: Path,
+    alias_only: bool = False,
+    verify: Callable[[gitops.Release], None] | None = None,
 ) -> Rollback:
     """Move `champion` back to the version it replaced and set `env`'s overlay to that
     version's recorded image (in the working tree: merging its pull request is the deploy).
@@ -169,9 +175,14 @@ def rollback(
     the overlay's two files get their old text back: all or nothing. The audit records on
     both versions follow the move (as promote's follow its decision). The alias moves now,
     not when the pull request merges, so that the next release's gate already compares
-    with the rolled-back model rather than the one being withdrawn."""
+    with the rolled-back model rather than the one being withdrawn.
+
+    `verify` (deploy rollback: the image's signature, release/trust.py) sees the target's
+    recorded image before anything is written or moved; it raises to refuse."""
     gitops.validate_env(env)
     current, previous, image = rollback_target(client, name, alias_only)
+    if image is not None and verify is not None:
+        verify(image)
     bump = None
     if image is not None:
         folder = gitops.overlay_dir(overlays, env)

@@ -85,7 +85,8 @@ class Loop:
         return PullRequest(self.runs, branch, clone)
 
     def train(self, pr: PullRequest) -> tuple[int, str, Path]:
-        """train.yml on the PR (same repository, with the DVC secrets); (exit, output, report)."""
+        """train.yml on the PR (same repository, with the DVC secrets), then, if it succeeded,
+        publish.yml on its completion; (exit, both outputs, report)."""
         artifacts = self._dir(f"{pr.branch}-artifacts")
         head = sh(pr.clone, "git", "rev-parse", "HEAD").stdout.strip()
         base = sh(pr.clone, "git", "rev-parse", "origin/main").stdout.strip()
@@ -109,7 +110,45 @@ class Loop:
                 "AWS_ENDPOINT_URL_S3": self.remote_env["AWS_ENDPOINT_URL_S3"],
             },
         )
-        return result.returncode, result.stdout + result.stderr, artifacts / "pr-report"
+        output = result.stdout + result.stderr
+        if result.returncode == 0:
+            output += self.publish(pr, head, artifacts)
+        return result.returncode, output, artifacts / "pr-report"
+
+    def publish(self, pr: PullRequest, head: str, artifacts: Path) -> str:
+        """publish.yml from the default branch when train run 98 on the PR succeeded (GitHub's
+        API answers that it is this PR's, at `head`): the outputs pushed with the DVC write
+        key, dvc.lock committed to the PR's branch. Returns its output."""
+        default_branch = self._dir("publish")
+        sh(self.root, "git", "clone", "-q", str(self.origin), default_branch.name)
+        with FakeGitHub() as api:
+            api.runs[98] = workflow_run(98, head, pr.branch, pull_requests=[pr.number])
+            api.pulls[pr.number] = pull_request(pr.number, pr.branch, head)
+            result = act(
+                default_branch,
+                "workflow_run",
+                "publish.yml",
+                {
+                    "workflow_run": {
+                        "id": 98,
+                        "event": "pull_request",
+                        "conclusion": "success",
+                        "path": ".github/workflows/train.yml",
+                        "head_sha": head,
+                        "head_branch": pr.branch,
+                        "head_repository": {"full_name": REPOSITORY},
+                    },
+                    "repository": {"full_name": REPOSITORY},
+                },
+                secrets={**dvc_remote_secrets(), "GITHUB_TOKEN": "workflow-token-for-tests"},
+                env={
+                    "ACT_STUB_ARTIFACTS": str(artifacts),
+                    "AWS_ENDPOINT_URL_S3": self.remote_env["AWS_ENDPOINT_URL_S3"],
+                    "GITHUB_REPOSITORY": REPOSITORY,
+                    "GITHUB_API_URL": api.url,
+                },
+            )
+        return succeeded(result)
 
     def comment(self, pr: PullRequest, report_dir: Path) -> str:
         """pr-comment.yml from the default branch: what it posts on the pull request (GitHub's

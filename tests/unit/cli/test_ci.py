@@ -242,11 +242,56 @@ def test_the_job_that_runs_untrusted_code_holds_no_write_credential(name: str, j
     assert "GITHUB_TOKEN" not in text
 
 
-@pytest.mark.parametrize(("name", "job"), [("train.yml", "publish"), ("retrain.yml", "open-pr")])
+@pytest.mark.parametrize(("name", "job"), [("publish.yml", "publish"), ("retrain.yml", "open-pr")])
 def test_the_publishing_job_runs_no_make_target_of_the_pipeline(name: str, job: str) -> None:
     targets = [step.get("run", "").split()[:2] for step in workflow(name)["jobs"][job]["steps"]]
     for target in ("run", "retrain", "report", "pull", "image"):
         assert ["make", target] not in targets
+
+
+def test_the_dvc_write_key_is_only_in_a_workflow_a_pull_request_cannot_edit() -> None:
+    """train.yml runs on pull_request, so a branch can edit it: it has one job and no write
+    credential. publish.yml runs on workflow_run (GitHub takes it from the default branch),
+    checks out the default branch and the PR only as data, at the commit the API names, and
+    hands the write key to the one step that publishes."""
+    assert list(workflow("train.yml")["jobs"]) == ["train"]
+    spec = workflow("publish.yml")
+    assert spec[True] == {"workflow_run": {"workflows": ["train"], "types": ["completed"]}}
+    (job,) = spec["jobs"].values()
+    assert job["environment"] == "dvc-publish"
+    for condition in ("workflow_run.event == 'pull_request'", "conclusion == 'success'",
+                      "workflow_run.path == '.github/workflows/train.yml'",
+                      "head_repository.full_name == github.repository"):  # fmt: skip
+        assert condition in job["if"]
+    steps = job["steps"]
+    assert steps[0]["with"] == {"persist-credentials": False}  # the default branch
+    (target,) = [step for step in steps if step.get("run") == "make publish-target"]
+    (pr,) = [step for step in steps if step.get("with", {}).get("path") == "pr"]
+    assert pr["with"]["ref"] == f"${{{{ steps.{target['id']}.outputs.sha }}}}"
+    with_secrets = [step for step in steps if "secrets." in yaml.safe_dump(step)]
+    assert [step["run"] for step in with_secrets] == [
+        "make publish-outputs INCOMING=incoming PR_DIR=pr"]  # fmt: skip
+    assert with_secrets[0]["env"]["EXPECTED_HEAD"] == pr["with"]["ref"]
+    for name in ("train.yml", "pr-comment.yml", "ci.yml", "release.yml", "deploy.yml"):
+        text = (REPO_ROOT / ".github" / "workflows" / name).read_text()
+        assert "DVC_REMOTE_ACCESS_KEY_ID" not in text, name
+
+
+def test_production_logs_are_read_with_their_own_key() -> None:
+    """Only retrain.yml's retrain job (environment `monitoring`, main only) holds the key that
+    reads production's prediction logs and feedback, on the one step that fetches them; the
+    DVC read key that pull requests get reads none of it."""
+    job = workflow("retrain.yml")["jobs"]["retrain"]
+    assert job["environment"] == "monitoring"
+    holding = [step for step in job["steps"] if "MONITORING_READ" in yaml.safe_dump(step)]
+    assert [step["run"] for step in holding] == ["make fetch-monitoring"]
+    assert holding[0]["env"] == {
+        "AWS_ACCESS_KEY_ID": "${{ secrets.MONITORING_READ_ACCESS_KEY_ID }}",
+        "AWS_SECRET_ACCESS_KEY": "${{ secrets.MONITORING_READ_SECRET_ACCESS_KEY }}",
+    }
+    for path in (REPO_ROOT / ".github" / "workflows").glob("*.yml"):
+        if path.name != "retrain.yml":
+            assert "MONITORING_READ" not in path.read_text(), path.name
 
 
 # --- the release: scan before hand-over, push only the scanned tarball ------------------

@@ -1,6 +1,7 @@
 """mlops_template.io.github against a recording stand-in for GitHub's REST API: which pull
-request a report belongs to, the report comment, the open retraining pull request, and the
-names from events that the workflows and the Makefile accept."""
+request a report belongs to, which branch a run's outputs are published to, the report
+comment, the open retraining pull request, and the names from events that the workflows and
+the Makefile accept."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from mlops_template.io.github import (
     REPORT_MARKER,
     GitHub,
     GitHubError,
+    PublishTarget,
     find_open_retraining_pr,
     token_login,
     upsert_comment,
     validate_branch,
+    verify_publish_target,
     verify_report_target,
 )
 from tests.conftest import REPO_ROOT
@@ -95,6 +98,55 @@ def test_a_run_not_started_by_a_pull_request_is_refused(api: FakeGitHub) -> None
     api.runs[1] = {**workflow_run(1, HEAD, "main"), "event": "push"}
     with pytest.raises(GitHubError, match="not started by a pull request"):
         verify_report_target(client(api), 1, 1)
+
+
+# --- where a run's outputs are published -------------------------------------------------
+
+
+def test_a_same_repository_run_publishes_to_its_pull_requests_branch(api: FakeGitHub) -> None:
+    api.runs[4242] = workflow_run(4242, HEAD, "more-trees", pull_requests=[7])
+    api.pulls[7] = pull_request(7, "more-trees", HEAD)
+    target = verify_publish_target(client(api), 4242)
+    assert target == PublishTarget(7, "more-trees", HEAD)
+    api.runs[5] = workflow_run(5, HEAD, "more-trees")  # not listed in the run: by branch
+    api.calls.clear()
+    assert verify_publish_target(client(api), 5) == target
+    listing = f"/repos/{REPOSITORY}/pulls?state=open&head=acme%3Amore-trees&per_page=100"
+    assert api.requests()[-1] == ("GET", listing)
+
+
+def test_a_pull_request_whose_head_moved_on_is_not_published_here(api: FakeGitHub) -> None:
+    api.runs[3] = workflow_run(3, HEAD, "more-trees", pull_requests=[7])
+    api.pulls[7] = pull_request(7, "more-trees", OTHER)  # pushed since: a newer run publishes
+    assert verify_publish_target(client(api), 3) is None
+
+
+@pytest.mark.parametrize(
+    ("run", "pulls", "message"),
+    [
+        # A fork named its branch like one of ours (even `main`): never published.
+        (workflow_run(1, HEAD, "main", head_repo="eve/penguins", pull_requests=[9]),
+         [pull_request(9, "main", HEAD, head_repo="eve/penguins")],
+         "trained a pull request from eve/penguins, not acme/penguins: a fork's outputs"),
+        ({**workflow_run(1, HEAD, "main"), "event": "push"}, [],
+         "was not started by a pull request"),
+        (workflow_run(1, HEAD, "gone"), [], "belongs to no open pull request of acme/penguins"),
+        # Our branch, but the pull request is closed, or into another repository.
+        (workflow_run(1, HEAD, "x", pull_requests=[4]),
+         [{**pull_request(4, "x", HEAD), "state": "closed"}], "belongs to no open pull request"),
+        (workflow_run(1, HEAD, "x", pull_requests=[4]),
+         [pull_request(4, "x", HEAD, base_repo="eve/penguins")], "belongs to no open pull"),
+        (workflow_run(1, HEAD, "-x", pull_requests=[4]), [], "branch name '-x' refused"),
+    ],
+    ids=["fork", "push", "no-pr", "closed", "other-base", "hostile-branch"],
+)  # fmt: skip
+def test_a_run_that_is_not_an_open_same_repository_pull_requests_publishes_nothing(
+    api: FakeGitHub, run: dict, pulls: list[dict], message: str
+) -> None:
+    api.runs[1] = run
+    api.pulls.update({pr["number"]: pr for pr in pulls})
+    with pytest.raises(GitHubError, match=message):
+        verify_publish_target(client(api), 1)
 
 
 def test_every_page_is_read(api: FakeGitHub) -> None:

@@ -1,8 +1,11 @@
 """The GitOps deploy: `mlops deploy bump` sets an overlay's image, digest and model version
 and nothing else (comments and every other byte kept), is idempotent and refuses hostile
 values; the bumped overlay still passes test_k8s.py's checks; `mlops deploy pr` pushes
-deploy/<env> and opens or updates its pull request (against the GitHub stand-in); deploy.yml
-and release.yml hand the release over as tests/unit/cli/test_ci.py expects of privileged jobs."""
+deploy/<env> and opens or updates its pull request (against the GitHub stand-in; the images it
+proposes are recorded in an MLflow registry on SQLite and signed in the cosign stand-in's
+ledger, as release.yml leaves them), discarding and naming commits that are not its own;
+deploy.yml and release.yml hand the release over as tests/unit/cli/test_ci.py expects of
+privileged jobs."""
 
 from __future__ import annotations
 
@@ -18,9 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_template.release import gitops
+from mlops_template.config import load_params
+from mlops_template.release import gitops, releases
 from tests.conftest import REPO_ROOT
 from tests.repo import test_k8s
+from tests.support.act import STUBS
 from tests.support.fake_github import REPOSITORY, FakeGitHub, pull_request
 from tests.support.overlays import read_overlay
 
@@ -31,6 +36,7 @@ OTHER_DIGEST = "sha256:" + "cd" * 32
 VERSION = "0123456789ab"
 OTHER_VERSION = "ba9876543210"
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+MODEL_NAME = load_params(REPO_ROOT / "params.yaml").registry.model_name
 
 
 def mlops(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -278,12 +284,6 @@ def git(cwd: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def api() -> FakeGitHub:
-    with FakeGitHub() as fake:
-        yield fake
-
-
-@pytest.fixture
 def checkout(tmp_path: Path) -> tuple[Path, Path]:
     """main's checkout with deploy/k8s, and its origin."""
     origin = tmp_path / "origin.git"
@@ -298,11 +298,48 @@ def checkout(tmp_path: Path) -> tuple[Path, Path]:
     return work, origin
 
 
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """What release.yml leaves for (IMAGE, DIGEST, VERSION) and (IMAGE, OTHER_DIGEST,
+    OTHER_VERSION): registry versions 1 and 2 recording them (MLflow on SQLite), and their
+    signatures by main's release workflow (the cosign stand-in's ledger). The environment in
+    which `mlops deploy pr` finds both."""
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("shipped")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    name = MODEL_NAME
+    client.create_registered_model(name)
+    run = client.create_run(client.create_experiment("release"))
+    env = {"MLFLOW_TRACKING_URI": uri, "ACT_STUB_SIGSTORE": str(root),
+           "PATH": f"{STUBS / 'bin'}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    for digest, model_version in ((DIGEST, VERSION), (OTHER_DIGEST, OTHER_VERSION)):
+        version = client.create_model_version(name, f"runs:/{run.info.run_id}/m", run.info.run_id)
+        releases.record_image(client, name, str(version.version),
+                              gitops.Release(IMAGE, digest, model_version))  # fmt: skip
+        subprocess.run(
+            [STUBS / "bin" / "cosign", "sign", "--yes", f"{IMAGE}@{digest}"], check=True,
+            env={**env, "ACT_STUB_RECORD": str(root), "GITHUB_WORKFLOW_REF":
+                 f"{REPOSITORY}/.github/workflows/release.yml@refs/heads/main"},
+        )  # fmt: skip
+    return env
+
+
+@pytest.fixture
+def api(shipped: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> FakeGitHub:
+    for key, value in shipped.items():
+        monkeypatch.setenv(key, value)
+    with FakeGitHub() as fake:
+        yield fake
+
+
 def deploy_pr(
     api: FakeGitHub, work: Path, *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return mlops(
-        "deploy", "pr", "--env", "staging", *args, cwd=work,
+        "deploy", "pr", "--env", "staging", "--params", str(REPO_ROOT / "params.yaml"), *args,
+        cwd=work,
         **{"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPOSITORY,
            "GITHUB_SERVER_URL": "https://github.com", "GITHUB_RUN_ID": "77",
            "GITHUB_TOKEN": "workflow-token", "GITHUB_STEP_SUMMARY": "", "GITHUB_OUTPUT": "",
@@ -339,6 +376,81 @@ def test_deploy_pr_pushes_the_branch_and_opens_the_pull_request(
                        "deploy/k8s/overlays/staging/release.yaml"]  # fmt: skip
     assert git(origin, "rev-parse", "deploy/staging^") == git(origin, "rev-parse", "main")
     assert "created pull request #8" in result.stdout
+    assert "**deploy/staging was reset.**" not in body
+
+
+def test_a_commit_claiming_the_bot_but_touching_other_files_is_discarded_and_named(
+    api: FakeGitHub, checkout: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A commit on deploy/staging that names the bot as its author (git takes any name) but
+    changes a file outside the overlay's two: not the workflow's own. The branch is rebuilt
+    from main and the pull request names the commit it discarded."""
+    from mlops_template.io.actions import BOT_EMAIL, BOT_NAME
+
+    work, origin = checkout
+    api.pulls[5] = pull_request(5, "deploy/staging")
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(origin), str(other))
+    (other / "deploy" / "k8s" / "overlays" / "staging" / "extra.yaml").write_text("kind: Pod\n")
+    git(other, "add", "-A")
+    subprocess.run(
+        ["git", "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
+         "commit", "-qm", "Deploy model x to staging"], cwd=other, check=True,
+    )  # fmt: skip
+    git(other, "push", "-q", "origin", "HEAD:refs/heads/deploy/staging")
+    foreign = git(other, "rev-parse", "HEAD").strip()
+    result = deploy_pr(api, work, *values())
+    assert result.returncode == 0, result.stderr
+    assert f"deploy/staging held {foreign[:12]} by 'github-actions[bot] <" in result.stdout
+    assert f"It held 1 commit(s) this workflow did not make (`{foreign}`)" in api.pulls[5]["body"]
+    changed = git(origin, "diff", "--name-only", "main", "deploy/staging").split()
+    assert changed == ["deploy/k8s/overlays/staging/kustomization.yaml",
+                       "deploy/k8s/overlays/staging/release.yaml"]  # fmt: skip
+    # The bot's own commit from that run is not named the next time: the branch is its own.
+    git(work, "switch", "-q", "main")  # as a fresh checkout of main, the next run
+    again = deploy_pr(api, work, *values(digest=OTHER_DIGEST, version=OTHER_VERSION))
+    assert again.returncode == 0, again.stderr
+    assert "was reset" not in api.pulls[5]["body"]
+
+
+def test_deploy_pr_refuses_an_image_the_registry_did_not_record(
+    api: FakeGitHub, checkout: tuple[Path, Path]
+) -> None:
+    """Signed or not, a digest no registry version records is not proposed; nor is a recorded
+    digest with another model version."""
+    work, origin = checkout
+    foreign = "sha256:" + "ef" * 32
+    for args, message in (
+        (values(digest=foreign), f"digest {foreign} ({IMAGE}) is recorded on no version"),
+        (values(version=OTHER_VERSION),
+         f"is recorded on registry version 1 of {MODEL_NAME} with model version {VERSION},"
+         f" not {OTHER_VERSION}"),
+        (values(image="ghcr.io/eve/penguins"),
+         f"with repository {IMAGE}, not ghcr.io/eve/penguins"),
+    ):  # fmt: skip
+        result = deploy_pr(api, work, *args)
+        assert result.returncode == 1
+        assert message in result.stderr
+        assert "nothing was proposed" in result.stderr
+        assert api.calls == []
+        assert "deploy/staging" not in git(origin, "branch", "--list")
+        assert git(work, "status", "--porcelain", "--", "deploy") == ""
+
+
+def test_deploy_pr_without_a_registry_or_cosign_is_refused(
+    api: FakeGitHub, checkout: tuple[Path, Path]
+) -> None:
+    work, origin = checkout
+    no_registry = deploy_pr(api, work, *values(), MLFLOW_TRACKING_URI="")
+    assert "MLFLOW_TRACKING_URI is not set" in no_registry.stderr
+    no_cosign = deploy_pr(
+        api, work, *values(), PATH=str(Path(sys.executable).parent) + ":/usr/bin:/bin"
+    )
+    assert "cosign is not installed" in no_cosign.stderr
+    for result in (no_registry, no_cosign):
+        assert result.returncode == 1
+        assert api.calls == []
+        assert "deploy/staging" not in git(origin, "branch", "--list")
 
 
 def test_deploy_pr_updates_the_open_one_and_its_body_names_the_rollback(
@@ -529,6 +641,7 @@ def test_the_branch_is_pushed_with_the_pr_token_when_set(
         raise StopError(token)
 
     monkeypatch.setattr(proposals.actions, "git", fake_git)
+    monkeypatch.setattr(proposals, "previous_branch", lambda *args: ("", []))
     monkeypatch.setattr("mlops_template.io.github.GitHub.from_env", no_api)
     overlays = k8s / "overlays"
     result = gitops.bump(overlays, "staging", gitops.validate_release(IMAGE, DIGEST, VERSION))
@@ -559,13 +672,15 @@ def test_deploy_workflow_triggers_on_the_release_and_by_hand() -> None:
     (job,) = spec["jobs"].values()
     assert "conclusion == 'success'" in job["if"]
     assert "head_branch == 'main'" in job["if"]
+    assert "workflow_run.path == '.github/workflows/release.yml'" in job["if"]
 
 
 def test_deploy_workflow_holds_least_privilege_and_runs_make() -> None:
     spec = workflow("deploy.yml")
     assert spec["permissions"] == {}
     (job,) = spec["jobs"].values()
-    assert job["permissions"] == {"actions": "read", "contents": "write", "pull-requests": "write"}
+    assert job["permissions"] == {"actions": "read", "contents": "write", "packages": "read",
+                                  "pull-requests": "write"}  # fmt: skip
     steps = job["steps"]
     checkout = steps[0]
     assert checkout["with"] == {"ref": "main", "persist-credentials": False}
@@ -583,6 +698,16 @@ def test_deploy_workflow_holds_least_privilege_and_runs_make() -> None:
     assert from_release["env"]["ENV"] == "staging"  # a release goes to staging only
     assert from_release["env"]["RELEASE"] == download["with"]["path"] + "release.json"
     assert by_hand["env"]["ENV"] == "${{ inputs.environment }}"
+    # Both read the registry as its read-only user, and verify with the installed cosign
+    # (release.yml's pin of the installer).
+    for step in (from_release, by_hand):
+        assert step["env"]["MLFLOW_TRACKING_USERNAME"] == "${{ secrets.MLFLOW_READ_USERNAME }}"
+        assert step["env"]["MLFLOW_TRACKING_PASSWORD"] == "${{ secrets.MLFLOW_READ_PASSWORD }}"
+    release_steps = workflow("release.yml")["jobs"]["publish"]["steps"]
+    (installer,) = [step for step in steps if "cosign-installer" in step.get("uses", "")]
+    assert any(step.get("uses") == installer["uses"] and step.get("with") == installer["with"]
+               for step in release_steps)  # fmt: skip
+    assert steps.index(installer) < steps.index(from_release)
 
 
 def test_release_hands_the_pushed_image_over_to_deploy() -> None:

@@ -21,6 +21,7 @@ from mlops_template.release import gitops, releases
 from mlops_template.release import registry as registry_module
 from tests.conftest import REPO_ROOT
 from tests.repo import test_k8s
+from tests.support.act import STUBS
 from tests.support.fake_github import REPOSITORY, FakeGitHub
 from tests.support.overlays import read_overlay
 from tests.unit.release.test_gitops import (
@@ -355,6 +356,12 @@ def test_rollback_with_pr_proposes_it_as_the_environments_deploy_pull_request(
     fake = released()
     monkeypatch.setattr(registry, "_client", lambda: fake)
     monkeypatch.chdir(work)
+    # A, version 1's recorded image, signed by main's release (the cosign stand-in's ledger).
+    monkeypatch.setenv("PATH", f"{STUBS / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ACT_STUB_RECORD", str(tmp_path))
+    signer = f"{REPOSITORY}/.github/workflows/release.yml@refs/heads/main"
+    subprocess.run(["cosign", "sign", "--yes", A.reference], check=True,
+                   env={**os.environ, "GITHUB_WORKFLOW_REF": signer})  # fmt: skip
     with FakeGitHub() as api:
         for name, value in {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPOSITORY,
                             "GITHUB_TOKEN": "workflow-token", "DEPLOY_PR_TOKEN": "",
