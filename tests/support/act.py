@@ -39,6 +39,15 @@ def _stub_mappings() -> list[str]:
     return args
 
 
+def _dotenv(key: str, value: str) -> str:
+    """One line of act's secret file: a value with newlines (a PEM key) double-quoted, its
+    newlines escaped, as godotenv reads them."""
+    if "\n" not in value:
+        return f"{key}={value}\n"
+    escaped = value.replace("\n", "\\n")
+    return f'{key}="{escaped}"\n'
+
+
 def act(
     workdir: Path,
     event: str,
@@ -54,7 +63,7 @@ def act(
     event_file = workdir.parent / f"{workdir.name}-{event}.json"
     event_file.write_text(json.dumps(payload))
     secrets_file = workdir.parent / f"{workdir.name}.secrets"
-    secrets_file.write_text("".join(f"{key}={value}\n" for key, value in secrets.items()))
+    secrets_file.write_text("".join(_dotenv(key, value) for key, value in secrets.items()))
     uv = shutil.which("uv") or str(REPO_ROOT / ".tools" / "bin" / "uv")
     job_env = {
         "ACT_STUB_SOURCE": str(workdir),

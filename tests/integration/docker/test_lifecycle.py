@@ -36,6 +36,7 @@ from tests.support.fake_github import FakeGitHub, pull_request, workflow_run
 from tests.support.processes import free_port
 from tests.support.project import adopt_test_project, copy_repo, ran_stages, sh
 from tests.support.servers import _mlflow_server, dvc_remote_secrets
+from tests.support.signing import KeyPair, key_pair
 
 pytestmark = pytest.mark.docker
 
@@ -68,6 +69,7 @@ class Loop:
     registry: str
     mlflow: str
     remote_env: dict[str, str]
+    signing: KeyPair
     runs: int = 0
     releases: list[str] = field(default_factory=list)
 
@@ -209,7 +211,12 @@ class Loop:
             "push",
             "release.yml",
             {"ref": "refs/heads/main", "repository": {"full_name": REPOSITORY}},
-            secrets={**dvc_remote_secrets(), "MLFLOW_TRACKING_URI": self.mlflow},
+            secrets={
+                **dvc_remote_secrets(),
+                "MLFLOW_TRACKING_URI": self.mlflow,
+                # Key-pair model signing (keyless needs GitHub's OIDC token and Sigstore).
+                "MODEL_SIGNING_KEY": self.signing.private.read_text(),
+            },
             env={
                 "AWS_ENDPOINT_URL_S3": self.remote_env["AWS_ENDPOINT_URL_S3"],
                 "ACT_STUB_ARTIFACTS": str(self._dir("release-artifacts")),
@@ -222,7 +229,10 @@ class Loop:
                 "SMOKE_PORT": str(free_port()),
                 **extra_env,
             },
-            variables={"IMAGE_REGISTRY": self.registry},
+            variables={
+                "IMAGE_REGISTRY": self.registry,
+                "MODEL_SIGNING_PUBLIC_KEY": self.signing.public.read_text(),
+            },
         )
         output = result.stdout + result.stderr
         if succeed:
@@ -323,7 +333,7 @@ def loop(
     # An MLflow server of its own: registry versions count from 1.
     server_root = tmp_path_factory.mktemp("lifecycle-mlflow")
     for url in _mlflow_server(server_root, f"sqlite:///{server_root / 'mlflow.db'}"):
-        yield Loop(root, origin, engine, registry, url, remote_env)
+        yield Loop(root, origin, engine, registry, url, remote_env, key_pair(root / "keys"))
 
 
 def test_pr1_params_change_reports_then_releases_the_first_champion(loop: Loop) -> None:
