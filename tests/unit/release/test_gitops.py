@@ -716,10 +716,11 @@ def test_release_hands_the_pushed_image_over_to_deploy() -> None:
     (index,) = [i for i, step in enumerate(steps) if step.get("run") == "make release-record"]
     assert "if" not in steps[index]  # `pushed: false` too, when the gate refused
     assert "needs.gate.result == 'success'" in record["if"]
+    pushed = "needs.gate.outputs.deploy == 'true' && needs.push.outputs"
     assert steps[index]["env"] == {
-        "IMAGE": "${{ needs.push.outputs.image }}",
-        "DIGEST": "${{ needs.push.outputs.digest }}",
-        "MODEL_VERSION": "${{ needs.push.outputs.model_version }}",
+        "IMAGE": f"${{{{ {pushed}.image || '' }}}}",
+        "DIGEST": f"${{{{ {pushed}.digest || '' }}}}",
+        "MODEL_VERSION": f"${{{{ {pushed}.model_version || '' }}}}",
     }
     upload = steps[index + 1]
     assert "upload-artifact" in upload["uses"]
