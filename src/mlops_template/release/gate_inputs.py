@@ -151,7 +151,12 @@ class _AsEstimator:
         return plain.to_dict("records")  # type: ignore[return-value]
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.served.predict_proba(self._records(frame)), dtype=float)
+        """float32 sums can pass 1 (1.0000009): clipped to [0, 1] and each row scaled to sum
+        to 1, as the service never shows a probability outside [0, 1] (model.decode)."""
+        proba = np.clip(np.asarray(self.served.predict_proba(self._records(frame)), float), 0, 1)
+        totals = proba.sum(axis=1, keepdims=True)
+        scaled: np.ndarray = np.divide(proba, totals, out=np.zeros_like(proba), where=totals > 0)
+        return scaled
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.served.score(self._records(frame)), dtype=float).reshape(-1)

@@ -100,3 +100,23 @@ def test_the_champion_record(tmp_path: Path) -> None:
     path.write_text(json.dumps({"champion": None, "more": 1}))
     with pytest.raises(PipelineError, match="expected"):
         read_champion(path)
+
+
+def test_float32_probabilities_are_scored_as_probabilities() -> None:
+    """An ONNX model's float32 rows can sum past 1 (1.0000009): scikit-learn's log loss
+    refuses that, so the gate's scorer clips and rescales each row first."""
+    import numpy as np
+    import pandas as pd
+
+    from mlops_template.release.gate_inputs import _AsEstimator
+
+    class Served:
+        classes = ("a", "b")
+
+        def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
+            return np.array([[0.6000005, 0.4000005], [1.0000009, 0.0]], dtype=np.float32)
+
+    proba = _AsEstimator(Served()).predict_proba(pd.DataFrame({"x": [1, 2]}))  # type: ignore[arg-type]
+    assert proba.max() <= 1.0
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert proba[1].tolist() == [1.0, 0.0]
