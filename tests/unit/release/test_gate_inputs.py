@@ -120,3 +120,11 @@ def test_float32_probabilities_are_scored_as_probabilities() -> None:
     assert proba.max() <= 1.0
     assert np.allclose(proba.sum(axis=1), 1.0)
     assert proba[1].tolist() == [1.0, 0.0]
+
+
+def test_lists_in_the_scores_are_checked_too(tmp_path: Path) -> None:
+    assert read(write(tmp_path, payload(candidate={"curve": [0.1, 0.2, None]}))).candidate
+    with pytest.raises(PipelineError, match=r"candidate.curve: more than 500 items"):
+        read(write(tmp_path, payload(candidate={"curve": [0.5] * 501})))
+    with pytest.raises(PipelineError, match=r"more than 500 keys"):
+        read(write(tmp_path, payload(candidate={str(i): i for i in range(501)})))
