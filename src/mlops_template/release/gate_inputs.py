@@ -17,6 +17,7 @@ unknown keys, non-finite numbers, malformed hashes or oversized maps are refused
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,7 @@ from mlops_template.contract.features import model_input
 from mlops_template.evaluation import behaviour
 from mlops_template.evaluation.scoring import compute_metrics, with_baseline
 from mlops_template.io import git, handoff, storage, tracking
-from mlops_template.serve.model import ServedModel
+from mlops_template.serve.model import INCOMPATIBLE, LoadError, ServedModel
 
 NAME = "gate-inputs.json"
 CHAMPION_NAME = "champion.json"
@@ -100,9 +101,8 @@ class GateInputs(Strict):
     @classmethod
     def _hashes(cls, value: dict[str, str]) -> dict[str, str]:
         for path, digest in value.items():
-            if not storage.SAFE_PATH.fullmatch(path) or len(digest) != 64:
+            if not storage.SAFE_PATH.fullmatch(path) or not re.fullmatch(SHA256, digest):
                 raise ValueError(f"{path!r}: not a plain relative path with a sha256")
-            int(digest, 16)
         return value
 
     @field_validator("candidate")
@@ -186,29 +186,30 @@ def _score_champion(
     champion: Champion, folder: Path, params: Params, test: pd.DataFrame, train: pd.DataFrame
 ) -> Champion:
     """The champion's scores on this holdout, by its served file as the registry recorded it;
-    None (not comparable) when it no longer fits the contract."""
-    try:
-        if champion.runtime == "onnx":
-            model: Any = _AsEstimator(
-                ServedModel.load(
-                    folder / "model.onnx",
-                    champion.served_sha256,
-                    params.contract,
-                    params.evaluate.threshold,
-                )
-            )
-        else:  # the registry's scikit-learn model (skops, MLflow's trusted types)
-            import mlflow.sklearn
+    None (not comparable) only when it no longer fits the contract (another task, target,
+    classes or features). A file that is missing, is not the recorded bytes, or that this
+    runtime cannot run at all stops the release: the gate never promotes on a champion it
+    failed to read."""
+    if champion.runtime == "onnx":
+        file = folder / "model.onnx"
+        threshold = params.evaluate.threshold
+        ServedModel.load(file, champion.served_sha256)  # raises unless it can be run at all
+        try:
+            served = ServedModel.load(file, champion.served_sha256, params.contract, threshold)
+        except LoadError as error:
+            if error.code != INCOMPATIBLE:
+                raise
+            return champion.model_copy(update={"metrics": None})
+        metrics = score(_AsEstimator(served), params, test, train, checks=False)
+        return champion.model_copy(update={"metrics": metrics})
+    import mlflow.sklearn  # the registry's scikit-learn model (skops, MLflow's trusted types)
 
-            model = mlflow.sklearn.load_model(str(folder / "model"))
-        metrics: dict[str, Any] | None = score(model, params, test, train, checks=False)
-    except PipelineError as error:
-        if "sha256" in str(error):
-            raise
-        metrics = None  # it does not fit the current contract
+    model = mlflow.sklearn.load_model(str(folder / "model"))
+    try:
+        scored: dict[str, Any] | None = score(model, params, test, train, checks=False)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-        metrics = None
-    return champion.model_copy(update={"metrics": metrics})
+        scored = None  # its features or classes are not the contract's
+    return champion.model_copy(update={"metrics": scored})
 
 
 def _save_mlflow_models(params: Params, out: Path, model_sha: str) -> None:

@@ -72,8 +72,9 @@ class RebuildMismatchError(PipelineError):
             "rebuild: the merged commit does not rebuild to the reviewed outputs: nothing is"
             " registered, pushed or signed.\n  "
             + "\n  ".join(lines)
-            + "\nThe model files a pull request's job wrote are not what its code builds: train"
-            " from the reviewed code (`make run`), commit dvc.lock, and merge that."
+            + "\nThe model files a pull request's job wrote are not what its code builds. Revert"
+            " the merge on main (main's dvc.lock still names those files: nothing may pull and"
+            " load them), then train from the reviewed code (`make run`) and merge that."
         )
 
 
@@ -154,6 +155,8 @@ def empty_cache(root: Path) -> Iterator[Path]:
     saved = local.read_bytes() if local.is_file() else None
     with tempfile.TemporaryDirectory(prefix="rebuild-cache-") as cache:
         _dvc(root, "config", "--local", "cache.dir", cache)
+        # Copies, never links into a cache that is deleted afterwards.
+        _dvc(root, "config", "--local", "cache.type", "copy")
         try:
             yield Path(cache)
         finally:
@@ -175,16 +178,15 @@ def rebuild(root: Path = Path(), progress: Callable[[str], None] = print) -> lis
             shutil.rmtree(target)
         else:
             target.unlink(missing_ok=True)
-    with empty_cache(root):
-        sources = tracked_sources(root)
-        if sources:
-            progress(f"rebuild: pulling the data sources {', '.join(sources)} (nothing else)")
-            _dvc(root, "pull", *sources)
-        progress("rebuild: `dvc repro --force --no-run-cache` from an empty cache")
-        _dvc(root, "repro", "--force", "--no-run-cache")
-    rebuilt = read_lock(lock_file)
     try:
-        compare(reviewed, rebuilt, root)
+        with empty_cache(root):
+            sources = tracked_sources(root)
+            if sources:
+                progress(f"rebuild: pulling the data sources {', '.join(sources)} (nothing else)")
+                _dvc(root, "pull", *sources)
+            progress("rebuild: `dvc repro --force --no-run-cache` from an empty cache")
+            _dvc(root, "repro", "--force", "--no-run-cache")
+        compare(reviewed, read_lock(lock_file), root)
     finally:
         lock_file.write_text(reviewed_text, encoding="utf-8")  # the merged commit's, always
     found = outputs(reviewed)

@@ -331,7 +331,9 @@ def release(params: Params, inputs: gate_inputs.GateInputs, folder: Path) -> Rel
     if scored != current:
         raise PipelineError(
             f"the champion is version {current or 'none'}, but the gate's inputs scored"
-            f" {scored or 'none'}: it changed during this release; run the release again"
+            f" {scored or 'none'}: it changed during this release (run the release again), or"
+            " the `champion` job could not read the registry (release.yml: give the environment"
+            " `registry-read` MLFLOW_TRACKING_URI and a read-only user)"
         )
     if champion is not None and champion.tags.get(tracking.MODEL_SHA_TAG) == model_sha:
         version = str(champion.version)
@@ -378,9 +380,10 @@ def _register_saved(client: Any, params: Params, folder: Path) -> str:
 
 def export_champion(params: Params, out: Path) -> gate_inputs.Champion | None:
     """The `champion` job (registry read access only): which version is champion and the
-    file it serves, downloaded and checked against the sha256 recorded on the version, into
-    `out` (champion.json and model.onnx, or the scikit-learn MLflow model as model/), for the
-    unprivileged job to score. None (and {"champion": null}) without a registry or champion."""
+    file it serves, downloaded into `out` (champion.json and model.onnx, checked against the
+    sha256 recorded on the version; or the registry's scikit-learn model as model/, skops,
+    which no recorded hash covers: only the unprivileged job loads it), to be scored there.
+    None (and {"champion": null}) without a registry or champion."""
     import mlflow.artifacts
 
     out.mkdir(parents=True, exist_ok=True)

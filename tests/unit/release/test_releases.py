@@ -484,4 +484,5 @@ def test_release_records_the_pushed_image_on_the_gates_version() -> None:
         ],
     }
     assert jobs["champion"]["environment"] == "registry-read"
-    assert jobs["gate"]["environment"] == jobs["record"]["environment"] == "production"
+    assert jobs["gate"]["environment"] == "production"  # the approval
+    assert jobs["record"]["environment"] == "registry-write"  # no second approval
