@@ -50,6 +50,18 @@ PIPELINE_ONLY = ("sklearn", "scipy", "pandas", "joblib", "mlflow", "dvc", "pande
 PIPELINE_ONLY += ("shap", "numba", "llvmlite")  # the explain stage's; /explain does without
 
 
+# The files of a hand-made build context besides src/, the contract and models/ (uv itself is
+# installed from its hashed requirement).
+IMAGE_FILES = (
+    "pyproject.toml",
+    "uv.lock",
+    "README.md",
+    "params.yaml",
+    "Dockerfile",
+    ".ci/uv-requirements.txt",
+)
+
+
 @contextmanager
 def running(engine: Engine, image: str) -> Iterator[tuple[str, str]]:
     """`image` started as production runs it (read-only, no capabilities, no new privileges,
@@ -259,7 +271,8 @@ def test_an_uncompiled_model_fails_the_build_naming_the_runtime(
     refuses it and says to build with RUNTIME=sklearn."""
     context = tmp_path / "context"
     (context / "data").mkdir(parents=True)
-    for name in ("pyproject.toml", "uv.lock", "README.md", "params.yaml", "Dockerfile"):
+    for name in IMAGE_FILES:
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(image_context / name, context / name)
     shutil.copy(image_context / ".dockerignore", context / ".dockerignore")
     shutil.copytree(image_context / "src", context / "src")
@@ -315,7 +328,7 @@ def test_a_signed_image_verifies_its_model_at_load(
     from tests.support.signing import key_pair
 
     context = tmp_path / "context"
-    for name in ("pyproject.toml", "uv.lock", "README.md", "params.yaml", "Dockerfile"):
+    for name in IMAGE_FILES:
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(image_context / name, context / name)
     shutil.copy(image_context / ".dockerignore", context / ".dockerignore")
