@@ -23,8 +23,8 @@ def owner_lines() -> list[tuple[str, list[str]]]:
     for line in CODEOWNERS.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             pattern, *owners = line.split()
-            # Only anchored folders are used (and modelled here): /path/to/folder/
-            assert re.fullmatch(r"/[\w./-]+/", pattern), pattern
+            # Only anchored paths are used (and modelled here): /path/to/folder/ or /path/file
+            assert re.fullmatch(r"/[\w./-]+", pattern), pattern
             assert owners, f"{pattern}: no owner (the line would remove ownership)"
             assert all(TEAM.fullmatch(owner) for owner in owners), owners
             lines.append((pattern, owners))
@@ -35,7 +35,8 @@ def owners_of(path: str) -> list[str]:
     """GitHub's rule: the last line whose pattern matches decides."""
     found: list[str] = []
     for pattern, owners in owner_lines():
-        if f"/{path}".startswith(pattern):
+        folder = pattern.endswith("/")
+        if (folder and f"/{path}".startswith(pattern)) or f"/{path}" == pattern:
             found = owners
     return found
 
@@ -55,6 +56,10 @@ def owners_of(path: str) -> list[str]:
         ".github/rulesets/main.json",
         ".ci/schemas/kyverno.io_clusterpolicy_v1.json",
         ".ci/push-image",
+        "Makefile",
+        "uv.lock",
+        "src/mlops_template/release/gate_inputs.py",
+        "src/mlops_template/io/signing.py",
     ],
 )
 def test_what_decides_production_has_an_owner(path: str) -> None:
@@ -62,9 +67,10 @@ def test_what_decides_production_has_an_owner(path: str) -> None:
     assert owners_of(path), f"{path}: no code owner"
 
 
-def test_every_owned_folder_exists() -> None:
+def test_every_owned_path_exists() -> None:
     for pattern, _ in owner_lines():
-        assert (REPO_ROOT / pattern.strip("/")).is_dir(), pattern
+        target = REPO_ROOT / pattern.strip("/")
+        assert target.is_dir() if pattern.endswith("/") else target.is_file(), pattern
 
 
 def ruleset(name: str) -> dict:
