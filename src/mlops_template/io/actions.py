@@ -58,6 +58,17 @@ def push_env(variable: str = "GITHUB_TOKEN") -> dict[str, str]:
     return env
 
 
+def bot_env() -> dict[str, str]:
+    """The environment for a commit made as the bot: author and committer both, which the
+    GIT_AUTHOR_* and GIT_COMMITTER_* a caller's environment may hold would otherwise win."""
+    identity = {"NAME": BOT_NAME, "EMAIL": BOT_EMAIL}
+    return {
+        **os.environ,
+        **{f"GIT_{role}_{key}": value for role in ("AUTHOR", "COMMITTER")
+           for key, value in identity.items()},
+    }  # fmt: skip
+
+
 def git(*args: str, env: dict[str, str] | None = None) -> None:
     if subprocess.run(["git", *args], check=False, env=env).returncode != 0:
         raise PipelineError(f"git {args[0]} failed (see above)")

@@ -176,6 +176,7 @@ def propose(
     actions.git(
         "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
         "commit", "--quiet", "-m", title, "-m", origin, "--", *paths,
+        env=actions.bot_env(),
     )  # fmt: skip
     # The branch is the workflow's own, rebuilt from the base each time: force is expected,
     # but only over the commit read above (a push made meanwhile fails this one: re-run).

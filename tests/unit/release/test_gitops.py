@@ -393,9 +393,16 @@ def test_a_commit_claiming_the_bot_but_touching_other_files_is_discarded_and_nam
     git(tmp_path, "clone", "-q", str(origin), str(other))
     (other / "deploy" / "k8s" / "overlays" / "staging" / "extra.yaml").write_text("kind: Pod\n")
     git(other, "add", "-A")
+    # As the author and committer (the environment's GIT_AUTHOR_* would win over -c user.*).
+    identity = {
+        "GIT_AUTHOR_NAME": BOT_NAME,
+        "GIT_AUTHOR_EMAIL": BOT_EMAIL,
+        "GIT_COMMITTER_NAME": BOT_NAME,
+        "GIT_COMMITTER_EMAIL": BOT_EMAIL,
+    }
     subprocess.run(
-        ["git", "-c", f"user.name={BOT_NAME}", "-c", f"user.email={BOT_EMAIL}",
-         "commit", "-qm", "Deploy model x to staging"], cwd=other, check=True,
+        ["git", "commit", "-qm", "Deploy model x to staging"],
+        cwd=other, check=True, env={**os.environ, **identity},
     )  # fmt: skip
     git(other, "push", "-q", "origin", "HEAD:refs/heads/deploy/staging")
     foreign = git(other, "rev-parse", "HEAD").strip()
