@@ -238,7 +238,13 @@ def compute(params: Params, champion_dir: Path | None, out: Path) -> GateInputs:
     train = storage.read_parquet(params.paths.train)
     path = served_path(params)
     served = ServedModel.load(path, contract=params.contract, threshold=params.evaluate.threshold)
-    candidate = score(_AsEstimator(served), params, test, train, checks=True)
+    candidate = score(_AsEstimator(served), params, test, train, checks=False)
+    # The contract's behaviour checks as the behaviour stage runs them, on the rebuilt
+    # scikit-learn pipeline: a directional check with tolerance 0 would read float32's last
+    # bits in the compiled model's probabilities as movements.
+    pipeline = storage.load_verified_model(params.paths.model)
+    checks = behaviour.run_checks(pipeline, test, params.contract, params.evaluate.threshold)
+    candidate[behaviour.GATE_KEY] = behaviour.gate_refusal(checks)
     if champion is not None and champion_dir is not None:
         champion = _score_champion(champion, champion_dir, params, test, train)
     model_sha = storage.read_recorded_sha256(params.paths.model)
