@@ -12,7 +12,6 @@ bridge, firewall rule or DNS server on the host, and the service's port on 127.0
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shutil
@@ -165,7 +164,9 @@ def render(project: Path, env: str) -> list[dict[str, Any]]:
     return list(yaml.safe_load_all(rendered))
 
 
-def playable(objects: list[dict[str, Any]], host_port: int) -> list[dict[str, Any]]:
+def playable(
+    objects: list[dict[str, Any]], host_port: int, secrets_dir: Path
+) -> list[dict[str, Any]]:
     """The rendered objects as podman plays them. The pod spec stays as rendered (security
     contexts, probes, init container, volumes, resources, grace period) except for:
 
@@ -176,8 +177,9 @@ def playable(objects: list[dict[str, Any]], host_port: int) -> list[dict[str, An
     - `restartPolicy: OnFailure` instead of Deployment's implied `Always`: podman 4.3 applies
       the pod's policy to init containers too (containers/podman#16343), restarts the one
       that succeeded and never starts the service. OnFailure still restarts a crashed one.
-    - the Secret the API key volume names, holding API_KEY: a cluster's is created by hand in
-      the namespace (docs/deploy.md); podman plays Kubernetes Secrets since 4.3.
+    - the API key's Secret volume as a read-only host folder holding the same file (API_KEY,
+      at the same mount path): podman 4.3 crashes on a Secret volume with `items`
+      (VolumeFromSecret: nil pointer). A cluster's Secret is created by hand (docs/deploy.md).
     - `MLOPS_MODEL_SIGNATURE=off` instead of the overlay's `sigstore`: no model here is signed
       keylessly (that needs GitHub's OIDC token and Sigstore's servers); the image's own test
       verifies a signed model at load (test_image.py, test_a_signed_image_verifies_...).
@@ -191,14 +193,17 @@ def playable(objects: list[dict[str, Any]], host_port: int) -> list[dict[str, An
     (service,) = [item for item in pod["containers"] if item["name"] == SERVICE]
     (port,) = [port for port in service["ports"] if port["name"] == "http"]
     port.update(hostPort=host_port, hostIP="127.0.0.1")
-    secrets = [volume["secret"] for volume in pod["volumes"] if "secret" in volume]
-    for secret in secrets:
+    for volume in pod["volumes"]:
+        secret = volume.pop("secret", None)
+        if secret is None:
+            continue
         (item,) = secret["items"]
-        kept.insert(0, {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": secret["secretName"]},
-            "data": {item["key"]: base64.b64encode(API_KEY.encode()).decode()},
-        })  # fmt: skip
+        folder = secrets_dir / secret["secretName"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / item["path"]).write_text(API_KEY)
+        (folder / item["path"]).chmod(0o444)
+        folder.chmod(0o755)
+        volume["hostPath"] = {"path": str(folder), "type": "Directory"}
     (mode,) = [item for item in service["env"] if item["name"] == "MLOPS_MODEL_SIGNATURE"]
     assert mode["value"] == "sigstore", mode
     mode["value"] = "off"
@@ -261,7 +266,7 @@ def played(
     """The overlay `env` of `project` played until its service answers /health/ready, then
     removed. Its image is pulled from wherever the overlay names it, over plain HTTP (a local
     registry). One played pod at a time per `podman`."""
-    objects = playable(render(project, env), free_port())
+    objects = playable(render(project, env), free_port(), podman.root / "secrets")
     manifest = podman.root / f"{env}.yaml"
     manifest.write_text(yaml.safe_dump_all(objects, sort_keys=False))
     (deployment,) = [item for item in objects if item["kind"] == "Deployment"]
