@@ -8,6 +8,7 @@ pod runs the first image, by digest, and answers."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +29,14 @@ from tests.integration.docker.podman import (
     played,
 )
 from tests.integration.docker.podman import push as push_image
+from tests.support.act import STUBS
 from tests.support.overlays import read_overlay
 from tests.support.project import copy_repo, sh
 
 pytestmark = pytest.mark.docker
 
 ENV = "staging"
+REPOSITORY = "acme/penguins"
 NAME = "rollback-served"  # a model of its own: the MLflow server may be the session's
 OVERLAYS = Path("deploy/k8s/overlays")
 
@@ -81,8 +84,12 @@ def test_a_rollback_serves_the_previous_champions_image_again(
     params["registry"]["model_name"] = NAME
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     example = yaml.safe_load((project / "data" / "contract.yaml").read_text())["example"]
+    # The repository names the identity whose signature a rollback requires (release.yml on
+    # main); cosign is the Sigstore stand-in (act_stubs/bin/cosign) with a ledger of its own.
     env = {"MLFLOW_TRACKING_URI": mlflow_server, "GITHUB_ACTIONS": "", "GITHUB_TOKEN": "",
-           "DEPLOY_PR_TOKEN": ""}  # fmt: skip
+           "DEPLOY_PR_TOKEN": "", "GITHUB_REPOSITORY": REPOSITORY,
+           "ACT_STUB_SIGSTORE": str(tmp_path / "sigstore"),
+           "PATH": f"{STUBS / 'bin'}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
 
     first = push_image(engine, image, registry, "release-1")
     second = push_image(engine, relabelled(engine, image, tmp_path / "next"), registry, "release-2")
@@ -104,6 +111,10 @@ def test_a_rollback_serves_the_previous_champions_image_again(
             f"version {version} is served by {shipped.reference}"
             in recorded.stdout + recorded.stderr
         )
+    for shipped in (first, second):  # each signed by main's release, as release.yml does
+        sh(project, "cosign", "sign", "--yes", shipped.reference, env={**env,
+           "ACT_STUB_RECORD": str(tmp_path), "GITHUB_WORKFLOW_REF":
+           f"{REPOSITORY}/.github/workflows/release.yml@refs/heads/main"})  # fmt: skip
     client.set_registered_model_alias(NAME, "champion", "2")
     client.set_model_version_tag(NAME, "2", "previous_champion", "1")
 
