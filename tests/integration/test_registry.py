@@ -140,7 +140,9 @@ def test_register_promote_refuse_rollback(
 ) -> None:
     """Once on SQLite, once on PostgreSQL (the shared-server set-up)."""
     mlflow_server = request.getfixturevalue(server)
-    env = {"MLFLOW_TRACKING_URI": mlflow_server}
+    # GITHUB_REPOSITORY: the repository whose release workflow a rollback's image must be
+    # signed by (these versions were never pushed: the rollback refuses before that).
+    env = {"MLFLOW_TRACKING_URI": mlflow_server, "GITHUB_REPOSITORY": "acme/penguins"}
     client = MlflowClient(tracking_uri=mlflow_server)
 
     def mlops(*args: str, check: bool = True) -> str:
